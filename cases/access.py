@@ -1,0 +1,71 @@
+"""Who may see what: every read in the portal and the API goes through these selectors.
+
+Anything a user may not see is simply absent from their querysets, so views answer 404 (not 403)
+and ids of other organisations don't leak.
+"""
+from django.db.models import Case as Conditional, IntegerField, Q, Value, When
+from django.http import Http404
+
+from accounts.models import Organisation
+
+from cases.models import AuditEvent, Case, Patient
+
+
+def patients_visible_to(user):
+    if not user.is_authenticated or not user.is_clinician:
+        return Patient.objects.none()
+    return Patient.objects.filter(organisation_id=user.organisation_id)
+
+
+def cases_visible_to(user):
+    if not user.is_authenticated:
+        return Case.objects.none()
+    if user.is_clinician:
+        return Case.objects.filter(site_id=user.organisation_id)
+    if user.is_pathologist:
+        return Case.objects.filter(laboratory_id=user.organisation_id)
+    return Case.objects.none()
+
+
+def review_queue_for(user):
+    """Unsigned cases referred to the pathologist's laboratory: urgent first, then oldest first."""
+    if not user.is_authenticated or not user.is_pathologist:
+        return Case.objects.none()
+    urgent_first = Conditional(When(priority=Case.Priority.URGENT, then=Value(0)), default=Value(1), output_field=IntegerField())
+    return (
+        cases_visible_to(user)
+        .exclude(status__in=Case.FINAL_STATUSES)
+        .select_related("patient", "site")
+        .order_by(urgent_first, "created_at", "pk")
+    )
+
+
+def audit_events_visible_to(user):
+    """Lab admins read the trail of their organisation: its people and its cases."""
+    if not user.is_authenticated or not user.is_lab_admin:
+        return AuditEvent.objects.none()
+    org = user.organisation_id
+    return AuditEvent.objects.filter(
+        Q(actor_organisation_id=org) | Q(case__site_id=org) | Q(case__laboratory_id=org) | Q(patient__organisation_id=org)
+    ).select_related("actor", "case", "patient")
+
+
+def get_case_for(user, pk):
+    try:
+        return cases_visible_to(user).select_related("patient", "site", "laboratory", "submitted_by").get(pk=pk)
+    except (Case.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such case.") from None
+
+
+def get_patient_for(user, pk):
+    try:
+        return patients_visible_to(user).get(pk=pk)
+    except (Patient.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such patient.") from None
+
+
+def laboratories_for(user):
+    """Reading laboratories a clinician's site refers to."""
+    if not user.is_authenticated or not user.is_clinician:
+        return Organisation.objects.none()
+    return user.organisation.laboratories.filter(is_active=True).order_by("name")

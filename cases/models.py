@@ -1,0 +1,214 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from accounts.models import Organisation
+
+
+class Diagnosis(models.TextChoices):
+    """What a pathologist can sign. The AI suggests only the first four."""
+
+    BENIGN = "benign", "Benign (hematogone)"
+    EARLY_PRE_B = "early_pre_b", "Early Pre-B ALL"
+    PRE_B = "pre_b", "Pre-B ALL"
+    PRO_B = "pro_b", "Pro-B ALL"
+    NON_DIAGNOSTIC = "non_diagnostic", "Non-diagnostic — new sample needed"
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="patients")
+    mrn = models.CharField("medical record number", max_length=64)
+    given_name = models.CharField(max_length=120)
+    family_name = models.CharField(max_length=120)
+    sex = models.CharField(max_length=1, choices=Sex.choices)
+    date_of_birth = models.DateField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["family_name", "given_name", "mrn"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "mrn"], name="unique_mrn_per_organisation")]
+
+    def __str__(self):
+        return f"{self.family_name}, {self.given_name} ({self.mrn})"
+
+    @property
+    def full_name(self):
+        return f"{self.given_name} {self.family_name}"
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        ANALYSING = "analysing", "Analysing"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        SIGNED = "signed", "Signed"
+        AMENDED = "amended", "Amended"
+
+    class Priority(models.TextChoices):
+        ROUTINE = "routine", "Routine"
+        URGENT = "urgent", "Urgent"
+
+    # The only moves a case can make; services enforce them with a conditional update.
+    # A pathologist may sign before the AI has finished: the AI only advises.
+    TRANSITIONS = {
+        Status.SUBMITTED: {Status.ANALYSING, Status.AWAITING_REVIEW, Status.SIGNED},
+        Status.ANALYSING: {Status.AWAITING_REVIEW, Status.SUBMITTED, Status.SIGNED},
+        Status.AWAITING_REVIEW: {Status.ANALYSING, Status.SIGNED},
+        Status.SIGNED: {Status.AMENDED},
+        Status.AMENDED: {Status.AMENDED},
+    }
+    FINAL_STATUSES = {Status.SIGNED, Status.AMENDED}
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    site = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="submitted_cases")
+    laboratory = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="referred_cases")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    clinical_notes = models.TextField(blank=True)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.ROUTINE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBMITTED)
+    requested_model_version = models.ForeignKey(
+        "training.ModelVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Model chosen at submission; empty means the active model.",
+    )
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    signed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["laboratory", "status", "priority", "created_at"])]
+
+    def __str__(self):
+        return f"Case {self.reference}"
+
+    @property
+    def reference(self):
+        return f"TD-{self.pk:06d}" if self.pk else "TD-new"
+
+    def get_absolute_url(self):
+        return reverse("case-detail", args=[self.pk])
+
+    @property
+    def is_final(self):
+        return self.status in self.FINAL_STATUSES
+
+    def can_move_to(self, status):
+        return status in self.TRANSITIONS.get(self.status, set())
+
+    @property
+    def current_diagnosis(self):
+        return self.diagnoses.order_by("-signed_at", "-pk").first()
+
+
+def smear_upload_to(smear, filename):
+    # Internal name only: the uploaded name is untrusted and kept as metadata.
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"smears/{smear.case.site_id}/{smear.case_id}/{uuid.uuid4().hex}.{extension}"
+
+
+class Smear(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="smears")
+    image = models.FileField(upload_to=smear_upload_to, max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True, help_text="Of the file as uploaded.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10, help_text="Format detected from the content.")
+    size_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["case", "pk"]
+
+    def __str__(self):
+        return f"Smear {self.pk} of {self.case}"
+
+
+class Review(models.Model):
+    """A signed diagnosis. The first is the signature; each later one is an amendment."""
+
+    class Kind(models.TextChoices):
+        SIGNATURE = "signature", "Signature"
+        AMENDMENT = "amendment", "Amendment"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="diagnoses")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    diagnosis = models.CharField(max_length=20, choices=Diagnosis.choices)
+    comment = models.TextField(blank=True)
+    reason = models.TextField(blank=True, help_text="Why an amendment was needed.")
+    ai_suggestion = models.CharField(max_length=20, blank=True, help_text="AI label shown when signing.")
+    supersedes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+    signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["case", "signed_at", "pk"]
+        constraints = [
+            # Database backstop for concurrent signing: one signature per case.
+            models.UniqueConstraint(fields=["case"], condition=Q(kind="signature"), name="one_signature_per_case"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.case}: {self.get_diagnosis_display()}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.pop("_allow_update", False):
+            raise ValidationError("A signed diagnosis is read-only; record an amendment instead.")
+        super().save(*args, **kwargs)
+
+
+class AuditEvent(models.Model):
+    """Append-only trail: who did what to which record, when, from where."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        VIEWED = "viewed", "Viewed"
+        CHANGED = "changed", "Changed"
+        SUBMITTED = "submitted", "Submitted"
+        SIGNED = "signed", "Signed"
+        AMENDED = "amended", "Amended"
+        SIGN_REFUSED = "sign_refused", "Signature refused"
+        ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    actor_organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, null=True, related_name="+")
+    action = models.CharField(max_length=24, choices=Action.choices)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are append-only.")

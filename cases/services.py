@@ -1,0 +1,196 @@
+"""Every write to the clinical record goes through these functions (views and tasks call them)."""
+import logging
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cases.audit import audit
+from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed
+from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
+from cases.uploads import validate_uploads
+
+logger = logging.getLogger(__name__)
+
+
+def _require(condition, message):
+    if not condition:
+        raise NotAllowed(message)
+
+
+def patient_register(*, user, mrn, given_name, family_name, sex, date_of_birth, request=None):
+    _require(user.is_clinician, "Only clinicians register patients.")
+    mrn = mrn.strip()
+    if not mrn:
+        raise DomainError("The medical record number is required.", details={"mrn": ["This field is required."]})
+    if date_of_birth > timezone.localdate():
+        raise DomainError("The date of birth is in the future.", details={"date_of_birth": ["Date is in the future."]})
+    try:
+        with transaction.atomic():
+            patient = Patient.objects.create(
+                organisation_id=user.organisation_id,
+                mrn=mrn,
+                given_name=given_name.strip(),
+                family_name=family_name.strip(),
+                sex=sex,
+                date_of_birth=date_of_birth,
+                created_by=user,
+            )
+    except IntegrityError:
+        raise DomainError(
+            f"A patient with medical record number {mrn} is already registered at your organisation.",
+            details={"mrn": ["Already registered."]},
+        ) from None
+    audit(AuditEvent.Action.CREATED, actor=user, patient=patient, request=request, object="patient")
+    return patient
+
+
+def _choose_laboratory(user, laboratory):
+    linked = list(user.organisation.laboratories.filter(is_active=True))
+    if not linked:
+        raise DomainError("Your organisation has no reading laboratory to send cases to. Ask an administrator.")
+    if laboratory is None:
+        if len(linked) > 1:
+            raise DomainError(
+                "Choose the reading laboratory for this case.", details={"laboratory": ["This field is required."]}
+            )
+        return linked[0]
+    if laboratory not in linked:
+        raise DomainError(
+            "Your organisation does not refer cases to that laboratory.",
+            details={"laboratory": ["Not a laboratory your organisation refers to."]},
+        )
+    return laboratory
+
+
+def case_submit(
+    *, user, patient, files, clinical_notes="", priority=Case.Priority.ROUTINE, laboratory=None,
+    model_version=None, request=None,
+):
+    """Create a case with its smears, all or nothing: one bad file and no case is created."""
+    _require(user.is_clinician, "Only clinicians submit cases.")
+    if patient.organisation_id != user.organisation_id:
+        raise DomainError("That patient is not registered at your organisation.", details={"patient": ["Unknown patient."]})
+    if priority not in Case.Priority.values:
+        raise DomainError(f"Unknown priority {priority!r}.", details={"priority": ["Choose routine or urgent."]})
+    laboratory = _choose_laboratory(user, laboratory)
+    images = validate_uploads(files)
+
+    stored = []
+    try:
+        with transaction.atomic():
+            case = Case.objects.create(
+                patient=patient,
+                site_id=user.organisation_id,
+                laboratory=laboratory,
+                submitted_by=user,
+                clinical_notes=clinical_notes,
+                priority=priority,
+                requested_model_version=model_version,
+            )
+            for image in images:
+                smear = Smear(
+                    case=case,
+                    original_filename=image.original_filename,
+                    sha256=image.sha256,
+                    width=image.width,
+                    height=image.height,
+                    format=image.format,
+                    size_bytes=image.size_bytes,
+                )
+                smear.image.save(f"smear.{image.extension}", ContentFile(image.content), save=False)
+                stored.append(smear.image.name)
+                smear.save()
+            audit(AuditEvent.Action.SUBMITTED, actor=user, case=case, request=request, smears=len(images))
+            from inference.services import case_analysis_request
+
+            case_analysis_request(case, model_version=model_version)
+    except BaseException:
+        # The database rolled back; remove the files it no longer points to.
+        _delete_stored_files(stored)
+        raise
+    return case
+
+
+def _delete_stored_files(names):
+    storage = Smear._meta.get_field("image").storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:  # noqa: BLE001 - best effort clean-up; the original error matters more
+            logger.exception("Could not remove orphaned upload %s", name)
+
+
+def case_move(case, to_status):
+    """Move a case to another status if the move is allowed from the status it has now."""
+    allowed_from = [s for s, targets in Case.TRANSITIONS.items() if to_status in targets]
+    changed = Case.objects.filter(pk=case.pk, status__in=allowed_from).update(
+        status=to_status, updated_at=timezone.now()
+    )
+    case.refresh_from_db(fields=["status", "updated_at"])
+    if not changed and case.status != to_status:
+        raise InvalidTransition(
+            f"A case that is {case.get_status_display().lower()} cannot become "
+            f"{Case.Status(to_status).label.lower()}."
+        )
+    return case
+
+
+def case_sign(*, user, case, diagnosis, comment="", ai_suggestion="", request=None):
+    """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds."""
+    _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists sign.")
+    if diagnosis not in Diagnosis.values:
+        raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
+    now = timezone.now()
+    with transaction.atomic():
+        # The conditional update is the lock: only one signer finds the case still unsigned.
+        claimed = Case.objects.filter(pk=case.pk, status__in=_signable_statuses()).update(
+            status=Case.Status.SIGNED, signed_by=user, signed_at=now, updated_at=now
+        )
+        if claimed:
+            review = Review.objects.create(
+                case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
+                ai_suggestion=ai_suggestion or "", signed_by=user, signed_at=now,
+            )
+            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis)
+    case.refresh_from_db()
+    if claimed:
+        return review
+    if case.is_final:
+        audit(AuditEvent.Action.SIGN_REFUSED, actor=user, case=case, request=request)
+        raise AlreadySigned(
+            f"This case was already signed by {case.signed_by} at "
+            f"{timezone.localtime(case.signed_at):%Y-%m-%d %H:%M}.",
+            details={"signed_by": str(case.signed_by), "signed_at": case.signed_at.isoformat()},
+        )
+    raise InvalidTransition(f"A case that is {case.get_status_display().lower()} cannot be signed.")
+
+
+def _signable_statuses():
+    return [s for s, targets in Case.TRANSITIONS.items() if Case.Status.SIGNED in targets]
+
+
+def case_amend(*, user, case, diagnosis, reason, comment="", request=None):
+    """Correct a signed case. The signed version stays; the amendment says who, what and why."""
+    _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists amend.")
+    if diagnosis not in Diagnosis.values:
+        raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
+    if not reason or not reason.strip():
+        raise DomainError("Say why the signed diagnosis is amended.", details={"reason": ["This field is required."]})
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        if not locked.is_final:
+            raise InvalidTransition("Only a signed case can be amended; sign it first.")
+        previous = locked.current_diagnosis
+        review = Review.objects.create(
+            case=locked, kind=Review.Kind.AMENDMENT, diagnosis=diagnosis, comment=comment, reason=reason.strip(),
+            supersedes=previous, signed_by=user, signed_at=now,
+        )
+        Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
+        audit(
+            AuditEvent.Action.AMENDED, actor=user, case=locked, request=request,
+            previous=previous.diagnosis if previous else None, diagnosis=diagnosis, reason=reason.strip(),
+        )
+    case.refresh_from_db()
+    return review
