@@ -1,0 +1,46 @@
+# Two commands on a fresh machine with Python 3.11+:
+#   make run    - embedded install: SQLite, local media, Celery on a filesystem broker; portal on :8000
+#   make test   - the whole test suite (needs PostgreSQL and Redis on 127.0.0.1, see README)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export TELEDIAG_DEMO ?= true
+
+.PHONY: run test install install-dev migrate worker bench clean-var
+
+$(VENV)/.installed: requirements.txt requirements-base.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+
+run: migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py register_default_model
+	@echo "Portal: http://$(HOST):$(PORT)/  (API docs: /api/docs/)"
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(VENV)/bin/celery -A telediag worker -B -Q inference,default,training -c 1 -l info \
+	    -s var/celerybeat-schedule & \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: install-dev
+	$(PY) -m pytest
+
+worker: install
+	$(VENV)/bin/celery -A telediag worker -Q inference,default -c 1 -l info
+
+bench: install-dev
+	$(PY) bench/run_all.py
