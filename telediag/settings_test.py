@@ -15,7 +15,9 @@ os.environ["DATABASE_URL"] = os.environ.get(
 )
 
 from telediag.settings import *  # noqa: E402,F403
-from telediag.settings import STORAGES  # noqa: E402
+from telediag.settings import STATIC_ROOT, STORAGES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Whitenoise warns at every start when the collected-static folder is missing.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,149 @@
+"""Portal forms. They only collect and shape input: every write goes through cases.services."""
+from django import forms
+from django.utils import timezone
+
+from cases.access import laboratories_for, patients_visible_to
+from cases.models import Case, Diagnosis, Patient
+
+
+class BootstrapFormMixin:
+    """Bootstrap classes on every widget, and is-invalid on the fields that have errors."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget = field.widget
+            input_type = getattr(widget, "input_type", None)
+            if input_type in ("checkbox", "radio"):
+                base = "form-check-input"
+            elif isinstance(widget, forms.Select):
+                base = "form-select"
+            else:
+                base = "form-control"
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {base}".strip()
+
+    def add_error(self, field, error):
+        super().add_error(field, error)
+        names = [field] if field else []
+        if field is None and hasattr(error, "error_dict"):
+            names = list(error.error_dict)
+        for name in names:
+            if name in self.fields:
+                widget = self.fields[name].widget
+                if "is-invalid" not in widget.attrs.get("class", ""):
+                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+
+
+def apply_domain_error(form, error):
+    """Show a DomainError on a form: details keyed by a form field go under that field."""
+    placed = False
+    for key, messages in (error.details or {}).items():
+        if key in form.fields:
+            if isinstance(messages, str):
+                messages = [messages]
+            for message in messages:
+                form.add_error(key, str(message))
+            placed = True
+    form.add_error(None, error.message)
+    return placed
+
+
+class PatientSearchForm(BootstrapFormMixin, forms.Form):
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=120,
+        widget=forms.TextInput(attrs={"placeholder": "Name or medical record number", "type": "search"}),
+    )
+
+
+class PatientForm(BootstrapFormMixin, forms.Form):
+    mrn = forms.CharField(label="Medical record number", max_length=64)
+    given_name = forms.CharField(max_length=120)
+    family_name = forms.CharField(max_length=120)
+    sex = forms.ChoiceField(choices=Patient.Sex.choices)
+    date_of_birth = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+
+    def clean_date_of_birth(self):
+        value = self.cleaned_data["date_of_birth"]
+        if value > timezone.localdate():
+            raise forms.ValidationError("The date of birth is in the future.")
+        return value
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several files from one <input type=file multiple>. Content checks happen in the service."""
+
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else ([data] if data else [])
+        files = [f for f in files if f]
+        if not files:
+            if self.required:
+                raise forms.ValidationError("Choose at least one smear image.", code="required")
+            return []
+        return [super(MultipleImageField, self).clean(f, initial) for f in files]
+
+
+class CaseForm(BootstrapFormMixin, forms.Form):
+    patient = forms.ModelChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient…")
+    laboratory = forms.ModelChoiceField(
+        queryset=None, label="Reading laboratory", empty_label="Choose a laboratory…",
+        help_text="Your site refers to several laboratories: choose the one that reads this case.",
+    )
+    priority = forms.ChoiceField(
+        choices=Case.Priority.choices, initial=Case.Priority.ROUTINE, widget=forms.RadioSelect,
+    )
+    clinical_notes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "placeholder": "History, blood count, reason for referral…"}),
+    )
+    images = MultipleImageField(
+        label="Smear images",
+        help_text="Select one or more images of the blood smear. If any file cannot be used, nothing is submitted.",
+        widget=MultipleFileInput(attrs={"accept": "image/*,.tif,.tiff"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = patients_visible_to(user)
+        laboratories = laboratories_for(user)
+        self.laboratory_count = laboratories.count()
+        if self.laboratory_count > 1:
+            self.fields["laboratory"].queryset = laboratories
+        else:
+            # One laboratory (or none, which the service explains): nothing to choose.
+            del self.fields["laboratory"]
+
+
+class SignForm(BootstrapFormMixin, forms.Form):
+    diagnosis = forms.ChoiceField(label="Final diagnosis", choices=Diagnosis.choices, widget=forms.RadioSelect)
+    comment = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Morphology, findings, recommendations…"}),
+    )
+
+
+class AmendForm(BootstrapFormMixin, forms.Form):
+    diagnosis = forms.ChoiceField(label="Amended diagnosis", choices=Diagnosis.choices, widget=forms.RadioSelect)
+    reason = forms.CharField(
+        label="Reason for the amendment",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why the signed diagnosis is being corrected"}),
+    )
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why the signed diagnosis is amended.")
+        return reason
+
+
+class CaseFilterForm(BootstrapFormMixin, forms.Form):
+    status = forms.ChoiceField(choices=[("", "All statuses"), *Case.Status.choices], required=False)
+    priority = forms.ChoiceField(choices=[("", "All priorities"), *Case.Priority.choices], required=False)

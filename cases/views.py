@@ -1,0 +1,357 @@
+"""Portal views: thin. Reads go through cases.access, writes through cases.services.
+
+Access rules, in this order:
+1. anonymous → login page (login_required);
+2. a role that never uses the page → 403, whatever the id (nothing leaks);
+3. an object the user may not see → 404 (the selectors simply don't return it);
+4. a visible object but an action the role may not do (a clinician signing) → 403.
+"""
+import mimetypes
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.views.decorators.http import require_http_methods
+
+from cases import access, services
+from cases.audit import audit
+from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
+from cases.forms import (
+    AmendForm,
+    CaseFilterForm,
+    CaseForm,
+    PatientForm,
+    PatientSearchForm,
+    SignForm,
+    apply_domain_error,
+)
+from cases.models import AuditEvent, Case, Smear
+
+PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 50
+
+# Content types of the formats the upload validation detects (Pillow's names).
+IMAGE_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "tiff": "image/tiff",
+    "tif": "image/tiff",
+    "bmp": "image/bmp",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
+
+
+def paginate(request, queryset, per_page=PAGE_SIZE):
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+def require_role(user, *checks):
+    """403 unless the user has one of the roles (e.g. "is_clinician")."""
+    if not any(getattr(user, check, False) for check in checks):
+        raise PermissionDenied("Your role does not give access to this page.")
+
+
+# --- Home -------------------------------------------------------------------------------------
+
+
+@login_required
+def home(request):
+    user = request.user
+    if user.is_superuser:
+        return redirect("admin:index")
+    if user.is_clinician:
+        return redirect("case-list")
+    if user.is_pathologist:
+        return redirect("review-queue")
+    if user.is_lab_admin:
+        return redirect("user-list")
+    raise PermissionDenied("Your account has no role yet. Ask your organisation's administrator.")
+
+
+# --- Patients ---------------------------------------------------------------------------------
+
+
+@login_required
+def patient_list(request):
+    require_role(request.user, "is_clinician")
+    search = PatientSearchForm(request.GET or None)
+    patients = (
+        access.patients_visible_to(request.user)
+        .annotate(case_count=Count("cases"))
+        .order_by("family_name", "given_name", "mrn", "pk")
+    )
+    query = ""
+    if search.is_valid():
+        query = search.cleaned_data["q"].strip()
+    for term in query.split():
+        patients = patients.filter(
+            Q(mrn__icontains=term) | Q(given_name__icontains=term) | Q(family_name__icontains=term)
+        )
+    return render(
+        request,
+        "cases/patient_list.html",
+        {"page_obj": paginate(request, patients), "search": search, "query": query},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_create(request):
+    require_role(request.user, "is_clinician")
+    form = PatientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = services.patient_register(user=request.user, request=request, **form.cleaned_data)
+        except NotAllowed as error:
+            raise PermissionDenied(error.message) from None
+        except DomainError as error:
+            apply_domain_error(form, error)
+        else:
+            messages.success(request, f"Patient {patient.full_name} ({patient.mrn}) registered.")
+            return redirect("patient-detail", pk=patient.pk)
+    return render(request, "cases/patient_form.html", {"form": form})
+
+
+@login_required
+def patient_detail(request, pk):
+    require_role(request.user, "is_clinician")
+    patient = access.get_patient_for(request.user, pk)
+    cases = (
+        access.cases_visible_to(request.user)
+        .filter(patient=patient)
+        .select_related("laboratory", "submitted_by")
+        .annotate(smear_count=Count("smears"))
+        .order_by("-created_at")
+    )
+    audit(AuditEvent.Action.VIEWED, actor=request.user, patient=patient, request=request, page="patient")
+    return render(
+        request, "cases/patient_detail.html", {"patient": patient, "page_obj": paginate(request, cases)}
+    )
+
+
+# --- Cases ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def case_create(request):
+    require_role(request.user, "is_clinician")
+    initial = {}
+    patient_id = request.GET.get("patient")
+    if patient_id:
+        initial["patient"] = access.get_patient_for(request.user, patient_id)
+    if request.method == "POST":
+        form = CaseForm(request.POST, request.FILES, user=request.user)
+    else:
+        form = CaseForm(user=request.user, initial=initial)
+    rejected_files = {}
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            case = services.case_submit(
+                user=request.user,
+                patient=data["patient"],
+                files=data["images"],
+                clinical_notes=data["clinical_notes"],
+                priority=data["priority"],
+                laboratory=data.get("laboratory"),
+                request=request,
+            )
+        except NotAllowed as error:
+            raise PermissionDenied(error.message) from None
+        except UploadRejected as error:
+            # details maps each bad file's name to a reason that follows the name ("is damaged").
+            rejected_files = {
+                name: _reason_text(reason) for name, reason in (error.details or {}).items() if name != "files"
+            }
+            for name, reason in rejected_files.items():
+                form.add_error("images", f"{name} {reason}")
+            form.add_error(None, f"No case was created. {error.message}")
+        except DomainError as error:
+            apply_domain_error(form, error)
+        else:
+            count = case.smears.count()
+            messages.success(
+                request,
+                f"Case {case.reference} submitted to {case.laboratory} with {count} image{'s' if count != 1 else ''}.",
+            )
+            return redirect(case)
+    return render(
+        request,
+        "cases/case_form.html",
+        {"form": form, "rejected_files": rejected_files, "has_patients": form.fields["patient"].queryset.exists()},
+    )
+
+
+def _reason_text(reason):
+    if isinstance(reason, (list, tuple)):
+        return "; ".join(str(r) for r in reason)
+    return str(reason)
+
+
+@login_required
+def case_list(request):
+    require_role(request.user, "is_clinician", "is_pathologist")
+    filters = CaseFilterForm(request.GET or None)
+    cases = (
+        access.cases_visible_to(request.user)
+        .select_related("patient", "site", "laboratory", "signed_by")
+        .annotate(smear_count=Count("smears"))
+        .order_by("-created_at", "-pk")
+    )
+    if filters.is_valid():
+        if filters.cleaned_data["status"]:
+            cases = cases.filter(status=filters.cleaned_data["status"])
+        if filters.cleaned_data["priority"]:
+            cases = cases.filter(priority=filters.cleaned_data["priority"])
+    return render(request, "cases/case_list.html", {"page_obj": paginate(request, cases), "filters": filters})
+
+
+def _case_context(case):
+    reviews = list(case.diagnoses.select_related("signed_by", "supersedes").order_by("signed_at", "pk"))
+    current = reviews[-1] if reviews else None
+    return {
+        "case": case,
+        "smears": list(case.smears.all()),
+        "reviews": reviews,
+        "current_review": current,
+    }
+
+
+@login_required
+def case_detail(request, pk):
+    require_role(request.user, "is_clinician", "is_pathologist")
+    case = access.get_case_for(request.user, pk)
+    audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-detail")
+    return render(request, "cases/case_detail.html", _case_context(case))
+
+
+@login_required
+def smear_image(request, pk):
+    require_role(request.user, "is_clinician", "is_pathologist")
+    try:
+        smear = Smear.objects.select_related("case").get(pk=pk, case__in=access.cases_visible_to(request.user))
+    except (Smear.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such image.") from None
+    try:
+        handle = smear.image.storage.open(smear.image.name, "rb")
+    except (FileNotFoundError, OSError):
+        raise Http404("The image file is missing from storage.") from None
+    stored_extension = smear.image.name.rsplit(".", 1)[-1].lower() if "." in smear.image.name else ""
+    # What is stored may be a re-encoding (a TIFF is stored as PNG): the stored name tells.
+    content_type = (
+        IMAGE_CONTENT_TYPES.get(stored_extension)
+        or mimetypes.guess_type(smear.image.name)[0]
+        or "application/octet-stream"
+    )
+    extension = stored_extension if stored_extension.isalnum() else "bin"
+    # A name we build ourselves: the uploaded name is untrusted.
+    filename = f"{smear.case.reference}-image-{smear.pk}.{extension}"
+    response = FileResponse(handle, content_type=content_type, as_attachment=False, filename=filename)
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    patch_cache_control(response, private=True, max_age=3600)
+    patch_vary_headers(response, ["Cookie"])
+    return response
+
+
+# --- Review -----------------------------------------------------------------------------------
+
+
+@login_required
+def review_queue(request):
+    require_role(request.user, "is_pathologist")
+    queue = access.review_queue_for(request.user).annotate(smear_count=Count("smears"))
+    urgent_count = access.review_queue_for(request.user).filter(priority=Case.Priority.URGENT).count()
+    return render(
+        request, "cases/review_queue.html", {"page_obj": paginate(request, queue), "urgent_count": urgent_count}
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def case_review(request, pk):
+    require_role(request.user, "is_clinician", "is_pathologist")
+    case = access.get_case_for(request.user, pk)  # 404 outside the user's site or laboratory
+    # Visible, but only the laboratory's pathologists review (a clinician gets 403).
+    if not (request.user.is_pathologist and case.laboratory_id == request.user.organisation_id):
+        raise PermissionDenied("Only pathologists of the reading laboratory review cases.")
+
+    sign_form = SignForm(prefix="sign")
+    amend_form = AmendForm(prefix="amend")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "sign":
+            sign_form = SignForm(request.POST, prefix="sign")
+            if sign_form.is_valid():
+                try:
+                    # ai_suggestion: the inference work will pass the AI label shown on this page.
+                    services.case_sign(
+                        user=request.user, case=case, request=request, **sign_form.cleaned_data
+                    )
+                except NotAllowed as error:
+                    raise PermissionDenied(error.message) from None
+                except AlreadySigned as error:
+                    messages.error(request, error.message)
+                    return redirect("case-review", pk=case.pk)
+                except DomainError as error:
+                    apply_domain_error(sign_form, error)
+                else:
+                    messages.success(request, f"Case {case.reference} signed. The report is now final.")
+                    return redirect("case-review", pk=case.pk)
+        elif action == "amend":
+            amend_form = AmendForm(request.POST, prefix="amend")
+            if amend_form.is_valid():
+                try:
+                    services.case_amend(user=request.user, case=case, request=request, **amend_form.cleaned_data)
+                except NotAllowed as error:
+                    raise PermissionDenied(error.message) from None
+                except InvalidTransition as error:
+                    # Not signed (yet): the amendment form isn't even shown, so say it on top.
+                    messages.error(request, error.message)
+                    return redirect("case-review", pk=case.pk)
+                except DomainError as error:
+                    apply_domain_error(amend_form, error)
+                else:
+                    messages.success(request, f"Case {case.reference} amended. The signed version stays on record.")
+                    return redirect("case-review", pk=case.pk)
+        else:
+            messages.error(request, "Unknown action.")
+            return redirect("case-review", pk=case.pk)
+        case.refresh_from_db()
+    else:
+        audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-review")
+
+    context = _case_context(case)
+    context.update({"sign_form": sign_form, "amend_form": amend_form, "amend_open": amend_form.is_bound})
+    return render(request, "cases/case_review.html", context)
+
+
+# --- Audit trail ------------------------------------------------------------------------------
+
+
+@login_required
+def audit_log(request):
+    require_role(request.user, "is_lab_admin")
+    events = access.audit_events_visible_to(request.user).select_related("actor_organisation")
+    action = request.GET.get("action", "")
+    if action in AuditEvent.Action.values:
+        events = events.filter(action=action)
+    else:
+        action = ""
+    return render(
+        request,
+        "cases/audit_log.html",
+        {
+            "page_obj": paginate(request, events, AUDIT_PAGE_SIZE),
+            "actions": AuditEvent.Action.choices,
+            "current_action": action,
+        },
+    )

@@ -1,0 +1,54 @@
+/* Telediag portal: a few small helpers, no framework. */
+(function () {
+  "use strict";
+
+  // Ask before a consequential submit (signing, amending, deactivating).
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    var message = button && button.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) {
+      event.preventDefault();
+    }
+  });
+
+  // Image viewer zoom: Fit / 100% / 200% buttons on the review page.
+  function setZoom(viewer, level) {
+    var img = viewer.querySelector(".td-viewer-img");
+    if (!img) { return; }
+    viewer.setAttribute("data-zoom-level", level);
+    var natural = img.naturalWidth || parseInt(img.getAttribute("width"), 10) || 0;
+    if (level === "fit") {
+      img.style.width = "";
+    } else if (natural) {
+      img.style.width = (natural * parseFloat(level)) + "px";
+    }
+    viewer.querySelectorAll("[data-zoom]").forEach(function (button) {
+      var on = button.getAttribute("data-zoom") === level;
+      button.classList.toggle("active", on);
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+  }
+
+  document.querySelectorAll("[data-viewer]").forEach(function (viewer) {
+    viewer.querySelectorAll("[data-zoom]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        setZoom(viewer, button.getAttribute("data-zoom"));
+      });
+    });
+    setZoom(viewer, "fit");
+  });
+
+  // Show the chosen file names under a multiple file input.
+  document.querySelectorAll("[data-file-list-for]").forEach(function (list) {
+    var input = document.getElementById(list.getAttribute("data-file-list-for"));
+    if (!input) { return; }
+    input.addEventListener("change", function () {
+      list.innerHTML = "";
+      Array.prototype.forEach.call(input.files, function (file) {
+        var item = document.createElement("li");
+        item.textContent = file.name + " (" + Math.max(1, Math.round(file.size / 1024)) + " KB)";
+        list.appendChild(item);
+      });
+    });
+  });
+})();
