@@ -8,7 +8,7 @@ from django.http import Http404
 
 from accounts.models import Organisation
 
-from cases.models import AuditEvent, Case, Patient
+from cases.models import AuditEvent, Case, Patient, Smear
 
 
 def patients_visible_to(user):
@@ -55,6 +55,13 @@ def get_case_for(user, pk):
         return cases_visible_to(user).select_related("patient", "site", "laboratory", "submitted_by").get(pk=pk)
     except (Case.DoesNotExist, ValueError, TypeError):
         raise Http404("No such case.") from None
+
+
+def get_smear_for(user, pk):
+    try:
+        return Smear.objects.select_related("case").get(pk=pk, case__in=cases_visible_to(user))
+    except (Smear.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such image.") from None
 
 
 def get_patient_for(user, pk):

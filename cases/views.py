@@ -6,20 +6,17 @@ Access rules, in this order:
 3. an object the user may not see → 404 (the selectors simply don't return it);
 4. a visible object but an action the role may not do (a clinician signing) → 403.
 """
-import mimetypes
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
 from cases import access, services
 from cases.audit import audit
+from cases.media import smear_image_response
 from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from cases.forms import (
     AmendForm,
@@ -30,22 +27,11 @@ from cases.forms import (
     SignForm,
     apply_domain_error,
 )
-from cases.models import AuditEvent, Case, Smear
+from cases.models import AuditEvent, Case
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 
-# Content types of the formats the upload validation detects (Pillow's names).
-IMAGE_CONTENT_TYPES = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "jpg": "image/jpeg",
-    "tiff": "image/tiff",
-    "tif": "image/tiff",
-    "bmp": "image/bmp",
-    "webp": "image/webp",
-    "gif": "image/gif",
-}
 
 
 def paginate(request, queryset, per_page=PAGE_SIZE):
@@ -236,30 +222,7 @@ def case_detail(request, pk):
 @login_required
 def smear_image(request, pk):
     require_role(request.user, "is_clinician", "is_pathologist")
-    try:
-        smear = Smear.objects.select_related("case").get(pk=pk, case__in=access.cases_visible_to(request.user))
-    except (Smear.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such image.") from None
-    try:
-        handle = smear.image.storage.open(smear.image.name, "rb")
-    except (FileNotFoundError, OSError):
-        raise Http404("The image file is missing from storage.") from None
-    stored_extension = smear.image.name.rsplit(".", 1)[-1].lower() if "." in smear.image.name else ""
-    # What is stored may be a re-encoding (a TIFF is stored as PNG): the stored name tells.
-    content_type = (
-        IMAGE_CONTENT_TYPES.get(stored_extension)
-        or mimetypes.guess_type(smear.image.name)[0]
-        or "application/octet-stream"
-    )
-    extension = stored_extension if stored_extension.isalnum() else "bin"
-    # A name we build ourselves: the uploaded name is untrusted.
-    filename = f"{smear.case.reference}-image-{smear.pk}.{extension}"
-    response = FileResponse(handle, content_type=content_type, as_attachment=False, filename=filename)
-    response["Content-Disposition"] = f'inline; filename="{filename}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    patch_cache_control(response, private=True, max_age=3600)
-    patch_vary_headers(response, ["Cookie"])
-    return response
+    return smear_image_response(access.get_smear_for(request.user, pk))
 
 
 # --- Review -----------------------------------------------------------------------------------

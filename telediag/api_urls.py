@@ -1,5 +1,21 @@
+"""The REST API, mounted at /api/ (its schema at /api/schema/, interactive docs at /api/docs/).
+
+- auth/token/     POST username + password → token (then "Authorization: Token <token>")
+- me/             GET who am I
+- users/          lab admins: the users of their organisation (list, create, retrieve, PATCH role/is_active)
+- patients/, cases/, cases/{id}/sign/, cases/{id}/amend/, review-queue/, audit-events/: see cases.api
+"""
 from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from accounts import api as accounts_api
+
+router = SimpleRouter()
+router.register("users", accounts_api.UserViewSet, basename="api-user")
 
 urlpatterns = [
+    path("auth/token/", accounts_api.TokenView.as_view(), name="api-token"),
+    path("me/", accounts_api.MeView.as_view(), name="api-me"),
+    *router.urls,
     path("", include("cases.api.urls")),
 ]

@@ -11,3 +11,7 @@ urlpatterns = [
     path("", include("inference.urls")),
     path("", include("cases.urls")),
 ]
+
+# Unknown /api/ addresses answer with the API's error body; portal pages keep their templates.
+handler404 = "telediag.api_errors.page_not_found"
+handler500 = "telediag.api_errors.server_error"
