@@ -32,8 +32,9 @@ run: migrate
 	$(PY) manage.py register_default_model
 	@echo "Portal: http://$(HOST):$(PORT)/  (API docs: /api/docs/)"
 	@trap 'kill 0' INT TERM EXIT; \
-	  $(VENV)/bin/celery -A telediag worker -B -Q inference,default,training -c 1 -l info \
+	  $(VENV)/bin/celery -A telediag worker -B -Q inference,default -c 1 -l info -n inference@%h \
 	    -s var/celerybeat-schedule & \
+	  $(VENV)/bin/celery -A telediag worker -Q training -c 1 -l info -n training@%h & \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 test: install-dev

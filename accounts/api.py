@@ -2,12 +2,11 @@
 
 Lab admins (of a referring site or of a reading laboratory) manage the users of their own
 organisation only: list, create, change role, deactivate and reactivate. Accounts are never
-deleted (the audit trail points at them). Every change is recorded in the audit trail.
+deleted (the audit trail points at them). The serializers here only check the shape of a request:
+the rules (and the audit trail) are in accounts.services, the look-ups in accounts.selectors,
+shared with the portal's screens.
 """
-from django.contrib.auth import password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,109 +17,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from accounts import services
 from accounts.models import Organisation, User
+from accounts.selectors import get_managed_user, users_managed_by
 from cases.api.common import StandardPagination, StrictFieldsMixin, require_role
-from cases.audit import audit
-from cases.errors import DomainError, NotAllowed
-from cases.models import AuditEvent
 from telediag.api_errors import error_responses
-
-# Which roles make sense in which kind of organisation: a pathologist reads a laboratory's cases,
-# a clinician submits a site's cases; every organisation can have administrators.
-ROLES_BY_KIND = {
-    Organisation.Kind.REFERRING: {User.Role.CLINICIAN, User.Role.LAB_ADMIN},
-    Organisation.Kind.READING: {User.Role.PATHOLOGIST, User.Role.LAB_ADMIN},
-    Organisation.Kind.BOTH: {User.Role.CLINICIAN, User.Role.PATHOLOGIST, User.Role.LAB_ADMIN},
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Selector and services
-
-
-def organisation_members(user):
-    """The accounts of ``user``'s organisation (superusers excluded); others' users are invisible (404)."""
-    if not user.is_authenticated or user.organisation_id is None:
-        return User.objects.none()
-    return User.objects.filter(organisation_id=user.organisation_id, is_superuser=False).order_by("username")
-
-
-def _require_admin(admin):
-    if not admin.is_lab_admin:
-        raise NotAllowed("Only lab admins manage users.")
-
-
-def _check_role_fits(organisation, role, field="role"):
-    allowed = ROLES_BY_KIND.get(organisation.kind, set())
-    if role not in allowed:
-        label = User.Role(role).label.lower() if role in User.Role.values else repr(role)
-        raise DomainError(
-            f"A {label} cannot belong to {organisation.name} ({organisation.get_kind_display().lower()}).",
-            details={field: [f"Choose one of: {', '.join(sorted(allowed))}."]},
-        )
-
-
-def user_create(*, admin, username, password, role, first_name="", last_name="", email="", request=None):
-    """Create an account in the admin's own organisation."""
-    _require_admin(admin)
-    organisation = admin.organisation
-    _check_role_fits(organisation, role)
-    username = username.strip()
-    if User.objects.filter(username__iexact=username).exists():
-        raise DomainError(f"The username {username} is taken.", details={"username": ["Already taken."]})
-    user = User(
-        username=username, first_name=first_name.strip(), last_name=last_name.strip(), email=email.strip(),
-        organisation=organisation, role=role,
-    )
-    try:
-        password_validation.validate_password(password, user=user)
-    except DjangoValidationError as exc:
-        raise DomainError("The password is not strong enough.", details={"password": exc.messages}) from None
-    user.set_password(password)
-    try:
-        with transaction.atomic():
-            user.save()
-            audit(
-                AuditEvent.Action.CREATED, actor=admin, request=request,
-                object="user", user_id=user.pk, username=user.username, role=role,
-            )
-    except IntegrityError:
-        raise DomainError(f"The username {username} is taken.", details={"username": ["Already taken."]}) from None
-    return user
-
-
-def user_update(*, admin, user, role=None, is_active=None, request=None):
-    """Change a member's role and/or activate or deactivate them. Deactivation revokes API tokens."""
-    _require_admin(admin)
-    if user.organisation_id != admin.organisation_id or user.is_superuser:
-        raise NotAllowed("You can only manage users of your own organisation.")
-    if user.pk == admin.pk:
-        problems = {}
-        if role is not None and role != user.role:
-            problems["role"] = ["You cannot change your own role."]
-        if is_active is False:
-            problems["is_active"] = ["You cannot deactivate your own account."]
-        if problems:
-            raise DomainError("Ask another administrator to change your own account.", details=problems)
-    changes = {}
-    if role is not None and role != user.role:
-        _check_role_fits(admin.organisation, role)
-        changes["role"] = [user.role, role]
-        user.role = role
-    if is_active is not None and is_active != user.is_active:
-        changes["is_active"] = [user.is_active, is_active]
-        user.is_active = is_active
-    if changes:
-        with transaction.atomic():
-            user.save(update_fields=[name for name in ("role", "is_active") if name in changes])
-            if user.is_active is False:
-                Token.objects.filter(user=user).delete()
-            audit(
-                AuditEvent.Action.CHANGED, actor=admin, request=request,
-                object="user", user_id=user.pk, username=user.username, changes=changes,
-            )
-    return user
-
 
 # --------------------------------------------------------------------------------------------
 # Serializers
@@ -254,21 +155,23 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return User.objects.none()
-        return organisation_members(self.request.user)
+        return users_managed_by(self.request.user).order_by("username")
 
     def get_object(self):
-        require_role(self.request.user.is_lab_admin, "Only lab admins manage users.")
-        return super().get_object()  # 404 unless the user belongs to the requester's organisation
+        require_role(self.request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
+        user = get_managed_user(self.request.user, self.kwargs[self.lookup_field])  # 404 for others' users
+        self.check_object_permissions(self.request, user)
+        return user
 
     def list(self, request, *args, **kwargs):
-        require_role(request.user.is_lab_admin, "Only lab admins manage users.")
+        require_role(request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
         return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
-        require_role(request.user.is_lab_admin, "Only lab admins manage users.")
+        require_role(request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
         serializer = UserCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = user_create(admin=request.user, request=request, **serializer.validated_data)
+        user = services.user_create(admin=request.user, request=request, **serializer.validated_data)
         location = reverse("api-user-detail", args=[user.pk])
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
@@ -276,5 +179,5 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         user = self.get_object()
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = user_update(admin=request.user, user=user, request=request, **serializer.validated_data)
+        user = services.user_update(admin=request.user, user=user, request=request, **serializer.validated_data)
         return Response(UserSerializer(user).data)

@@ -53,12 +53,16 @@ def test_create_user_refuses_weak_or_mismatched_passwords(login, world):
 
 def test_create_user_refuses_unknown_role_and_taken_username(login, world):
     client = login(world.lab_admin)
-    response = client.post(reverse("user-create"), {
-        "username": world.clinician.username, "first_name": "A", "last_name": "B", "role": "superuser",
-        "password1": STRONG, "password2": STRONG,
-    })
+    data = {"first_name": "A", "last_name": "B", "password1": STRONG, "password2": STRONG}
+    # An unknown role is a malformed request: the form refuses it before any rule is checked.
+    response = client.post(reverse("user-create"), {**data, "username": "fresh_name", "role": "superuser"})
+    assert "role" in response.context["form"].errors
+    # The rules (shared with the API) name every problem at once: the username is taken whatever
+    # its case, and a reading laboratory has no clinicians.
+    response = client.post(reverse("user-create"), {**data, "username": world.clinician.username.upper(), "role": "clinician"})
     errors = response.context["form"].errors
     assert "role" in errors and "username" in errors
+    assert not User.objects.filter(first_name="A").exists()
 
 
 def test_change_role_and_deactivate(login, world):
@@ -70,8 +74,7 @@ def test_change_role_and_deactivate(login, world):
     world.pathologist2.refresh_from_db()
     assert world.pathologist2.role == "lab_admin"
     event = AuditEvent.objects.filter(action="changed", detail__username=world.pathologist2.username).get()
-    assert event.detail["changes"] == {"role": "lab_admin"}
-    assert event.detail["previous"] == {"role": "pathologist"}
+    assert event.detail["changes"] == {"role": ["pathologist", "lab_admin"]}  # [before, after], as from the API
 
     client.post(reverse("user-edit", args=[world.pathologist2.pk]), {"action": "deactivate"})
     world.pathologist2.refresh_from_db()
@@ -134,7 +137,7 @@ def test_lab_admin_cannot_touch_another_organisations_users(login, world, action
 
 def test_created_users_always_join_the_admins_organisation(login, world):
     login(world.lab_admin).post(reverse("user-create"), {
-        "username": "sneaky", "first_name": "S", "last_name": "N", "role": "clinician",
+        "username": "sneaky", "first_name": "S", "last_name": "N", "role": "pathologist",
         "organisation": world.other_site.pk, "is_superuser": "on", "is_staff": "on",
         "password1": STRONG, "password2": STRONG,
     })
@@ -149,3 +152,110 @@ def test_user_list_search_and_role_filter(login, world):
     assert [u.username for u in response.context["page_obj"]] == [world.pathologist2.username]
     response = client.get(reverse("user-list"), {"role": "lab_admin"})
     assert [u.username for u in response.context["page_obj"]] == [world.lab_admin.username]
+
+
+# --------------------------------------------------------------------------------------------
+# The screens obey the same rules as the API (both call accounts.services)
+
+
+@pytest.mark.parametrize(
+    "admin, role",
+    [("lab_admin", "clinician"), ("site_admin", "pathologist")],  # a reading lab, a referring site
+)
+def test_create_refuses_a_role_that_does_not_suit_the_organisation(login, world, admin, role):
+    admin = getattr(world, admin)
+    response = login(admin).post(reverse("user-create"), {
+        "username": "wrong_place", "first_name": "Wanda", "last_name": "Wrong", "role": role,
+        "password1": STRONG, "password2": STRONG,
+    })
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert "role" in form.errors
+    assert f"cannot belong to {admin.organisation.name}" in " ".join(form.non_field_errors())
+    assert not User.objects.filter(username="wrong_place").exists()
+    assert not AuditEvent.objects.filter(detail__username="wrong_place").exists()
+
+
+def test_edit_refuses_a_role_that_does_not_suit_the_organisation(login, world):
+    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist2.pk]), {
+        "first_name": "Peter", "last_name": "Tester", "email": "", "role": "clinician", "is_active": "on",
+    })
+    assert response.status_code == 200
+    assert "role" in response.context["form"].errors
+    world.pathologist2.refresh_from_db()
+    assert world.pathologist2.role == "pathologist"
+    assert not AuditEvent.objects.filter(action="changed").exists()
+
+
+def test_screen_and_api_refuse_with_the_same_words(login, world):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(world.lab_admin)
+    body = api.patch(f"/api/users/{world.pathologist2.pk}/", {"role": "clinician"}, format="json").json()
+    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist2.pk]), {
+        "first_name": "Peter", "last_name": "Tester", "role": "clinician", "is_active": "on",
+    })
+    form = response.context["form"]
+    assert body["error"]["message"] in form.non_field_errors()
+    assert body["error"]["details"]["role"] == form.errors["role"]
+
+
+def test_role_select_offers_only_the_roles_that_suit_the_organisation(login, world):
+    client = login(world.lab_admin)
+    offered = [value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices]
+    assert offered == ["pathologist", "lab_admin"]
+    login(world.site_admin)
+    offered = [value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices]
+    assert offered == ["clinician", "lab_admin"]
+
+
+def test_edit_select_keeps_a_current_role_that_no_longer_suits(login, world):
+    # A clinician left over in the laboratory (say the organisation's kind changed): the select
+    # still shows their role, so saving other fields never changes it by accident.
+    leftover = User.objects.create_user("lena_leftover", password=STRONG, organisation=world.lab, role="clinician",
+                                        first_name="Lena", last_name="Leftover")
+    client = login(world.lab_admin)
+    form = client.get(reverse("user-edit", args=[leftover.pk])).context["form"]
+    assert "clinician" in [value for value, _label in form.fields["role"].widget.choices]
+    response = client.post(reverse("user-edit", args=[leftover.pk]), {
+        "first_name": "Lena", "last_name": "Left", "role": "clinician", "is_active": "on",
+    })
+    assert response.status_code == 302
+    leftover.refresh_from_db()
+    assert (leftover.role, leftover.last_name) == ("clinician", "Left")
+
+
+def test_deactivating_on_the_screen_revokes_api_tokens(login, world):
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.create(user=world.pathologist2)
+    login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist2.pk]), {"action": "deactivate"})
+    assert not Token.objects.filter(user=world.pathologist2).exists()
+    event = AuditEvent.objects.get(action="changed", detail__username=world.pathologist2.username)
+    assert event.detail["changes"] == {"is_active": [True, False]}
+
+
+def test_weak_password_reset_is_refused_under_the_password_field(login, world):
+    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist.pk]), {
+        "first_name": "Paula", "last_name": "Tester", "role": "pathologist", "is_active": "on",
+        "password1": "short", "password2": "short",
+    })
+    assert "password1" in response.context["form"].errors
+    world.pathologist.refresh_from_db()
+    assert not world.pathologist.check_password("short")
+
+
+def test_saving_an_unchanged_form_records_nothing(login, world):
+    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist.pk]), {
+        "first_name": "Paula", "last_name": "Tester", "email": "", "role": "pathologist", "is_active": "on",
+    }, follow=True)
+    assert "Nothing changed." in response.content.decode()
+    assert not AuditEvent.objects.filter(action="changed").exists()
+
+
+def test_non_admins_get_403(login, world):
+    client = login(world.pathologist)
+    assert client.get(reverse("user-list")).status_code == 403
+    assert client.post(reverse("user-create"), {"username": "x"}).status_code == 403
+    assert client.post(reverse("user-edit", args=[world.pathologist2.pk]), {"action": "deactivate"}).status_code == 403
