@@ -136,11 +136,18 @@ def case_move(case, to_status):
     return case
 
 
-def case_sign(*, user, case, diagnosis, comment="", ai_suggestion="", request=None):
-    """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds."""
+def case_sign(*, user, case, diagnosis, comment="", request=None):
+    """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds.
+
+    The AI's case-level suggestion at that moment is kept with the signature (how often the
+    pathologist agreed is part of how the model is judged).
+    """
+    from inference.services import case_ai_suggestion
+
     _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists sign.")
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
+    ai_suggestion = case_ai_suggestion(case)
     now = timezone.now()
     with transaction.atomic():
         # The conditional update is the lock: only one signer finds the case still unsigned.
@@ -150,7 +157,7 @@ def case_sign(*, user, case, diagnosis, comment="", ai_suggestion="", request=No
         if claimed:
             review = Review.objects.create(
                 case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
-                ai_suggestion=ai_suggestion or "", signed_by=user, signed_at=now,
+                ai_suggestion=ai_suggestion, signed_by=user, signed_at=now,
             )
             audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis)
     case.refresh_from_db()

@@ -255,7 +255,6 @@ def case_review(request, pk):
             sign_form = SignForm(request.POST, prefix="sign")
             if sign_form.is_valid():
                 try:
-                    # ai_suggestion: the inference work will pass the AI label shown on this page.
                     services.case_sign(
                         user=request.user, case=case, request=request, **sign_form.cleaned_data
                     )

@@ -4,6 +4,7 @@
 - me/             GET who am I
 - users/          lab admins: the users of their organisation (list, create, retrieve, PATCH role/is_active)
 - patients/, cases/, cases/{id}/sign/, cases/{id}/amend/, review-queue/, audit-events/: see cases.api
+- cases/{id}/analysis/, cases/{id}/analysis/rerun/, analysis/jobs/: see inference.api
 """
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
@@ -18,4 +19,5 @@ urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="api-me"),
     *router.urls,
     path("", include("cases.api.urls")),
+    path("", include("inference.api_urls")),
 ]

@@ -187,6 +187,18 @@ CELERY_TASK_ROUTES = {
     "training.*": {"queue": "training"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("TELEDIAG_CELERY_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The sweeper re-enqueues analysis left queued (broker down at submission, a lost message).
+CELERY_BEAT_SCHEDULE = {
+    "inference-sweep": {
+        "task": "inference.sweep_analysis",
+        "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 60.0),
+        "options": {"queue": "default", "expires": 50},
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Model versions kept loaded in each worker process.
+INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -204,6 +216,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit blood-smear cases, follow AI analysis and pathologist review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two models have a "status": name their enums apart.
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "cases.models.Case.Status",
+        "AnalysisJobStatusEnum": "inference.models.AnalysisJob.Status",
+    },
 }
 
 # Security. Off only for DEBUG; a production profile passes `manage.py check --deploy`.

@@ -272,7 +272,7 @@ def test_signing_flow(login, world, case):
     page = text(client.get(reverse("case-review", args=[case.pk])))
     assert 'data-testid="sign-form"' in page
     assert "Non-diagnostic — new sample needed" in page
-    assert "AI analysis: not available yet" in page
+    assert "Waiting for a model" in page
     assert reverse("smear-image", args=[case.smears.get().pk]) in page
 
     response = client.post(reverse("case-review", args=[case.pk]), {

@@ -1,0 +1,93 @@
+"""Case-level AI result from the per-image predictions: a pure function (no database, no Django).
+
+The case result is the mean of the images' probability vectors. Each image's own result stays in
+the output, so a reader sees which image said what. The case is flagged for attention when:
+
+- the images disagree on the label (two smears of one patient should not tell different stories);
+- the top mean probability is below the threshold (the model is unsure);
+- some images could not be analysed (the result rests on part of the case only).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    label: str | None
+    probabilities: dict  # class name -> mean probability, in class order
+    top_probability: float | None
+    attention: bool
+    reasons: list = field(default_factory=list)
+    per_image: list = field(default_factory=list)  # [{"smear": id, "label": ..., "probabilities": {...}}]
+    analysed: int = 0
+    failed: int = 0
+
+    def as_dict(self):
+        return {
+            "label": self.label,
+            "probabilities": dict(self.probabilities),
+            "top_probability": self.top_probability,
+            "attention": self.attention,
+            "reasons": list(self.reasons),
+            "per_image": [dict(item) for item in self.per_image],
+            "analysed": self.analysed,
+            "failed": self.failed,
+        }
+
+
+def _top(probabilities):
+    # Ties go to the class listed first, so the result never depends on dict iteration quirks.
+    best_label, best_value = None, None
+    for name, value in probabilities.items():
+        if best_value is None or value > best_value:
+            best_label, best_value = name, value
+    return best_label, best_value
+
+
+def aggregate(predictions, *, threshold, class_names=None, failed=0):
+    """Combine per-image predictions into a case result.
+
+    ``predictions``: iterable of mappings with ``probabilities`` (class name -> probability) and
+    optionally ``smear`` (an id) and ``label``. ``threshold``: a top mean probability below it flags
+    the case. ``class_names``: output order (default: the order of the first prediction; classes
+    missing from an image count as 0). ``failed``: images whose analysis failed.
+    Returns a CaseResult; with no predictions its label is None and it is flagged only if some failed.
+    """
+    items = [dict(p) for p in predictions]
+    reasons = []
+    if failed:
+        total = len(items) + failed
+        reasons.append(f"{failed} of {total} image{'s' if total != 1 else ''} could not be analysed.")
+    if not items:
+        return CaseResult(
+            label=None, probabilities={}, top_probability=None, attention=bool(failed),
+            reasons=reasons, per_image=[], analysed=0, failed=failed,
+        )
+
+    names = list(class_names) if class_names else list(items[0]["probabilities"])
+    for item in items[1:]:
+        names += [name for name in item["probabilities"] if name not in names]
+    sums = dict.fromkeys(names, 0.0)
+    per_image = []
+    for item in items:
+        probabilities = {name: float(item["probabilities"].get(name, 0.0)) for name in names}
+        for name, value in probabilities.items():
+            sums[name] += value
+        label = item.get("label") or _top(probabilities)[0]
+        per_image.append({
+            "smear": item.get("smear"),
+            "label": label,
+            "probabilities": probabilities,
+            "top_probability": probabilities.get(label),
+        })
+    mean = {name: total / len(items) for name, total in sums.items()}
+    label, top = _top(mean)
+
+    labels = {image["label"] for image in per_image}
+    if len(labels) > 1:
+        reasons.insert(0, f"The images disagree: {', '.join(sorted(labels))}.")
+    if top < threshold:
+        reasons.insert(0, f"Low confidence: top probability {top:.0%} is below {threshold:.0%}.")
+    return CaseResult(
+        label=label, probabilities=mean, top_probability=top, attention=bool(reasons), reasons=reasons,
+        per_image=per_image, analysed=len(items), failed=failed,
+    )

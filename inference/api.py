@@ -1,0 +1,121 @@
+"""REST API of the AI analysis (DRF). Wired under /api/ by inference.api_urls.
+
+- GET  /api/cases/<pk>/analysis/           the analysis of a case (same body as /cases/<pk>/analysis.json)
+- POST /api/cases/<pk>/analysis/rerun/     {"model_version": id} — pathologists of the laboratory
+- GET  /api/analysis/jobs/?status=failed   jobs of the user's laboratory (pathologists, lab admins)
+- POST /api/analysis/jobs/<id>/retry/      queue a failed job again — pathologists, lab admins
+
+Access: the case selectors of cases.access (invisible → 404); a visible object but a role that may
+not act → 403. Errors use the project's {"error": {...}} body (telediag.api_errors).
+"""
+from django.http import Http404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cases import access
+from cases.models import Case
+from inference import services
+from inference.models import AnalysisJob
+from inference.status import case_analysis_data, job_status_text
+from training.models import ModelVersion
+
+
+class AnalysisJobSerializer(serializers.ModelSerializer):
+    case = serializers.IntegerField(source="smear.case_id", read_only=True)
+    case_reference = serializers.CharField(source="smear.case.reference", read_only=True)
+    model_version_name = serializers.CharField(source="model_version.name", read_only=True)
+    status_text = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AnalysisJob
+        fields = [
+            "id", "case", "case_reference", "smear", "model_version", "model_version_name", "status", "status_text",
+            "attempts", "reason", "enqueued_at", "published_at", "started_at", "finished_at", "last_enqueue_error",
+        ]
+        read_only_fields = fields
+
+    def get_status_text(self, job) -> str:
+        from django.utils import timezone
+
+        return job_status_text(job, timezone.now())
+
+
+class RerunSerializer(serializers.Serializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+
+
+ANALYSIS_SCHEMA = inline_serializer(
+    "CaseAnalysis",
+    fields={
+        "state": serializers.CharField(),
+        "message": serializers.CharField(),
+        "pending": serializers.BooleanField(),
+        "result": serializers.DictField(allow_null=True),
+        "smears": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+def _case_for(user, pk):
+    if not (user.is_clinician or user.is_pathologist):
+        raise PermissionDenied("Your role does not give access to cases.")
+    return access.get_case_for(user, pk)
+
+
+class CaseAnalysisView(APIView):
+    @extend_schema(responses={200: ANALYSIS_SCHEMA}, summary="AI analysis of a case")
+    def get(self, request, pk):
+        case = _case_for(request.user, pk)
+        return Response(case_analysis_data(case, request.user, version_id=request.query_params.get("version")))
+
+
+class CaseRerunView(APIView):
+    @extend_schema(request=RerunSerializer, responses={202: ANALYSIS_SCHEMA}, summary="Re-run the analysis with a model version")
+    def post(self, request, pk):
+        case = _case_for(request.user, pk)
+        if not services.can_rerun(request.user, case):
+            raise PermissionDenied("Only pathologists of the reading laboratory re-run an analysis.")
+        serializer = RerunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.case_rerun(
+            user=request.user, case=case, model_version=serializer.validated_data["model_version"], request=request
+        )
+        return Response(case_analysis_data(case, request.user), status=status.HTTP_202_ACCEPTED)
+
+
+def _laboratory_jobs(user):
+    if not (user.is_pathologist or user.is_lab_admin):
+        return AnalysisJob.objects.none()
+    return AnalysisJob.objects.filter(smear__case__laboratory_id=user.organisation_id).select_related(
+        "smear__case", "model_version"
+    )
+
+
+class AnalysisJobList(generics.ListAPIView):
+    serializer_class = AnalysisJobSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        if not (user.is_pathologist or user.is_lab_admin):
+            raise PermissionDenied("Only the reading laboratory's staff list analysis jobs.")
+        jobs = _laboratory_jobs(user).order_by("-enqueued_at", "-pk")
+        wanted = self.request.query_params.get("status")
+        if wanted in AnalysisJob.Status.values:
+            jobs = jobs.filter(status=wanted)
+        return jobs
+
+
+class AnalysisJobRetry(APIView):
+    @extend_schema(request=None, responses={202: AnalysisJobSerializer}, summary="Retry a failed analysis")
+    def post(self, request, pk):
+        user = request.user
+        cases = Case.objects.filter(laboratory_id=user.organisation_id) if user.is_lab_admin else access.cases_visible_to(user)
+        try:
+            job = AnalysisJob.objects.select_related("smear__case", "model_version").get(pk=pk, smear__case__in=cases)
+        except (AnalysisJob.DoesNotExist, ValueError, TypeError):
+            raise Http404 from None
+        job = services.job_retry(user=user, job=job, request=request)
+        return Response(AnalysisJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,370 @@
+"""AI analysis: requesting it, retrying it, re-running it, and keeping nothing stuck.
+
+The flow, with the database as the only source of truth:
+
+1. ``case_analysis_request`` (called by ``cases.services.case_submit`` inside its transaction)
+   creates one queued ``AnalysisJob`` per smear and, *after the transaction commits*, publishes one
+   task message per job carrying the job id only. With no model to use, no job is created and the
+   case shows "waiting for a model"; the sweeper analyses it once a model is active.
+2. Publishing never fails the caller and never hangs: with the broker down, each job stays queued
+   with ``last_enqueue_error`` recorded, and the sweeper publishes it again later.
+3. A worker claims a job with a conditional update (see ``inference.tasks``), writes one
+   ``Prediction`` and moves the case: analysing when work starts, awaiting review when none of its
+   jobs is queued or running. The case is only ever moved with ``cases.services.case_move``.
+4. ``sweep`` (``manage.py sweep_analysis`` and the beat task) re-publishes jobs queued longer than
+   ``INFERENCE_REQUEUE_AFTER_S`` (or whose publish failed), recovers jobs left "running" by a
+   worker that vanished, and starts cases that were waiting for a model.
+"""
+import logging
+import os
+import socket
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from cases.audit import audit
+from cases.errors import DomainError, InvalidTransition, NotAllowed
+from cases.models import AuditEvent, Case, Smear
+from inference.models import AnalysisJob
+from training.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_QUEUE = "inference"
+# Publishing with the broker down: one quick retry, then give up (the sweeper tries again later).
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+# A job never handed to the broker is left alone this long (its publish may be under way).
+PUBLISH_GRACE_S = 10
+# Extra time past the hard time limit before a "running" job is presumed abandoned.
+STALE_RUNNING_GRACE_S = 60
+# Cases that can still get an AI analysis (a signed case keeps the one it had).
+ANALYSABLE_CASE_STATUSES = (Case.Status.SUBMITTED, Case.Status.ANALYSING, Case.Status.AWAITING_REVIEW)
+
+
+def _require(condition, message):
+    if not condition:
+        raise NotAllowed(message)
+
+
+def _max_attempts():
+    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
+
+
+# --- Requesting analysis ----------------------------------------------------------------------
+
+
+def model_version_for(case, model_version=None):
+    """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
+    return model_version or case.requested_model_version or ModelVersion.active()
+
+
+def case_analysis_request(case, model_version=None, *, requested_by=None):
+    """Queue the analysis of every smear of ``case``; publish after the surrounding transaction commits.
+
+    Returns the jobs (an empty list when there is no model: the case waits for one). Jobs that
+    already exist for a smear and version are reused: done ones are left alone, failed ones are
+    queued again, pending ones are published again (harmless: only one worker can claim a job).
+    """
+    version = model_version_for(case, model_version)
+    if version is None:
+        logger.info("No active model: case %s waits for one (no job queued).", case.pk)
+        return []
+    jobs = _queue_jobs(case.smears.all(), version, requested_by=requested_by or case.submitted_by)
+    publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
+    return jobs
+
+
+def _queue_jobs(smears, version, requested_by=None):
+    now = timezone.now()
+    jobs = []
+    for smear in smears:
+        with transaction.atomic():  # a savepoint: a concurrent insert of the same pair is not fatal
+            try:
+                job, created = AnalysisJob.objects.get_or_create(
+                    smear=smear, model_version=version,
+                    defaults={"requested_by": requested_by, "enqueued_at": now},
+                )
+            except IntegrityError:
+                job, created = AnalysisJob.objects.get(smear=smear, model_version=version), False
+        if not created and job.status == AnalysisJob.Status.FAILED:
+            _reset_failed(job, requested_by, now)
+            job.refresh_from_db()
+        jobs.append(job)
+    return jobs
+
+
+def _reset_failed(job, user, now):
+    return AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.FAILED).update(
+        status=AnalysisJob.Status.QUEUED, attempts=0, reason="", task_id="", started_at=None, finished_at=None,
+        enqueued_at=now, published_at=None, last_enqueue_error="", requested_by=user, updated_at=now,
+    )
+
+
+def publish_on_commit(job_ids):
+    """Publish the jobs' messages once the current transaction commits (at once outside one)."""
+    job_ids = list(job_ids)
+    if job_ids:
+        transaction.on_commit(partial(publish_jobs, job_ids), robust=True)
+
+
+def publish_jobs(job_ids):
+    """Hand one message per job to the broker. Never raises; returns the number published.
+
+    The first failure (broker down) is recorded on that job and on the rest of the batch, which are
+    not tried: each try would only wait for the same dead broker. The sweeper publishes them later.
+    """
+    from inference.tasks import analyse_smear
+
+    job_ids = list(job_ids)
+    if not job_ids:
+        return 0
+    published = 0
+    # One connection per batch, made from the current settings (the broker's connect timeout,
+    # CELERY_BROKER_CONNECTION_TIMEOUT, bounds each try; the retry policy bounds the tries).
+    connection = analyse_smear.app.connection_for_write()
+    for index, job_id in enumerate(job_ids):
+        try:
+            analyse_smear.apply_async(
+                args=[job_id], queue=INFERENCE_QUEUE, connection=connection, retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except Exception as exc:  # noqa: BLE001 - any broker failure: record it, keep the job queued
+            error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+            logger.warning("Could not publish analysis job(s) %s: %s", job_ids[index:], error)
+            AnalysisJob.objects.filter(pk__in=job_ids[index:]).update(
+                last_enqueue_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} {error}", updated_at=timezone.now()
+            )
+            break
+        else:
+            published += 1
+            AnalysisJob.objects.filter(pk=job_id).update(
+                published_at=timezone.now(), publish_count=F("publish_count") + 1, last_enqueue_error="",
+                updated_at=timezone.now(),
+            )
+    try:
+        connection.release()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+        logger.debug("Closing the broker connection failed", exc_info=True)
+    return published
+
+
+# --- What people can do -----------------------------------------------------------------------
+
+
+def can_retry(user, case):
+    """Pathologists and lab admins of the case's reading laboratory may retry a failed job."""
+    return bool(
+        user.is_authenticated and (user.is_pathologist or user.is_lab_admin)
+        and case.laboratory_id == user.organisation_id
+    )
+
+
+def can_rerun(user, case):
+    """Pathologists of the case's reading laboratory may re-run the analysis with another version."""
+    return bool(user.is_authenticated and user.is_pathologist and case.laboratory_id == user.organisation_id)
+
+
+def job_retry(*, user, job, request=None):
+    """Queue a failed job again (attempts reset). Pathologists and lab admins of the laboratory."""
+    case = job.smear.case
+    _require(can_retry(user, case), "Only pathologists and lab admins of the reading laboratory retry an analysis.")
+    now = timezone.now()
+    with transaction.atomic():
+        if not _reset_failed(job, user, now):
+            job.refresh_from_db()
+            raise InvalidTransition(f"Only a failed analysis can be retried; this one is {job.get_status_display().lower()}.")
+        audit(
+            AuditEvent.Action.ANALYSIS_REQUESTED, actor=user, case=case, request=request,
+            kind="retry", job=job.pk, smear=job.smear_id, model_version=job.model_version.name,
+        )
+        publish_on_commit([job.pk])
+    job.refresh_from_db()
+    return job
+
+
+def case_rerun(*, user, case, model_version, request=None):
+    """Analyse every smear of ``case`` again with ``model_version`` (a pathologist of the laboratory)."""
+    _require(can_rerun(user, case), "Only pathologists of the reading laboratory re-run an analysis.")
+    if model_version is None:
+        raise DomainError("Choose the model version to run.", details={"model_version": ["This field is required."]})
+    with transaction.atomic():
+        jobs = _queue_jobs(case.smears.all(), model_version, requested_by=user)
+        audit(
+            AuditEvent.Action.ANALYSIS_REQUESTED, actor=user, case=case, request=request,
+            kind="rerun", model_version=model_version.name, smears=len(jobs),
+        )
+        publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
+    return jobs
+
+
+def rerun_choices():
+    """Model versions a pathologist may pick for a re-run (newest first)."""
+    return ModelVersion.objects.order_by("-is_active", "-created_at")
+
+
+# --- Case status (called by the worker) -------------------------------------------------------
+
+
+def case_started(case_id):
+    """Work on the case started: submitted (or awaiting review, on a re-run) → analysing."""
+    from cases.services import case_move
+
+    case = Case.objects.get(pk=case_id)
+    if case.status in (Case.Status.SUBMITTED, Case.Status.AWAITING_REVIEW):
+        try:
+            case_move(case, Case.Status.ANALYSING)
+        except InvalidTransition:  # signed meanwhile: the AI only advises, the signature stands
+            pass
+    return case
+
+
+def case_maybe_finished(case_id):
+    """Once none of the case's jobs is queued or running: analysing (or submitted) → awaiting review.
+
+    Called after the finishing job's own update is committed, so of two jobs finishing together
+    at least the one committing last sees no pending job.
+    """
+    from cases.services import case_move
+
+    if AnalysisJob.objects.filter(smear__case_id=case_id, status__in=AnalysisJob.PENDING_STATUSES).exists():
+        return False
+    case = Case.objects.get(pk=case_id)
+    if case.status in (Case.Status.SUBMITTED, Case.Status.ANALYSING):
+        try:
+            case_move(case, Case.Status.AWAITING_REVIEW)
+        except InvalidTransition:
+            return False
+        return True
+    return False
+
+
+def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), task_id=None):
+    """Mark a job failed with a reason (conditional: only from ``from_statuses``)."""
+    now = timezone.now()
+    jobs = AnalysisJob.objects.filter(pk=job_id, status__in=from_statuses)
+    if task_id is not None:
+        jobs = jobs.filter(task_id=task_id)
+    changed = jobs.update(status=AnalysisJob.Status.FAILED, reason=reason[:2000], finished_at=now, updated_at=now)
+    if changed:
+        logger.warning("Analysis job %s failed: %s", job_id, reason)
+    return bool(changed)
+
+
+# --- The sweeper ------------------------------------------------------------------------------
+
+
+def stale_running_after_s():
+    return int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 300)) + STALE_RUNNING_GRACE_S
+
+
+def sweep(*, requeue_after_s=None, now=None):
+    """Make sure no analysis stays stuck. Safe to run at any time, from several places at once.
+
+    - queued jobs whose last publish (or whose queueing, if never published) is older than
+      ``requeue_after_s`` (default INFERENCE_REQUEUE_AFTER_S), and queued jobs whose last publish
+      failed, are published again (a duplicate message is harmless);
+    - running jobs older than the hard time limit plus a grace period were abandoned by a worker
+      that vanished without its message coming back (e.g. a lost filesystem-broker message): they
+      are queued again, or failed once they used all their attempts;
+    - smears of unsigned cases that have no job at all (submitted while no model was active) are
+      queued with the now active model;
+    - cases still "analysing" with no job pending move on to awaiting review.
+    Returns counts of what it did.
+    """
+    now = now or timezone.now()
+    requeue_after_s = settings.INFERENCE_REQUEUE_AFTER_S if requeue_after_s is None else requeue_after_s
+    counts = {"republished": 0, "recovered": 0, "failed_abandoned": 0, "waiting_cases_started": 0}
+
+    # 1. Running far longer than any task may run: its worker is gone.
+    stale_before = now - timedelta(seconds=stale_running_after_s())
+    recovered = []
+    for job in AnalysisJob.objects.filter(status=AnalysisJob.Status.RUNNING, started_at__lt=stale_before):
+        if job.attempts >= _max_attempts():
+            reason = (
+                f"The worker running this analysis stopped without reporting back {job.attempts} times "
+                f"(crash, out of memory or shut down); giving up. Retry it once the workers are healthy."
+            )
+            if job_fail(job.pk, reason, task_id=job.task_id):
+                counts["failed_abandoned"] += 1
+                case_maybe_finished(job.smear.case_id)
+        else:
+            changed = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
+                status=AnalysisJob.Status.QUEUED, task_id="", published_at=None, updated_at=now,
+                last_enqueue_error="", reason="",
+            )
+            if changed:
+                recovered.append(job.pk)
+    counts["recovered"] = len(recovered)
+    publish_jobs(recovered)
+
+    # 2. Queued too long, or never reached the broker.
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    due = (
+        AnalysisJob.objects.filter(status=AnalysisJob.Status.QUEUED)
+        .exclude(pk__in=recovered)
+        .annotate(last_try=Coalesce("published_at", "enqueued_at"))
+        .filter(
+            Q(last_try__lte=cutoff)
+            | ~Q(last_enqueue_error="")
+            | Q(published_at__isnull=True, enqueued_at__lte=now - timedelta(seconds=PUBLISH_GRACE_S))
+        )
+        .order_by("enqueued_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    due_ids = list(due)
+    if due_ids:
+        counts["republished"] = publish_jobs(due_ids)
+
+    # 3. Cases submitted while there was no model.
+    if ModelVersion.active() is not None:
+        waiting = (
+            Case.objects.filter(status__in=ANALYSABLE_CASE_STATUSES)
+            .filter(smears__isnull=False)
+            .exclude(smears__in=Smear.objects.filter(analysis_jobs__isnull=False))
+            .distinct()
+        )
+        for case in waiting:
+            with transaction.atomic():
+                jobs = case_analysis_request(case)
+            if jobs:
+                counts["waiting_cases_started"] += 1
+    # 4. Cases left "analysing" with nothing pending (their last worker died before moving them).
+    counts["cases_finished"] = 0
+    stuck = (
+        Case.objects.filter(status=Case.Status.ANALYSING)
+        .exclude(smears__analysis_jobs__status__in=AnalysisJob.PENDING_STATUSES)
+        .values_list("pk", flat=True)
+    )
+    for case_id in stuck:
+        counts["cases_finished"] += int(case_maybe_finished(case_id))
+
+    if any(counts.values()):
+        logger.info("Analysis sweep: %s", counts)
+    return counts
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Reading the state (portal, API, templates) -----------------------------------------------
+
+
+def case_ai_suggestion(case):
+    """The AI's case-level label for the current model version, or "" (what the sign form records)."""
+    from inference.status import case_analysis_data
+
+    result = case_analysis_data(case).get("result") or {}
+    return result.get("label") or ""
+
+
+__all__ = [
+    "AnalysisJob", "case_analysis_request", "case_rerun", "job_retry", "publish_jobs",
+    "publish_on_commit", "sweep", "case_started", "case_maybe_finished", "job_fail", "can_retry", "can_rerun",
+    "case_ai_suggestion", "model_version_for", "rerun_choices",
+]

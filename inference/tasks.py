@@ -1,0 +1,47 @@
+"""Celery tasks of the ``inference`` queue. Messages carry ids only, never image bytes.
+
+Imported by the worker's parent process (autodiscovery): nothing here may import Keras or
+TensorFlow at module level; models are loaded inside the child (see ``inference.worker``).
+"""
+import logging
+import sys
+
+from celery import shared_task
+from celery.signals import worker_init, worker_process_init
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="inference.analyse_smear", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+)
+def analyse_smear(self, job_id):
+    """Analyse one smear for one AnalysisJob (id). Idempotent: a duplicate or redelivery is a no-op."""
+    from inference.worker import run_job
+
+    return run_job(int(job_id), task_id=self.request.id or "")
+
+
+@shared_task(name="inference.sweep_analysis", ignore_result=True)
+def sweep_analysis():
+    """Periodic (Celery beat): re-publish stuck jobs, start cases that waited for a model."""
+    from inference.services import sweep
+
+    return sweep()
+
+
+@worker_init.connect
+def _check_parent_is_clean(**kwargs):
+    # The prefork parent must not have started TensorFlow before forking its children.
+    loaded = [name for name in ("tensorflow", "keras", "torch", "jax") if name in sys.modules]
+    if loaded:
+        logger.warning("Worker parent imported %s before forking; children may hang.", ", ".join(loaded))
+
+
+@worker_process_init.connect
+def _init_child(**kwargs):
+    # A fresh child starts with an empty model cache. Models are loaded lazily by the first job
+    # that needs them: loading here would exceed the pool's start-up timeout (worker_proc_alive_timeout).
+    from inference import worker
+
+    worker.clear_cache()

@@ -1,0 +1,354 @@
+"""What runs inside a Celery worker child: the model cache and one analysis job from claim to result.
+
+Process model (prefork): the parent process never imports Keras/TensorFlow (TensorFlow hangs in a
+child forked after it started its thread pools). Each child loads a model version the first time a
+job needs it and keeps the few most recently used ones (``INFERENCE_MODEL_CACHE_SIZE``, default 2)
+until it is recycled (``worker_max_tasks_per_child``). Loading is lazy (the first job of a fresh
+child pays a few seconds): loading in ``worker_process_init`` would overrun the pool's start-up
+timeout.
+
+One job (``run_job``), all state in the database:
+
+1. claim: ``queued → running`` with a conditional update (attempts + 1). Only one message wins;
+   duplicates (sweeper re-publish, redelivery) find the job running or done and do nothing. A
+   message that comes back after its worker died (acks_late + reject_on_worker_lost) carries the
+   same task id as the claim, so it may take the running job over, up to INFERENCE_MAX_ATTEMPTS
+   starts: then the job fails with the reason, instead of killing workers forever.
+2. the case moves to analysing; the model is loaded (sha256 checked); the image goes through
+   ``training.ml.images.prepare_image``; ``predict_on_batch``; Grad-CAM for the predicted class.
+3. in one transaction: the Prediction (unique per smear and version) and ``running → done``.
+4. the case moves to awaiting review when none of its jobs is pending.
+A missing/corrupt model, an unreadable image or a soft time limit fails the job with the reason.
+"""
+import io
+import logging
+import os
+import signal
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from inference import services
+from inference.models import AnalysisJob, Prediction
+
+logger = logging.getLogger(__name__)
+
+
+class AnalysisError(Exception):
+    """A job cannot succeed as things are; the message is the reason shown to people."""
+
+
+class ModelUnavailable(AnalysisError):
+    pass
+
+
+class ImageUnreadable(AnalysisError):
+    pass
+
+
+# --- Backend set-up (once per process, in the child) -------------------------------------------
+
+_backend_ready = False
+
+
+def configure_backend():
+    """Per-process TensorFlow settings, before the first model: GPU memory growth, thread counts.
+
+    GPU nodes run one worker process per GPU pinned with CUDA_VISIBLE_DEVICES; memory growth keeps
+    a child from grabbing the whole card, so a recycled child can start while the old one exits.
+    """
+    global _backend_ready
+    if _backend_ready:
+        return
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except (ValueError, RuntimeError) as exc:  # already initialised: too late, but harmless
+                logger.warning("Could not enable memory growth on %s: %s", gpu, exc)
+        intra = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
+        inter = os.environ.get("TELEDIAG_TF_INTER_OP_THREADS")
+        try:
+            if intra:
+                tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+            if inter:
+                tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+        except RuntimeError as exc:
+            logger.warning("Could not set TensorFlow thread counts: %s", exc)
+    _backend_ready = True
+
+
+# --- Model cache --------------------------------------------------------------------------------
+
+
+class LoadedModel:
+    """A model version ready to serve: the Keras model plus its compiled Grad-CAM (built on demand)."""
+
+    def __init__(self, version, model):
+        self.version_pk = version.pk
+        self.sha256 = version.sha256
+        self.name = version.name
+        self.model = model
+        shape = tuple(model.inputs[0].shape)
+        self.input_size = int(shape[1] or version.input_size)
+        outputs = int(model.outputs[0].shape[-1])
+        names = list(version.class_names or [])
+        if not names:
+            from training.ml.classes import CLASS_NAMES
+
+            names = list(CLASS_NAMES)
+        if len(names) != outputs:
+            raise ModelUnavailable(
+                f"Model version {version.name} lists {len(names)} classes but its model has {outputs} outputs."
+            )
+        self.class_names = names
+        self._gradcam = None
+        self._gradcam_error = None
+
+    def predict(self, batch):
+        """Probabilities for a float32 batch (N, size, size, 3): one compiled call, no per-call set-up."""
+        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+
+    def heatmap(self, image, class_index):
+        """(cam, method) for one prepared uint8 image; Grad-CAM when possible, occlusion otherwise."""
+        from inference import heatmaps
+
+        if self._gradcam is None and self._gradcam_error is None:
+            try:
+                self._gradcam = heatmaps.GradCam(self.model)
+            except Exception as exc:  # noqa: BLE001 - any failure to build: fall back, say why once
+                self._gradcam_error = exc
+                logger.warning("Grad-CAM unavailable for %s (%s); using occlusion maps.", self.name, exc)
+        batch = image[None].astype(np.float32)
+        if self._gradcam is not None:
+            return self._gradcam(batch, class_index), "grad-cam"
+        return heatmaps.occlusion_map(self.predict, image, class_index), "occlusion"
+
+
+_cache = OrderedDict()
+_cache_pid = None
+_cache_lock = threading.Lock()
+
+
+def cache_size():
+    return max(1, int(getattr(settings, "INFERENCE_MODEL_CACHE_SIZE", 2)))
+
+
+def clear_cache():
+    global _cache_pid
+    with _cache_lock:
+        _cache.clear()
+        _cache_pid = os.getpid()
+
+
+def cached_versions():
+    """Keys (file path, sha256, class names) of the models loaded here, least recently used first."""
+    return list(_cache)
+
+
+def _load_keras_model(version):
+    """Load the version's model through the registry (sha256-checked, safe_mode)."""
+    from training import registry
+
+    try:
+        return registry.load_model(version)
+    except registry.RegistryError as exc:  # missing file, altered file: the message names the version
+        raise ModelUnavailable(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated archive, unknown layer, wrong format...
+        raise ModelUnavailable(
+            f"The model file of version {version.name!r} cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def get_model(version):
+    """The loaded model of ``version`` for this process (loaded once, kept in a small LRU cache)."""
+    global _cache_pid
+    # Same file, same bytes, same classes: the same model, whichever version row points at it.
+    key = (version.file_path, version.sha256, tuple(version.class_names or ()))
+    with _cache_lock:
+        if _cache_pid != os.getpid():  # a forked child never reuses its parent's objects
+            _cache.clear()
+            _cache_pid = os.getpid()
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    configure_backend()
+    started = time.perf_counter()
+    loaded = LoadedModel(version, _load_keras_model(version))
+    # Warm-up: builds the compiled predict function now, not inside the first timed prediction.
+    loaded.predict(np.zeros((1, loaded.input_size, loaded.input_size, 3), dtype=np.float32))
+    logger.info("Loaded model version %s in %.1f s (pid %s).", version.name, time.perf_counter() - started, os.getpid())
+    with _cache_lock:
+        _cache[key] = loaded
+        while len(_cache) > cache_size():
+            _cache.popitem(last=False)
+    return loaded
+
+
+# --- One job ------------------------------------------------------------------------------------
+
+
+def _max_attempts():
+    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
+
+
+def claim(job_id, task_id=""):
+    """Take the job for this message, or return None when someone else has it or it is finished."""
+    now = timezone.now()
+    worker = services.worker_name()
+    jobs = AnalysisJob.objects.select_related("smear__case", "model_version")
+    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
+        status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
+        task_id=task_id, worker=worker, reason="", updated_at=now,
+    )
+    if claimed:
+        return jobs.get(pk=job_id)
+    job = jobs.filter(pk=job_id).first()
+    if job is None:
+        logger.warning("Analysis job %s does not exist (deleted?); message dropped.", job_id)
+        return None
+    if job.status == AnalysisJob.Status.QUEUED:  # attempts used up before this claim
+        reason = f"Gave up after {job.attempts} attempts."
+        if services.job_fail(job.pk, reason, from_statuses=(AnalysisJob.Status.QUEUED,)):
+            services.case_maybe_finished(job.smear.case_id)
+        return None
+    if job.status == AnalysisJob.Status.RUNNING and job.task_id == task_id:
+        # The message that claimed the job is back: its worker died mid-task (the broker redelivers
+        # only then; Redis's visibility timeout is longer than the hard time limit).
+        if job.attempts >= _max_attempts():
+            reason = (
+                f"The analysis stopped its worker process {job.attempts} times (crash or out of memory); "
+                f"gave up after {_max_attempts()} attempts."
+            )
+            if services.job_fail(job.pk, reason, task_id=task_id):
+                services.case_maybe_finished(job.smear.case_id)
+            return None
+        taken = AnalysisJob.objects.filter(
+            pk=job_id, status=AnalysisJob.Status.RUNNING, task_id=task_id, attempts=job.attempts
+        ).update(attempts=F("attempts") + 1, started_at=now, worker=worker, updated_at=now)
+        if taken:
+            logger.warning("Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1)
+            return jobs.get(pk=job_id)
+    return None  # done, failed, or running under another message: nothing to do
+
+
+def _test_hooks():
+    """Test-only behaviour, active only with TELEDIAG_TEST_HOOKS=1 (integration tests set it)."""
+    if os.environ.get("TELEDIAG_TEST_HOOKS") != "1":
+        return
+    if os.environ.get("TELEDIAG_TEST_INFERENCE_CRASH") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+    delay = float(os.environ.get("TELEDIAG_TEST_INFERENCE_DELAY_S") or 0)
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _read_image(smear):
+    try:
+        with smear.image.open("rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ImageUnreadable(f"The image file of this smear cannot be read: {exc}") from exc
+
+
+def _original_size(data):
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.exif_transpose(image).size
+
+
+def analyse(job):
+    """Compute and store the prediction of a claimed job; returns the Prediction."""
+    from training.ml.images import ImageError, prepare_image
+
+    from inference import heatmaps
+
+    started = time.perf_counter()
+    version = job.model_version
+    loaded = get_model(version)
+    smear = job.smear
+    data = _read_image(smear)
+    try:
+        image = prepare_image(data, loaded.input_size)
+        original_size = _original_size(data)
+    except (ImageError, OSError, ValueError) as exc:
+        raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
+
+    batch = image[None].astype(np.float32)
+    t0 = time.perf_counter()
+    probs = loaded.predict(batch)[0]
+    inference_ms = (time.perf_counter() - t0) * 1000.0
+    if not np.all(np.isfinite(probs)):
+        raise AnalysisError("The model returned invalid probabilities (NaN or infinite).")
+    class_index = int(np.argmax(probs))
+    probabilities = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
+
+    png, method = b"", ""
+    try:
+        cam, method = loaded.heatmap(image, class_index)
+        png = heatmaps.overlay_png(cam, loaded.input_size, original_size)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
+        logger.exception("Heatmap failed for job %s", job.pk)
+        method = ""
+
+    queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                prediction, created = Prediction.objects.get_or_create(
+                    smear=smear, model_version=version,
+                    defaults=dict(
+                        job=job, label=loaded.class_names[class_index], probabilities=probabilities,
+                        heatmap_method=method if png else "", queue_wait_ms=queue_wait_ms,
+                        inference_ms=round(inference_ms), worker=services.worker_name(),
+                        total_ms=round((time.perf_counter() - started) * 1000.0),
+                    ),
+                )
+        except IntegrityError:  # stored concurrently by a duplicate run: that one counts
+            prediction, created = Prediction.objects.get(smear=smear, model_version=version), False
+        if created and png:
+            prediction.heatmap.save("heatmap.png", ContentFile(png), save=True)
+        AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
+            status=AnalysisJob.Status.DONE, finished_at=now, reason="", updated_at=now,
+        )
+    return prediction
+
+
+def run_job(job_id, task_id=""):
+    """The body of the ``inference.analyse_smear`` task. Returns "done", "failed" or "skipped"."""
+    job = claim(job_id, task_id or "")
+    if job is None:
+        return "skipped"
+    case_id = job.smear.case_id
+    services.case_started(case_id)
+    outcome = "failed"
+    try:
+        _test_hooks()
+        analyse(job)
+        outcome = "done"
+    except SoftTimeLimitExceeded:
+        limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
+        services.job_fail(job.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=job.task_id)
+    except AnalysisError as exc:
+        services.job_fail(job.pk, str(exc), task_id=job.task_id)
+    except Exception as exc:  # noqa: BLE001 - say what happened; a person can retry
+        logger.exception("Analysis job %s failed", job.pk)
+        services.job_fail(job.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=job.task_id)
+    services.case_maybe_finished(case_id)
+    return outcome

@@ -1,0 +1,439 @@
+"""Unit tests of the analysis flow: task functions called directly, a small real Keras model."""
+import io
+import sys
+
+import pytest
+from django.utils import timezone
+from PIL import Image
+
+from cases.models import Case
+from inference import services
+from inference.models import AnalysisJob, Prediction
+from inference.tasks import analyse_smear
+from tests.conftest import smear_upload
+from tests.inference.conftest import register_version
+from training.ml.classes import CLASS_NAMES
+from training.models import ModelVersion
+
+
+def two_smears():
+    return [smear_upload("a.png", colour=(180, 60, 120)), smear_upload("b.png", size=(40, 70), colour=(90, 90, 200))]
+
+
+def test_submission_publishes_one_id_only_message_per_smear_after_commit(
+    world, model_version, published, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        case = world.submit_case(files=two_smears())
+        jobs = list(AnalysisJob.objects.filter(smear__case=case).order_by("pk"))
+        assert [job.status for job in jobs] == ["queued", "queued"]
+        assert published == []  # nothing leaves before the transaction commits
+    for callback in callbacks:
+        callback()
+    assert sorted(published.job_ids()) == [job.pk for job in jobs]
+    for job_id, options in published:
+        assert isinstance(job_id, int)  # ids only, never image bytes
+        assert options["queue"] == "inference"
+    assert all(job.model_version == model_version for job in jobs)
+    assert AnalysisJob.objects.filter(published_at__isnull=False, publish_count=1).count() == 2
+
+
+def test_rolled_back_submission_publishes_nothing(world, model_version, published, django_capture_on_commit_callbacks):
+    from cases.errors import DomainError
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(DomainError):
+            world.submit_case(files=[smear_upload("a.png"), smear_upload("bad.png", fmt="GIF", content_type="image/gif")])
+    assert published == []
+    assert not AnalysisJob.objects.exists()
+
+
+def test_task_stores_prediction_heatmap_and_moves_the_case(world, model_version):
+    case = world.submit_case(files=two_smears())
+    first, second = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+
+    assert analyse_smear(first.pk) == "done"
+    case.refresh_from_db()
+    assert case.status == Case.Status.ANALYSING  # one image still to go
+    assert analyse_smear(second.pk) == "done"
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+    for job in (first, second):
+        job.refresh_from_db()
+        assert job.status == "done" and job.attempts == 1 and job.finished_at and job.started_at
+        prediction = Prediction.objects.get(smear=job.smear, model_version=model_version)
+        assert set(prediction.probabilities) == set(CLASS_NAMES)  # (jsonb does not keep key order)
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert max(prediction.probabilities.values()) > 0.5  # not uniform
+        assert prediction.label == max(prediction.probabilities, key=prediction.probabilities.get)
+        assert prediction.inference_ms is not None and prediction.queue_wait_ms is not None
+        assert prediction.heatmap_method == "grad-cam"
+        with prediction.heatmap.open("rb") as handle:
+            heatmap = Image.open(io.BytesIO(handle.read()))
+        assert heatmap.format == "PNG" and heatmap.mode == "RGBA"
+        # Laid over the displayed image: same aspect ratio as the smear (padding cropped away).
+        assert heatmap.size == (job.smear.width, job.smear.height)
+
+
+def test_inference_uses_the_shared_preprocessing(world, model_version, monkeypatch):
+    import training.ml.images as images
+
+    calls = []
+    original = images.prepare_image
+
+    def spy(source, size):
+        calls.append(size)
+        return original(source, size)
+
+    monkeypatch.setattr(images, "prepare_image", spy)
+    case = world.submit_case()
+    analyse_smear(AnalysisJob.objects.get(smear__case=case).pk)
+    assert calls == [model_version.input_size]
+
+
+def test_model_is_loaded_once_per_process(world, model_version, monkeypatch, fresh_model_cache):
+    from training import registry
+
+    loads = []
+    original = registry.load_model
+    monkeypatch.setattr(registry, "load_model", lambda version: loads.append(version.pk) or original(version))
+    case = world.submit_case(files=two_smears())
+    for job in AnalysisJob.objects.filter(smear__case=case):
+        analyse_smear(job.pk)
+    assert loads == [model_version.pk]
+
+
+def test_redelivered_or_duplicate_message_is_a_no_op(world, model_version):
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "done"
+    # The same message again (redelivery) and a sweeper duplicate: nothing happens.
+    assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "skipped"
+    assert analyse_smear.apply(args=[job.pk], task_id="message-2").get() == "skipped"
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 1
+    assert Prediction.objects.filter(smear=job.smear).count() == 1
+
+
+def test_a_second_worker_never_runs_a_job_another_one_holds(world, model_version):
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=1, started_at=timezone.now())
+    assert analyse_smear.apply(args=[job.pk], task_id="message-2").get() == "skipped"
+    job.refresh_from_db()
+    assert job.status == "running" and job.attempts == 1
+    assert not Prediction.objects.exists()
+
+
+def test_message_back_after_its_worker_died_takes_the_job_over(world, model_version):
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    # A worker claimed it with this message, then was killed: the broker delivers the message again.
+    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=1, started_at=timezone.now())
+    assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "done"
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 2
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_a_task_that_keeps_killing_its_worker_ends_failed_after_max_attempts(world, model_version, settings):
+    settings.INFERENCE_MAX_ATTEMPTS = 3
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=3, started_at=timezone.now())
+    assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "skipped"
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "3 times" in job.reason and "gave up after 3 attempts" in job.reason
+    assert not Prediction.objects.exists()
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW  # reviewable without the AI
+
+
+def test_missing_model_file_fails_the_job_with_the_reason(world, tmp_path):
+    version = register_version(tmp_path / "gone.keras", "0" * 64, name="gone")
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case, model_version=version)
+    assert analyse_smear(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and "missing" in job.reason and "gone" in job.reason
+
+
+def test_altered_model_file_is_refused(world, model_file, tmp_path):
+    path, sha256 = model_file
+    altered = tmp_path / "altered.keras"
+    altered.write_bytes(path.read_bytes() + b"tampered")
+    version = register_version(altered, sha256, name="altered")
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case, model_version=version)
+    assert analyse_smear(job.pk) == "failed"
+    job.refresh_from_db()
+    assert "sha256" in job.reason
+
+
+def test_corrupt_model_file_fails_its_jobs_and_other_work_continues(world, model_file, tmp_path):
+    import hashlib
+
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a keras archive")
+    bad = register_version(corrupt, hashlib.sha256(corrupt.read_bytes()).hexdigest(), name="corrupt")
+    bad_case = world.submit_case()
+    bad_job = AnalysisJob.objects.get(smear__case=bad_case)
+    assert analyse_smear(bad_job.pk) == "failed"
+    bad_job.refresh_from_db()
+    assert "corrupt" in bad_job.reason and "cannot be loaded" in bad_job.reason
+    bad_case.refresh_from_db()
+    assert bad_case.status == Case.Status.AWAITING_REVIEW
+
+    path, sha256 = model_file
+    good = register_version(path, sha256, name="good")  # activated
+    good_case = world.submit_case()
+    good_job = AnalysisJob.objects.get(smear__case=good_case)
+    assert good_job.model_version == good
+    assert analyse_smear(good_job.pk) == "done"
+    assert ModelVersion.active() == good and bad.pk != good.pk
+
+
+def test_unreadable_image_fails_only_that_job(world, model_version):
+    case = world.submit_case(files=two_smears())
+    first, second = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+    first.smear.image.storage.delete(first.smear.image.name)
+    assert analyse_smear(first.pk) == "failed"
+    assert analyse_smear(second.pk) == "done"
+    first.refresh_from_db()
+    assert "cannot be read" in first.reason
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_soft_time_limit_fails_the_job_with_a_reason(world, model_version, monkeypatch, settings):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from inference import worker
+
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 240
+
+    def too_slow(job):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(worker, "analyse", too_slow)
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear(job.pk) == "failed"
+    job.refresh_from_db()
+    assert "240 s" in job.reason
+
+
+def test_chosen_model_version_is_used(world, model_file):
+    path, sha256 = model_file
+    register_version(path, sha256, name="active-one")
+    chosen = register_version(path, sha256, name="chosen-one", active=False)
+    case = world.submit_case(model_version=chosen)
+    assert set(AnalysisJob.objects.filter(smear__case=case).values_list("model_version__name", flat=True)) == {"chosen-one"}
+
+
+def test_no_active_model_case_waits_then_sweeper_starts_it(
+    world, model_file, published, run_jobs, django_capture_on_commit_callbacks
+):
+    from cases.services import case_sign
+    from inference.status import case_analysis_data
+
+    case = world.submit_case(files=two_smears())  # submission works without a model
+    assert not AnalysisJob.objects.exists()
+    data = case_analysis_data(case, world.pathologist)
+    assert data["state"] == "waiting_for_model" and "Waiting for a model" in data["message"]
+    assert all(smear["job"] is None for smear in data["smears"])
+    assert services.sweep(requeue_after_s=0)["waiting_cases_started"] == 0
+
+    path, sha256 = model_file
+    register_version(path, sha256)  # a model becomes active; the sweeper (beat, every minute) runs
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.sweep()["waiting_cases_started"] == 1
+    assert len(published) == 2
+    assert run_jobs() == ["done", "done"]
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert services.sweep()["waiting_cases_started"] == 0
+
+    # Pathologists can sign without the AI too (here: another case, still without a model run).
+    other = world.submit_case()
+    AnalysisJob.objects.filter(smear__case=other).delete()
+    case_sign(user=world.pathologist, case=other, diagnosis="benign")
+    other.refresh_from_db()
+    assert other.status == Case.Status.SIGNED
+
+
+def test_broker_down_at_submission_keeps_case_and_jobs_then_sweeper_publishes(
+    world, model_version, published, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    published.fail_with = OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    with django_capture_on_commit_callbacks(execute=True):
+        case = world.submit_case(files=two_smears())  # must not raise
+    assert Case.objects.filter(pk=case.pk).exists()
+    jobs = AnalysisJob.objects.filter(smear__case=case)
+    assert [job.status for job in jobs] == ["queued", "queued"]
+    assert all("Connection refused" in job.last_enqueue_error for job in jobs)
+    assert all(job.published_at is None for job in jobs)
+    from inference.status import case_analysis_data
+
+    texts = [smear["job"]["status_text"] for smear in case_analysis_data(case)["smears"]]
+    assert all(text.startswith("queued (waiting") and "unreachable" in text for text in texts)
+
+    published.fail_with = None  # the broker is back
+    counts = services.sweep()
+    assert counts["republished"] == 2
+    jobs = AnalysisJob.objects.filter(smear__case=case)
+    assert all(job.last_enqueue_error == "" and job.published_at for job in jobs)
+
+
+def test_sweeper_republishes_only_jobs_queued_too_long(world, model_version, published, settings):
+    settings.INFERENCE_REQUEUE_AFTER_S = 120
+    case = world.submit_case(files=two_smears())
+    old, fresh = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+    now = timezone.now()
+    AnalysisJob.objects.filter(pk=old.pk).update(
+        enqueued_at=now - timezone.timedelta(minutes=5), published_at=now - timezone.timedelta(minutes=5)
+    )
+    AnalysisJob.objects.filter(pk=fresh.pk).update(published_at=now)
+    assert services.sweep()["republished"] == 1
+    assert published.job_ids() == [old.pk]
+
+
+def test_sweeper_recovers_jobs_abandoned_in_running_state(world, model_version, published, settings):
+    settings.INFERENCE_MAX_ATTEMPTS = 3
+    case = world.submit_case(files=two_smears())
+    retryable, exhausted = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+    long_ago = timezone.now() - timezone.timedelta(seconds=services.stale_running_after_s() + 5)
+    AnalysisJob.objects.filter(pk=retryable.pk).update(status="running", attempts=1, started_at=long_ago, task_id="m1")
+    AnalysisJob.objects.filter(pk=exhausted.pk).update(status="running", attempts=3, started_at=long_ago, task_id="m2")
+    counts = services.sweep()
+    assert counts["recovered"] == 1 and counts["failed_abandoned"] == 1
+    retryable.refresh_from_db()
+    exhausted.refresh_from_db()
+    assert retryable.status == "queued" and published.job_ids() == [retryable.pk]
+    assert exhausted.status == "failed" and "giving up" in exhausted.reason
+
+
+def test_retry_of_failed_job_and_rerun_with_another_version(
+    world, model_file, published, run_jobs, tmp_path, django_capture_on_commit_callbacks
+):
+    from cases.errors import InvalidTransition, NotAllowed
+
+    path, sha256 = model_file
+    broken = register_version(tmp_path / "missing.keras", sha256, name="broken")
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear(job.pk) == "failed"
+    job.refresh_from_db()
+
+    with pytest.raises(NotAllowed):
+        services.job_retry(user=world.clinician, job=job)
+    with pytest.raises(NotAllowed):
+        services.job_retry(user=world.other_pathologist, job=job)
+
+    # The file is put back; a lab admin retries.
+    path_bytes = path.read_bytes()
+    (tmp_path / "missing.keras").write_bytes(path_bytes)
+    published.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_retry(user=world.lab_admin, job=job)
+    job.refresh_from_db()
+    assert job.status == "queued" and job.attempts == 0 and job.reason == ""
+    assert run_jobs() == ["done"]
+    with pytest.raises(InvalidTransition):
+        services.job_retry(user=world.pathologist, job=job)
+
+    other = register_version(path, sha256, name="other", active=False)
+    with pytest.raises(NotAllowed):
+        services.case_rerun(user=world.clinician, case=case, model_version=other)
+    with pytest.raises(NotAllowed):
+        services.case_rerun(user=world.lab_admin, case=case, model_version=other)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = services.case_rerun(user=world.pathologist, case=case, model_version=other)
+    assert [j.model_version for j in jobs] == [other]
+    assert run_jobs() == ["done"]
+    assert Prediction.objects.filter(smear__case=case).count() == 2
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert broken.name == "broken"
+
+
+def test_importing_the_tasks_does_not_import_tensorflow():
+    """The prefork parent imports the tasks: TensorFlow must load only inside the children."""
+    import subprocess
+
+    code = (
+        "import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'telediag.settings_test'); "
+        "django.setup(); import inference.tasks, inference.services, inference.worker, inference.views; "
+        "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_heatmap_overlay_geometry_matches_prepare_image_padding():
+    import numpy as np
+
+    from inference.heatmaps import content_box, overlay_png
+    from training.ml.images import prepare_image
+
+    image = np.zeros((30, 90, 3), dtype=np.uint8)
+    image[:] = 200
+    prepared = prepare_image(image, 32)
+    left, top, width, height = content_box((90, 30), 32)
+    inside = prepared[top:top + height, left:left + width]
+    assert (inside > 0).all()  # the box is exactly the non-padded region
+    assert (prepared[:top] == 0).all() and (prepared[top + height:] == 0).all()
+    png = overlay_png(np.random.default_rng(0).random((4, 4)), 32, (90, 30))
+    assert Image.open(io.BytesIO(png)).size == (90, 30)
+
+
+def test_another_model_build_serves_too(tmp_path, world):
+    """A model without BatchNormalization (the study's convnet) also gets a Grad-CAM heatmap."""
+    from training.ml import artifacts
+    from training.ml.architectures import build_model
+
+    model = build_model("convnet", image_size=16, num_classes=len(CLASS_NAMES), augment=False, seed=3)
+    sha256 = artifacts.save_model_atomically(model, tmp_path / "convnet.keras")
+    version = register_version(tmp_path / "convnet.keras", sha256, name="convnet", input_size=16)
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear(job.pk) == "done"
+    prediction = Prediction.objects.get(smear=job.smear, model_version=version)
+    assert prediction.heatmap_method == "grad-cam"
+
+
+def test_sweeper_moves_cases_left_analysing_and_the_command_reports(world, model_version):
+    from django.core.management import call_command
+
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear(job.pk) == "done"
+    Case.objects.filter(pk=case.pk).update(status=Case.Status.ANALYSING)  # its worker died before the move
+    out = io.StringIO()
+    call_command("sweep_analysis", older_than=0, stdout=out)
+    assert "moved 1 finished case(s) to review" in out.getvalue()
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+@pytest.mark.slow
+def test_nested_backbone_model_gets_grad_cam(tmp_path, world):
+    """Application backbones (MobileNetV2 here) are one nested layer: Grad-CAM still explains them."""
+    from training.ml import artifacts
+    from training.ml.architectures import build_model
+
+    model = build_model("mobilenetv2", image_size=64, num_classes=len(CLASS_NAMES), augment=True, seed=5)
+    sha256 = artifacts.save_model_atomically(model, tmp_path / "mobilenet.keras")
+    version = register_version(tmp_path / "mobilenet.keras", sha256, name="mobilenet", input_size=64, architecture="mobilenetv2")
+    case = world.submit_case(files=[smear_upload("wide.png", size=(90, 40))])
+    job = AnalysisJob.objects.get(smear__case=case)
+    assert analyse_smear(job.pk) == "done"
+    prediction = Prediction.objects.get(smear=job.smear, model_version=version)
+    assert prediction.heatmap_method == "grad-cam"
+    with prediction.heatmap.open("rb") as handle:
+        assert Image.open(io.BytesIO(handle.read())).size == (90, 40)

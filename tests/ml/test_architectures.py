@@ -1,0 +1,181 @@
+"""Every architecture builds, takes a training step, and survives save/load with safe_mode=True."""
+
+import keras
+import numpy as np
+import pytest
+
+from training.ml import architectures
+from training.ml.architectures import (
+    ARCHITECTURE_NAMES,
+    BATCHNORM_MOMENTUM,
+    build_model,
+    describe_preprocessing,
+    normalisation_of,
+)
+from training.ml.augmentation import build_augmentation
+from training.ml.layers import CaffeNormalization
+
+SIZE = 32  # the smallest size keras.applications accept; keeps ResNet50/VGG19 fast enough
+
+
+def _batch(n=4, seed=0, size=SIZE):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n) % 4
+
+
+def _compiled(architecture, **kwargs):
+    model = build_model(architecture, image_size=SIZE, seed=1, **kwargs)
+    # Eager steps: tracing a ResNet50 train step costs ~20 s on 2 CPU cores, an eager step ~5 s.
+    # Graph-mode fit is covered by the convnet tests in test_train.py / test_pipeline.py.
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], run_eagerly=True)
+    return model
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURE_NAMES)
+def stepped(request, tmp_path_factory):
+    """(architecture, model after one training step, the same model saved and loaded back)."""
+    architecture = request.param
+    model = _compiled(architecture)
+    x, y = _batch(8)
+    model.train_on_batch(x, y)
+    path = tmp_path_factory.mktemp(architecture) / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    return architecture, model, loaded
+
+
+@pytest.mark.slow
+def test_train_step_then_save_load_gives_identical_model(stepped):
+    architecture, model, loaded = stepped
+    # Every variable (weights and BatchNorm moving statistics) comes back bit for bit.
+    assert [v.path for v in loaded.weights] == [v.path for v in model.weights]
+    for original, restored in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(np.asarray(restored), np.asarray(original), err_msg=original.path)
+    x = np.random.default_rng(42).uniform(0, 255, (6, SIZE, SIZE, 3)).astype("float32")
+    before = np.asarray(model(x, training=False))
+    after = np.asarray(loaded(x, training=False))
+    assert before.shape == (6, 4)
+    np.testing.assert_allclose(before.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    if architecture == "mobilenetv2":
+        # After one step its inference output is still the same for every input (ReLU6 saturates
+        # while the BatchNorm moving statistics catch up), so equal predictions prove little.
+        # Compare the backbone in batch-statistics mode, which does depend on the input.
+        backbone = next(layer for layer in model.layers if layer.name.startswith("mobilenetv2"))
+        loaded_backbone = loaded.get_layer(backbone.name)
+        normalised = np.asarray(model.get_layer("normalise")(x))
+        before = np.asarray(backbone(normalised, training=True)).reshape(len(x), -1)
+        after = np.asarray(loaded_backbone(normalised, training=True)).reshape(len(x), -1)
+        np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+    assert np.ptp(before, axis=0).max() > 1e-6, f"{architecture} outputs do not depend on the input"
+
+
+@pytest.mark.slow
+def test_layout_and_batchnorm_momentum(stepped):
+    architecture, model, loaded = stepped
+    for m in (model, loaded):
+        names = [layer.name for layer in m.layers]
+        assert names[0] == "image" and names[1] == "augmentation" and names[2] == "normalise"
+        assert names[-1] == "predictions"
+        assert m.input_shape == (None, SIZE, SIZE, 3)
+        batchnorms = [layer for layer in architectures.iter_layers(m)
+                      if isinstance(layer, keras.layers.BatchNormalization)]
+        if architecture in ("mobilenetv2", "resnet50", "convnet_bn"):
+            assert batchnorms, architecture
+        assert all(layer.momentum == BATCHNORM_MOMENTUM for layer in batchnorms)
+    assert describe_preprocessing(loaded)["in_model_normalisation"]
+
+
+def test_study_convnet_layers():
+    model = build_model("convnet", image_size=64, augment=False)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 4 and kinds.count("MaxPooling2D") == 3
+    assert kinds.count("Dropout") == 2 and kinds.count("Flatten") == 1 and kinds.count("Dense") == 1
+    assert kinds[:2] == ["InputLayer", "Rescaling"]  # no augmentation block when augment=False
+    assert model.layers[-1].activation.__name__ == "softmax"
+
+
+def test_normalisation_per_architecture(monkeypatch, tmp_path):
+    assert normalisation_of(build_model("convnet", 16, augment=False)) == "unit"
+    assert normalisation_of(build_model("mobilenetv2", 32, augment=False)) == "symmetric"
+    # With ImageNet weights, ResNet50/VGG19 get the "caffe" input those weights were trained on.
+    seen = {}
+
+    def tiny_backbone(architecture, image_size, weights_path):
+        seen["weights_path"] = weights_path
+        inputs = keras.Input((image_size, image_size, 3))
+        return keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+
+    monkeypatch.setattr(architectures, "_application_backbone", tiny_backbone)
+    assert normalisation_of(build_model("vgg19", 32, augment=False)) == "symmetric"
+    model = build_model("vgg19", 32, augment=False, weights_path=tmp_path / "w.h5")
+    assert normalisation_of(model) == "caffe" and seen["weights_path"] == tmp_path / "w.h5"
+
+
+def test_caffe_normalisation_matches_keras_preprocess_input():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
+    expected = keras.applications.resnet50.preprocess_input(x.copy())
+    np.testing.assert_allclose(np.asarray(CaffeNormalization()(x)), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_local_backbone_weights_are_loaded(tmp_path):
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+    kernel = backbone.get_layer("Conv1").kernel
+    kernel.assign(np.full(kernel.shape, 0.0123, dtype="float32"))
+    path = tmp_path / "mobilenet_notop.weights.h5"
+    backbone.save_weights(path)
+    model = build_model("mobilenetv2", 32, augment=False, weights_path=path)
+    loaded_kernel = np.asarray(model.get_layer("mobilenetv2_1.00_32").get_layer("Conv1").kernel)
+    assert np.allclose(loaded_kernel, 0.0123)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        build_model("alexnet")
+    with pytest.raises(ValueError, match=">= 32"):
+        build_model("mobilenetv2", image_size=16)
+    with pytest.raises(ValueError, match="weights_path"):
+        build_model("convnet", image_size=32, weights_path="x.h5")
+
+
+def test_augmentation_only_in_training():
+    model = build_model("convnet", image_size=SIZE, seed=3)
+    augmentation = model.get_layer("augmentation")
+    x = np.random.default_rng(1).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)
+    first, second = np.asarray(augmentation(x, training=True)), np.asarray(augmentation(x, training=True))
+    assert np.abs(first - x).mean() > 1 and np.abs(first - second).mean() > 1
+    assert first.shape == x.shape and first.min() >= -1e-3 and first.max() <= 255 + 1e-3
+    # The whole model is deterministic at inference, even when the caller forgets training=False
+    # (bare Keras random layers would augment on a plain model(x) call).
+    reference = np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(np.asarray(model(x)), reference)
+    np.testing.assert_array_equal(np.asarray(model(x)), reference)
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference, rtol=1e-6, atol=1e-7)
+    assert np.abs(np.asarray(model(x, training=True)) - reference).max() > 0
+
+
+def test_augmentation_strength_and_switches():
+    assert build_augmentation(strength=0) is None
+    assert "augmentation" not in [layer.name for layer in build_model("convnet", 16, augment=False).layers]
+    names = [layer.name for layer in build_augmentation(strength=1.0).augmenters]
+    assert {"flip", "rotation", "shear", "zoom", "brightness", "contrast", "saturation", "hue"} <= set(names)
+    geometric_only = [layer.name for layer in build_augmentation(strength=0.5, color=False).augmenters]
+    assert "hue" not in geometric_only
+    shear = build_augmentation(strength=0.5).get_layer("shear")
+    assert shear.x_factor == (-0.1, 0.1)
+    # The registered shear layer round-trips its config (Keras 3.15's own RandomShear does not).
+    clone = type(shear).from_config(shear.get_config())
+    assert clone.x_factor == shear.x_factor and clone.y_factor == shear.y_factor
+
+
+def test_batchnorm_moving_mean_moves_with_momentum_0_9():
+    model = build_model("convnet_bn", image_size=SIZE, augment=False, seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", run_eagerly=True)
+    x, y = _batch(8)
+    conv_out = keras.Model(model.input, model.get_layer("conv1").output)(x.astype("float32"))
+    batch_mean = np.asarray(conv_out).mean(axis=(0, 1, 2))
+    model.train_on_batch(x, y)
+    moving_mean = np.asarray(model.get_layer("bn1").moving_mean)
+    np.testing.assert_allclose(moving_mean, (1 - BATCHNORM_MOMENTUM) * batch_mean, rtol=1e-4, atol=1e-6)

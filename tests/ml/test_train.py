@@ -1,0 +1,129 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from training.ml.train import (
+    TrainConfig,
+    class_weights,
+    cosine_learning_rate,
+    train_model,
+)
+
+SIZE = 16
+
+
+def _arrays(n=32, seed=0):
+    """Colour-coded tiny images: class k has channel k bright (class 3: all channels)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    x = rng.integers(0, 60, (n, SIZE, SIZE, 3)).astype(np.uint8)
+    for i, label in enumerate(y):
+        if label < 3:
+            x[i, ..., label] += 150
+        else:
+            x[i] += 150
+    return x, y
+
+
+def _config(**overrides):
+    values = {"architecture": "convnet", "image_size": SIZE, "epochs": 5, "batch_size": 8, "seed": 3,
+              "patience": 0, "augment": False}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.started = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+
+
+class _Crash(keras.callbacks.Callback):
+    """Simulates the process dying right after ``after_epochs`` epochs have finished."""
+
+    def __init__(self, after_epochs):
+        super().__init__()
+        self.after_epochs = after_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after_epochs:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_train_writes_history_checkpoint_and_returns_best(tmp_path):
+    result = train_model(_config(epochs=3), _arrays(), _arrays(16, seed=1), tmp_path, progress=False)
+    assert result.epochs_run == 3 and len(result.history["loss"]) == 3
+    assert set(result.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert result.best_epoch == int(np.argmax(result.history["val_accuracy"]))
+    assert result.elapsed_seconds > 0 and result.training_seconds > 0
+    assert (tmp_path / "checkpoints" / "best.weights.h5").exists()
+    assert not (tmp_path / "backup").exists()  # removed once fit() completes
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["completed"] and [e["epoch"] for e in saved["epochs"]] == [0, 1, 2]
+    assert json.loads((tmp_path / "train_config.json").read_text())["architecture"] == "convnet"
+    # The returned model carries the checkpointed (best) weights.
+    best = keras.models.clone_model(result.model)
+    best.load_weights(tmp_path / "checkpoints" / "best.weights.h5")
+    for a, b in zip(best.weights, result.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_interrupted_training_resumes_at_the_last_finished_epoch(tmp_path):
+    config = _config(epochs=5)
+    train, val = _arrays(), _arrays(16, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(config, train, val, tmp_path, progress=False, callbacks=[_Crash(after_epochs=2)])
+    assert (tmp_path / "backup").exists()
+    assert [e["epoch"] for e in json.loads((tmp_path / "history.json").read_text())["epochs"]] == [0, 1]
+
+    recorder = _EpochRecorder()
+    result = train_model(config, train, val, tmp_path, progress=False, callbacks=[recorder])
+    assert recorder.started == [2, 3, 4]  # not [0, 1, 2, 3, 4]
+    assert result.resumed_from_epoch == 2
+    assert result.epochs_run == 5 and len(result.history["val_accuracy"]) == 5
+    # The cosine schedule is a function of the epoch, so it continues exactly where it stopped.
+    expected = [cosine_learning_rate(e, 5, config.learning_rate, config.min_learning_rate) for e in range(5)]
+    np.testing.assert_allclose(result.history["learning_rate"], expected, rtol=1e-5)
+
+
+def test_resume_refuses_a_different_architecture(tmp_path):
+    train, val = _arrays(), _arrays(16, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_config(epochs=3), train, val, tmp_path, progress=False, callbacks=[_Crash(1)])
+    with pytest.raises(ValueError, match="architecture"):
+        train_model(_config(epochs=3, architecture="convnet_bn"), train, val, tmp_path, progress=False)
+
+
+def test_early_stopping_and_plateau_schedule(tmp_path):
+    x, y = _arrays()
+    shuffled = np.random.default_rng(0).permutation(y)  # unlearnable labels: val accuracy stalls
+    result = train_model(_config(epochs=30, patience=2, lr_schedule="plateau"), (x, shuffled),
+                         (x[:16], shuffled[:16]), tmp_path, progress=False)
+    assert result.stopped_early and result.epochs_run < 30
+    assert result.best_epoch == int(np.argmax(result.history["val_accuracy"]))
+
+
+def test_class_weights_balance_classes():
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    assert weights == {0: pytest.approx(6 / 9), 1: pytest.approx(2.0), 2: pytest.approx(1.0)}
+
+
+def test_cosine_schedule_end_points():
+    assert cosine_learning_rate(0, 10, 1e-3, 1e-6) == pytest.approx(1e-3)
+    assert cosine_learning_rate(9, 10, 1e-3, 1e-6) == pytest.approx(1e-6)
+    assert cosine_learning_rate(0, 1, 1e-3, 1e-6) == pytest.approx(1e-3)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(lr_schedule="step")
+    x, y = _arrays()
+    with pytest.raises(ValueError, match="images must be"):
+        train_model(_config(image_size=32), (x, y), (x, y), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="output_dir"):
+        train_model(_config(), (x, y), (x, y), None, progress=False)

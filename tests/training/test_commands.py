@@ -1,0 +1,239 @@
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tests.training.conftest import BATCH, EPOCHS, SIZE, make_image
+from training import registry, services
+from training.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+RETRAIN_ARGS = ["--epochs", str(EPOCHS), "--image-size", str(SIZE), "--split", "random", "--seed", "7",
+                "--batch-size", str(BATCH), "--no-augment"]
+
+
+def run(*args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err, verbosity=0)
+    return out.getvalue(), err.getvalue()
+
+
+def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_path, settings):
+    output = tmp_path / "run"
+    out, _ = run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
+
+    version = ModelVersion.objects.get()
+    assert version.architecture == "convnet" and version.input_size == SIZE
+    path = registry.model_path(version)
+    assert path.is_file() and path.parent.parent == settings.MODEL_DIR
+    registry.verify_file(version)
+    assert version.metrics["test"]["accuracy"] == 1.0
+    assert all((settings.MODEL_DIR / p).is_file() for p in version.plots.values())
+    assert not version.is_active  # no --promote
+    # Per-model metrics and the comparison table.
+    assert "test split" in out and "macro-F1" in out and "confusion matrix" in out
+    assert "Architecture" in out and "Accuracy" in out and "Val. acc." in out and version.name in out
+    assert (output / "convnet" / "model.keras").is_file()
+
+    # Same --output again: the finished architecture is reused, not retrained or registered twice.
+    out, _ = run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
+    assert "already trained" in out
+    assert ModelVersion.objects.count() == 1
+
+
+def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_output, trained_runs):
+    previous = ModelVersion.objects.create(name="old", architecture="convnet", file_path="old/model.keras",
+                                           sha256="0" * 64, is_active=True)
+    out, _ = run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "convnet_bn",
+                 "--output", str(trained_output), "--promote", "best", *RETRAIN_ARGS)
+
+    assert out.count("already trained") == 2  # reused the session's trained folders
+    trained = ModelVersion.objects.exclude(pk=previous.pk)
+    assert sorted(trained.values_list("architecture", flat=True)) == ["convnet", "convnet_bn"]
+    active = ModelVersion.objects.filter(is_active=True)
+    assert active.count() == 1
+    best = services.best_version(list(trained.order_by("pk")))
+    assert active.get() == best
+    assert f"Promoted {best.name}" in out
+
+
+def test_best_version_uses_validation_accuracy_then_loss():
+    def version(name, acc, loss, test_acc):
+        return ModelVersion(name=name, metrics={"val": {"accuracy": acc, "loss": loss}, "test": {"accuracy": test_acc}})
+
+    a, b, c = version("a", 0.9, 0.3, 0.99), version("b", 0.95, 0.5, 0.5), version("c", 0.95, 0.2, 0.4)
+    assert services.best_version([a, b, c]).name == "c"  # test accuracy is never used to choose
+    assert services.best_version([a, b]).name == "b"
+
+
+def test_promote_command_switches_exclusively(convnet_result, trained_output):
+    first = registry.register_model(convnet_result)
+    second_result = {**convnet_result, "model_path": str(trained_output / "convnet_bn" / "model.keras"),
+                     "output_dir": str(trained_output / "convnet_bn"), "architecture": "convnet_bn", "sha256": None}
+    second = registry.register_model(second_result)
+
+    out, _ = run("promote", first.name)
+    assert f"{first.name} is now the active model" in out
+    assert list(ModelVersion.objects.filter(is_active=True)) == [first]
+
+    out, _ = run("promote", str(second.pk))
+    assert f"(was {first.name})" in out
+    assert list(ModelVersion.objects.filter(is_active=True)) == [second]
+
+    with pytest.raises(CommandError, match="No model version named or numbered 'missing'"):
+        run("promote", "missing")
+    assert list(ModelVersion.objects.filter(is_active=True)) == [second]
+
+
+def test_promote_refuses_a_tampered_model(convnet_result):
+    version = registry.register_model(convnet_result)
+    with open(registry.model_path(version), "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(CommandError, match=f"{version.name}.*sha256"):
+        run("promote", version.name)
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+def test_evaluate_json_on_a_trivially_separable_set(convnet_result, synthetic_eval_data):
+    version = registry.register_model(convnet_result)
+    registry.activate(version)
+
+    out, _ = run("evaluate", "--data", str(synthetic_eval_data), "--format", "json")
+    result = json.loads(out)  # nothing but JSON on stdout
+    metrics = result["metrics"]
+    assert result["model"]["name"] == version.name
+    assert result["data"]["images"] == 20
+    assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
+    assert metrics["confusion_matrix"] == [[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]]
+    assert set(metrics["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
+    assert {"precision", "recall", "f1", "support"} <= set(metrics["per_class"]["pre_b"])
+    assert 0 <= metrics["ece"] <= 1 and metrics["loss"] >= 0
+
+    text, _ = run("evaluate", "--data", str(synthetic_eval_data), "--model", version.name)
+    assert "accuracy 100.00%" in text and "ECE" in text and "confusion matrix" in text
+
+
+def test_evaluate_refuses_a_tampered_model(convnet_result, synthetic_eval_data):
+    version = registry.register_model(convnet_result)
+    path = registry.model_path(version)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CommandError, match=f"Refusing model version '{version.name}'"):
+        run("evaluate", "--data", str(synthetic_eval_data), "--model", version.name)
+
+
+def test_evaluate_without_an_active_model(synthetic_eval_data):
+    with pytest.raises(CommandError, match="No model version is active"):
+        run("evaluate", "--data", str(synthetic_eval_data))
+
+
+@pytest.fixture
+def diagnose_folder(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "to-diagnose"
+    make_image(folder / "red.png", (220, 40, 40), rng, size=50)
+    make_image(folder / "nested" / "blue.jpg", (40, 40, 220), rng, size=20)
+    make_image(folder / "nested" / "deeper" / "yellow.tif", (230, 220, 30), rng)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (folder / "notes.txt").write_text("not an image: ignored")
+    return folder
+
+
+def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
+    version = registry.register_model(convnet_result)
+    registry.activate(version)
+    rng_file = tmp_path / "green.bmp"
+    import numpy as np
+
+    make_image(rng_file, (40, 200, 40), np.random.default_rng(4))
+
+    out, err = run("diagnose", str(diagnose_folder), str(rng_file), str(tmp_path / "absent.png"))
+    rows = {row["path"].split("/")[-1]: row for row in csv.DictReader(io.StringIO(out))}
+    assert list(csv.DictReader(io.StringIO(out)).fieldnames) == [
+        "path", "label", "confidence", "p_benign", "p_early_pre_b", "p_pre_b", "p_pro_b", "error"]
+    assert set(rows) == {"red.png", "blue.jpg", "yellow.tif", "broken.png", "green.bmp", "absent.png"}
+    assert rows["red.png"]["label"] == "benign"
+    assert rows["blue.jpg"]["label"] == "pre_b"
+    assert rows["yellow.tif"]["label"] == "pro_b"
+    assert rows["green.bmp"]["label"] == "early_pre_b"
+    total = sum(float(rows["red.png"][f"p_{c}"]) for c in ("benign", "early_pre_b", "pre_b", "pro_b"))
+    assert total == pytest.approx(1.0, abs=1e-4)
+    assert rows["broken.png"]["label"] == "" and "Cannot read image" in rows["broken.png"]["error"]
+    assert rows["absent.png"]["error"] == "not found"
+    assert "2 could not be read" in err
+
+
+def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_folder):
+    import numpy as np
+
+    from training.ml.images import prepare_image
+
+    version = registry.register_model(convnet_result)
+    out, _ = run("diagnose", str(diagnose_folder / "red.png"), str(diagnose_folder / "broken.png"),
+                 "--model", version.name, "--format", "json")
+    payload = json.loads(out)
+    assert payload["model"]["name"] == version.name and payload["model"]["input_size"] == SIZE
+    good, bad = payload["results"]
+    assert good["label"] == "benign" and bad["label"] is None and bad["error"]
+
+    model = registry.load_model(version)
+    expected = model.predict(prepare_image(diagnose_folder / "red.png", SIZE)[None].astype("float32"), verbose=0)[0]
+    assert [good["probabilities"][c] for c in version.class_names] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert good["confidence"] == pytest.approx(float(np.max(expected)), abs=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}", "--arch", "convnet"], "Data folder not found"),
+    (["--data", "{empty}", "--arch", "convnet"], "is empty"),
+    (["--data", "{data}", "--arch", "convnet", "alexnet"], "Unknown architecture(s): alexnet"),
+    (["--data", "{data}", "--arch", "vgg19", "--image-size", "16"], "too small for vgg19"),
+    (["--data", "{data}", "--arch", "convnet", "--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--data", "{data}", "--arch", "convnet", "--max-per-class", "1"], "--max-per-class"),
+    (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
+    (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),
+    (["--data", "{bad_classes}", "--arch", "convnet"], "Unknown class folder"),
+    (["--data", "{data}"], "one of the arguments --arch --all is required"),
+    (["--data", "{data}", "--arch", "convnet", "--split", "patient"], "invalid choice: 'patient'"),
+])
+def test_retrain_bad_arguments(args, message, synthetic_data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad" / "Monocytes").mkdir(parents=True)
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "data": synthetic_data,
+             "bad_classes": tmp_path / "bad"}
+    args = [a.format(**paths) for a in args]
+    with pytest.raises(CommandError) as excinfo:
+        run("retrain", *args)
+    assert message in str(excinfo.value)
+    assert not ModelVersion.objects.exists()
+
+
+def test_evaluate_and_diagnose_bad_arguments(convnet_result, tmp_path):
+    version = registry.register_model(convnet_result)
+    with pytest.raises(CommandError, match="Data folder not found"):
+        run("evaluate", "--data", str(tmp_path / "nope"), "--model", version.name)
+    with pytest.raises(CommandError, match="No model version named or numbered 'ghost'"):
+        run("diagnose", str(tmp_path), "--model", "ghost")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(CommandError, match="No image files found"):
+        run("diagnose", str(tmp_path / "nothing"), "--model", version.name)
+
+
+def test_weights_are_found_by_keras_file_name(tmp_path):
+    (tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
+    (tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").write_bytes(b"")
+    assert services.find_weights(tmp_path, "resnet50").name.startswith("resnet50")
+    assert services.find_weights(tmp_path, "mobilenetv2").name.startswith("mobilenet_v2")
+    assert services.find_weights(tmp_path, "convnet") is None
+    assert services.find_weights(None, "vgg19") is None
+
+
+def test_known_architectures_match_the_ml_package():
+    from training.ml.architectures import ARCHITECTURE_NAMES
+
+    assert set(services.KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
+    assert set(services.STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
+

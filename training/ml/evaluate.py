@@ -1,0 +1,151 @@
+"""Metrics for a classifier: accuracy, loss, per-class precision/recall/F1, confusion matrix, ECE.
+
+``metrics_from_probabilities`` is pure numpy (no Keras), so serving code and reports can reuse it
+on stored predictions. Conventions: rows of the confusion matrix are true classes, columns are
+predicted classes; a precision/recall/F1 with a zero denominator is 0 (like scikit-learn's
+zero_division=0); ECE uses 15 equal-width confidence bins (lo, hi] weighted by bin size.
+"""
+
+import numpy as np
+
+ECE_BINS = 15
+_EPSILON = 1e-7  # same clipping as Keras' cross-entropy
+
+
+def expected_calibration_error(probabilities, y, bins=ECE_BINS):
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == y).astype(np.float64)
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 joins bin 0.
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return matrix
+
+
+def _safe_divide(numerator, denominator):
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def metrics_from_probabilities(probabilities, y, class_names):
+    """All metrics from an (N, K) probability array and N integer labels.
+
+    Returns a JSON-able dict: accuracy, loss, macro_precision, macro_recall, macro_f1,
+    weighted_f1, ece, n, per_class {name: precision, recall, f1, support},
+    confusion_matrix (list of lists, rows = true), class_names.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    num_classes = len(class_names)
+    if probabilities.ndim != 2 or probabilities.shape != (len(y), num_classes):
+        raise ValueError(f"probabilities must be (N, {num_classes}) for N={len(y)}, got {probabilities.shape}")
+    predicted = probabilities.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
+    matrix = confusion_matrix(y, predicted, num_classes)
+    per_class = {}
+    for k, name in enumerate(class_names):
+        tp = matrix[k, k]
+        precision = _safe_divide(tp, matrix[:, k].sum())
+        recall = _safe_divide(tp, matrix[k, :].sum())
+        f1 = _safe_divide(2 * precision * recall, precision + recall)
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(matrix[k, :].sum())}
+    supports = np.array([per_class[n]["support"] for n in class_names], dtype=np.float64)
+    f1s = np.array([per_class[n]["f1"] for n in class_names])
+    if len(y):
+        true_probability = np.clip(probabilities[np.arange(len(y)), y], _EPSILON, 1.0)
+        loss = float(-np.log(true_probability).mean())
+    else:
+        loss = 0.0
+    return {
+        "n": len(y),
+        "accuracy": _safe_divide(np.trace(matrix), len(y)),
+        "loss": loss,
+        "macro_precision": float(np.mean([per_class[n]["precision"] for n in class_names])),
+        "macro_recall": float(np.mean([per_class[n]["recall"] for n in class_names])),
+        "macro_f1": float(f1s.mean()),
+        "weighted_f1": _safe_divide((f1s * supports).sum(), supports.sum()),
+        "ece": expected_calibration_error(probabilities, y),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def predict_probabilities(model, x, batch_size=64):
+    """Model probabilities for uint8/float images, in inference mode (no augmentation)."""
+    return np.asarray(model.predict(np.asarray(x), batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def evaluate_model(model, x, y, class_names, batch_size=64):
+    """metrics_from_probabilities on the model's predictions for (x, y)."""
+    return metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, class_names)
+
+
+def _row(result):
+    """Flatten a run_training result / metadata dict, or accept an already flat row."""
+    metrics = result.get("metrics", {}).get("test") or result.get("test") or result
+    return {
+        "architecture": result.get("architecture", "?"),
+        "accuracy": metrics.get("accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+        "loss": metrics.get("loss"),
+        "ece": metrics.get("ece"),
+        "params": result.get("params"),
+        "epochs": result.get("epochs_run", result.get("epochs")),
+        "time": result.get("training_seconds", result.get("time")),
+    }
+
+
+def format_comparison_table(results):
+    """A plain-text table like the study's Table II, one row per trained model.
+
+    Each item is a run_training result (or its metadata.json), whose metrics["test"] is used,
+    or a flat dict with keys architecture, accuracy, macro_f1, loss, ece, params, epochs, time.
+    """
+    header = ("Architecture", "Accuracy", "Macro-F1", "Loss", "ECE", "Params", "Epochs", "Time")
+    rows = []
+    for result in results:
+        row = _row(result)
+        rows.append((
+            str(row["architecture"]),
+            _fmt(row["accuracy"], "{:.2%}"),
+            _fmt(row["macro_f1"], "{:.4f}"),
+            _fmt(row["loss"], "{:.4f}"),
+            _fmt(row["ece"], "{:.4f}"),
+            _fmt(row["params"], "{:,}"),
+            _fmt(row["epochs"], "{}"),
+            _fmt_seconds(row["time"]),
+        ))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def _fmt(value, pattern):
+    return "-" if value is None else pattern.format(value)
+
+
+def _fmt_seconds(seconds):
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,301 @@
+"""End-to-end training run: scan -> split -> load -> build/train -> evaluate -> plots -> save.
+
+``run_training`` is the entry point the Django ``retrain`` command and the CLI both call:
+
+    python -m training.ml.pipeline --data ../shared/data/all-leukemia/original \\
+        --arch convnet --out var/runs/convnet-1 --epochs 50 --split grouped
+
+Everything lands in ``output_dir``:
+
+    model.keras          final model (best val_accuracy weights), written atomically
+    metadata.json        what the model registry needs (see run_training), written atomically
+    split.json           the split record (reused on re-run, so an interrupted run resumes on it)
+    history.json, train_config.json, checkpoints/, backup/  (see train.py)
+    plots/training_curves.png, plots/confusion_matrix_val.png, plots/confusion_matrix_test.png
+
+Re-running the same call after an interruption resumes training at the last finished epoch.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+from .artifacts import (
+    read_json,
+    save_model_atomically,
+    write_json_atomically,
+    write_metadata,
+)
+from .classes import CLASS_NAMES, HUMAN_LABELS
+from .dataset import (
+    DatasetError,
+    fingerprint_samples,
+    limit_per_class,
+    load_arrays,
+    scan_dataset,
+)
+from .splits import DEFAULT_BLOCK_SIZE, DEFAULT_FRACTIONS, from_record, make_split
+
+METADATA_FORMAT = 1
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+SPLIT_FILE = "split.json"
+
+
+def hardware_description():
+    """A short string naming the CPU and any accelerator the active Keras backend sees."""
+    import keras
+
+    parts = [f"{platform.machine()} {platform.system()}", f"{os.cpu_count()} CPU cores"]
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            accelerators = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            accelerators = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        elif backend == "tensorflow":
+            import tensorflow as tf  # only to list devices; no model code uses tf
+
+            accelerators = [d.name for d in tf.config.list_physical_devices("GPU")]
+        else:
+            accelerators = []
+    except Exception:  # noqa: BLE001 - a probe must never fail a training run
+        accelerators = []
+    parts.append(", ".join(accelerators) if accelerators else "no GPU")
+    return "; ".join(parts)
+
+
+def software_versions():
+    import keras
+    import numpy
+
+    versions = {
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+    backend_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(versions["backend"])
+    if backend_module:
+        try:
+            versions["backend_version"] = __import__(backend_module).__version__
+        except Exception:  # noqa: BLE001, S110 - versions are informative, never fatal
+            pass
+    return versions
+
+
+def _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions, block_size,
+                   max_per_class, split_record):
+    """Use the given record, else the one saved by an interrupted run in output_dir, else make one."""
+    saved_path = output_dir / SPLIT_FILE
+    if (split_record is not None and saved_path.exists()
+            and read_json(saved_path).get("splits") != split_record.get("splits")):
+        raise ValueError(f"{saved_path} holds a different split than the record given: use a new output folder")
+    if split_record is None and saved_path.exists():
+        saved = read_json(saved_path)
+        wanted = {"mode": split_mode, "seed": seed, "fractions": list(map(float, fractions)),
+                  "block_size": block_size if split_mode == "grouped" else None,
+                  "max_per_class": max_per_class}
+        found = {key: saved.get(key) for key in wanted}
+        if found != wanted:
+            raise ValueError(
+                f"{saved_path} was made with {found}, not {wanted}: use a new output folder "
+                "(or pass that split record explicitly)"
+            )
+        split_record = saved
+    if split_record is not None:
+        split = from_record(split_record, dataset)
+    else:
+        split = make_split(samples, split_mode, fractions=fractions, seed=seed, block_size=block_size)
+    record = split.to_record()
+    record["max_per_class"] = split_record.get("max_per_class") if split_record else max_per_class
+    write_json_atomically(saved_path, record)
+    return split, record
+
+
+def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, split_mode="grouped",
+                 seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
+                 progress=True, *, max_per_class=None, learning_rate=1e-3, patience=10,
+                 block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
+                 augment_strength=1.0, load_workers=None):
+    """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
+
+    Args:
+        data_dir: folder with one sub-folder per class (Benign/Early/Pre/Pro or Kaggle names).
+        architecture: one of architectures.ARCHITECTURE_NAMES.
+        output_dir: run folder (created); re-running with the same arguments resumes there.
+        epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
+        augment_strength: training settings (see train.TrainConfig).
+        split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
+            patients; the honest estimate) or "random" (image level, overstates accuracy).
+        fractions: (train, val, test) fractions; test may be 0 (then no test metrics).
+        weights_path: optional local ImageNet "notop" weights file for the backbone.
+        split_record: a Split.to_record() dict (e.g. another run's metadata["split"]) to reproduce
+            that exact split; files must still exist with the same bytes.
+        progress: True for Keras progress bars, False for silence, or a Keras verbose int.
+        max_per_class: keep only the first N files (by number) of each class - for smoke runs.
+
+    Returns the metadata dict also written to metadata.json, plus "output_dir", "model_path" and
+    "metadata_path" (absolute). Keys: format, architecture, model_file, sha256, class_names,
+    class_labels, input_size, preprocessing, metrics {"val": ..., "test": ...} (see
+    evaluate.metrics_from_probabilities), plots {name: path relative to output_dir},
+    data_fingerprint, dataset, split, params, epochs_run, best_epoch, stopped_early,
+    training_seconds, train_config, versions, hardware, trained_at (UTC ISO 8601).
+    Raises DatasetError for unusable data and ValueError for inconsistent arguments.
+    """
+    # Imported here so that `--help` and argument errors do not wait for a backend import.
+    from .architectures import ARCHITECTURES, describe_preprocessing
+    from .evaluate import evaluate_model
+    from .plots import plot_confusion_matrix, plot_training_curves
+    from .train import TrainConfig, train_model
+
+    if architecture not in ARCHITECTURES:  # fail before scanning and loading thousands of images
+        raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
+    output_dir = Path(output_dir).expanduser().resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fractions = tuple(float(f) for f in fractions)
+
+    dataset = scan_dataset(data_dir)
+    samples = limit_per_class(dataset.samples, max_per_class)
+    split, record = _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions,
+                                   block_size, max_per_class, split_record)
+    if not split.train or not split.val:
+        raise DatasetError(f"Split leaves no training or validation images: {split.counts()}")
+
+    train_arrays = load_arrays(split.train, image_size, workers=load_workers)
+    val_arrays = load_arrays(split.val, image_size, workers=load_workers)
+    test_arrays = load_arrays(split.test, image_size, workers=load_workers) if split.test else None
+
+    config = TrainConfig(
+        architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
+        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
+        lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
+    )
+    result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
+    model = result.model
+
+    metrics = {"val": evaluate_model(model, *val_arrays, CLASS_NAMES, batch_size=batch_size)}
+    if test_arrays is not None:
+        metrics["test"] = evaluate_model(model, *test_arrays, CLASS_NAMES, batch_size=batch_size)
+
+    labels = [HUMAN_LABELS[c] for c in CLASS_NAMES]
+    plots = {"training_curves": "plots/training_curves.png"}
+    plot_training_curves(result.history, output_dir / plots["training_curves"],
+                         title=f"{architecture} ({split.mode} split)", best_epoch=result.best_epoch)
+    for part, part_metrics in metrics.items():
+        plots[f"confusion_matrix_{part}"] = f"plots/confusion_matrix_{part}.png"
+        plot_confusion_matrix(part_metrics["confusion_matrix"], labels,
+                              output_dir / plots[f"confusion_matrix_{part}"],
+                              title=f"{architecture} - {part} ({part_metrics['accuracy']:.1%})")
+
+    model_path = output_dir / MODEL_FILE
+    sha256 = save_model_atomically(model, model_path)
+    used = split.train + split.val + split.test
+    metadata = {
+        "format": METADATA_FORMAT,
+        "architecture": architecture,
+        "model_file": MODEL_FILE,
+        "sha256": sha256,
+        "class_names": list(CLASS_NAMES),
+        "class_labels": labels,
+        "input_size": image_size,
+        "preprocessing": describe_preprocessing(model),
+        "metrics": metrics,
+        "plots": plots,
+        "data_fingerprint": fingerprint_samples(used),
+        "dataset": {
+            "root": str(dataset.root),
+            "fingerprint": dataset.fingerprint(),
+            "counts": dataset.counts(),
+            "used": len(used),
+            "max_per_class": max_per_class,
+        },
+        "split": record,
+        "params": int(model.count_params()),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "training_seconds": round(result.training_seconds, 2),
+        "train_config": config.to_dict(),
+        "versions": software_versions(),
+        "hardware": hardware_description(),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    metadata_path = output_dir / METADATA_FILE
+    write_metadata(metadata_path, metadata)
+    return {**metadata, "output_dir": str(output_dir), "model_path": str(model_path),
+            "metadata_path": str(metadata_path)}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ml.pipeline",
+        description="Train and evaluate Telediag classifiers (no Django needed).",
+    )
+    parser.add_argument("--data", required=True, help="folder with Benign/Early/Pre/Pro sub-folders")
+    parser.add_argument("--arch", nargs="+", default=["convnet"],
+                        help="architecture(s): convnet convnet_bn mobilenetv2 resnet50 vgg19; "
+                             "with several, each trains in OUT/<arch>")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--size", type=int, default=224, help="image size in pixels (square)")
+    parser.add_argument("--split", choices=("grouped", "random"), default="grouped")
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
+    parser.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
+                        metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--split-record", help="JSON file: a split record or a metadata.json to reuse")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-schedule", choices=("cosine", "plateau", "constant"), default="cosine")
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--augment-strength", type=float, default=1.0)
+    parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
+    parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    split_record = None
+    if args.split_record:
+        loaded = read_json(args.split_record)
+        split_record = loaded.get("split", loaded)  # accept a metadata.json too
+    results = []
+    for architecture in args.arch:
+        out = Path(args.out) / architecture if len(args.arch) > 1 else Path(args.out)
+        try:
+            result = run_training(
+                args.data, architecture, out, epochs=args.epochs, image_size=args.size,
+                split_mode=args.split, seed=args.seed, batch_size=args.batch_size,
+                augment=not args.no_augment, weights_path=args.weights, split_record=split_record,
+                progress=2 if args.quiet else True, max_per_class=args.max_per_class,
+                learning_rate=args.lr, patience=args.patience, block_size=args.block_size,
+                fractions=tuple(args.fractions), lr_schedule=args.lr_schedule,
+                augment_strength=args.augment_strength,
+            )
+        except (DatasetError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        results.append(result)
+        print(f"{architecture}: model {result['model_path']} sha256 {result['sha256']}")
+    from .evaluate import format_comparison_table
+
+    print()
+    print(format_comparison_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The model registry: where trained models live, which one is active, and loading them safely.
+
+Inference workers use three calls:
+
+    version = registry.get_active_version()        # ModelVersion or None (require_active_version raises)
+    model = registry.load_model(version)           # keras.Model, sha256-checked, safe_mode=True
+    version, model = registry.load_active_model()  # both at once, cached per process
+    results = registry.classify(version, [upload])  # prepare_image + model: label, probabilities
+
+``classify`` (and ``predict_prepared`` for arrays already made by prepare_image) is what the
+`diagnose` command uses too, so serving and diagnosis cannot prepare images differently.
+
+Files: a registered model lives in ``settings.MODEL_DIR/<version name>/`` (model.keras,
+metadata.json, plots/*.png); ``ModelVersion.file_path`` and the plot paths are recorded relative to
+MODEL_DIR. The default model shipped with the repository stays where it is, under
+``settings.SHIPPED_MODEL_DIR``, and is recorded with an absolute path.
+
+Nothing here imports Keras at module level (only ``load_model`` does), so the web process can use
+the registry without paying for a backend import.
+"""
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from training.ml import artifacts
+from training.ml.classes import CLASS_NAMES
+from training.models import ModelVersion
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+PLOTS_DIR = "plots"
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RegistryError(Exception):
+    """A registry operation cannot be done; the message says which version and why."""
+
+
+class UnknownModelVersion(RegistryError, LookupError):
+    pass
+
+
+class NoActiveModel(RegistryError, LookupError):
+    pass
+
+
+class ModelFileMissing(RegistryError, FileNotFoundError):
+    pass
+
+
+class ModelIntegrityError(RegistryError, artifacts.ModelIntegrityError):
+    """The file on disk is not the one recorded for the version (changed, truncated or replaced)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Paths
+
+
+def model_dir():
+    return Path(settings.MODEL_DIR)
+
+
+def resolve_path(recorded):
+    """Absolute path of a recorded file path (relative ones are under settings.MODEL_DIR)."""
+    path = Path(recorded)
+    return path if path.is_absolute() else model_dir() / path
+
+
+def model_path(version):
+    """Absolute path of the version's .keras file."""
+    return resolve_path(version.file_path)
+
+
+def _is_within(path, folder):
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Looking versions up
+
+
+def get_version(ref):
+    """The ModelVersion named ``ref``, or with id ``ref`` (an int or a string of digits)."""
+    if isinstance(ref, ModelVersion):
+        return ref
+    text = str(ref).strip()
+    version = ModelVersion.objects.filter(name=text).first()
+    if version is None and text.isdigit():
+        version = ModelVersion.objects.filter(pk=int(text)).first()
+    if version is None:
+        known = ", ".join(ModelVersion.objects.order_by("-created_at").values_list("name", flat=True)[:10])
+        raise UnknownModelVersion(
+            f"No model version named or numbered {text!r}." + (f" Known versions: {known}" if known else
+                                                               " No model is registered yet: run `retrain`.")
+        )
+    return version
+
+
+def get_active_version():
+    """The active ModelVersion, or None when no model has been promoted."""
+    return ModelVersion.active()
+
+
+def require_active_version():
+    version = get_active_version()
+    if version is None:
+        raise NoActiveModel("No model version is active: promote one (admin, or `manage.py promote VERSION`).")
+    return version
+
+
+def resolve_version(ref=None):
+    """``ref`` (name, id or ModelVersion) when given, else the active version."""
+    return require_active_version() if ref in (None, "") else get_version(ref)
+
+
+# --------------------------------------------------------------------------------------------------
+# Verifying, loading, activating
+
+
+def verify_file(version):
+    """Check the version's file exists and has the recorded sha256; returns its absolute path."""
+    path = model_path(version)
+    if not path.is_file():
+        raise ModelFileMissing(f"Model file of version {version.name!r} is missing: {path}")
+    if not version.sha256:
+        raise ModelIntegrityError(f"Model version {version.name!r} has no recorded sha256; refusing it.")
+    actual = artifacts.sha256_file(path)
+    if actual != version.sha256.lower():
+        raise ModelIntegrityError(
+            f"Model file of version {version.name!r} ({path}) has sha256 {actual}, but {version.sha256} was "
+            "recorded: the file was changed or replaced; refusing to use it."
+        )
+    return path
+
+
+def load_model(version):
+    """Load the version's model with safe_mode=True, refusing a file whose sha256 is not the recorded one.
+
+    The bytes are checked and loaded from one private copy (training.ml.artifacts.load_model_verified),
+    so the file cannot be swapped between the check and the load. Raises ModelFileMissing or
+    ModelIntegrityError (both RegistryError), naming the version.
+    """
+    path = model_path(version)
+    if not path.is_file():
+        raise ModelFileMissing(f"Model file of version {version.name!r} is missing: {path}")
+    if not version.sha256:
+        raise ModelIntegrityError(f"Model version {version.name!r} has no recorded sha256; refusing it.")
+    try:
+        return artifacts.load_model_verified(path, version.sha256)
+    except artifacts.ModelIntegrityError as exc:
+        raise ModelIntegrityError(f"Refusing model version {version.name!r}: {exc}") from exc
+
+
+_cache = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 2
+
+
+def get_model(version):
+    """load_model with a small per-process cache keyed by (id, sha256): repeated calls are free."""
+    key = (version.pk, version.sha256)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        model = load_model(version)
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return model
+
+
+def clear_model_cache():
+    with _cache_lock:
+        _cache.clear()
+
+
+def load_active_model():
+    """(active ModelVersion, its loaded keras.Model), cached per process; raises NoActiveModel."""
+    version = require_active_version()
+    return version, get_model(version)
+
+
+def predict_prepared(model, arrays, batch_size=32):
+    """Softmax probabilities (N, K) for images already made by training.ml.images.prepare_image.
+
+    Columns follow the version's ``class_names``. The model takes float32 RGB 0..255; its own
+    layers scale pixels for the architecture, so nothing else may be done to the arrays.
+    """
+    import numpy as np
+
+    from training.ml.evaluate import predict_probabilities
+
+    batch = np.asarray(arrays)
+    if batch.ndim == 3:
+        batch = batch[None]
+    return predict_probabilities(model, batch.astype("float32"), batch_size=batch_size)
+
+
+def classify(version, sources, *, batch_size=32, model=None):
+    """Classify images (paths, bytes, file objects, PIL images) exactly as serving must.
+
+    Each source goes through training.ml.images.prepare_image(source, version.input_size) (raises
+    training.ml.images.ImageError for an unreadable image), then the version's verified model.
+    Returns one dict per source: label, confidence, probabilities {class name: p}.
+    """
+    from training.ml.images import prepare_batch
+
+    model = model or get_model(version)
+    names = list(version.class_names or CLASS_NAMES)
+    probabilities = predict_prepared(model, prepare_batch(sources, version.input_size), batch_size=batch_size)
+    results = []
+    for row in probabilities:
+        best = int(row.argmax())
+        results.append({"label": names[best], "confidence": float(row[best]),
+                        "probabilities": {name: float(p) for name, p in zip(names, row)}})
+    return results
+
+
+def activate(version, verify=True):
+    """Make ``version`` (ModelVersion, name or id) the one active model; with ``verify``, refuse a
+    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate)."""
+    version = get_version(version)
+    if verify:
+        verify_file(version)
+    version.activate()
+    return version
+
+
+# --------------------------------------------------------------------------------------------------
+# Registering
+
+
+def current_git_commit():
+    """HEAD of the repository (or $TELEDIAG_GIT_COMMIT in images without .git), else ""."""
+    commit = os.environ.get("TELEDIAG_GIT_COMMIT", "").strip()
+    if commit:
+        return commit[:40]
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    output = completed.stdout.strip()
+    return output if completed.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", output) else ""
+
+
+def _default_name(architecture, trained_at):
+    stamp = (trained_at or timezone.now()).astimezone(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{architecture}-{stamp}"
+
+
+def _unique_name(base):
+    base = _NAME_UNSAFE.sub("-", base).strip("-.")[:90] or "model"
+    name, n = base, 1
+    while ModelVersion.objects.filter(name=name).exists() or (model_dir() / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _copy_file(source, destination):
+    """Copy bytes to destination via a temporary file in the same folder and an atomic rename."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _metrics_record(result):
+    metrics = dict(result.get("metrics") or {})
+    metrics["training"] = {
+        key: result.get(key)
+        for key in ("params", "epochs_run", "best_epoch", "stopped_early", "resumed_from_epoch",
+                    "training_seconds", "hardware", "train_config", "dataset")
+        if key in result
+    }
+    return metrics
+
+
+def _trained_at(result):
+    value = result.get("trained_at")
+    parsed = parse_datetime(value) if isinstance(value, str) else value
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    return parsed or timezone.now()
+
+
+def find_registered(result):
+    """An existing version registered from the same training result (same file bytes), or None."""
+    sha256 = result.get("sha256")
+    if not sha256:
+        return None
+    return ModelVersion.objects.filter(sha256=sha256, architecture=result.get("architecture", "")).first()
+
+
+def register_model(result, *, name=None, trained_by=None, notes=""):
+    """Register a ``training.ml.pipeline.run_training`` result (or its metadata.json dict + paths).
+
+    Copies the .keras file, its plots and metadata into ``MODEL_DIR/<name>/``: everything is written
+    into a temporary folder beside it, checked against the recorded sha256, then renamed into place
+    (one atomic rename), and only then is the ModelVersion row created. A model already under
+    SHIPPED_MODEL_DIR is recorded in place with its absolute path. Registering the same trained file
+    twice returns the existing version (a resumed retrain does not duplicate versions).
+    """
+    source = Path(result["model_path"]).resolve()
+    output_dir = Path(result.get("output_dir") or source.parent)
+    if not source.is_file():
+        raise ModelFileMissing(f"Trained model file not found: {source}")
+    sha256 = artifacts.sha256_file(source)
+    if result.get("sha256") and result["sha256"] != sha256:
+        raise ModelIntegrityError(
+            f"{source} has sha256 {sha256}, but its training metadata says {result['sha256']}; not registering it."
+        )
+    existing = find_registered({**result, "sha256": sha256})
+    if existing is not None:
+        return existing
+
+    class_names = list(result.get("class_names") or CLASS_NAMES)
+    trained_at = _trained_at(result)
+    fields = dict(
+        architecture=result["architecture"],
+        sha256=sha256,
+        class_names=class_names,
+        input_size=int(result["input_size"]),
+        preprocessing=result.get("preprocessing") or {},
+        metrics=_metrics_record(result),
+        data_fingerprint=result.get("data_fingerprint") or "",
+        split=result.get("split") or {},
+        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
+                                                       else {})},
+        git_commit=current_git_commit(),
+        trained_by=trained_by,
+        trained_at=trained_at,
+        notes=notes,
+    )
+
+    if _is_within(source, settings.SHIPPED_MODEL_DIR):
+        plots = {key: str((output_dir / rel).resolve()) for key, rel in (result.get("plots") or {}).items()
+                 if (output_dir / rel).is_file()}
+        return ModelVersion.objects.create(
+            name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
+            file_path=str(source), plots=plots, **fields,
+        )
+
+    root = model_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    name = _unique_name(name or _default_name(fields["architecture"], trained_at))
+    staging = Path(tempfile.mkdtemp(prefix=f".incoming-{name}-", dir=root))
+    final = root / name
+    try:
+        _copy_file(source, staging / MODEL_FILE)
+        if artifacts.sha256_file(staging / MODEL_FILE) != sha256:
+            raise ModelIntegrityError(f"Copy of {source} does not match its sha256; not registering it.")
+        plots = {}
+        for key, rel in (result.get("plots") or {}).items():
+            plot_source = output_dir / rel
+            if plot_source.is_file():
+                _copy_file(plot_source, staging / PLOTS_DIR / plot_source.name)
+                plots[key] = f"{name}/{PLOTS_DIR}/{plot_source.name}"
+        metadata = {k: v for k, v in result.items() if k not in ("model_path", "metadata_path")}
+        metadata.update(version_name=name, model_file=MODEL_FILE, sha256=sha256,
+                        plots={k: f"{PLOTS_DIR}/{Path(v).name}" for k, v in plots.items()})
+        artifacts.write_metadata(staging / METADATA_FILE, metadata)
+        staging.chmod(0o755)
+        os.rename(staging, final)  # atomic; fails if the folder exists (name clash), never overwrites
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.create(name=name, file_path=f"{name}/{MODEL_FILE}", plots=plots, **fields)
+    except Exception:
+        shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
+        raise

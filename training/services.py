@@ -1,0 +1,575 @@
+"""Training, evaluation and diagnosis as plain functions: the management commands and the Celery task
+are thin wrappers around these.
+
+- ``retrain(options, ...)``: train each architecture (resumable), evaluate on the held-out test split,
+  register every model as a ModelVersion, build the comparison table, optionally promote the best.
+- ``execute_training_run(run_id)``: the same for a TrainingRun row (what ``retrain_task`` runs).
+- ``evaluate_version(version, data_dir)``: the training metrics for any registered model on a folder.
+- ``diagnose_paths(paths, version)``: per-file probabilities with the serving preprocessing.
+
+User errors (bad folder, unknown architecture, ...) raise TrainingError with a message meant for
+the person who typed the command or filled in the admin form.
+"""
+import datetime
+import logging
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from training import registry
+from training.ml.classes import CLASS_NAMES
+from training.models import ModelVersion, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+# The four architectures of the original study (what --all trains), and every one we can build.
+STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
+# Kept here so the admin form and argument checks need no Keras import; a test checks it matches
+# training.ml.architectures.ARCHITECTURE_NAMES.
+KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
+SPLIT_MODES = ("grouped", "random")
+PROMOTE_CHOICES = ("best",)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+DEFAULT_EPOCHS = 50
+# Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
+WEIGHT_FILE_PATTERNS = {
+    "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
+                    "mobilenetv2*.h5", "mobilenet_v2*.h5"),
+    "resnet50": ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet50*notop*.h5", "resnet50*.h5"),
+    "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19*notop*.h5", "vgg19*.h5"),
+}
+
+
+class TrainingError(Exception):
+    """A request that cannot be carried out as given; the message says what to change."""
+
+
+def available_architectures():
+    return KNOWN_ARCHITECTURES
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass
+class RetrainOptions:
+    data_dir: object
+    architectures: list = field(default_factory=lambda: ["convnet"])
+    epochs: int = DEFAULT_EPOCHS
+    image_size: int = 224
+    split_mode: str = "grouped"
+    seed: int = 42
+    batch_size: int = 32
+    augment: bool = True
+    promote: str = None  # None or "best"
+    weights_dir: object = None
+    max_per_class: int = None
+    output_dir: object = None
+
+    def validate(self, check_paths=True):
+        """Check every argument; with ``check_paths`` also the folders. Returns a normalised copy."""
+        archs = list(dict.fromkeys(self.architectures or []))
+        if not archs:
+            raise TrainingError("Name at least one architecture (or use --all).")
+        unknown = [a for a in archs if a not in KNOWN_ARCHITECTURES]
+        if unknown:
+            raise TrainingError(
+                f"Unknown architecture(s): {', '.join(unknown)}. Choose from {', '.join(KNOWN_ARCHITECTURES)}."
+            )
+        for label, value, minimum in (("--epochs", self.epochs, 1), ("--image-size", self.image_size, 8),
+                                      ("--batch-size", self.batch_size, 1)):
+            if not isinstance(value, int) or value < minimum:
+                raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
+        if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
+            raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
+        if self.split_mode not in SPLIT_MODES:
+            raise TrainingError(f"--split must be one of {', '.join(SPLIT_MODES)}, not {self.split_mode!r}.")
+        if self.promote not in (None, "", *PROMOTE_CHOICES):
+            raise TrainingError(f"--promote accepts only 'best', not {self.promote!r}.")
+        if not str(self.data_dir or "").strip():
+            raise TrainingError("--data is required: the labelled image folder (<root>/<Class>/*.jpg).")
+        options = replace(self, architectures=archs, promote=self.promote or None,
+                          data_dir=Path(self.data_dir).expanduser(),
+                          weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
+                          output_dir=Path(self.output_dir).expanduser() if self.output_dir else None)
+        if check_paths:
+            check_data_dir(options.data_dir)
+            if options.weights_dir is not None and not options.weights_dir.is_dir():
+                raise TrainingError(f"Weights folder not found: {options.weights_dir}")
+            if options.output_dir is not None and options.output_dir.exists() and not options.output_dir.is_dir():
+                raise TrainingError(f"--output {options.output_dir} exists and is not a folder.")
+        return options
+
+
+def check_data_dir(data_dir):
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise TrainingError(f"Data folder not found: {path}")
+    if not path.is_dir():
+        raise TrainingError(f"Data path is not a folder: {path}")
+    if not any(p for p in path.iterdir() if not p.name.startswith(".")):
+        raise TrainingError(
+            f"Data folder {path} is empty: expected one sub-folder of images per class "
+            "(Benign, Early, Pre, Pro)."
+        )
+    return path
+
+
+def scan(data_dir, require_all_classes=True):
+    """training.ml.dataset.scan_dataset with its errors turned into TrainingError."""
+    from training.ml.dataset import DatasetError, scan_dataset
+
+    check_data_dir(data_dir)
+    try:
+        return scan_dataset(data_dir, require_all_classes=require_all_classes)
+    except DatasetError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def find_weights(weights_dir, architecture):
+    """The local ImageNet weights file for ``architecture`` in ``weights_dir`` (None for convnets)."""
+    if weights_dir is None or architecture not in WEIGHT_FILE_PATTERNS:
+        return None
+    folder = Path(weights_dir)
+    for candidate in (f"{architecture}.weights.h5", f"{architecture}.h5"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    for pattern in WEIGHT_FILE_PATTERNS[architecture]:
+        matches = sorted(folder.glob(pattern))
+        if matches:
+            return matches[-1]
+    raise TrainingError(
+        f"No ImageNet weights for {architecture} in {folder} (expected e.g. "
+        f"{WEIGHT_FILE_PATTERNS[architecture][0].replace('*', '224')} or {architecture}.weights.h5)."
+    )
+
+
+def default_output_dir(label=None):
+    stamp = timezone.now().astimezone(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return Path(settings.VAR_DIR) / "training" / (label or f"run-{stamp}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Retraining
+
+
+@dataclass
+class RetrainResult:
+    versions: list
+    table: str
+    output_dir: Path
+    promoted: ModelVersion = None
+    trained: list = field(default_factory=list)  # architectures trained (or resumed) by this call
+    reused: list = field(default_factory=list)  # architectures already finished in output_dir
+
+
+def _completed_result(arch_dir, options, architecture, data_fingerprint):
+    """metadata of a finished run in ``arch_dir`` with the same settings, whose model file is intact."""
+    from training.ml import artifacts
+    from training.ml.pipeline import METADATA_FILE, MODEL_FILE
+
+    metadata_path, model_file = arch_dir / METADATA_FILE, arch_dir / MODEL_FILE
+    if not (metadata_path.is_file() and model_file.is_file()):
+        return None
+    try:
+        metadata = artifacts.read_json(metadata_path)
+    except (OSError, ValueError):
+        return None
+    config = metadata.get("train_config") or {}
+    split = metadata.get("split") or {}
+    wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
+              "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment}
+    if any(config.get(key) != value for key, value in wanted.items()):
+        return None
+    if split.get("mode") != options.split_mode or split.get("max_per_class") != options.max_per_class:
+        return None
+    if (metadata.get("dataset") or {}).get("fingerprint") != data_fingerprint:
+        return None  # trained on other images
+    if metadata.get("sha256") != artifacts.sha256_file(model_file):
+        return None
+    return {**metadata, "output_dir": str(arch_dir), "model_path": str(model_file), "metadata_path": str(metadata_path)}
+
+
+def _check_image_size(architectures, image_size):
+    from training.ml.architectures import ARCHITECTURES
+
+    too_small = [f"{a} (needs >= {ARCHITECTURES[a].min_image_size})" for a in architectures
+                 if image_size < ARCHITECTURES[a].min_image_size]
+    if too_small:
+        raise TrainingError(f"--image-size {image_size} is too small for {', '.join(too_small)}.")
+
+
+def _comparison_rows(versions):
+    rows = []
+    for version in versions:
+        training = (version.metrics or {}).get("training") or {}
+        rows.append({
+            "architecture": version.architecture, "metrics": version.metrics,
+            "params": training.get("params"), "epochs_run": training.get("epochs_run"),
+            "training_seconds": training.get("training_seconds"),
+        })
+    return rows
+
+
+def comparison_table(versions):
+    """The study's Table II for registered versions (test-split metrics), plus validation accuracy."""
+    from training.ml.evaluate import format_comparison_table
+
+    table = format_comparison_table(_comparison_rows(versions))
+    lines = table.splitlines()
+    names = ["Version"] + ["-" * 7] + [v.name for v in versions]
+    vals = ["Val. acc."] + ["-" * 9] + [_pct(v.val_accuracy) for v in versions]
+    width_n = max(len(n) for n in names)
+    width_v = max(len(v) for v in vals)
+    out = []
+    for i, line in enumerate(lines):
+        name = names[i] if i != 1 else "-" * width_n
+        val = vals[i] if i != 1 else "-" * width_v
+        out.append(f"{name.ljust(width_n)}  {line}  {val.rjust(width_v)}")
+    return "Test-split metrics (validation accuracy chooses --promote best)\n" + "\n".join(out)
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * float(value):.2f}%"
+
+
+def describe_metrics(version):
+    """Human-readable metrics of one registered version (validation and test)."""
+    lines = [f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",
+             f"  sha256 {version.sha256}"]
+    for part, label in (("val", "validation"), ("test", "test")):
+        metrics = (version.metrics or {}).get(part)
+        if metrics:
+            lines.extend("  " + line for line in format_metrics(metrics, title=f"{label} split").splitlines())
+    return "\n".join(lines)
+
+
+def format_metrics(metrics, title=None):
+    names = metrics.get("class_names") or list(CLASS_NAMES)
+    lines = []
+    if title:
+        lines.append(f"{title}: {metrics.get('n', 0)} images")
+    lines.append(f"accuracy {_pct(metrics.get('accuracy'))}  loss {metrics.get('loss', 0):.4f}  "
+                 f"macro-F1 {metrics.get('macro_f1', 0):.4f}  ECE {metrics.get('ece', 0):.4f}")
+    width = max(len(n) for n in names)
+    lines.append(f"{'class'.ljust(width)}  precision  recall      F1  support")
+    for name in names:
+        row = (metrics.get("per_class") or {}).get(name) or {}
+        lines.append(f"{name.ljust(width)}  {row.get('precision', 0):9.4f}  {row.get('recall', 0):6.4f}  "
+                     f"{row.get('f1', 0):6.4f}  {row.get('support', 0):7d}")
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        lines.append("confusion matrix (rows true, columns predicted): " + "  ".join(n for n in names))
+        cell = max(4, max(len(str(v)) for row in matrix for v in row))
+        for name, row in zip(names, matrix):
+            lines.append(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))
+    return "\n".join(lines)
+
+
+def retrain(options, *, trained_by=None, log=None, progress=2):
+    """Train, evaluate, register (and optionally promote) each requested architecture.
+
+    ``options``: RetrainOptions. ``log``: callable receiving progress lines. ``progress``: Keras
+    verbosity for fit (False, True or 2 = one line per epoch). All architectures share one split: the
+    first one's split record is reused for the others, so the comparison is on the same test images.
+    Re-running with the same ``output_dir`` skips finished architectures and resumes an interrupted
+    one from its last finished epoch. Returns a RetrainResult.
+    """
+    from training.ml.dataset import DatasetError
+    from training.ml.pipeline import run_training
+
+    log = log or (lambda line: None)
+    options = options.validate(check_paths=True)
+    _check_image_size(options.architectures, options.image_size)
+    weights = {arch: find_weights(options.weights_dir, arch) for arch in options.architectures}
+    dataset = scan(options.data_dir)
+    counts = ", ".join(f"{name} {count}" for name, count in dataset.counts().items())
+    output_dir = (options.output_dir or default_output_dir()).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log(f"Data: {dataset.root} ({len(dataset)} images: {counts})")
+    log(f"Output folder (re-run with --output {output_dir} to resume): {output_dir}")
+
+    fingerprint = dataset.fingerprint()
+    versions, trained, reused, split_record = [], [], [], None
+    for index, architecture in enumerate(options.architectures, start=1):
+        arch_dir = output_dir / architecture
+        result = _completed_result(arch_dir, options, architecture, fingerprint)
+        if result is not None:
+            reused.append(architecture)
+            log(f"[{index}/{len(options.architectures)}] {architecture}: already trained in {arch_dir}, reusing it")
+        else:
+            log(f"[{index}/{len(options.architectures)}] {architecture}: training "
+                f"({options.epochs} epochs, {options.image_size}px, {options.split_mode} split)")
+            try:
+                result = run_training(
+                    dataset.root, architecture, arch_dir, epochs=options.epochs, image_size=options.image_size,
+                    split_mode=options.split_mode, seed=options.seed, batch_size=options.batch_size,
+                    augment=options.augment, weights_path=weights[architecture], split_record=split_record,
+                    progress=progress, max_per_class=options.max_per_class,
+                )
+            except (DatasetError, ValueError) as exc:
+                raise TrainingError(f"{architecture}: {exc}") from exc
+            trained.append(architecture)
+        if split_record is None:
+            split_record = result.get("split")
+        version = registry.register_model(result, trained_by=trained_by)
+        versions.append(version)
+        log(describe_metrics(version))
+
+    table = comparison_table(versions)
+    log("")
+    log(table)
+    promoted = None
+    if options.promote == "best":
+        promoted = best_version(versions)
+        registry.activate(promoted)
+        log(f"\nPromoted {promoted.name} (best validation accuracy {_pct(promoted.val_accuracy)}): now the active model.")
+    elif registry.get_active_version() is None:
+        log("\nNo model is active yet: promote one with `manage.py promote VERSION` or in the admin.")
+    return RetrainResult(versions=versions, table=table, output_dir=output_dir, promoted=promoted,
+                         trained=trained, reused=reused)
+
+
+def best_version(versions):
+    """Highest validation accuracy; ties go to the lower validation loss, then the earlier one."""
+    def key(item):
+        index, version = item
+        val = (version.metrics or {}).get("val") or {}
+        return (val.get("accuracy") or 0.0, -(val.get("loss") if val.get("loss") is not None else float("inf")), -index)
+
+    return max(enumerate(versions), key=key)[1]
+
+
+def promote(ref):
+    """Activate a version by name or id (refusing a missing or altered file)."""
+    try:
+        return registry.activate(ref, verify=True)
+    except registry.RegistryError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Training runs (admin + Celery)
+
+
+def run_options(run):
+    return RetrainOptions(
+        data_dir=run.data_dir, architectures=list(run.architectures or []), epochs=run.epochs,
+        image_size=run.image_size, split_mode=run.split_mode, seed=run.seed, batch_size=run.batch_size,
+        augment=run.augment, promote=run.promote or None, weights_dir=run.weights_dir or None,
+        max_per_class=run.max_per_class, output_dir=run.output_dir or None,
+    )
+
+
+def enqueue_training_run(run):
+    """Queue ``retrain_task`` for ``run``; if the broker cannot be reached, the run is marked failed."""
+    from training.tasks import retrain_task
+
+    try:
+        retrain_task.delay(run.pk)
+    except Exception as exc:  # any broker failure: say so on the run
+        logger.exception("Could not queue training run %s", run.pk)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+            error=f"Could not queue the training task (is the broker up?): {exc}",
+        )
+        return False
+    return True
+
+
+def execute_training_run(run_id, progress=2):
+    """Run a queued TrainingRun through ``retrain``; records status, log, summary and versions on it.
+
+    Only a run in state "queued" is started (claimed atomically), so a duplicate delivery is a no-op.
+    Returns the run.
+    """
+    with transaction.atomic():
+        claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.RUNNING, started_at=timezone.now(), finished_at=None, error="",
+            progress="starting",
+        )
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or not claimed:
+        logger.warning("Training run %s is not queued (missing or %s); not started", run_id,
+                       run.status if run else "deleted")
+        return run
+    if not run.output_dir:
+        run.output_dir = str(default_output_dir(f"run-{run.pk}"))
+        TrainingRun.objects.filter(pk=run.pk).update(output_dir=run.output_dir)
+
+    lines = [run.log] if run.log else []
+
+    def log(line):
+        lines.append(line)
+        logger.info("training run %s: %s", run.pk, line)
+        update = {"log": "\n".join(lines)}
+        first = line.strip().splitlines()[0] if line.strip() else ""
+        if first.startswith("["):
+            update["progress"] = first[:500]
+        TrainingRun.objects.filter(pk=run.pk).update(**update)
+
+    try:
+        result = retrain(run_options(run), trained_by=run.requested_by, log=log, progress=progress)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, TrainingError) else "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__))
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error=message or type(exc).__name__,
+            progress="failed",
+        )
+        if isinstance(exc, TrainingError):
+            run.refresh_from_db()
+            return run
+        raise
+    run.versions.add(*result.versions)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), summary=result.table,
+        progress=f"done: {len(result.versions)} model(s)"
+        + (f", promoted {result.promoted.name}" if result.promoted else ""),
+    )
+    run.refresh_from_db()
+    return run
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and diagnosis
+
+
+def _model_summary(version):
+    return {"id": version.pk, "name": version.name, "architecture": version.architecture,
+            "sha256": version.sha256, "input_size": version.input_size, "class_names": list(version.class_names),
+            "is_active": version.is_active}
+
+
+def _label_map(version):
+    """Index in the model's outputs of each CLASS_NAMES entry (models record their own class order)."""
+    names = list(version.class_names or CLASS_NAMES)
+    missing = [c for c in CLASS_NAMES if c not in names]
+    if missing:
+        raise TrainingError(f"Model {version.name} has no output for class(es) {', '.join(missing)}.")
+    return [names.index(c) for c in CLASS_NAMES], names
+
+
+def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None):
+    """Evaluate a registered model on a labelled folder (same layout and metrics as training).
+
+    Returns {"model": ..., "data": ..., "metrics": metrics_from_probabilities(...)}; the metrics use
+    the model's own class order.
+    """
+    import numpy as np
+
+    from training.ml.dataset import DatasetError, limit_per_class, load_arrays
+    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities
+
+    dataset = scan(data_dir, require_all_classes=False)
+    samples = limit_per_class(dataset.samples, max_per_class)
+    positions, names = _label_map(version)
+    try:
+        x, y = load_arrays(samples, version.input_size)
+    except DatasetError as exc:
+        raise TrainingError(str(exc)) from exc
+    model = _load(version)
+    probabilities = predict_probabilities(model, x.astype("float32"), batch_size=batch_size)
+    y_model = np.asarray([positions[label] for label in y], dtype=np.int64)
+    metrics = metrics_from_probabilities(probabilities, y_model, names)
+    counts = {name: count for name, count in dataset.counts().items() if count}
+    return {
+        "model": _model_summary(version),
+        "data": {"root": str(dataset.root), "images": len(samples), "counts": counts,
+                 "max_per_class": max_per_class},
+        "metrics": metrics,
+    }
+
+
+def _load(version):
+    try:
+        return registry.load_model(version)
+    except registry.RegistryError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def collect_image_files(paths):
+    """Files named directly (any extension) and image files found recursively in named folders.
+
+    Returns (files, problems) where problems are {"path", "error"} for paths that do not exist.
+    """
+    files, problems, seen = [], [], set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found = [path]
+        else:
+            problems.append({"path": str(path), "error": "not found"})
+            continue
+        for item in found:
+            if item not in seen:
+                seen.add(item)
+                files.append(item)
+    return files, problems
+
+
+def diagnose_paths(paths, version, *, batch_size=32, model=None):
+    """Classify image files/folders with exactly the serving preprocessing.
+
+    Each file goes through training.ml.images.prepare_image(path, version.input_size) and the model's
+    softmax. Returns one dict per file, in order: path, label (class name or None), confidence,
+    probabilities {class: p}, error (None, or why the file could not be read). Unreadable files are
+    reported, not fatal.
+    """
+    import numpy as np
+
+    from training.ml.images import ImageError, prepare_image
+
+    files, problems = collect_image_files(paths)
+    names = list(version.class_names or CLASS_NAMES)
+    rows = [{"path": p["path"], "label": None, "confidence": None, "probabilities": None, "error": p["error"]}
+            for p in problems]
+    if not files:
+        return rows
+    model = model or _load(version)
+    pending = []
+
+    def flush():
+        if not pending:
+            return
+        probabilities = registry.predict_prepared(model, np.stack([array for _, array in pending]),
+                                                  batch_size=batch_size)
+        for (row, _), probs in zip(pending, probabilities):
+            best = int(np.argmax(probs))
+            row.update(label=names[best], confidence=float(probs[best]),
+                       probabilities={name: float(p) for name, p in zip(names, probs)})
+        pending.clear()
+
+    for path in files:
+        row = {"path": str(path), "label": None, "confidence": None, "probabilities": None, "error": None}
+        rows.append(row)
+        try:
+            pending.append((row, prepare_image(path, version.input_size)))
+        except ImageError as exc:
+            row["error"] = str(exc)
+        except OSError as exc:
+            row["error"] = f"Cannot read {path}: {exc}"
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return rows
+
+
+def real_dataset_dir():
+    """The real image folder: settings.DATASET_DIR itself, or its original/ sub-folder."""
+    root = Path(settings.DATASET_DIR)
+    if (root / "original").is_dir():
+        return root / "original"
+    return root
+
