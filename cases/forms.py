@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from cases.access import laboratories_for, patients_visible_to
 from cases.models import Case, Diagnosis, Patient
+from training.models import ModelVersion
 
 
 class BootstrapFormMixin:
@@ -103,6 +104,10 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "History, blood count, reason for referral…"}),
     )
+    model_version = forms.ModelChoiceField(
+        queryset=None, required=False, label="AI model", empty_label="The active model (recommended)",
+        help_text="Choose another registered model version only for a comparison or a study.",
+    )
     images = MultipleImageField(
         label="Smear images",
         help_text="Select one or more images of the blood smear. If any file cannot be used, nothing is submitted.",
@@ -119,6 +124,11 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         else:
             # One laboratory (or none, which the service explains): nothing to choose.
             del self.fields["laboratory"]
+        versions = ModelVersion.objects.order_by("-is_active", "-created_at")
+        if versions.count() > 1:
+            self.fields["model_version"].queryset = versions
+        else:
+            del self.fields["model_version"]
 
 
 class SignForm(BootstrapFormMixin, forms.Form):

@@ -148,6 +148,7 @@ def case_create(request):
                 clinical_notes=data["clinical_notes"],
                 priority=data["priority"],
                 laboratory=data.get("laboratory"),
+                model_version=data.get("model_version"),
                 request=request,
             )
         except NotAllowed as error:

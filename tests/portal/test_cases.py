@@ -487,3 +487,21 @@ def test_audit_log_is_paginated(login, world, case):
     assert response.context["page_obj"].paginator.num_pages >= 2
     assert len(response.context["page_obj"]) == 50
     assert "page=2" in text(response)
+
+
+def test_clinician_may_choose_a_model_version_when_several_exist(login, world):
+    from training.models import ModelVersion
+
+    client = login(world.clinician)
+    assert "model_version" not in text(client.get(reverse("case-create")))
+    first = ModelVersion.objects.create(name="mobilenetv2-a", architecture="mobilenetv2", file_path="a.keras", sha256="0" * 64)
+    second = ModelVersion.objects.create(name="convnet-b", architecture="convnet", file_path="b.keras", sha256="1" * 64)
+    first.activate()
+    page = text(client.get(reverse("case-create")))
+    assert "The active model (recommended)" in page and "convnet-b" in page
+    response = client.post(reverse("case-create"), {
+        "patient": world.patient.pk, "priority": "routine", "clinical_notes": "",
+        "model_version": second.pk, "images": [smear_upload("a.png")],
+    })
+    assert response.status_code == 302
+    assert Case.objects.get().requested_model_version == second
