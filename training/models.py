@@ -18,6 +18,11 @@ class ModelVersion(models.Model):
     data_fingerprint = models.CharField(max_length=64, blank=True)
     split = models.JSONField(default=dict, blank=True)
     versions = models.JSONField(default=dict, blank=True, help_text="Keras, backend and library versions.")
+    smear_check = models.JSONField(
+        default=dict, blank=True, db_default={},
+        help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
+                  "(training.ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
+    )
     git_commit = models.CharField(max_length=40, blank=True)
     trained_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

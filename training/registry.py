@@ -10,6 +10,11 @@ Inference workers use three calls:
 ``classify`` (and ``predict_prepared`` for arrays already made by prepare_image) is what the
 `diagnose` command uses too, so serving and diagnosis cannot prepare images differently.
 
+"Is this a stained blood smear at all?": ``ModelVersion.smear_check`` holds the parameters of the
+check (training.ml.smear_check) fitted on the version's training split; ``register_model`` copies
+them from the run's metadata, ``attach_smear_check`` stores one on an older version, and
+``smear_check_for(version)`` gives the SmearCheck (None when the version has none).
+
 Files: a registered model lives in ``settings.MODEL_DIR/<version name>/`` (model.keras,
 metadata.json, plots/*.png); ``ModelVersion.file_path`` and the plot paths are recorded relative to
 MODEL_DIR. The default model shipped with the repository stays where it is, under
@@ -19,6 +24,7 @@ Nothing here imports Keras at module level (only ``load_model`` does), so the we
 the registry without paying for a backend import.
 """
 import datetime
+import logging
 import os
 import re
 import shutil
@@ -41,6 +47,7 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 PLOTS_DIR = "plots"
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+logger = logging.getLogger(__name__)
 
 
 class RegistryError(Exception):
@@ -338,6 +345,11 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         )
     existing = find_registered({**result, "sha256": sha256})
     if existing is not None:
+        if not existing.smear_check and result.get("smear_check"):  # registered before checks were fitted
+            params = _smear_check_from_result(result)
+            if params:
+                ModelVersion.objects.filter(pk=existing.pk).update(smear_check=params)
+                existing.smear_check = params
         return existing
 
     class_names = list(result.get("class_names") or CLASS_NAMES)
@@ -353,6 +365,7 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         split=result.get("split") or {},
         versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
                                                        else {})},
+        smear_check=_smear_check_from_result(result),
         git_commit=current_git_commit(),
         trained_by=trained_by,
         trained_at=trained_at,
@@ -397,3 +410,94 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
     except Exception:
         shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
         raise
+
+
+# --------------------------------------------------------------------------------------------------
+# The "not a stained blood smear" check
+
+
+SMEAR_CHECK_SIZE = 224  # serving prepares the image at this size for the check (inference.smear_gate)
+
+
+def validate_smear_check(params):
+    """The SmearCheck of ``params`` (a SmearCheck.to_dict() dict, possibly with extra keys such as
+    "fitted_on" and "validation"); raises RegistryError when it is unusable or was fitted at
+    another size than SMEAR_CHECK_SIZE."""
+    from training.ml.smear_check import SmearCheck
+
+    if not isinstance(params, dict) or not params:
+        raise RegistryError("No smear-check parameters given.")
+    try:
+        check = SmearCheck.from_dict(params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"Unusable smear-check parameters: {exc}") from exc
+    if check.image_size != SMEAR_CHECK_SIZE:
+        raise RegistryError(
+            f"This smear check was fitted on {check.image_size}x{check.image_size} images; serving checks "
+            f"{SMEAR_CHECK_SIZE}x{SMEAR_CHECK_SIZE} images (fit it at {SMEAR_CHECK_SIZE} px)."
+        )
+    return check
+
+
+def _smear_check_from_result(result):
+    """The check's parameters recorded by run_training ({} for older runs or tiny ones without)."""
+    params = result.get("smear_check")
+    if not params:
+        return {}
+    try:
+        validate_smear_check(params)
+    except RegistryError as exc:  # never lose a trained model over its (optional) check
+        logger.warning("Registering %s without its smear check: %s", result.get("model_path"), exc)
+        return {}
+    params = dict(params)
+    rate = result.get("smear_check_false_flag_rate")
+    if rate is not None and not isinstance(params.get("validation"), dict):
+        params["validation"] = {"rate": rate}
+    return params
+
+
+def smear_check_params(data):
+    """Smear-check parameters from a loaded JSON file: the parameters themselves (a run's or a
+    report's smear_check.json) or a run's metadata.json (its "smear_check" entry)."""
+    is_metadata = isinstance(data, dict) and ("smear_check" in data or "model_file" in data)
+    if is_metadata and data.get("kind") != "telediag.smear_check":
+        params = data.get("smear_check") or {}
+        rate = data.get("smear_check_false_flag_rate")
+        if params and rate is not None and not isinstance(params.get("validation"), dict):
+            params = {**params, "validation": {"rate": rate}}
+        return params
+    return data
+
+
+def attach_smear_check(version, params):
+    """Store the check ``params`` (see smear_check_params) on ``version`` (ModelVersion, name or id),
+    e.g. for a model trained before run_training fitted one. Replaces any stored check. Returns the
+    version. Raises RegistryError for unusable parameters."""
+    version = get_version(version)
+    params = smear_check_params(params)
+    validate_smear_check(params)
+    ModelVersion.objects.filter(pk=version.pk).update(smear_check=params)
+    version.smear_check = params
+    return version
+
+
+def smear_check_for(version):
+    """The version's SmearCheck, or None when it has none (or its stored parameters are unusable)."""
+    from training.ml.smear_check import SmearCheck
+
+    params = getattr(version, "smear_check", None)
+    if not params:
+        return None
+    try:
+        return SmearCheck.from_dict(params)
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("Model version %s has unusable smear-check parameters (%s); not checking images.",
+                       getattr(version, "name", version), exc)
+        return None
+
+
+def smear_check_false_flag_rate(version):
+    """Share of real validation smears the version's check flagged when it was fitted, or None."""
+    validation = (getattr(version, "smear_check", None) or {}).get("validation") or {}
+    rate = validation.get("rate")
+    return float(rate) if rate is not None else None

@@ -11,7 +11,8 @@ measures, on that split's TEST images:
   test images and the normalised test images; the model must beat the baseline's best normalised
   accuracy by ``required_margin`` points;
 - the "not a stained smear" check (training.ml.smear_check) fitted on the training split, with its
-  false-flag rate on the validation (and test) images; its parameters are saved as JSON;
+  false-flag rate on the validation (and test) images; its parameters are saved as JSON and, with
+  ``attach_smear_check``, stored on the version (ModelVersion.smear_check: serving then uses it);
 - single-image CPU latency (``predict_on_batch`` on one image, warm, median of N) and file size.
 
 Everything Keras/numpy lives in training.ml; this module is the Django glue (registry, settings).
@@ -91,12 +92,13 @@ def _cpu_description():
 
 def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, latency_runs=DEFAULT_LATENCY_RUNS,
                        smear_size=DEFAULT_SMEAR_SIZE, smear_quantile=None, required_margin=DEFAULT_REQUIRED_MARGIN,
-                       log=None):
+                       attach_smear_check=False, log=None):
     """Build the report for ``version`` (ModelVersion) on the images in ``data_dir``; see the module
     docstring. Writes report.json, report.txt and smear_check.json into ``output_dir`` (default
     VAR_DIR/reports/<version>-<UTC time>) and returns the report dict (with "output_dir" and
     "files"). Raises TrainingError for a model without a recorded split, data that does not match
-    the record, or an unusable model file."""
+    the record, or an unusable model file. With ``attach_smear_check`` the fitted check is also stored
+    on the version (registry.attach_smear_check; ``smear_size`` must be registry.SMEAR_CHECK_SIZE)."""
     import numpy as np
 
     from training.ml.artifacts import write_json_atomically
@@ -109,6 +111,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
 
     log = log or (lambda line: None)
     started = time.perf_counter()
+    if attach_smear_check and smear_size != registry.SMEAR_CHECK_SIZE:
+        raise TrainingError(f"A smear check stored on a model version must be fitted at {registry.SMEAR_CHECK_SIZE}px "
+                            f"(serving checks images at that size), not {smear_size}px.")
     record = version.split or {}
     if not record.get("splits"):
         raise TrainingError(f"Model {version.name} has no recorded split: a report needs the training/validation/"
@@ -199,7 +204,18 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     smear_params = check.to_dict()
     smear_params["fitted_on"] = {"model": version.name, "data_fingerprint": version.data_fingerprint,
                                  "split": "train", "n": check.n_fit}
+    if "false_flags_val" in smear:  # so the file alone says how often it flags real smears
+        smear_params["validation"] = {key: smear["false_flags_val"][key] for key in ("n", "flagged", "rate")}
     write_json_atomically(output_dir / SMEAR_CHECK_FILE, smear_params)
+    had_smear_check = bool(version.smear_check)
+    smear["attached"] = False
+    if attach_smear_check:
+        try:
+            registry.attach_smear_check(version, smear_params)
+        except registry.RegistryError as exc:
+            raise TrainingError(str(exc)) from exc
+        smear["attached"] = True
+        log(f"Stored the smear check on model version {version.name}")
 
     report = {
         "format": REPORT_FORMAT,
@@ -208,7 +224,8 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
                   "sha256": version.sha256, "input_size": size, "class_names": list(version.class_names),
                   "is_active": version.is_active, "file_path": str(file_path),
                   "file_size_bytes": file_path.stat().st_size,
-                  "recorded_test_accuracy": version.test_accuracy},
+                  "recorded_test_accuracy": version.test_accuracy,
+                  "had_smear_check": had_smear_check},
         "data": {"root": str(dataset.root), "split_mode": split.mode, "seed": split.seed,
                  "block_size": split.block_size, "counts": split.counts()},
         "test": test_metrics,
@@ -285,6 +302,14 @@ def format_report(report):
             lines.append(f"  false flags on {label} images: {rate['flagged']}/{rate['n']} ({rate['rate']:.2%})")
             for example in rate["examples"][:5]:
                 lines.append(f"    {example['file']}: {', '.join(example['reasons'])} (score {example['score']})")
+    if smear.get("attached"):
+        lines.append(f"  stored on model version {model['name']}: serving flags non-smear uploads with it")
+    elif model.get("had_smear_check"):
+        lines.append(f"  model version {model['name']} keeps the smear check stored with it (--attach-smear-check "
+                     "replaces it with this one)")
+    else:
+        lines.append(f"  model version {model['name']} has no stored smear check: run again with "
+                     "--attach-smear-check to store this one")
 
     latency = report["latency"]
     lines += [

@@ -37,7 +37,7 @@ def test_separable_set_reaches_full_test_accuracy(separable_run):
 @pytest.mark.slow
 def test_run_folder_and_metadata(separable_run):
     root, out, result = separable_run
-    for name in ("model.keras", "metadata.json", "split.json", "history.json", "train_config.json",
+    for name in ("model.keras", "metadata.json", "split.json", "smear_check.json", "history.json", "train_config.json",
                  "plots/training_curves.png", "plots/confusion_matrix_test.png", "plots/confusion_matrix_val.png"):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
@@ -103,6 +103,7 @@ def test_max_per_class_for_smoke_runs(tmp_path):
     result = run_training(root, "convnet", tmp_path / "out", epochs=1, image_size=16, split_mode="random",
                           seed=0, batch_size=8, progress=False, max_per_class=5)
     assert result["dataset"]["used"] == 20 and result["split"]["max_per_class"] == 5
+    assert result["smear_check"] is None and result["smear_check_false_flag_rate"] is None  # < 20 to fit on
     assert result["data_fingerprint"] != scan_dataset(root).fingerprint()
     with pytest.raises(DatasetError):
         run_training(tmp_path / "missing", "convnet", tmp_path / "out2", epochs=1, image_size=16)

@@ -14,6 +14,8 @@ Modules, one concern each:
 - ``train``         ``train_model`` (checkpointing, early stopping, resumable)
 - ``evaluate``      metrics (accuracy, F1, confusion matrix, ECE) and a comparison table
 - ``plots``         training curves and confusion-matrix PNGs
+- ``smear_check``   "is this a stained blood smear at all?" (fitted on the training split by
+                    ``pipeline``; its parameters travel in metadata.json)
 - ``artifacts``     atomic model/metadata writing and sha256-verified loading
 - ``pipeline``      ``run_training`` end to end, and a CLI (``python -m training.ml.pipeline``)
 """

@@ -10,6 +10,8 @@ Everything lands in ``output_dir``:
     model.keras          final model (best val_accuracy weights), written atomically
     metadata.json        what the model registry needs (see run_training), written atomically
     split.json           the split record (reused on re-run, so an interrupted run resumes on it)
+    smear_check.json     the "not a stained smear" check fitted on the training split at 224 px,
+                         with its false-flag rate on the validation split (reused on re-run)
     history.json, train_config.json, checkpoints/, backup/  (see train.py)
     plots/training_curves.png, plots/confusion_matrix_val.png, plots/confusion_matrix_test.png
 
@@ -43,6 +45,10 @@ METADATA_FORMAT = 1
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
+SMEAR_CHECK_FILE = "smear_check.json"
+SMEAR_CHECK_SIZE = 224  # the check is used at the size it was fitted at; serving prepares 224 px images
+SMEAR_CHECK_MIN_TRAIN = 20  # SmearCheck.fit refuses fewer
+SMEAR_CHECK_EXAMPLES = 20  # flagged validation files listed in the parameters
 
 
 def hardware_description():
@@ -120,6 +126,72 @@ def _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions, bl
     return split, record
 
 
+def _smear_check_provenance(split):
+    return {"split": "train", "n": len(split.train), "image_size": SMEAR_CHECK_SIZE,
+            "train_fingerprint": fingerprint_samples(split.train),
+            "val_fingerprint": fingerprint_samples(split.val)}
+
+
+def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers=None, log=None):
+    """Fit the "not a stained smear" check (training.ml.smear_check) on the TRAINING images of
+    ``split`` at SMEAR_CHECK_SIZE px and measure its false-flag rate on the VALIDATION images (other
+    patients under a grouped split: the honest estimate of how often real smears get flagged).
+
+    ``train_x``/``val_x``: the split's images already prepared at SMEAR_CHECK_SIZE (else loaded
+    here). The parameters (SmearCheck.to_dict() plus "fitted_on" and "validation") are written to
+    ``output_dir/smear_check.json`` and reused by a re-run over the same images. Returns
+    (params, validation false-flag rate), or (None, None) when the training split has fewer than
+    SMEAR_CHECK_MIN_TRAIN images (tiny smoke runs).
+    """
+    from .smear_check import FORMAT, SmearCheck
+
+    log = log or (lambda line: None)
+    if len(split.train) < SMEAR_CHECK_MIN_TRAIN:
+        log(f"Smear check: not fitted ({len(split.train)} training images, it needs {SMEAR_CHECK_MIN_TRAIN}).")
+        return None, None
+    path = Path(output_dir) / SMEAR_CHECK_FILE
+    provenance = _smear_check_provenance(split)
+    if path.is_file():
+        try:
+            saved = read_json(path)
+        except (OSError, ValueError):
+            saved = {}
+        if (saved.get("format") == FORMAT and saved.get("fitted_on") == provenance
+                and isinstance(saved.get("validation"), dict)):
+            try:
+                SmearCheck.from_dict(saved)  # still loadable with this code's features
+            except (KeyError, TypeError, ValueError):
+                pass
+            else:
+                log(f"Smear check: reusing {path}")
+                return saved, saved["validation"]["rate"]
+
+    if train_x is None:
+        train_x, _ = load_arrays(split.train, SMEAR_CHECK_SIZE, workers=load_workers)
+    check = SmearCheck().fit(train_x)
+    del train_x
+    if not split.val:
+        rate = {"n": 0, "flagged": 0, "rate": None, "flagged_indices": []}
+    else:
+        if val_x is None:
+            val_x, _ = load_arrays(split.val, SMEAR_CHECK_SIZE, workers=load_workers)
+        rate = check.false_flag_rate(val_x)
+    flagged = rate["flagged_indices"][:SMEAR_CHECK_EXAMPLES]
+    flagged_results = check.check(val_x[flagged]) if flagged else []
+    params = check.to_dict()
+    params["fitted_on"] = provenance
+    params["validation"] = {
+        "n": rate["n"], "flagged": rate["flagged"], "rate": rate["rate"],
+        "examples": [{"file": split.val[i].relpath, "reasons": result["reasons"]}
+                     for i, result in zip(flagged, flagged_results, strict=True)],
+    }
+    write_json_atomically(path, params)
+    if rate["n"]:
+        log(f"Smear check: fitted on {check.n_fit} training images at {SMEAR_CHECK_SIZE} px; it flags "
+            f"{rate['flagged']} of {rate['n']} validation images ({rate['rate']:.1%}).")
+    return params, rate["rate"]
+
+
 def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, split_mode="grouped",
                  seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
                  progress=True, *, max_per_class=None, learning_rate=1e-3, patience=10,
@@ -146,7 +218,10 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     "metadata_path" (absolute). Keys: format, architecture, model_file, sha256, class_names,
     class_labels, input_size, preprocessing, metrics {"val": ..., "test": ...} (see
     evaluate.metrics_from_probabilities), plots {name: path relative to output_dir},
-    data_fingerprint, dataset, split, params, epochs_run, best_epoch, stopped_early,
+    data_fingerprint, dataset, split, smear_check (the "not a stained smear" check's parameters,
+    fitted on the training split at 224 px whatever ``image_size``; None when the training split
+    has under 20 images; see fit_smear_check), smear_check_false_flag_rate (share of validation
+    images it flags, or None), params, epochs_run, best_epoch, stopped_early,
     training_seconds, train_config, versions, hardware, trained_at (UTC ISO 8601).
     Raises DatasetError for unusable data and ValueError for inconsistent arguments.
     """
@@ -172,6 +247,12 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     train_arrays = load_arrays(split.train, image_size, workers=load_workers)
     val_arrays = load_arrays(split.val, image_size, workers=load_workers)
     test_arrays = load_arrays(split.test, image_size, workers=load_workers) if split.test else None
+    same_size = image_size == SMEAR_CHECK_SIZE
+    smear_check, smear_false_flag_rate = fit_smear_check(
+        split, output_dir, train_x=train_arrays[0] if same_size else None,
+        val_x=val_arrays[0] if same_size else None, load_workers=load_workers,
+        log=print if progress else None,
+    )
 
     config = TrainConfig(
         architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
@@ -219,6 +300,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
             "max_per_class": max_per_class,
         },
         "split": record,
+        "smear_check": smear_check,
+        "smear_check_false_flag_rate": smear_false_flag_rate,
         "params": int(model.count_params()),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,

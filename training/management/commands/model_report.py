@@ -10,7 +10,8 @@ class Command(BaseCommand):
         "Robustness report for a registered model (default: active) on the test split recorded with it: "
         "accuracy under colour shifts, colour normalisation and grayscale; the colour-only baseline; the "
         "'not a stained smear' check's false-flag rate; single-image CPU latency and file size. Saves "
-        "report.json, report.txt and smear_check.json (the check's parameters) in the output folder."
+        "report.json, report.txt and smear_check.json (the check's parameters) in the output folder; "
+        "--attach-smear-check also stores the check on the model version, so serving flags non-smears."
     )
 
     def add_arguments(self, parser):
@@ -30,6 +31,9 @@ class Command(BaseCommand):
                             metavar="POINTS",
                             help="accuracy points the model must beat the colour-only baseline by on "
                                  "colour-normalised images")
+        parser.add_argument("--attach-smear-check", action="store_true",
+                            help="store the fitted smear check on the model version (for models trained "
+                                 "before retrain fitted one; needs --smear-size 224)")
 
     def handle(self, *args, **options):
         for name in ("batch_size", "latency_runs", "smear_size"):
@@ -43,7 +47,8 @@ class Command(BaseCommand):
             report = reports.build_model_report(
                 version, options["data"], output_dir=options["output_dir"], batch_size=options["batch_size"],
                 latency_runs=options["latency_runs"], smear_size=options["smear_size"],
-                required_margin=options["required_margin"], log=log,
+                required_margin=options["required_margin"], attach_smear_check=options["attach_smear_check"],
+                log=log,
             )
         except (registry.RegistryError, services.TrainingError) as exc:
             raise CommandError(str(exc)) from exc
