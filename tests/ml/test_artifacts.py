@@ -79,3 +79,18 @@ def test_write_metadata_is_atomic_json(tmp_path):
         write_metadata(path, {"bad": object()})
     assert json.loads(path.read_text())["a"] == 0.5  # the failed write left the old file intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.json"]
+
+
+def test_trained_model_is_saved_without_optimizer_state(tmp_path):
+    model = build_model("convnet_bn", image_size=16, seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    model.fit(x, rng.integers(0, 4, 8), epochs=1, verbose=0)
+    with_optimizer = tmp_path / "with-optimizer.keras"
+    model.save(with_optimizer)
+    slim = tmp_path / "model.keras"
+    digest = save_model_atomically(model, slim)
+    assert slim.stat().st_size < with_optimizer.stat().st_size * 0.6
+    loaded = load_model_verified(slim, digest)
+    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)

@@ -46,8 +46,24 @@ def _replace_atomically(tmp_path, path):
     _fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
+def serving_copy(model):
+    """The same network without its optimizer state, which serving never needs.
+
+    Adam keeps two slots per weight, so a trained model saved with its optimizer is three times
+    the size (MobileNetV2: 27.6 MB instead of ~9 MB).
+    """
+    if getattr(model, "optimizer", None) is None:
+        return model
+    import keras
+
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model_atomically(model, path):
-    """Save ``model`` as a .keras file at ``path`` atomically; returns the file's sha256."""
+    """Save ``model`` (without optimizer state) as a .keras file at ``path`` atomically; returns
+    the file's sha256."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"Model path must end in .keras: {path}")
@@ -56,7 +72,7 @@ def save_model_atomically(model, path):
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp_name, overwrite=True)
+        serving_copy(model).save(tmp_name, overwrite=True)
         _replace_atomically(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
