@@ -61,9 +61,13 @@ class AnalysisJob(models.Model):
         return self.status in self.PENDING_STATUSES
 
 
-def heatmap_upload_to(prediction, filename):
-    smear = prediction.smear
+def heatmap_path_for(smear):
+    """Storage name of a new heatmap of ``smear`` (an internal name, never the upload's)."""
     return f"heatmaps/{smear.case.site_id}/{smear.case_id}/{uuid.uuid4().hex}.png"
+
+
+def heatmap_upload_to(prediction, filename):
+    return heatmap_path_for(prediction.smear)
 
 
 class Prediction(models.Model):
@@ -78,6 +82,10 @@ class Prediction(models.Model):
     inference_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Model forward pass only.")
     total_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Read, prepare, predict and heatmap.")
     worker = models.CharField(max_length=200, blank=True, help_text="Host and process that computed it.")
+    runtime = models.CharField(
+        max_length=20, blank=True,
+        help_text="What ran the model: tflite (verified export of the same model) or keras.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -18,6 +18,7 @@ The flow, with the database as the only source of truth:
 import logging
 import os
 import socket
+import threading
 from datetime import timedelta
 from functools import partial
 
@@ -83,14 +84,16 @@ def _queue_jobs(smears, version, requested_by=None):
     now = timezone.now()
     jobs = []
     for smear in smears:
-        with transaction.atomic():  # a savepoint: a concurrent insert of the same pair is not fatal
-            try:
-                job, created = AnalysisJob.objects.get_or_create(
-                    smear=smear, model_version=version,
-                    defaults={"requested_by": requested_by, "enqueued_at": now},
+        # Usually the pair is new: INSERT straight away (no SELECT first); a savepoint keeps an
+        # existing pair (re-run, retry, concurrent request) from spoiling the surrounding transaction.
+        try:
+            with transaction.atomic():
+                job = AnalysisJob.objects.create(
+                    smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now,
                 )
-            except IntegrityError:
-                job, created = AnalysisJob.objects.get(smear=smear, model_version=version), False
+            created = True
+        except IntegrityError:
+            job, created = AnalysisJob.objects.get(smear=smear, model_version=version), False
         if not created and job.status == AnalysisJob.Status.FAILED:
             _reset_failed(job, requested_by, now)
             job.refresh_from_db()
@@ -112,21 +115,53 @@ def publish_on_commit(job_ids):
         transaction.on_commit(partial(publish_jobs, job_ids), robust=True)
 
 
+class _BrokerConnections(threading.local):
+    """One broker connection per thread and process, for the broker the settings name *now*.
+
+    Opening a connection (and declaring the queue on it) cost about as much as the rest of an
+    upload request; it is reused by the next publish of the same thread. A connection never
+    crosses a fork (the key holds the pid) or a change of broker settings (the key holds them),
+    and one that failed is dropped, so the next publish connects afresh.
+    """
+
+    key = None
+    connection = None
+
+    def get(self, app):
+        key = (os.getpid(), app.conf.broker_url, repr(sorted((app.conf.broker_transport_options or {}).items())))
+        if self.connection is not None and self.key == key:
+            return self.connection
+        self.drop()
+        self.connection, self.key = app.connection_for_write(), key
+        return self.connection
+
+    def drop(self):
+        connection, self.connection, self.key = self.connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                logger.debug("Closing the broker connection failed", exc_info=True)
+
+
+_broker = _BrokerConnections()
+
+
 def publish_jobs(job_ids):
     """Hand one message per job to the broker. Never raises; returns the number published.
 
     The first failure (broker down) is recorded on that job and on the rest of the batch, which are
     not tried: each try would only wait for the same dead broker. The sweeper publishes them later.
+    The connection is kept for the thread's next publish (see _BrokerConnections); the broker's
+    connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT) bounds each try, the retry policy the tries.
     """
     from inference.tasks import analyse_smear
 
     job_ids = list(job_ids)
     if not job_ids:
         return 0
-    published = 0
-    # One connection per batch, made from the current settings (the broker's connect timeout,
-    # CELERY_BROKER_CONNECTION_TIMEOUT, bounds each try; the retry policy bounds the tries).
-    connection = analyse_smear.app.connection_for_write()
+    done = []
+    connection = _broker.get(analyse_smear.app)
     for index, job_id in enumerate(job_ids):
         try:
             analyse_smear.apply_async(
@@ -134,23 +169,20 @@ def publish_jobs(job_ids):
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure: record it, keep the job queued
+            _broker.drop()
             error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
             logger.warning("Could not publish analysis job(s) %s: %s", job_ids[index:], error)
             AnalysisJob.objects.filter(pk__in=job_ids[index:]).update(
                 last_enqueue_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} {error}", updated_at=timezone.now()
             )
             break
-        else:
-            published += 1
-            AnalysisJob.objects.filter(pk=job_id).update(
-                published_at=timezone.now(), publish_count=F("publish_count") + 1, last_enqueue_error="",
-                updated_at=timezone.now(),
-            )
-    try:
-        connection.release()
-    except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-        logger.debug("Closing the broker connection failed", exc_info=True)
-    return published
+        done.append(job_id)
+    if done:  # one UPDATE for the batch
+        now = timezone.now()
+        AnalysisJob.objects.filter(pk__in=done).update(
+            published_at=now, publish_count=F("publish_count") + 1, last_enqueue_error="", updated_at=now,
+        )
+    return len(done)
 
 
 # --- What people can do -----------------------------------------------------------------------
@@ -210,12 +242,19 @@ def rerun_choices():
 # --- Case status (called by the worker) -------------------------------------------------------
 
 
-def case_started(case_id):
-    """Work on the case started: submitted (or awaiting review, on a re-run) → analysing."""
+def case_started(case_id, status=None):
+    """Work on the case started: submitted (or awaiting review, on a re-run) → analysing.
+
+    ``status``: the case's status as the caller just read it (the worker's claim reads it with the
+    job), which saves a query when the case is already analysing; the move itself is conditional.
+    """
     from cases.services import case_move
 
-    case = Case.objects.get(pk=case_id)
-    if case.status in (Case.Status.SUBMITTED, Case.Status.AWAITING_REVIEW):
+    startable = (Case.Status.SUBMITTED, Case.Status.AWAITING_REVIEW)
+    if status is not None and status not in startable:
+        return None
+    case = Case.objects.get(pk=case_id) if status is None else Case(pk=case_id, status=status)
+    if case.status in startable:
         try:
             case_move(case, Case.Status.ANALYSING)
         except InvalidTransition:  # signed meanwhile: the AI only advises, the signature stands
@@ -233,14 +272,13 @@ def case_maybe_finished(case_id):
 
     if AnalysisJob.objects.filter(smear__case_id=case_id, status__in=AnalysisJob.PENDING_STATUSES).exists():
         return False
-    case = Case.objects.get(pk=case_id)
-    if case.status in (Case.Status.SUBMITTED, Case.Status.ANALYSING):
-        try:
-            case_move(case, Case.Status.AWAITING_REVIEW)
-        except InvalidTransition:
-            return False
-        return True
-    return False
+    # case_move's conditional update is the check: only submitted or analysing cases move.
+    case = Case(pk=case_id)
+    try:
+        case_move(case, Case.Status.AWAITING_REVIEW)
+    except InvalidTransition:  # signed (or amended) meanwhile
+        return False
+    return case.status == Case.Status.AWAITING_REVIEW
 
 
 def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), task_id=None):

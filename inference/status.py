@@ -163,6 +163,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
                 "heatmap_method": prediction.heatmap_method,
                 "queue_wait_ms": prediction.queue_wait_ms,
                 "inference_ms": prediction.inference_ms,
+                "runtime": prediction.runtime,
                 "created_at": prediction.created_at.isoformat(),
             }
         smear_rows.append(row)

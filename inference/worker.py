@@ -7,20 +7,33 @@ until it is recycled (``worker_max_tasks_per_child``). Loading is lazy (the firs
 child pays a few seconds): loading in ``worker_process_init`` would overrun the pool's start-up
 timeout.
 
+Serving runtime (``training.ml.export``): with the Keras model loaded (sha256-checked), the child
+gets its verified serving runtime: the model's TFLite export, cached beside the model file keyed by
+its sha256 and used only if it reproduces the Keras model (max abs diff < 1e-4, checked at export
+and at every load), else the same graph in TensorFlow. Either way ONE forward pass gives the
+probabilities and the Grad-CAM map of the top class. TELEDIAG_INFERENCE_RUNTIME=keras|tflite|auto
+(default auto), TELEDIAG_SERVING_CACHE_DIR (a folder for the exports when the model folder is
+read-only), TELEDIAG_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
+
 One job (``run_job``), all state in the database:
 
-1. claim: ``queued → running`` with a conditional update (attempts + 1). Only one message wins;
-   duplicates (sweeper re-publish, redelivery) find the job running or done and do nothing. A
-   message that comes back after its worker died (acks_late + reject_on_worker_lost) carries the
-   same task id as the claim, so it may take the running job over, up to INFERENCE_MAX_ATTEMPTS
-   starts: then the job fails with the reason, instead of killing workers forever.
-2. the case moves to analysing; the model is loaded (sha256 checked); the image goes through
-   ``training.ml.images.prepare_image``; ``predict_on_batch``; Grad-CAM for the predicted class.
-3. in one transaction: the Prediction (unique per smear and version) and ``running → done``.
+1. claim: ``queued → running`` with a conditional update (attempts + 1), then one SELECT of the job
+   with its smear, case and version (the version's large training record deferred). Only one
+   message wins; duplicates (sweeper re-publish, redelivery) find the job running or done and do
+   nothing. A message that comes back after its worker died (acks_late + reject_on_worker_lost)
+   carries the same task id as the claim, so it may take the running job over, up to
+   INFERENCE_MAX_ATTEMPTS starts: then the job fails with the reason, instead of killing workers
+   forever.
+2. the case moves to analysing (no query when it already is); the model is loaded once per child;
+   the image goes through ``training.ml.images.prepare_image``; one pass gives the probabilities and
+   the Grad-CAM map (a model Grad-CAM cannot explain gets an occlusion map: many passes); the PNG
+   overlay is written to storage.
+3. in one transaction: INSERT the Prediction (unique per smear and version; the heatmap's name is in
+   the row) and ``running → done``. A duplicate run finds the unique row taken: it keeps the stored
+   one, marks the job done and deletes its own heatmap file.
 4. the case moves to awaiting review when none of its jobs is pending.
 A missing/corrupt model, an unreadable image or a soft time limit fails the job with the reason.
 """
-import io
 import logging
 import os
 import signal
@@ -94,9 +107,14 @@ def configure_backend():
 
 
 class LoadedModel:
-    """A model version ready to serve: the Keras model plus its compiled Grad-CAM (built on demand)."""
+    """A model version ready to serve: the Keras model and its verified serving runtime.
 
-    def __init__(self, version, model):
+    ``serving`` (training.ml.export) gives the probabilities and the Grad-CAM map of the top class
+    in one forward pass: TFLite when the export reproduces the Keras model (checked on every load),
+    else TensorFlow. ``runtime`` says which ("tflite" or "keras").
+    """
+
+    def __init__(self, version, model, serving=None):
         self.version_pk = version.pk
         self.sha256 = version.sha256
         self.name = version.name
@@ -114,27 +132,26 @@ class LoadedModel:
                 f"Model version {version.name} lists {len(names)} classes but its model has {outputs} outputs."
             )
         self.class_names = names
-        self._gradcam = None
-        self._gradcam_error = None
+        self.serving = serving
+        self.runtime = serving.runtime if serving is not None else "keras"
 
     def predict(self, batch):
-        """Probabilities for a float32 batch (N, size, size, 3): one compiled call, no per-call set-up."""
+        """Probabilities for a float32 batch (N, size, size, 3)."""
+        if self.serving is not None:
+            return self.serving.predict(batch)
         return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
 
-    def heatmap(self, image, class_index):
-        """(cam, method) for one prepared uint8 image; Grad-CAM when possible, occlusion otherwise."""
+    def analyse(self, image):
+        """(probabilities (K,), cam or None) for one prepared uint8 image: one forward pass."""
+        if self.serving is not None:
+            return self.serving.analyse(image)
+        return self.predict(image[None].astype(np.float32))[0], None
+
+    def occlusion_heatmap(self, image, class_index):
+        """The gradient-free map, for models Grad-CAM cannot explain (many forward passes)."""
         from inference import heatmaps
 
-        if self._gradcam is None and self._gradcam_error is None:
-            try:
-                self._gradcam = heatmaps.GradCam(self.model)
-            except Exception as exc:  # noqa: BLE001 - any failure to build: fall back, say why once
-                self._gradcam_error = exc
-                logger.warning("Grad-CAM unavailable for %s (%s); using occlusion maps.", self.name, exc)
-        batch = image[None].astype(np.float32)
-        if self._gradcam is not None:
-            return self._gradcam(batch, class_index), "grad-cam"
-        return heatmaps.occlusion_map(self.predict, image, class_index), "occlusion"
+        return heatmaps.occlusion_map(self.predict, image, class_index)
 
 
 _cache = OrderedDict()
@@ -172,6 +189,49 @@ def _load_keras_model(version):
         ) from exc
 
 
+def serving_runtime():
+    """TELEDIAG_INFERENCE_RUNTIME: "auto" (TFLite when verified, else Keras), "tflite" or "keras"."""
+    value = (os.environ.get("TELEDIAG_INFERENCE_RUNTIME") or "auto").strip().lower()
+    return value if value in ("auto", "tflite", "keras") else "auto"
+
+
+def _serving_cache_dir(version):
+    """Where the version's TFLite export is cached: beside its file (None), or TELEDIAG_SERVING_CACHE_DIR;
+    the shipped model's folder is part of the checkout, so its export goes under the var folder."""
+    configured = os.environ.get("TELEDIAG_SERVING_CACHE_DIR")
+    if configured:
+        return configured
+    from training import registry
+
+    shipped = getattr(settings, "SHIPPED_MODEL_DIR", None)
+    if shipped and registry._is_within(registry.model_path(version), shipped):
+        return str(settings.VAR_DIR / "serving-cache")
+    return None
+
+
+def _threads():
+    value = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
+    try:
+        return max(1, int(value)) if value else (os.cpu_count() or 1)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+def _load_serving(version, model):
+    """The verified serving runtime of ``model`` (TFLite or Keras; see training.ml.export)."""
+    from training import registry
+    from training.ml import export
+
+    runtime = serving_runtime()
+    try:
+        return export.load_serving(
+            model, registry.model_path(version), version.sha256, runtime=runtime,
+            cache_dir=_serving_cache_dir(version), num_threads=_threads(),
+        )
+    except export.ExportError as exc:  # only with TELEDIAG_INFERENCE_RUNTIME=tflite
+        raise ModelUnavailable(f"Model version {version.name!r} cannot be served with TFLite: {exc}") from exc
+
+
 def get_model(version):
     """The loaded model of ``version`` for this process (loaded once, kept in a small LRU cache)."""
     global _cache_pid
@@ -186,10 +246,17 @@ def get_model(version):
             return _cache[key]
     configure_backend()
     started = time.perf_counter()
-    loaded = LoadedModel(version, _load_keras_model(version))
-    # Warm-up: builds the compiled predict function now, not inside the first timed prediction.
-    loaded.predict(np.zeros((1, loaded.input_size, loaded.input_size, 3), dtype=np.float32))
-    logger.info("Loaded model version %s in %.1f s (pid %s).", version.name, time.perf_counter() - started, os.getpid())
+    model = _load_keras_model(version)
+    loaded = LoadedModel(version, model)  # checks the classes before any export work
+    loaded.serving = _load_serving(version, model)
+    loaded.runtime = loaded.serving.runtime
+    # Warm-up: builds the compiled functions now, not inside the first timed prediction.
+    loaded.analyse(np.zeros((loaded.input_size, loaded.input_size, 3), dtype=np.uint8))
+    logger.info(
+        "Loaded model version %s in %.1f s (pid %s, runtime %s%s).", version.name, time.perf_counter() - started,
+        os.getpid(), loaded.runtime,
+        f": {loaded.serving.fallback_reason}" if loaded.serving.fallback_reason else "",
+    )
     with _cache_lock:
         _cache[key] = loaded
         while len(_cache) > cache_size():
@@ -204,11 +271,18 @@ def _max_attempts():
     return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
 
 
+_VERSION_RECORD_FIELDS = tuple(
+    f"model_version__{name}"
+    for name in ("preprocessing", "metrics", "plots", "split", "versions", "notes", "data_fingerprint", "git_commit")
+)
+
+
 def claim(job_id, task_id=""):
     """Take the job for this message, or return None when someone else has it or it is finished."""
     now = timezone.now()
     worker = services.worker_name()
-    jobs = AnalysisJob.objects.select_related("smear__case", "model_version")
+    # The version's training record (split lists, metrics, plots...) can be large JSON: not needed here.
+    jobs = AnalysisJob.objects.select_related("smear__case", "model_version").defer(*_VERSION_RECORD_FIELDS)
     claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
         status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
         task_id=task_id, worker=worker, reason="", updated_at=now,
@@ -263,15 +337,31 @@ def _read_image(smear):
         raise ImageUnreadable(f"The image file of this smear cannot be read: {exc}") from exc
 
 
-def _original_size(data):
-    from PIL import Image, ImageOps
+def _store_heatmap(png, smear):
+    """Write the heatmap PNG to storage before the Prediction row exists; returns its name."""
+    from django.core.files.storage import default_storage
 
-    with Image.open(io.BytesIO(data)) as image:
-        return ImageOps.exif_transpose(image).size
+    from inference.models import heatmap_path_for
+
+    storage = Prediction._meta.get_field("heatmap").storage or default_storage
+    return storage.save(heatmap_path_for(smear), ContentFile(png))
+
+
+def _delete_stored(name):
+    storage = Prediction._meta.get_field("heatmap").storage
+    try:
+        storage.delete(name)
+    except Exception:  # noqa: BLE001 - an orphan file is harmless; a failing cleanup must not fail the job
+        logger.warning("Could not delete the unused heatmap %s", name, exc_info=True)
 
 
 def analyse(job):
-    """Compute and store the prediction of a claimed job; returns the Prediction."""
+    """Compute and store the prediction of a claimed job; returns the Prediction.
+
+    One forward pass gives the probabilities and the Grad-CAM map (LoadedModel.analyse). Queries:
+    one INSERT of the Prediction (heatmap file already written, its name in the row) and one
+    UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
+    """
     from training.ml.images import ImageError, prepare_image
 
     from inference import heatmaps
@@ -283,13 +373,13 @@ def analyse(job):
     data = _read_image(smear)
     try:
         image = prepare_image(data, loaded.input_size)
-        original_size = _original_size(data)
     except (ImageError, OSError, ValueError) as exc:
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
+    # Stored smears are upright and their size is recorded: no second decode for the overlay.
+    original_size = (smear.width, smear.height)
 
-    batch = image[None].astype(np.float32)
     t0 = time.perf_counter()
-    probs = loaded.predict(batch)[0]
+    probs, cam = loaded.analyse(image)
     inference_ms = (time.perf_counter() - t0) * 1000.0
     if not np.all(np.isfinite(probs)):
         raise AnalysisError("The model returned invalid probabilities (NaN or infinite).")
@@ -298,35 +388,50 @@ def analyse(job):
 
     png, method = b"", ""
     try:
-        cam, method = loaded.heatmap(image, class_index)
+        if cam is not None:
+            method = "grad-cam"
+        else:
+            cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
         png = heatmaps.overlay_png(cam, loaded.input_size, original_size)
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
         logger.exception("Heatmap failed for job %s", job.pk)
-        method = ""
+        png, method = b"", ""
+    heatmap_name = _store_heatmap(png, smear) if png else ""
 
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
     now = timezone.now()
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                prediction, created = Prediction.objects.get_or_create(
-                    smear=smear, model_version=version,
-                    defaults=dict(
-                        job=job, label=loaded.class_names[class_index], probabilities=probabilities,
-                        heatmap_method=method if png else "", queue_wait_ms=queue_wait_ms,
-                        inference_ms=round(inference_ms), worker=services.worker_name(),
-                        total_ms=round((time.perf_counter() - started) * 1000.0),
-                    ),
-                )
-        except IntegrityError:  # stored concurrently by a duplicate run: that one counts
-            prediction, created = Prediction.objects.get(smear=smear, model_version=version), False
-        if created and png:
-            prediction.heatmap.save("heatmap.png", ContentFile(png), save=True)
-        AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
-            status=AnalysisJob.Status.DONE, finished_at=now, reason="", updated_at=now,
-        )
+    try:
+        prediction = _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method,
+                           queue_wait_ms, inference_ms, started, now)
+    except BaseException:
+        if heatmap_name:  # nothing refers to the file: the row was not stored
+            _delete_stored(heatmap_name)
+        raise
+    return prediction
+
+
+def _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method, queue_wait_ms,
+          inference_ms, started, now):
+    """The Prediction and running → done in one transaction (no savepoint on the usual path)."""
+    finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
+    done = {"status": AnalysisJob.Status.DONE, "finished_at": now, "reason": "", "updated_at": now}
+    try:
+        with transaction.atomic():
+            prediction = Prediction.objects.create(
+                smear=smear, model_version=version, job=job, label=loaded.class_names[class_index],
+                probabilities=probabilities, heatmap=heatmap_name, heatmap_method=method if heatmap_name else "",
+                queue_wait_ms=queue_wait_ms, inference_ms=round(inference_ms), worker=services.worker_name(),
+                runtime=loaded.runtime, total_ms=round((time.perf_counter() - started) * 1000.0),
+            )
+            finish.update(**done)
+    except IntegrityError:  # stored concurrently by a duplicate run: that one counts
+        with transaction.atomic():
+            prediction = Prediction.objects.get(smear=smear, model_version=version)
+            finish.update(**done)
+        if heatmap_name:
+            _delete_stored(heatmap_name)
     return prediction
 
 
@@ -336,7 +441,7 @@ def run_job(job_id, task_id=""):
     if job is None:
         return "skipped"
     case_id = job.smear.case_id
-    services.case_started(case_id)
+    services.case_started(case_id, status=job.smear.case.status)
     outcome = "failed"
     try:
         _test_hooks()
