@@ -5,7 +5,8 @@ the output, so a reader sees which image said what. The case is flagged for atte
 
 - the images disagree on the label (two smears of one patient should not tell different stories);
 - the top mean probability is below the threshold (the model is unsure);
-- some images could not be analysed (the result rests on part of the case only).
+- some images could not be analysed (the result rests on part of the case only);
+- some images are not blood smears (``is_smear`` False): they are left out of the mean, with why.
 """
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ class CaseResult:
     per_image: list = field(default_factory=list)  # [{"smear": id, "label": ..., "probabilities": {...}}]
     analysed: int = 0
     failed: int = 0
+    not_smear: int = 0
 
     def as_dict(self):
         return {
@@ -31,6 +33,7 @@ class CaseResult:
             "per_image": [dict(item) for item in self.per_image],
             "analysed": self.analysed,
             "failed": self.failed,
+            "not_smear": self.not_smear,
         }
 
 
@@ -53,14 +56,23 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
     Returns a CaseResult; with no predictions its label is None and it is flagged only if some failed.
     """
     items = [dict(p) for p in predictions]
+    rejected = [item for item in items if item.get("is_smear") is False]
+    items = [item for item in items if item.get("is_smear") is not False]
     reasons = []
     if failed:
-        total = len(items) + failed
+        total = len(items) + len(rejected) + failed
         reasons.append(f"{failed} of {total} image{'s' if total != 1 else ''} could not be analysed.")
+    for item in rejected:
+        why = "; ".join(item.get("smear_reasons") or []) or "unlike a stained smear"
+        who = item.get("name") or f"Image {item.get('smear')}"
+        reasons.append(f"{who} is not a blood smear ({why}); it is left out of the case result.")
+    rejected_rows = [{"smear": item.get("smear"), "label": item.get("label"), "is_smear": False,
+                      "smear_reasons": list(item.get("smear_reasons") or []), "probabilities": {},
+                      "top_probability": None} for item in rejected]
     if not items:
         return CaseResult(
-            label=None, probabilities={}, top_probability=None, attention=bool(failed),
-            reasons=reasons, per_image=[], analysed=0, failed=failed,
+            label=None, probabilities={}, top_probability=None, attention=bool(reasons),
+            reasons=reasons, per_image=rejected_rows, analysed=0, failed=failed, not_smear=len(rejected),
         )
 
     names = list(class_names) if class_names else list(items[0]["probabilities"])
@@ -89,5 +101,5 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
         reasons.insert(0, f"Low confidence: top probability {top:.0%} is below {threshold:.0%}.")
     return CaseResult(
         label=label, probabilities=mean, top_probability=top, attention=bool(reasons), reasons=reasons,
-        per_image=per_image, analysed=len(items), failed=failed,
+        per_image=per_image + rejected_rows, analysed=len(items), failed=failed, not_smear=len(rejected),
     )

@@ -86,6 +86,14 @@ class Prediction(models.Model):
         max_length=20, blank=True,
         help_text="What ran the model: tflite (verified export of the same model) or keras.",
     )
+    is_smear = models.BooleanField(
+        default=True, db_default=True,
+        help_text="False: the model version's smear check says this is not a stained blood smear; no subtype "
+                  "was given (label not_a_smear) and the image is left out of the case result.",
+    )
+    smear_reasons = models.JSONField(
+        default=list, blank=True, db_default=[], help_text="Why the image is not taken for a smear.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

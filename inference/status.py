@@ -42,6 +42,8 @@ STATE_LABELS = {
 def label_display(label):
     if not label:
         return ""
+    if label == "not_a_smear":  # inference.smear_gate.NOT_A_SMEAR
+        return "Not a blood smear"
     try:
         return Diagnosis(label).label
     except ValueError:
@@ -164,6 +166,8 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
                 "queue_wait_ms": prediction.queue_wait_ms,
                 "inference_ms": prediction.inference_ms,
                 "runtime": prediction.runtime,
+                "is_smear": prediction.is_smear,
+                "smear_reasons": list(prediction.smear_reasons or []),
                 "created_at": prediction.created_at.isoformat(),
             }
         smear_rows.append(row)
@@ -187,14 +191,17 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     pending_anywhere = any(job.is_pending for job in jobs)
 
     result = None
+    names = {s.pk: s.original_filename or f"Image {s.pk}" for s in smears}
     if predictions:
         case_result = aggregate(
-            [{"smear": p.smear_id, "label": p.label, "probabilities": p.probabilities} for p in predictions.values()],
+            [{"smear": p.smear_id, "label": p.label, "probabilities": p.probabilities, "is_smear": p.is_smear,
+              "smear_reasons": p.smear_reasons, "name": names.get(p.smear_id)} for p in predictions.values()],
             threshold=settings.ATTENTION_THRESHOLD,
             class_names=class_names or None,
             failed=sum(1 for s in statuses if s == AnalysisJob.Status.FAILED),
         ).as_dict()
-        case_result["label_display"] = label_display(case_result["label"])
+        case_result["label_display"] = label_display(case_result["label"]) or (
+            "No subtype: no image is a blood smear" if case_result["not_smear"] else "")
         case_result["probability_rows"] = _probability_rows(case_result["probabilities"], class_names)
         case_result["partial"] = state in ("queued", "running")
         result = case_result

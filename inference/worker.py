@@ -375,6 +375,9 @@ def analyse(job):
         image = prepare_image(data, loaded.input_size)
     except (ImageError, OSError, ValueError) as exc:
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
+    is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
+    if not is_smear:  # no subtype, no heatmap: the Prediction says why
+        return _save_not_a_smear(job, smear, version, smear_reasons, started)
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
 
@@ -409,6 +412,50 @@ def analyse(job):
         if heatmap_name:  # nothing refers to the file: the row was not stored
             _delete_stored(heatmap_name)
         raise
+    return prediction
+
+
+def _smear_verdict(version, data, image, size):
+    """(is_smear, reasons) from the version's stored smear check (inference.smear_gate) on the image
+    prepared at the check's size (224 px; reused when the model's input is that size). A version
+    without a check passes everything; a failing check is logged and lets the image through."""
+    from inference import smear_gate
+    from training.ml.images import prepare_image
+
+    try:
+        check = smear_gate.check_for(version)
+        if check is None:
+            return True, []
+        prepared = image if size == check.image_size else prepare_image(data, check.image_size)
+        return smear_gate.smear_verdict(version, prepared)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - the gate is an aid; never fail an analysis because of it
+        logger.exception("Smear check failed for smear %s; classifying it anyway", getattr(version, "pk", None))
+        return True, []
+
+
+def _save_not_a_smear(job, smear, version, reasons, started):
+    """The Prediction of an image that is not a smear (label not_a_smear, no probabilities, no heatmap)
+    and running -> done, in one transaction; a duplicate run keeps the stored row."""
+    from inference.smear_gate import NOT_A_SMEAR
+
+    now = timezone.now()
+    queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
+    finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
+    done = dict(status=AnalysisJob.Status.DONE, finished_at=now, reason="", updated_at=now)
+    try:
+        with transaction.atomic():
+            prediction = Prediction.objects.create(
+                smear=smear, model_version=version, job=job, label=NOT_A_SMEAR, probabilities={},
+                is_smear=False, smear_reasons=list(reasons), queue_wait_ms=queue_wait_ms,
+                worker=services.worker_name(), total_ms=round((time.perf_counter() - started) * 1000.0),
+            )
+            finish.update(**done)
+    except IntegrityError:
+        with transaction.atomic():
+            prediction = Prediction.objects.get(smear=smear, model_version=version)
+            finish.update(**done)
     return prediction
 
 

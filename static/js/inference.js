@@ -102,7 +102,11 @@
         text: data.state === "waiting_for_model" ? "waiting for a model" : "not analysed yet"
       }));
     }
-    if (p) {
+    if (p && p.is_smear === false) {
+      body.appendChild(el("div", {className: "alert alert-warning py-1 px-2 mt-2 mb-0", role: "alert", "data-testid": "ai-not-a-smear"}, [
+        el("strong", {text: "Not a blood smear:"}), " " + (p.smear_reasons || []).join("; ")
+      ]));
+    } else if (p) {
       body.appendChild(el("div", {className: "mt-2"}, [
         el("span", {className: "text-body-secondary", text: "AI label:"}), " ",
         el("strong", {text: p.label_display}), " (" + fixed(p.top_probability, 2) + ")"
@@ -153,7 +157,7 @@
         el("div", {className: "d-flex flex-wrap align-items-baseline gap-2"}, [
           el("span", {className: "text-body-secondary small", text: "Case-level suggestion" + (result.partial ? " (so far)" : "") + ":"}),
           el("strong", {className: "fs-5", "data-testid": "ai-case-label", text: result.label_display}),
-          el("span", {className: "text-body-secondary", text: fixed(result.top_probability, 2) + " mean probability over " + result.analysed + " image" + (result.analysed === 1 ? "" : "s")})
+          result.label ? el("span", {className: "text-body-secondary", text: fixed(result.top_probability, 2) + " mean probability over " + result.analysed + " image" + (result.analysed === 1 ? "" : "s")}) : null
         ])
       ]);
       if (result.attention) {
