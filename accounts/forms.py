@@ -19,6 +19,11 @@ FIELD_FOR_DETAIL = {"password": "password1"}
 
 
 class _UserFormMixin:
+    def clean(self):
+        cleaned = super().clean()
+        self._clean_password_pair()
+        return cleaned
+
     def _offer_roles(self, organisation, current=None):
         """Show only the roles that suit the organisation (the service refuses the others anyway).
 
@@ -68,11 +73,6 @@ class UserCreateForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self._offer_roles(organisation)
 
-    def clean(self):
-        cleaned = super().clean()
-        self._clean_password_pair()
-        return cleaned
-
     def service_arguments(self):
         """Keyword arguments for accounts.services.user_create."""
         data = self.cleaned_data
@@ -114,11 +114,6 @@ class UserEditForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
             self.fields["role"].disabled = True
             self.fields["is_active"].disabled = True
             self.fields["role"].help_text = "You cannot change your own role."
-
-    def clean(self):
-        cleaned = super().clean()
-        self._clean_password_pair()
-        return cleaned
 
     def service_arguments(self):
         """Keyword arguments for accounts.services.user_update (unchanged values change nothing)."""

@@ -6,41 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from cases.models import Case
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 SCREENSHOT = Path("/tmp/review.png")
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def allow_orm_in_event_loop(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the test still uses the ORM here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def browser(allow_orm_in_event_loop):
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            # ORM calls made while Playwright runs use their own database connection: close it
-            # here, or the test database cannot be dropped at the end of the session.
-            connections.close_all()
 
 
 @pytest.fixture
