@@ -5,11 +5,12 @@
 measures, on that split's TEST images:
 
 - the model on the original images, on each colour-shifted copy, on colour-normalised copies
-  (CIELAB statistics matched to a reference fitted on the TRAINING split) and on grayscale copies
+  (per-channel statistics matched to a reference fitted on the TRAINING split, once in RGB - the
+  baseline's own six numbers - and once in CIELAB) and on grayscale copies
   (training.ml.robustness), with the drop against the original in points;
 - the colour-only baseline (training.ml.colour_baseline) trained on the same training split, on the
-  test images and the normalised test images; the model must beat the baseline's best normalised
-  accuracy by ``required_margin`` points;
+  test images and the normalised test images, for each normalisation; in each, the model must beat
+  the baseline's best normalised accuracy by ``required_margin`` points;
 - the "not a stained smear" check (training.ml.smear_check) fitted on the training split, with its
   false-flag rate on the validation (and test) images; its parameters are saved as JSON and, with
   ``attach_smear_check``, stored on the version (ModelVersion.smear_check: serving then uses it);
@@ -105,7 +106,8 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     from training.ml.colour_baseline import run_colour_baseline
     from training.ml.dataset import DatasetError, load_arrays
     from training.ml.evaluate import metrics_from_probabilities, predict_probabilities
-    from training.ml.robustness import ColourReference, evaluate_robustness, normalise_colour
+    from training.ml.robustness import (NORMALISATION_SPACES, ColourReference, evaluate_robustness,
+                                        normalised_variant_name)
     from training.ml.smear_check import DEFAULT_QUANTILE, SmearCheck
     from training.ml.splits import from_record
 
@@ -150,13 +152,13 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
         return probabilities[:, positions]  # columns in CLASS_NAMES order, like the labels
 
     log("Evaluating the model on the test split and its colour variants")
-    reference = ColourReference.fit(x_train)
+    references = {space: ColourReference.fit(x_train, space) for space in NORMALISATION_SPACES}
     test_metrics = metrics_from_probabilities(predict_fn(x_test), y_test, CLASS_NAMES)
-    robustness = evaluate_robustness(predict_fn, x_test, y_test, CLASS_NAMES, reference)
+    robustness = evaluate_robustness(predict_fn, x_test, y_test, CLASS_NAMES, list(references.values()))
 
     log("Training the colour-only baseline on the training split")
-    baseline = run_colour_baseline(x_train, y_train, x_test, y_test, CLASS_NAMES, reference,
-                                   x_test_normalised=normalise_colour(x_test, reference))
+    baselines = {space: run_colour_baseline(x_train, y_train, x_test, y_test, CLASS_NAMES, reference)
+                 for space, reference in references.items()}
 
     log(f"Fitting the smear check on the training split at {smear_size}px")
     if smear_size == size:
@@ -186,18 +188,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     latency["hardware"] = _cpu_description()
     file_path = registry.model_path(version)
 
-    normalised_accuracy = robustness["variants"]["colour_normalised"]["accuracy"]
-    bar = baseline["best_normalised_accuracy"]
-    margin = round(100.0 * (normalised_accuracy - bar), 4)
-    comparison = {
-        "model_test_accuracy": test_metrics["accuracy"],
-        "baseline_test_accuracy": baseline["test"]["accuracy"],
-        "model_normalised_accuracy": normalised_accuracy,
-        "baseline_best_normalised_accuracy": bar,
-        "margin_points": margin,
-        "required_margin_points": float(required_margin),
-        "beats_colour_baseline": margin >= required_margin,
-    }
+    comparisons = {space: compare_with_baseline(test_metrics, robustness, baselines[space],
+                                                normalised_variant_name(reference), required_margin)
+                   for space, reference in references.items()}
 
     output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(version)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -230,8 +223,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
                  "block_size": split.block_size, "counts": split.counts()},
         "test": test_metrics,
         "robustness": robustness,
-        "colour_baseline": baseline,
-        "comparison": comparison,
+        "colour_baselines": baselines,
+        "comparisons": comparisons,
+        "beats_colour_baseline": all(c["beats_colour_baseline"] for c in comparisons.values()),
         "smear_check": smear,
         "latency": latency,
         "seconds": None,
@@ -243,6 +237,26 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     write_json_atomically(output_dir / REPORT_FILE, report)
     (output_dir / REPORT_TEXT_FILE).write_text(format_report(report) + "\n", encoding="utf-8")
     return report
+
+
+def compare_with_baseline(test_metrics, robustness, baseline, variant, required_margin):
+    """The model against the colour-only baseline on one normalisation's images."""
+    normalised_accuracy = robustness["variants"][variant]["accuracy"]
+    bar = baseline["best_normalised_accuracy"]
+    margin = round(100.0 * (normalised_accuracy - bar), 4)
+    return {
+        "variant": variant,
+        "model_test_accuracy": test_metrics["accuracy"],
+        "baseline_test_accuracy": baseline["test"]["accuracy"],
+        "model_normalised_accuracy": normalised_accuracy,
+        "baseline_best_normalised_accuracy": bar,
+        "margin_points": margin,
+        "required_margin_points": float(required_margin),
+        "beats_colour_baseline": margin >= required_margin,
+    }
+
+
+SPACE_LABELS = {"rgb": "RGB-normalised", "cielab": "CIELAB-normalised"}
 
 
 def _pct(value):
@@ -275,22 +289,23 @@ def format_report(report):
     if worst:
         lines.append(f"Largest accuracy drop: {worst['variant']} ({worst['drop_accuracy_points']:+.1f} points)")
 
-    baseline, comparison = report["colour_baseline"], report["comparison"]
-    verdict = ("beats the colour-only baseline" if comparison["beats_colour_baseline"]
-               else "DOES NOT clearly beat the colour-only baseline")
-    lines += [
-        "",
-        ("Colour-only baseline (per-channel mean and std of R, G, B; logistic regression, "
-         f"degree {baseline['degree']}), trained on the training split:"),
-        (f"  test {_pct(baseline['test']['accuracy'])} (macro-F1 {baseline['test']['macro_f1']:.4f}); "
-         f"normalised test {_pct(baseline['normalised_test']['accuracy'])}; trained and tested on normalised "
-         f"images {_pct(baseline['normalised_train_normalised_test']['accuracy'])}; "
-         f"majority class {_pct(baseline['chance'])}"),
-        (f"  model on normalised test {_pct(comparison['model_normalised_accuracy'])} vs baseline's best "
-         f"{_pct(comparison['baseline_best_normalised_accuracy'])}: margin {comparison['margin_points']:+.1f} "
-         f"points (required {comparison['required_margin_points']:+.1f}) -> {verdict}"),
-        "",
-    ]
+    lines += ["", ("Colour-only baseline (per-channel mean and std of R, G, B; logistic regression), "
+                   "trained on the training split:")]
+    for space, baseline in report["colour_baselines"].items():
+        comparison = report["comparisons"][space]
+        verdict = ("beats the colour-only baseline" if comparison["beats_colour_baseline"]
+                   else "DOES NOT clearly beat the colour-only baseline")
+        label = SPACE_LABELS.get(space, space)
+        lines += [
+            (f"  {label}: baseline on test {_pct(baseline['test']['accuracy'])}, on normalised test "
+             f"{_pct(baseline['normalised_test']['accuracy'])}, trained and tested on normalised images "
+             f"{_pct(baseline['normalised_train_normalised_test']['accuracy'])} (majority class "
+             f"{_pct(baseline['chance'])})"),
+            (f"    model on {label} test {_pct(comparison['model_normalised_accuracy'])} vs baseline's best "
+             f"{_pct(comparison['baseline_best_normalised_accuracy'])}: margin {comparison['margin_points']:+.1f} "
+             f"points (required {comparison['required_margin_points']:+.1f}) -> {verdict}"),
+        ]
+    lines.append("")
 
     smear = report["smear_check"]
     lines.append(f"Smear check (fitted on {smear['n_fit']} training images at {smear['image_size']}px; threshold "

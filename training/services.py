@@ -66,10 +66,15 @@ class RetrainOptions:
     seed: int = 42
     batch_size: int = 32
     augment: bool = True
+    per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
     promote: str = None  # None or "best"
     weights_dir: object = None
     max_per_class: int = None
     output_dir: object = None
+
+    @property
+    def normalisation(self):
+        return "per_image" if self.per_image_colour else None
 
     def validate(self, check_paths=True):
         """Check every argument; with ``check_paths`` also the folders. Returns a normalised copy."""
@@ -183,7 +188,8 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
     config = metadata.get("train_config") or {}
     split = metadata.get("split") or {}
     wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
-              "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment}
+              "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
+              "normalisation": options.normalisation}
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
     if split.get("mode") != options.split_mode or split.get("max_per_class") != options.max_per_class:
@@ -311,6 +317,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                     split_mode=options.split_mode, seed=options.seed, batch_size=options.batch_size,
                     augment=options.augment, weights_path=weights[architecture], split_record=split_record,
                     progress=progress, max_per_class=options.max_per_class,
+                    normalisation=options.normalisation,
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc

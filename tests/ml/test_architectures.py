@@ -179,3 +179,34 @@ def test_batchnorm_moving_mean_moves_with_momentum_0_9():
     model.train_on_batch(x, y)
     moving_mean = np.asarray(model.get_layer("bn1").moving_mean)
     np.testing.assert_allclose(moving_mean, (1 - BATCHNORM_MOMENTUM) * batch_mean, rtol=1e-4, atol=1e-6)
+
+
+def test_per_image_colour_standardisation_removes_each_images_channel_statistics(tmp_path):
+    from training.ml.layers import PerImageColourStandardization
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(40, 200, (2, 16, 16, 3)).astype("float32")
+    x[:, :4] = 0  # padding rows, as resize_with_pad adds them
+    # Another lab's stain or camera: each channel scaled and shifted differently.
+    restained = x * np.float32([0.8, 1.1, 0.9]) + np.float32([10, -5, 3])
+    restained[:, :4] = 0
+    layer = PerImageColourStandardization()
+    out, out_restained = np.asarray(layer(x)), np.asarray(layer(restained))
+    np.testing.assert_allclose(out, out_restained, atol=1e-4)
+    content = out[:, 4:].reshape(2, -1, 3)
+    np.testing.assert_allclose(content.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(content.std(axis=1), 1.0, atol=1e-4)
+    assert not out[:, :4].any()  # padding stays 0 and is left out of the statistics
+    flat = np.asarray(layer(np.full((1, 4, 4, 3), 128.0, "float32")))
+    assert np.isfinite(flat).all() and not flat.any()  # a flat frame is centred, not divided by 0
+
+    model = build_model("mobilenetv2", SIZE, augment=False, normalisation="per_image", seed=1)
+    assert normalisation_of(model) == "per_image"
+    assert "R, G, B" in describe_preprocessing(model)["in_model_normalisation"]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert normalisation_of(loaded) == "per_image"
+    batch, _ = _batch(2)
+    np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        build_model("convnet", SIZE, normalisation="histogram")

@@ -134,7 +134,38 @@ def test_reference_serialises_to_json():
     assert again == reference
     assert np.array_equal(rb.normalise_colour(x, again), rb.normalise_colour(x, reference.to_dict()))
     with pytest.raises(ValueError, match="space"):
-        rb.ColourReference.from_dict({**reference.to_dict(), "space": "rgb"})
+        rb.ColourReference.from_dict({**reference.to_dict(), "space": "hsv"})
+    rgb = rb.ColourReference.fit(x, "rgb")
+    assert rb.ColourReference.from_dict(json.loads(json.dumps(rgb.to_dict()))) == rgb
+
+
+def test_rgb_normalisation_takes_away_the_baselines_six_numbers():
+    from training.ml.colour_baseline import colour_features
+
+    x, _ = coloured_set(per_class=3)
+    reference = rb.ColourReference.fit(x, "rgb")
+    assert reference.space == "rgb"
+    assert np.allclose(reference.mean, colour_features(x)[:, :3].mean(axis=0))
+    normalised = rb.normalise_colour(x, reference)
+    features = colour_features(normalised)
+    # Every image now has (up to rounding and clipping) the reference's mean and std per channel...
+    assert np.allclose(features[:, :3], reference.mean, atol=1.0)
+    assert np.allclose(features[:, 3:], reference.std, atol=1.0)
+    # ...while the pattern inside each image is kept: pixel order per channel is unchanged.
+    for original, matched in zip(x, normalised):
+        for channel in range(3):
+            a, b = original[..., channel].ravel(), matched[..., channel].ravel()
+            order = np.argsort(a, kind="stable")
+            assert (np.diff(b[order].astype(int)) >= 0).all()
+
+
+def test_several_references_give_one_normalised_variant_each():
+    x, y = coloured_set(per_class=2)
+    references = [rb.ColourReference.fit(x, "rgb"), rb.ColourReference.fit(x)]
+    result = rb.evaluate_robustness(colour_predictor, x, y, NAMES, references)
+    assert {"colour_normalised_rgb", "colour_normalised"} <= set(result["variants"])
+    assert result["variants"]["colour_normalised_rgb"]["accuracy"] <= 0.5  # the colour reader is lost
+    assert [r["space"] for r in result["references"]] == ["rgb", "cielab"] and result["reference"] is None
 
 
 def colour_predictor(x):

@@ -44,6 +44,25 @@ def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_
     assert ModelVersion.objects.count() == 1
 
 
+def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synthetic_data, tmp_path):
+    from training.ml.architectures import normalisation_of
+
+    output = tmp_path / "run"
+    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
+    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(tmp_path / "pi"),
+        "--per-image-colour", *RETRAIN_ARGS)
+    plain, per_image = ModelVersion.objects.order_by("pk")
+    assert normalisation_of(registry.load_model(plain)) == "unit"
+    assert normalisation_of(registry.load_model(per_image)) == "per_image"
+    assert "PerImageColourStandardization" in per_image.preprocessing["in_model_normalisation"]
+    options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
+                                      image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False,
+                                      per_image_colour=True)
+    # A finished plain run is not taken for a per-image one when the same --output is reused.
+    assert services._completed_result(output / "convnet", options, "convnet",
+                                      services.scan(synthetic_data).fingerprint()) is None
+
+
 def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_output, trained_runs):
     previous = ModelVersion.objects.create(name="old", architecture="convnet", file_path="old/model.keras",
                                            sha256="0" * 64, is_active=True)

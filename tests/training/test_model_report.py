@@ -15,7 +15,7 @@ from training.models import ModelVersion
 pytestmark = pytest.mark.django_db
 
 VARIANTS = ["original", "brightness_x0.85", "brightness_x1.15", "hue_+10deg", "hue_-10deg", "saturation_x0.7",
-            "saturation_x1.3", "colour_normalised", "grayscale"]
+            "saturation_x1.3", "colour_normalised_rgb", "colour_normalised", "grayscale"]
 FAST = ["--latency-runs", "3", "--smear-size", "64"]
 
 
@@ -55,17 +55,22 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
         assert 0.0 <= variant["changed_predictions"] <= 1.0
     assert variants["original"]["accuracy"] == 1.0
 
-    baseline = report["colour_baseline"]
-    assert baseline["test"]["accuracy"] == 1.0  # the synthetic classes are colours
-    assert baseline["n_train"] == len(split["splits"]["train"])
-    for key in ("normalised_test", "normalised_train_normalised_test"):
-        assert baseline[key]["n"] == n_test
-    comparison = report["comparison"]
-    assert comparison["model_normalised_accuracy"] == variants["colour_normalised"]["accuracy"]
-    assert comparison["baseline_best_normalised_accuracy"] == baseline["best_normalised_accuracy"]
-    assert comparison["margin_points"] == pytest.approx(
-        100 * (comparison["model_normalised_accuracy"] - comparison["baseline_best_normalised_accuracy"]))
-    assert comparison["beats_colour_baseline"] == (comparison["margin_points"] >= 10.0)
+    assert set(report["colour_baselines"]) == set(report["comparisons"]) == {"rgb", "cielab"}
+    for space, variant_name in (("rgb", "colour_normalised_rgb"), ("cielab", "colour_normalised")):
+        baseline = report["colour_baselines"][space]
+        assert baseline["reference"]["space"] == space
+        assert baseline["test"]["accuracy"] == 1.0  # the synthetic classes are colours
+        assert baseline["n_train"] == len(split["splits"]["train"])
+        for key in ("normalised_test", "normalised_train_normalised_test"):
+            assert baseline[key]["n"] == n_test
+        comparison = report["comparisons"][space]
+        assert comparison["variant"] == variant_name
+        assert comparison["model_normalised_accuracy"] == variants[variant_name]["accuracy"]
+        assert comparison["baseline_best_normalised_accuracy"] == baseline["best_normalised_accuracy"]
+        assert comparison["margin_points"] == pytest.approx(
+            100 * (comparison["model_normalised_accuracy"] - comparison["baseline_best_normalised_accuracy"]))
+        assert comparison["beats_colour_baseline"] == (comparison["margin_points"] >= 10.0)
+    assert report["beats_colour_baseline"] == all(c["beats_colour_baseline"] for c in report["comparisons"].values())
 
     smear = report["smear_check"]
     assert smear["image_size"] == 64 and smear["n_fit"] == len(split["splits"]["train"])
@@ -88,7 +93,8 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
 def test_text_report_names_every_part(active_version, synthetic_data, tmp_path, settings):
     out, _ = run("--data", str(synthetic_data), "--model", active_version.name, *FAST, "--verbosity", "0")
     for expected in ("Model report: " + active_version.name, "Colour robustness", "grayscale",
-                     "colour_normalised", "Colour-only baseline", "Smear check", "false flags on validation images",
+                     "colour_normalised", "colour_normalised_rgb", "Colour-only baseline", "RGB-normalised",
+                     "CIELAB-normalised", "Smear check", "false flags on validation images",
                      "Latency:", "Model file:"):
         assert expected in out, expected
     # Without --output-dir the files go under VAR_DIR/reports/<version>-<time>/.

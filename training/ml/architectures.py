@@ -18,7 +18,7 @@ import keras
 
 from .augmentation import build_augmentation
 from .classes import CLASS_NAMES
-from .layers import CaffeNormalization
+from .layers import CaffeNormalization, PerImageColourStandardization
 
 # Keras applications default to BatchNormalization momentum 0.99 (MobileNetV2: 0.999). Trained
 # from scratch on ~2k images that is too slow for the moving statistics to follow the weights:
@@ -54,7 +54,10 @@ NORMALISATION_DESCRIPTIONS = {
     "unit": "Rescaling(1/255): [0, 1]",
     "symmetric": "Rescaling(1/127.5, offset=-1): [-1, 1]",
     "caffe": "CaffeNormalization: RGB->BGR, minus ImageNet BGR mean (103.939, 116.779, 123.68)",
+    "per_image": "PerImageColourStandardization: each image's R, G, B to mean 0, std 1 over its content "
+                 "pixels (the model never sees the image's average colour)",
 }
+NORMALISATIONS = tuple(NORMALISATION_DESCRIPTIONS)
 
 
 def _normalisation_layer(kind):
@@ -64,6 +67,8 @@ def _normalisation_layer(kind):
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")
     if kind == "caffe":
         return CaffeNormalization(name="normalise")
+    if kind == "per_image":
+        return PerImageColourStandardization(name="normalise")
     raise ValueError(f"unknown normalisation {kind!r}")
 
 
@@ -135,12 +140,14 @@ def iter_layers(model):
 
 
 def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=True,
-                weights_path=None, seed=None, augment_strength=1.0, augment_color=True):
+                weights_path=None, seed=None, augment_strength=1.0, augment_color=True, normalisation=None):
     """Build an uncompiled Keras model for ``architecture`` (one of ARCHITECTURE_NAMES).
 
     ``augment``: include the training-only augmentation block. ``weights_path``: optional local
     ImageNet "notop" weights for the backbone (mobilenetv2/resnet50/vgg19 only). ``seed``: when
     given, calls keras.utils.set_random_seed(seed) first so initial weights are reproducible.
+    ``normalisation``: one of NORMALISATIONS to override the architecture's own; "per_image"
+    takes each image's colour statistics away from the model (see PerImageColourStandardization).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURE_NAMES)}")
@@ -160,7 +167,9 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
         )
         if augmentation is not None:
             x = augmentation(x)
-    x = _normalisation_layer(spec.pretrained_normalisation if weights_path else spec.normalisation)(x)
+    if normalisation is None:
+        normalisation = spec.pretrained_normalisation if weights_path else spec.normalisation
+    x = _normalisation_layer(normalisation)(x)
     if architecture == "convnet":
         outputs = _study_convnet(x, num_classes)
     elif architecture == "convnet_bn":
@@ -181,6 +190,8 @@ def normalisation_of(model):
     layer = model.get_layer("normalise")
     if isinstance(layer, CaffeNormalization):
         return "caffe"
+    if isinstance(layer, PerImageColourStandardization):
+        return "per_image"
     return "symmetric" if abs(float(layer.offset) + 1.0) < 1e-9 else "unit"
 
 

@@ -112,3 +112,40 @@ class TrainingOnlyAugmentation(keras.layers.Layer):
         config = dict(config)
         augmenters = [keras.saving.deserialize_keras_object(item) for item in config.pop("augmenters")]
         return cls(augmenters, **config)
+
+
+@keras.saving.register_keras_serializable(package="telediag")
+class PerImageColourStandardization(keras.layers.Layer):
+    """Each image's R, G and B mapped to zero mean and unit spread over its content pixels.
+
+    In the development data every class's images share a stain, so the per-channel mean and spread
+    of an image nearly give its class away (the colour-only baseline). Removing exactly those six
+    numbers inside the model leaves it only the pattern of the pixels (cells, nuclei, texture) to
+    learn from, and makes it indifferent to a lab whose stain or camera shifts or scales a colour
+    channel. Padding (pixels at ``pad_value`` in every channel, what ``resize_with_pad`` adds)
+    is left out of the statistics and stays 0. A channel with less spread than ``min_std`` (0..255
+    units: a flat frame) is only centred, not blown up.
+    """
+
+    def __init__(self, pad_value=0.0, min_std=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pad_value = float(pad_value)
+        self.min_std = float(min_std)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        content = ops.cast(ops.any(ops.not_equal(x, self.pad_value), axis=-1, keepdims=True), "float32")
+        count = ops.maximum(ops.sum(content, axis=(1, 2), keepdims=True), 1.0)
+        mean = ops.sum(x * content, axis=(1, 2), keepdims=True) / count
+        centred = (x - mean) * content
+        variance = ops.sum(centred * centred, axis=(1, 2), keepdims=True) / count
+        std = ops.maximum(ops.sqrt(variance), self.min_std)
+        return centred / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pad_value=self.pad_value, min_std=self.min_std)
+        return config

@@ -196,7 +196,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
                  seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
                  progress=True, *, max_per_class=None, learning_rate=1e-3, patience=10,
                  block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
-                 augment_strength=1.0, load_workers=None):
+                 augment_strength=1.0, load_workers=None, normalisation=None):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
 
     Args:
@@ -204,7 +204,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         architecture: one of architectures.ARCHITECTURE_NAMES.
         output_dir: run folder (created); re-running with the same arguments resumes there.
         epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
-        augment_strength: training settings (see train.TrainConfig).
+        augment_strength, normalisation: training settings (see train.TrainConfig).
         split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
             patients; the honest estimate) or "random" (image level, overstates accuracy).
         fractions: (train, val, test) fractions; test may be 0 (then no test metrics).
@@ -259,6 +259,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
         augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
         lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
+        normalisation=normalisation,
     )
     result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
     model = result.model
@@ -343,6 +344,8 @@ def build_parser():
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--augment-strength", type=float, default=1.0)
+    parser.add_argument("--per-image-colour", action="store_true",
+                        help="standardise each image's R, G, B inside the model (no average colour to learn)")
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
     parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
@@ -367,6 +370,7 @@ def main(argv=None):
                 learning_rate=args.lr, patience=args.patience, block_size=args.block_size,
                 fractions=tuple(args.fractions), lr_schedule=args.lr_schedule,
                 augment_strength=args.augment_strength,
+                normalisation="per_image" if args.per_image_colour else None,
             )
         except (DatasetError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -16,14 +16,19 @@ same as ``images.prepare_image`` produces, and are deterministic (no randomness 
 ``saturation_x0.7``    HSV saturation multiplied by 0.7
 ``saturation_x1.3``    HSV saturation multiplied by 1.3, clipped at 1
 ``colour_normalised``  per-channel colour statistics matched to one reference, in CIELAB (below)
+``colour_normalised_rgb``  the same in RGB: each image's mean and std of R, G and B (exactly the
+                       colour-only baseline's six numbers) matched to the reference
 ``grayscale``          ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B) copied to all three channels
 =====================  ===========================================================================
 
 Colour normalisation (Reinhard-style) works in **CIELAB** (OpenCV's float conversion: sRGB, D65,
-L in 0..100, a and b about -128..127): for each image and each of L, a, b the image's mean and
-standard deviation over its content pixels are mapped onto a reference mean and standard
-deviation, ``lab' = (lab - mean_image) / std_image * std_ref + mean_ref``, then converted back to
-RGB and rounded. The reference (``ColourReference``) is fitted on the TRAINING split only: the
+L in 0..100, a and b about -128..127) or in **RGB**: for each image and each channel the image's
+mean and standard deviation over its content pixels are mapped onto a reference mean and standard
+deviation, ``c' = (c - mean_image) / std_image * std_ref + mean_ref``, then (CIELAB) converted back
+to RGB, rounded and clipped to 0..255. The two answer different questions: RGB matching removes
+exactly the six numbers the colour-only baseline reads (what is left is the pattern of the pixels);
+CIELAB matching is closer to how stain normalisation is done in pathology and leaves the RGB
+statistics partly informative, a stricter test. The reference (``ColourReference``) is fitted on the TRAINING split only: the
 average over the training images of each image's per-channel mean and of its per-channel standard
 deviation. Padding added by ``resize_with_pad`` (whole black rows or columns at the edges) is
 excluded from all statistics and left black.
@@ -36,7 +41,8 @@ import numpy as np
 from .evaluate import metrics_from_probabilities
 from .images import PAD_VALUE
 
-NORMALISATION_SPACE = "cielab"
+NORMALISATION_SPACE = "cielab"  # the default space (the "colour_normalised" variant)
+NORMALISATION_SPACES = ("rgb", "cielab")
 _STD_FLOOR = 1e-3  # a channel with less spread than this (a flat frame) is only shifted, not scaled
 _CHUNK = 64  # images converted to float at a time (bounds the memory of large batches)
 
@@ -174,55 +180,76 @@ def to_grayscale(x):
 # Colour normalisation to a reference
 
 
-def lab_statistics(image):
-    """Per-channel (mean, std) of an image's content pixels in CIELAB, each a float64 (3,) array."""
-    pixels = rgb_to_lab(image)[content_mask(image)].astype(np.float64)
+def _check_space(space):
+    if space not in NORMALISATION_SPACES:
+        raise ValueError(f"unsupported colour reference space {space!r}; choose from {NORMALISATION_SPACES}")
+    return space
+
+
+def channel_statistics(image, space=NORMALISATION_SPACE):
+    """Per-channel (mean, std) of an image's content pixels in ``space`` ("cielab" or "rgb", 0..255),
+    each a float64 (3,) array."""
+    values = rgb_to_lab(image) if _check_space(space) == "cielab" else image
+    pixels = values[content_mask(image)].astype(np.float64)
     return pixels.mean(axis=0), pixels.std(axis=0)
+
+
+def lab_statistics(image):
+    """Per-channel (mean, std) of an image's content pixels in CIELAB."""
+    return channel_statistics(image, "cielab")
 
 
 @dataclass(frozen=True)
 class ColourReference:
-    """Target per-channel colour statistics (CIELAB) for ``normalise_colour``; fit on training images."""
+    """Target per-channel colour statistics for ``normalise_colour``; fit on training images."""
 
-    mean: tuple  # (L, a, b) means
-    std: tuple  # (L, a, b) standard deviations
+    mean: tuple  # per-channel means: (L, a, b) or (R, G, B)
+    std: tuple  # per-channel standard deviations
     n_images: int = 0
     space: str = NORMALISATION_SPACE
 
     @classmethod
-    def fit(cls, x_train):
+    def fit(cls, x_train, space=NORMALISATION_SPACE):
         """Average, over the training images, of each image's per-channel mean and std."""
+        _check_space(space)
         batch, _ = as_batch(x_train)
         if not len(batch):
             raise ValueError("need at least one training image to fit a colour reference")
-        means, stds = zip(*(lab_statistics(image) for image in batch))
+        means, stds = zip(*(channel_statistics(image, space) for image in batch))
         return cls(mean=tuple(float(v) for v in np.mean(means, axis=0)),
-                   std=tuple(float(v) for v in np.mean(stds, axis=0)), n_images=len(batch))
+                   std=tuple(float(v) for v in np.mean(stds, axis=0)), n_images=len(batch), space=space)
 
     def to_dict(self):
         return {"space": self.space, "mean": list(self.mean), "std": list(self.std), "n_images": self.n_images}
 
     @classmethod
     def from_dict(cls, data):
-        if data.get("space", NORMALISATION_SPACE) != NORMALISATION_SPACE:
-            raise ValueError(f"unsupported colour reference space {data.get('space')!r}")
+        space = _check_space(data.get("space", NORMALISATION_SPACE))
         return cls(mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
-                   n_images=int(data.get("n_images", 0)))
+                   n_images=int(data.get("n_images", 0)), space=space)
 
 
-def fit_reference(x_train):
+def fit_reference(x_train, space=NORMALISATION_SPACE):
     """ColourReference.fit, as a function."""
-    return ColourReference.fit(x_train)
+    return ColourReference.fit(x_train, space)
+
+
+def _match_statistics(pixels, reference):
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    target_mean, target_std = np.asarray(reference.mean), np.asarray(reference.std)
+    scale = np.where(std < _STD_FLOOR, 1.0, target_std / np.maximum(std, _STD_FLOOR))
+    return (pixels - mean) * scale + target_mean
 
 
 def _normalise_one(image, reference):
     mask = content_mask(image)
+    if reference.space == "rgb":
+        out = image.copy()
+        matched = _match_statistics(image[mask].astype(np.float64), reference)
+        out[mask] = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
+        return out
     lab = rgb_to_lab(image)
-    pixels = lab[mask].astype(np.float64)
-    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-    target_mean, target_std = np.asarray(reference.mean), np.asarray(reference.std)
-    scale = np.where(std < _STD_FLOOR, 1.0, target_std / np.maximum(std, _STD_FLOOR))
-    normalised = (pixels - mean) * scale + target_mean
+    normalised = _match_statistics(lab[mask].astype(np.float64), reference)
     normalised[:, 0] = np.clip(normalised[:, 0], 0.0, 100.0)
     lab[mask] = normalised.astype(np.float32)
     out = lab_to_rgb(lab)
@@ -231,10 +258,23 @@ def _normalise_one(image, reference):
 
 
 def normalise_colour(x, reference):
-    """Match each image's per-channel CIELAB mean/std to ``reference`` (see module docstring)."""
+    """Match each image's per-channel mean/std to ``reference``, in its space (module docstring)."""
     if isinstance(reference, dict):
         reference = ColourReference.from_dict(reference)
     return _map_images(x, lambda image: _normalise_one(image, reference))
+
+
+def normalised_variant_name(reference):
+    """The robustness variant a reference produces: "colour_normalised" (CIELAB) or "colour_normalised_rgb"."""
+    return "colour_normalised" if reference.space == "cielab" else f"colour_normalised_{reference.space}"
+
+
+def _as_references(reference):
+    """None, one ColourReference/dict, or a list of them -> list of ColourReference."""
+    if reference is None:
+        return []
+    items = reference if isinstance(reference, (list, tuple)) else [reference]
+    return [ColourReference.from_dict(r) if isinstance(r, dict) else r for r in items]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,8 +286,8 @@ def _fmt_factor(value):
 
 
 def variant_transforms(reference=None):
-    """Ordered {variant name: function(uint8 batch) -> uint8 batch}; without a reference the
-    colour-normalised variant is left out."""
+    """Ordered {variant name: function(uint8 batch) -> uint8 batch}. ``reference``: None, one
+    ColourReference or a list of them (one normalised variant each, see normalised_variant_name)."""
     transforms = {}
     for factor in BRIGHTNESS_FACTORS:
         transforms[f"brightness_x{_fmt_factor(factor)}"] = lambda x, f=factor: adjust_brightness(x, f)
@@ -255,8 +295,8 @@ def variant_transforms(reference=None):
         transforms[f"hue_{degrees:+g}deg"] = lambda x, d=degrees: rotate_hue(x, d)
     for factor in SATURATION_FACTORS:
         transforms[f"saturation_x{_fmt_factor(factor)}"] = lambda x, f=factor: scale_saturation(x, f)
-    if reference is not None:
-        transforms["colour_normalised"] = lambda x: normalise_colour(x, reference)
+    for ref in _as_references(reference):
+        transforms[normalised_variant_name(ref)] = lambda x, r=ref: normalise_colour(x, r)
     transforms["grayscale"] = to_grayscale
     return transforms
 
@@ -270,6 +310,7 @@ VARIANT_DESCRIPTIONS = {
     "saturation_x0.7": "HSV saturation x 0.7",
     "saturation_x1.3": "HSV saturation x 1.3",
     "colour_normalised": "CIELAB mean/std matched to the training reference",
+    "colour_normalised_rgb": "RGB mean/std (the baseline's six numbers) matched to the training reference",
     "grayscale": "BT.601 luma in 3 channels",
 }
 
@@ -291,8 +332,8 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None)
         predict_fn: function(uint8 batch (N, H, W, 3)) -> probabilities (N, K), columns in
             ``class_names`` order (e.g. ``lambda b: model.predict(b.astype("float32"))``).
         x, y: test images (uint8) and integer labels (indices into ``class_names``).
-        reference: ColourReference (or its dict) fitted on the training split, for the
-            colour-normalised variant; None leaves that variant out.
+        reference: ColourReference (or its dict), or a list of them, fitted on the training split,
+            for the colour-normalised variants; None leaves those variants out.
         variants: optional list of variant names to run (default: all of ``variant_transforms``).
 
     Returns a JSON-able dict: n, class_names, reference, and "variants" {name: {description,
@@ -301,13 +342,12 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None)
     confusion_matrix}}, starting with "original" (drops 0), plus "worst" (the variant with the
     largest accuracy drop).
     """
-    if isinstance(reference, dict):
-        reference = ColourReference.from_dict(reference)
+    references = _as_references(reference)
     x, _ = as_batch(x)
     y = np.asarray(y, dtype=np.int64)
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
-    transforms = variant_transforms(reference)
+    transforms = variant_transforms(references)
     if variants is not None:
         unknown = [name for name in variants if name not in transforms]
         if unknown:
@@ -342,7 +382,8 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None)
     return {
         "n": len(y),
         "class_names": list(class_names),
-        "reference": reference.to_dict() if reference is not None else None,
+        "reference": references[0].to_dict() if len(references) == 1 else None,
+        "references": [r.to_dict() for r in references],
         "variants": results,
         "worst": {"variant": worst, "drop_accuracy_points": shifted[worst]["drop_accuracy_points"]} if worst else None,
     }

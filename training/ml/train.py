@@ -44,6 +44,8 @@ class TrainConfig:
     augment: bool = True
     augment_strength: float = 1.0
     augment_color: bool = True
+    # None: the architecture's own input scaling; "per_image": PerImageColourStandardization.
+    normalisation: str = None
     weights_path: str = None  # local ImageNet "notop" weights for mobilenetv2/resnet50/vgg19
     class_weighting: bool = True  # weight the loss by inverse class frequency
     # "cosine" (per-epoch, stateless: exact after resume), "plateau" (ReduceLROnPlateau on
@@ -191,7 +193,7 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     config_path = output_dir / CONFIG_FILE
     if resume_epoch and config_path.exists():
         saved = read_json(config_path)
-        for key in ("architecture", "image_size", "num_classes", "augment", "seed"):
+        for key in ("architecture", "image_size", "num_classes", "augment", "seed", "normalisation"):
             if saved.get(key) != getattr(config, key):
                 raise ValueError(
                     f"{output_dir} holds an interrupted run with {key}={saved.get(key)!r}, not "
@@ -215,6 +217,7 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         config.architecture, image_size=config.image_size, num_classes=config.num_classes,
         augment=config.augment, weights_path=config.weights_path, seed=config.seed,
         augment_strength=config.augment_strength, augment_color=config.augment_color,
+        normalisation=config.normalisation,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),

@@ -25,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+        parser.add_argument("--per-image-colour", action="store_true",
+                            help="standardise each image's R, G, B inside the model, so it cannot learn the "
+                                 "stain's average colour")
         parser.add_argument("--promote", choices=services.PROMOTE_CHOICES,
                             help="best: activate the model with the best validation accuracy")
         parser.add_argument("--weights-dir", metavar="DIR", help="folder of local ImageNet 'notop' weight files")
@@ -39,6 +42,7 @@ class Command(BaseCommand):
             data_dir=options["data"], architectures=archs, epochs=options["epochs"],
             image_size=options["image_size"], split_mode=options["split"], seed=options["seed"],
             batch_size=options["batch_size"], augment=not options["no_augment"], promote=options["promote"],
+            per_image_colour=options["per_image_colour"],
             weights_dir=options["weights_dir"] or settings.LOCAL_WEIGHTS_DIR or None,
             max_per_class=options["max_per_class"], output_dir=options["output"],
         )
