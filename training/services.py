@@ -244,6 +244,43 @@ def _pct(value):
     return "-" if value is None else f"{100 * float(value):.2f}%"
 
 
+SPREAD_METRICS = ("accuracy", "macro_f1", "ece")
+
+
+def seed_spread(versions, part="test"):
+    """Mean, sample standard deviation, min and max of each SPREAD_METRICS over ``versions``
+    (e.g. one recipe trained with several seeds), from their recorded ``part`` metrics.
+    Versions without that part are left out; returns {metric: {...}} and "n"."""
+    import statistics
+
+    rows = [(version.metrics or {}).get(part) for version in versions]
+    rows = [row for row in rows if row]
+    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.metrics or {}).get(part)]}
+    for metric in SPREAD_METRICS:
+        values = [float(row[metric]) for row in rows if row.get(metric) is not None]
+        summary[metric] = {
+            "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values, default=None),
+            "max": max(values, default=None),
+            "values": values,
+        }
+    return summary
+
+
+def format_seed_spread(summary):
+    lines = [f"Over {summary['n']} model versions ({summary['part']} split): mean ± sample std [min .. max]"]
+    for metric in SPREAD_METRICS:
+        stats = summary[metric]
+        if stats["mean"] is None:
+            continue
+        scale, unit = (100, " points") if metric == "accuracy" else (1, "")
+        std = "-" if stats["std"] is None else f"{scale * stats['std']:.2f}"
+        lines.append(f"  {metric}: {scale * stats['mean']:.2f} ± {std}{unit} "
+                     f"[{scale * stats['min']:.2f} .. {scale * stats['max']:.2f}]")
+    return "\n".join(lines)
+
+
 def describe_metrics(version):
     """Human-readable metrics of one registered version (validation and test)."""
     lines = [f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",

@@ -256,3 +256,27 @@ def test_known_architectures_match_the_ml_package():
     assert set(services.KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
     assert set(services.STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
 
+
+
+def test_compare_models_prints_mean_and_spread_over_seeds():
+    for seed, (accuracy, f1) in enumerate([(0.90, 0.88), (0.95, 0.94), (1.0, 1.0)], start=1):
+        ModelVersion.objects.create(
+            name=f"recipe-s{seed}", architecture="mobilenetv2", file_path=f"recipe-s{seed}/model.keras",
+            sha256="0" * 64, split={"mode": "grouped", "seed": seed},
+            metrics={"test": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.02 * seed, "loss": 0.1},
+                     "val": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.01, "loss": 0.1}},
+        )
+    out, _ = run("compare_models", "recipe-s1", "recipe-s2", "recipe-s3", "--format", "json")
+    report = json.loads(out)
+    assert [row["seed"] for row in report["versions"]] == [1, 2, 3]
+    test = report["spread"]["test"]
+    assert test["n"] == 3 and test["accuracy"]["mean"] == pytest.approx(0.95)
+    assert test["accuracy"]["std"] == pytest.approx(0.05)  # sample standard deviation
+    assert (test["accuracy"]["min"], test["accuracy"]["max"]) == (0.90, 1.0)
+    assert test["ece"]["mean"] == pytest.approx(0.04)
+
+    text, _ = run("compare_models", "recipe-s1", "recipe-s2", "recipe-s3")
+    assert "recipe-s2" in text and "accuracy: 95.00 ± 5.00 points [90.00 .. 100.00]" in text
+
+    with pytest.raises(CommandError, match="No model version named"):
+        run("compare_models", "recipe-s1", "nope")
