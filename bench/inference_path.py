@@ -9,7 +9,8 @@ What runs (all real processes, on this machine):
 - a throwaway PostgreSQL database (``--db``, default telediag_bench; dropped, created and migrated
   at the start), its own Redis database as the broker (``--redis``, default db 12, flushed), a
   temporary var/media/model folder;
-- ``manage.py runserver --noreload`` (the API, token auth) and ``celery -A telediag worker -Q
+- the API (token auth) served by gunicorn, as in production (``--server runserver`` for Django's
+  development server), and ``celery -A telediag worker -Q
   inference,default -P prefork -c 1`` (TensorFlow threads = the CPU count), both warmed up first;
 - the model: ``--model-file`` (sha256 recorded as is), else the architecture of the active model of
   ``--from-database`` when given, else a MobileNetV2 at 224 px trained for a few steps on real
@@ -26,6 +27,12 @@ Measured, interleaved so background load hits both sides alike (``--rounds``):
       latency a clinician sees (median, p95);
     - burst: all uploads sent at once by two client threads: throughput (images / time from the
       first upload to the last stored prediction).
+
+``--pin`` gives the model its own core, as a deployment with separate web and inference nodes
+does: the worker (one child, one model thread) and the raw-model measurement run on the last CPU,
+the web server and the upload client on the others (PostgreSQL and Redis are not moved). Without
+it every process shares every core, and the ratio also measures how much CPU the web tier takes
+from the model on one small machine.
 
 Reported: ratio path/raw throughput (target ≥ 0.8), per-image overhead outside the model (burst
 time per image minus the raw model's time per image; target < 50 ms), p95 latency (< 1 s), and
@@ -80,6 +87,10 @@ def parse_args(argv=None):
     parser.add_argument("--client-threads", type=int, default=2, help="upload threads in the burst")
     parser.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker children (-c); each gets CPU count / concurrency model threads")
+    parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn",
+                        help="web server for the API (gunicorn: sync workers, one per upload thread)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the worker and the raw model on the last CPU, web server and client on the others")
     parser.add_argument("--work-dir", help="var/media/model folder (default: a new temporary one)")
     parser.add_argument("--json", help="write the results to this JSON file")
     return parser.parse_args(argv)
@@ -93,7 +104,36 @@ def log(message):
 # Environment: database, settings, model
 
 
-def prepare_environment(args, work):
+class Pinning:
+    """CPU sets for --pin: the model's core (worker, raw measurement) and the web tier's cores."""
+
+    def __init__(self, enabled):
+        cpus = sorted(os.sched_getaffinity(0))
+        self.enabled = bool(enabled)
+        if self.enabled and len(cpus) < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        self.model = cpus[-1:] if self.enabled else cpus
+        self.web = cpus[:-1] if self.enabled else cpus
+
+    def model_threads(self, concurrency):
+        return max(1, len(self.model) // max(1, concurrency))
+
+    def prefix(self, cpus):
+        return ["taskset", "-c", ",".join(map(str, cpus))] if self.enabled else []
+
+    def enter(self, cpus):
+        """Move this thread (threads it starts later inherit it) onto ``cpus``."""
+        if self.enabled:
+            os.sched_setaffinity(0, cpus)
+
+    def describe(self):
+        if not self.enabled:
+            return "not pinned: every process on every CPU"
+        return (f"pinned: worker and raw model on CPU {','.join(map(str, self.model))}, web server and client on "
+                f"CPU {','.join(map(str, self.web))} (PostgreSQL and Redis not moved)")
+
+
+def prepare_environment(args, work, pinning):
     env = {
         "DJANGO_SETTINGS_MODULE": "telediag.settings",
         "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}",
@@ -107,7 +147,7 @@ def prepare_environment(args, work):
         "TELEDIAG_HTTPS": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "TELEDIAG_INFERENCE_RUNTIME": args.runtime,
-        "TELEDIAG_TF_INTRA_OP_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, args.concurrency))),
+        "TELEDIAG_TF_INTRA_OP_THREADS": str(pinning.model_threads(args.concurrency)),
         "TELEDIAG_TF_INTER_OP_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -188,6 +228,10 @@ def setup_django_world(model_path, sha256, architecture):
     django.setup()
     from django.core.management import call_command
 
+    from inference.worker import configure_backend
+
+    configure_backend()  # the worker's thread settings, before the model: raw and worker compare alike
+
     call_command("migrate", verbosity=0, interactive=False)
     from datetime import date
 
@@ -258,11 +302,20 @@ class Service:
         self.log.close()
 
 
-def start_services(env, work, port, concurrency=1):
+def server_command(kind, port, workers):
     python = sys.executable
-    server = Service("server", [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"], env, work)
+    if kind == "runserver":
+        return [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    return [python, "-m", "gunicorn", "telediag.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(max(1, workers)), "--log-level", "warning"]
+
+
+def start_services(env, work, port, concurrency=1, pinning=None, server_kind="gunicorn", web_workers=2):
+    python = sys.executable
+    pinning = pinning or Pinning(False)
+    server = Service("server", [*pinning.prefix(pinning.web), *server_command(server_kind, port, web_workers)], env, work)
     worker_name = f"bench-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-    worker = Service("worker", [python, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default",
+    worker = Service("worker", [*pinning.prefix(pinning.model), python, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default",
                                 "-P", "prefork", "-c", str(concurrency), "-n", worker_name, "-l", "WARNING",
                                 "--without-gossip", "--without-mingle", "--without-heartbeat"], env, work)
     deadline = time.monotonic() + 120
@@ -644,6 +697,7 @@ def report(summary):
         f"| latency in the burst (queueing included) | median {path['burst_latency_s_median']:.1f} s, "
         f"p95 {path['burst_latency_s_p95']:.1f} s |",
         "",
+        f"CPUs: {summary['pinning']}; web server: {summary['server']}",
         f"Contention: {summary['contention_text']}",
         f"Targets: path/raw ≥ {TARGET_RATIO}: burst {yes[summary['ratio_path_raw'] >= TARGET_RATIO]}, drain "
         f"{yes[summary['ratio_drain_raw'] >= TARGET_RATIO]}; overhead < {TARGET_OVERHEAD_MS:.0f} ms: burst "
@@ -661,9 +715,14 @@ def _median_run(runs):
 def main(argv=None):
     args = parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-path-"))
-    env = prepare_environment(args, work)
+    pinning = Pinning(args.pin)
+    if pinning.enabled and args.concurrency != 1:
+        raise SystemExit("--pin runs one worker child on the model's core: use --concurrency 1")
+    env = prepare_environment(args, work, pinning)
+    # Before TensorFlow starts its thread pools, so they stay on the model's core(s).
+    pinning.enter(pinning.model)
     log(f"Inference path benchmark: {machine_line()}; work folder {work}; worker -c {args.concurrency} x "
-        f"{env['TELEDIAG_TF_INTRA_OP_THREADS']} model thread(s), runtime {args.runtime}")
+        f"{env['TELEDIAG_TF_INTRA_OP_THREADS']} model thread(s), runtime {args.runtime}; {pinning.describe()}")
     for share, nice, cmd in top_other_processes():
         log(f"   busy at start: {share:.0%} CPU (nice {nice}): {cmd}")
 
@@ -703,8 +762,9 @@ def main(argv=None):
     log(f"   worker runtime: {serving.runtime}{' (' + serving.fallback_reason + ')' if serving.fallback_reason else ''}")
 
     port = free_port()
-    server, worker = start_services(env, work, port, args.concurrency)
+    server, worker = start_services(env, work, port, args.concurrency, pinning, args.server, args.client_threads)
     try:
+        pinning.enter(pinning.web)
         client = Client(port, world["token"], world["patient"])
         warm = time.perf_counter()
         warm_ids = [client.submit(name, data) for name, data, _ in images[: 3 * args.concurrency]]
@@ -716,6 +776,7 @@ def main(argv=None):
         with Contention(extra_pids=[server.process.pid, worker.process.pid]) as contention:
             for _round in range(args.rounds):
                 for step in ("raw", "sequential", "raw", "burst", "raw", "drain", "raw"):
+                    pinning.enter(pinning.model if step == "raw" else pinning.web)
                     if step == "raw":
                         ips, lat, cpu = raw_model(model, prepared)
                         raw_ips.append(ips)
@@ -755,6 +816,8 @@ def main(argv=None):
         rows = sequential["rows"] + measurements["burst"]["rows"] + measurements["drain"]["rows"]
         summary = summarise(measurements, contention, ",".join(sorted({row[3] for row in rows})))
         summary["heatmap_methods"] = sorted({row[4] for row in rows})
+        summary["pinning"] = pinning.describe()
+        summary["server"] = args.server
     finally:
         worker.stop()
         server.stop()

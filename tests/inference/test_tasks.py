@@ -437,3 +437,23 @@ def test_nested_backbone_model_gets_grad_cam(tmp_path, world):
     assert prediction.heatmap_method == "grad-cam"
     with prediction.heatmap.open("rb") as handle:
         assert Image.open(io.BytesIO(handle.read())).size == (90, 40)
+
+
+def test_workers_reuse_database_connections_and_replace_broken_ones(settings, monkeypatch):
+    """Celery's Django fix-up closes the connection around every task unless CELERY_DB_REUSE_MAX is
+    set; each task then starts with close_old_connections(), which drops an old or broken one."""
+    from celery.fixups.django import DjangoWorkerFixup
+
+    from inference import tasks
+    from inference import worker as worker_module
+    from telediag.celery import app
+
+    assert settings.CELERY_DB_REUSE_MAX >= 10
+    assert DjangoWorkerFixup(app).db_reuse_max == settings.CELERY_DB_REUSE_MAX
+    assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+    calls = []
+    monkeypatch.setattr("django.db.close_old_connections", lambda **kwargs: calls.append("close_old"))
+    monkeypatch.setattr(worker_module, "run_job", lambda job_id, task_id="": calls.append(("run", job_id)) or "done")
+    assert tasks.analyse_smear.run("5") == "done"
+    assert calls == ["close_old", ("run", 5)]  # old connections are dealt with before the job
