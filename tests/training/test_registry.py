@@ -235,3 +235,43 @@ def test_register_default_model_command(trained_output, settings):
     version = ModelVersion.objects.get()
     assert version.name == "default-convnet_bn" and version.is_active
     assert "(active)" in out.getvalue()
+
+
+def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result, settings):
+    import io
+    import shutil
+
+    from django.core.management import CommandError, call_command
+
+    from training import shipping
+    from training.ml import artifacts
+
+    version = registry.register_model(convnet_result)
+    stale = settings.SHIPPED_MODEL_DIR / "old-default"
+    stale.mkdir(parents=True)
+    (stale / "metadata.json").write_text("{}")
+    out = io.StringIO()
+    call_command("ship_model", version.name, "--folder", "default", "--replace", stdout=out)
+    folder = settings.SHIPPED_MODEL_DIR / "default"
+    assert "Shipped" in out.getvalue() and not stale.exists()  # one default model only
+    metadata = artifacts.read_json(folder / "metadata.json")
+    assert metadata["version_name"] == version.name and metadata["split"] == version.split
+    assert metadata["sha256"] == artifacts.sha256_file(folder / "model.keras")
+    assert metadata["shipped_from"]["run_model_sha256"] == version.sha256
+    assert all((folder / rel).is_file() for rel in metadata["plots"].values())
+
+    # A fresh install: nothing registered, the shipped folder becomes the active model.
+    ModelVersion.objects.all().delete()
+    shutil.rmtree(settings.MODEL_DIR)
+    (fresh,) = ensure_default_model()
+    assert fresh.name == version.name and ModelVersion.active() == fresh
+    batch = np.zeros((1, fresh.input_size, fresh.input_size, 3), "float32")
+    reloaded = registry.load_model(fresh)
+    assert getattr(reloaded, "optimizer", None) is None  # the serving copy carries no optimizer state
+    assert reloaded.predict_on_batch(batch).shape == (1, 4)
+
+    with pytest.raises(shipping.ShippingError, match="at most"):
+        shipping.ship_version(fresh, "too-big", max_bytes=1000)
+    assert not (settings.SHIPPED_MODEL_DIR / "too-big").exists()
+    with pytest.raises(CommandError, match="No model version"):
+        call_command("ship_model", "nope")
