@@ -22,7 +22,8 @@ Measured, interleaved so background load hits both sides alike (``--rounds``):
     images per second and single-image latency (also the batch-32 rate, and the TFLite runtime
     the worker uses, for reference);
 (b) the path, ``--images`` real images (default 200), each POSTed as a one-image case
-    (multipart, token auth), until its Prediction row is stored:
+    (multipart, token auth, ``Prefer: return=minimal`` unless ``--full-response``), until its
+    Prediction row is stored:
     - sequential: one upload at a time, the next after the previous prediction is stored: the
       latency a clinician sees (median, p95);
     - burst: all uploads sent at once by two client threads: throughput (images / time from the
@@ -89,6 +90,8 @@ def parse_args(argv=None):
                         help="worker children (-c); each gets CPU count / concurrency model threads")
     parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn",
                         help="web server for the API (gunicorn: sync workers, one per upload thread)")
+    parser.add_argument("--full-response", action="store_true",
+                        help="ask for the whole case in each 201 (default: Prefer: return=minimal)")
     parser.add_argument("--pin", action="store_true",
                         help="the worker and the raw model on the last CPU, web server and client on the others")
     parser.add_argument("--work-dir", help="var/media/model folder (default: a new temporary one)")
@@ -228,9 +231,6 @@ def setup_django_world(model_path, sha256, architecture):
     django.setup()
     from django.core.management import call_command
 
-    from inference.worker import configure_backend
-
-    configure_backend()  # the worker's thread settings, before the model: raw and worker compare alike
 
     call_command("migrate", verbosity=0, interactive=False)
     from datetime import date
@@ -342,6 +342,8 @@ def start_services(env, work, port, concurrency=1, pinning=None, server_kind="gu
 class Client:
     """POST /api/cases/ (multipart, token auth) over one keep-alive connection."""
 
+    minimal = True  # Prefer: return=minimal, as a system uploading many cases would send
+
     def __init__(self, port, token, patient):
         self.port, self.token, self.patient = port, token, patient
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -360,6 +362,8 @@ class Client:
         body = b"".join(parts)
         headers = {"Authorization": f"Token {self.token}", "Content-Type": f"multipart/form-data; boundary={boundary}",
                    "Accept": "application/json"}
+        if self.minimal:
+            headers["Prefer"] = "return=minimal"
         for attempt in range(2):
             try:
                 self.connection.request("POST", "/api/cases/", body=body, headers=headers)
@@ -697,7 +701,7 @@ def report(summary):
         f"| latency in the burst (queueing included) | median {path['burst_latency_s_median']:.1f} s, "
         f"p95 {path['burst_latency_s_p95']:.1f} s |",
         "",
-        f"CPUs: {summary['pinning']}; web server: {summary['server']}",
+        f"CPUs: {summary['pinning']}; web server: {summary['server']}; 201 answers: {summary['responses']}",
         f"Contention: {summary['contention_text']}",
         f"Targets: path/raw ≥ {TARGET_RATIO}: burst {yes[summary['ratio_path_raw'] >= TARGET_RATIO]}, drain "
         f"{yes[summary['ratio_drain_raw'] >= TARGET_RATIO]}; overhead < {TARGET_OVERHEAD_MS:.0f} ms: burst "
@@ -715,11 +719,13 @@ def _median_run(runs):
 def main(argv=None):
     args = parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-path-"))
+    Client.minimal = not args.full_response
     pinning = Pinning(args.pin)
     if pinning.enabled and args.concurrency != 1:
         raise SystemExit("--pin runs one worker child on the model's core: use --concurrency 1")
     env = prepare_environment(args, work, pinning)
-    # Before TensorFlow starts its thread pools, so they stay on the model's core(s).
+    # Before TensorFlow starts its thread pools: they stay on the model's core(s), and TensorFlow sizes
+    # them from this affinity, so the raw model gets the cores the worker gets (all of them unpinned).
     pinning.enter(pinning.model)
     log(f"Inference path benchmark: {machine_line()}; work folder {work}; worker -c {args.concurrency} x "
         f"{env['TELEDIAG_TF_INTRA_OP_THREADS']} model thread(s), runtime {args.runtime}; {pinning.describe()}")
@@ -818,6 +824,7 @@ def main(argv=None):
         summary["heatmap_methods"] = sorted({row[4] for row in rows})
         summary["pinning"] = pinning.describe()
         summary["server"] = args.server
+        summary["responses"] = "whole case" if args.full_response else "Prefer: return=minimal"
     finally:
         worker.stop()
         server.stop()

@@ -109,6 +109,20 @@ class CaseSerializer(CaseSummarySerializer):
         read_only_fields = fields
 
 
+class CaseCreatedSerializer(serializers.Serializer):
+    """The minimal answer to a submission sent with ``Prefer: return=minimal`` (RFC 7240)."""
+
+    id = serializers.IntegerField(read_only=True)
+    reference = serializers.CharField(read_only=True)
+    status = serializers.CharField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, case) -> str:
+        path = reverse("api-case-detail", args=[case.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
 # --------------------------------------------------------------------------------------------
 # Cases: input
 
@@ -219,6 +233,6 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 __all__ = [
     "AmendSerializer", "AuditEventFilterSerializer", "AuditEventSerializer", "CaseCreateSerializer",
-    "CaseFilterSerializer", "CaseSerializer", "CaseSummarySerializer", "DiagnosisEntrySerializer",
+    "CaseCreatedSerializer", "CaseFilterSerializer", "CaseSerializer", "CaseSummarySerializer", "DiagnosisEntrySerializer",
     "PatientSerializer", "SignSerializer", "SmearFilesField", "SmearSerializer", "smear_image_url",
 ]

@@ -10,7 +10,7 @@ Every failure has the body described in telediag.api_errors.
 from django.db.models import Prefetch
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import SearchFilter
@@ -33,6 +33,7 @@ from cases.api.serializers import (
     AmendSerializer,
     AuditEventFilterSerializer,
     AuditEventSerializer,
+    CaseCreatedSerializer,
     CaseCreateSerializer,
     CaseFilterSerializer,
     CaseSerializer,
@@ -102,6 +103,12 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 # Cases
 
 
+def _prefers_minimal(request):
+    """Whether the client sent ``Prefer: return=minimal`` (RFC 7240; several preferences may be listed)."""
+    preferences = request.headers.get("Prefer", "")
+    return any(item.split(";")[0].strip().lower() == "return=minimal" for item in preferences.split(","))
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Cases you may see (clinicians: your site's; pathologists: your laboratory's)",
@@ -115,9 +122,16 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     create=extend_schema(
         summary="Submit a case (clinicians; multipart/form-data)",
         description="Send one or more smear images as files in the repeated field images. If any file is "
-        "unusable no case is created, and the 400's details map each rejected file name to the reason.",
+        "unusable no case is created, and the 400's details map each rejected file name to the reason. "
+        "The 201 carries the whole case; with the header `Prefer: return=minimal` (RFC 7240) only its id, "
+        "reference, status and url (cheaper for systems that upload many cases; the answer then has "
+        "`Preference-Applied: return=minimal`).",
+        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
+                                     description="return=minimal for the short answer")],
         request={"multipart/form-data": CaseCreateSerializer},
-        responses={201: CaseSerializer, **error_responses(400, 401, 403, 415)},
+        responses={201: OpenApiResponse(CaseSerializer, description="The case (or, with Prefer: return=minimal, "
+                                        "only id, reference, status and url)"),
+                   **error_responses(400, 401, 403, 415)},
     ),
     sign=extend_schema(
         summary="Sign the final diagnosis (pathologists of the case's laboratory)",
@@ -192,8 +206,12 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             model_version=data["model_version"],
             request=request,
         )
-        location = reverse("api-case-detail", args=[case.pk])
-        return self._detail(case, status=status.HTTP_201_CREATED, headers={"Location": location})
+        headers = {"Location": reverse("api-case-detail", args=[case.pk])}
+        if _prefers_minimal(request):
+            data = CaseCreatedSerializer(case, context=self.get_serializer_context()).data
+            headers["Preference-Applied"] = "return=minimal"
+            return Response(data, status=status.HTTP_201_CREATED, headers=headers)
+        return self._detail(case, status=status.HTTP_201_CREATED, headers=headers)
 
     def _case_for_review(self):
         case = self.get_object()  # 404 outside the user's site or laboratory

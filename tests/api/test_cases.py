@@ -196,3 +196,24 @@ def test_options_and_head_work(world, case, client_for, name, path):
     assert client.options(url).status_code == 200
     if not url.endswith("/sign/"):
         assert client.head(url).status_code == 200
+
+
+@pytest.mark.parametrize("prefer", ["return=minimal", "respond-async, return=minimal", "RETURN=minimal; x=1"])
+def test_submit_with_prefer_return_minimal_answers_with_the_ids_only(world, client_for, prefer):
+    client = client_for(world.clinician)
+    response = client.post("/api/cases/", {"patient": world.patient.pk, "images": [smear_upload()]},
+                           format="multipart", HTTP_PREFER=prefer)
+    assert response.status_code == 201, response.content
+    case = Case.objects.get()
+    assert response["Preference-Applied"] == "return=minimal"
+    assert response["Location"] == f"/api/cases/{case.pk}/"
+    assert response.json() == {"id": case.pk, "reference": case.reference, "status": "submitted",
+                               "url": f"http://testserver/api/cases/{case.pk}/"}
+    assert case.smears.count() == 1  # the same submission, only a shorter answer
+
+
+def test_other_preferences_get_the_whole_case(world, client_for):
+    response = client_for(world.clinician).post("/api/cases/", {"patient": world.patient.pk, "images": [smear_upload()]},
+                                                format="multipart", HTTP_PREFER="return=representation")
+    assert response.status_code == 201 and "Preference-Applied" not in response
+    assert response.json()["smears"][0]["original_filename"] == "smear.png"
