@@ -313,9 +313,11 @@ def server_command(kind, port, workers):
 def start_services(env, work, port, concurrency=1, pinning=None, server_kind="gunicorn", web_workers=2):
     python = sys.executable
     pinning = pinning or Pinning(False)
-    server = Service("server", [*pinning.prefix(pinning.web), *server_command(server_kind, port, web_workers)], env, work)
+    server = Service("server", [*pinning.prefix(pinning.web), *server_command(server_kind, port, web_workers)],
+                     env, work)
     worker_name = f"bench-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-    worker = Service("worker", [*pinning.prefix(pinning.model), python, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default",
+    worker = Service("worker", [*pinning.prefix(pinning.model), python, "-m", "celery", "-A", "telediag", "worker",
+                                "-Q", "inference,default",
                                 "-P", "prefork", "-c", str(concurrency), "-n", worker_name, "-l", "WARNING",
                                 "--without-gossip", "--without-mingle", "--without-heartbeat"], env, work)
     deadline = time.monotonic() + 120

@@ -233,6 +233,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 __all__ = [
     "AmendSerializer", "AuditEventFilterSerializer", "AuditEventSerializer", "CaseCreateSerializer",
-    "CaseCreatedSerializer", "CaseFilterSerializer", "CaseSerializer", "CaseSummarySerializer", "DiagnosisEntrySerializer",
+    "CaseCreatedSerializer", "CaseFilterSerializer", "CaseSerializer", "CaseSummarySerializer",
+    "DiagnosisEntrySerializer",
     "PatientSerializer", "SignSerializer", "SmearFilesField", "SmearSerializer", "smear_image_url",
 ]

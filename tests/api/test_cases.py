@@ -213,7 +213,8 @@ def test_submit_with_prefer_return_minimal_answers_with_the_ids_only(world, clie
 
 
 def test_other_preferences_get_the_whole_case(world, client_for):
-    response = client_for(world.clinician).post("/api/cases/", {"patient": world.patient.pk, "images": [smear_upload()]},
-                                                format="multipart", HTTP_PREFER="return=representation")
+    payload = {"patient": world.patient.pk, "images": [smear_upload()]}
+    response = client_for(world.clinician).post("/api/cases/", payload, format="multipart",
+                                                HTTP_PREFER="return=representation")
     assert response.status_code == 201 and "Preference-Applied" not in response
     assert response.json()["smears"][0]["original_filename"] == "smear.png"

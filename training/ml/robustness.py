@@ -25,12 +25,12 @@ Colour normalisation (Reinhard-style) works in **CIELAB** (OpenCV's float conver
 L in 0..100, a and b about -128..127) or in **RGB**: for each image and each channel the image's
 mean and standard deviation over its content pixels are mapped onto a reference mean and standard
 deviation, ``c' = (c - mean_image) / std_image * std_ref + mean_ref``, then (CIELAB) converted back
-to RGB, rounded and clipped to 0..255. The two answer different questions: RGB matching removes
-exactly the six numbers the colour-only baseline reads (what is left is the pattern of the pixels);
-CIELAB matching is closer to how stain normalisation is done in pathology and leaves the RGB
-statistics partly informative, a stricter test. The reference (``ColourReference``) is fitted on the TRAINING split only: the
-average over the training images of each image's per-channel mean and of its per-channel standard
-deviation. Padding added by ``resize_with_pad`` (whole black rows or columns at the edges) is
+to RGB, rounded and clipped to 0..255. RGB matching takes away the six numbers the colour-only
+baseline reads, up to rounding and clipping (which still leak: how many pixels hit 0 or 255
+depends on the stain); CIELAB matching is closer to how stain normalisation is done in pathology
+and leaves the RGB statistics partly informative. The reference (``ColourReference``) is fitted on
+the TRAINING split only: the average over the training images of each image's per-channel mean
+and of its per-channel standard deviation. Padding added by ``resize_with_pad`` (whole black rows or columns at the edges) is
 excluded from all statistics and left black.
 """
 
