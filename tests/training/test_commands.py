@@ -280,3 +280,41 @@ def test_compare_models_prints_mean_and_spread_over_seeds():
 
     with pytest.raises(CommandError, match="No model version named"):
         run("compare_models", "recipe-s1", "nope")
+
+
+def _registered(trained_output, arch):
+    from training.ml import artifacts
+
+    folder = trained_output / arch
+    metadata = artifacts.read_json(folder / "metadata.json")
+    return registry.register_model({**metadata, "output_dir": str(folder), "model_path": str(folder / "model.keras")})
+
+
+def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_output, synthetic_data, tmp_path):
+    import numpy as np
+
+    from training.ml.images import prepare_image
+
+    convnet, convnet_bn = _registered(trained_output, "convnet"), _registered(trained_output, "convnet_bn")
+    out, _ = run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data), "--name", "duo",
+                 "--output", str(tmp_path / "ens"))
+    ensemble = ModelVersion.objects.get(name="duo")
+    assert "Registered the ensemble as duo" in out and "test split" in out
+    assert ensemble.architecture == "ensemble" and ensemble.split == convnet.split
+    assert ensemble.input_size == SIZE and ensemble.metrics["test"]["n"] == len(convnet.split["splits"]["test"])
+    assert ensemble.smear_check == convnet.smear_check
+    assert set(ensemble.preprocessing["members"]) == {convnet.name, convnet_bn.name}
+
+    # Served like any version: its probabilities are the mean of the members'.
+    image = next(synthetic_data.glob("*/*.png"))
+    batch = prepare_image(image.read_bytes(), SIZE)[None].astype("float32")
+    members = [registry.load_model(v).predict_on_batch(batch) for v in (convnet, convnet_bn)]
+    np.testing.assert_allclose(registry.load_model(ensemble).predict_on_batch(batch), np.mean(members, axis=0),
+                               atol=1e-6)
+
+    with pytest.raises(CommandError, match="at least two"):
+        run("build_ensemble", convnet.name, "--data", str(synthetic_data))
+    ModelVersion.objects.filter(pk=convnet_bn.pk).update(split={**convnet.split, "splits": {"train": [], "val": [],
+                                                                                           "test": []}})
+    with pytest.raises(CommandError, match="same split"):
+        run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data))
