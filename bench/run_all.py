@@ -9,6 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {"training": "train_pipeline.py", "inference": "inference_path.py"}
+# bench/model_latency.py takes model files as arguments, so it is run by hand (see bench/README.md).
 
 
 def main(argv=None):
