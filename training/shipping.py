@@ -29,9 +29,10 @@ def _metadata_of(version):
     return artifacts.read_json(path)
 
 
-def ship_version(version, folder=None, *, replace=False, max_bytes=MAX_SHIPPED_BYTES):
+def ship_version(version, folder=None, *, name=None, replace=False, max_bytes=MAX_SHIPPED_BYTES):
     """Write ``version`` into SHIPPED_MODEL_DIR/``folder`` (default: the version's name); returns the
-    folder. Refuses a file over ``max_bytes``, a model without a recorded split, or an altered file."""
+    folder. ``name``: the version name fresh installs register it under (default: the version's).
+    Refuses a file over ``max_bytes``, a model without a recorded split, or an altered file."""
     if not (version.split or {}).get("splits"):
         raise ShippingError(f"Model version {version.name} has no recorded split: a shipped model must say which "
                             "images it was trained and tested on.")
@@ -63,9 +64,10 @@ def ship_version(version, folder=None, *, replace=False, max_bytes=MAX_SHIPPED_B
                 shutil.copyfile(plot, staging / registry.PLOTS_DIR / plot.name)
                 plots[key] = f"{registry.PLOTS_DIR}/{plot.name}"
         metadata.update(
-            version_name=version.name, model_file=registry.MODEL_FILE, sha256=sha256, plots=plots,
+            version_name=name or version.name, model_file=registry.MODEL_FILE, sha256=sha256, plots=plots,
             smear_check=version.smear_check or metadata.get("smear_check"),
-            shipped_from={"run_model_sha256": version.sha256, "note": "same weights, saved without optimizer state"},
+            shipped_from={"version": version.name, "run_model_sha256": version.sha256,
+                          "note": "same weights, saved without optimizer state"},
         )
         artifacts.write_metadata(staging / registry.METADATA_FILE, metadata)
         staging.chmod(0o755)

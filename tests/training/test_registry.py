@@ -251,20 +251,22 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     stale.mkdir(parents=True)
     (stale / "metadata.json").write_text("{}")
     out = io.StringIO()
-    call_command("ship_model", version.name, "--folder", "default", "--replace", stdout=out)
+    call_command("ship_model", version.name, "--folder", "default", "--name", "default-convnet", "--replace",
+                 stdout=out)
     folder = settings.SHIPPED_MODEL_DIR / "default"
     assert "Shipped" in out.getvalue() and not stale.exists()  # one default model only
     metadata = artifacts.read_json(folder / "metadata.json")
-    assert metadata["version_name"] == version.name and metadata["split"] == version.split
+    assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.split
     assert metadata["sha256"] == artifacts.sha256_file(folder / "model.keras")
-    assert metadata["shipped_from"]["run_model_sha256"] == version.sha256
+    assert metadata["shipped_from"] == {"version": version.name, "run_model_sha256": version.sha256,
+                                        "note": "same weights, saved without optimizer state"}
     assert all((folder / rel).is_file() for rel in metadata["plots"].values())
 
     # A fresh install: nothing registered, the shipped folder becomes the active model.
     ModelVersion.objects.all().delete()
     shutil.rmtree(settings.MODEL_DIR)
     (fresh,) = ensure_default_model()
-    assert fresh.name == version.name and ModelVersion.active() == fresh
+    assert fresh.name == "default-convnet" and ModelVersion.active() == fresh
     batch = np.zeros((1, fresh.input_size, fresh.input_size, 3), "float32")
     reloaded = registry.load_model(fresh)
     assert getattr(reloaded, "optimizer", None) is None  # the serving copy carries no optimizer state
