@@ -274,10 +274,10 @@ def format_seed_spread(summary):
         stats = summary[metric]
         if stats["mean"] is None:
             continue
-        scale, unit = (100, " points") if metric == "accuracy" else (1, "")
-        std = "-" if stats["std"] is None else f"{scale * stats['std']:.2f}"
-        lines.append(f"  {metric}: {scale * stats['mean']:.2f} ± {std}{unit} "
-                     f"[{scale * stats['min']:.2f} .. {scale * stats['max']:.2f}]")
+        scale, unit, digits = (100, " points", 2) if metric == "accuracy" else (1, "", 3)
+        std = "-" if stats["std"] is None else f"{scale * stats['std']:.{digits}f}"
+        lines.append(f"  {metric}: {scale * stats['mean']:.{digits}f} ± {std}{unit} "
+                     f"[{scale * stats['min']:.{digits}f} .. {scale * stats['max']:.{digits}f}]")
     return "\n".join(lines)
 
 

@@ -277,6 +277,7 @@ def test_compare_models_prints_mean_and_spread_over_seeds():
 
     text, _ = run("compare_models", "recipe-s1", "recipe-s2", "recipe-s3")
     assert "recipe-s2" in text and "accuracy: 95.00 ± 5.00 points [90.00 .. 100.00]" in text
+    assert "ece: 0.040 ± 0.020 [0.020 .. 0.060]" in text
 
     with pytest.raises(CommandError, match="No model version named"):
         run("compare_models", "recipe-s1", "nope")
