@@ -7,7 +7,6 @@ images), takes the same input size and predicts the same classes; averages them
 registers it like a trained model (metadata, plots, split, smear check of the first member).
 """
 import datetime
-import time
 
 from django.conf import settings
 from django.utils import timezone
@@ -46,7 +45,7 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     from training.ml.dataset import DatasetError, fingerprint_samples, load_arrays
     from training.ml.ensemble import build_ensemble
     from training.ml.evaluate import evaluate_model
-    from training.ml.pipeline import hardware_description, software_versions
+    from training.ml.pipeline import METADATA_FORMAT, hardware_description, software_versions
     from training.ml.plots import plot_confusion_matrix
     from training.ml.splits import from_record
 
@@ -65,7 +64,6 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
         raise TrainingError(str(exc)) from exc
     ensemble = build_ensemble(members, name=ENSEMBLE_ARCHITECTURE)
 
-    started = time.perf_counter()
     log(f"Evaluating the average of {', '.join(v.name for v in versions)} on the recorded split")
     metrics = {}
     for part, samples in (("val", split.val), ("test", split.test)):
@@ -86,7 +84,7 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     sha256 = save_model_atomically(ensemble, model_path)
     used = split.train + split.val + split.test
     metadata = {
-        "format": 1, "architecture": ENSEMBLE_ARCHITECTURE, "model_file": registry.MODEL_FILE, "sha256": sha256,
+        "format": METADATA_FORMAT, "architecture": ENSEMBLE_ARCHITECTURE, "model_file": registry.MODEL_FILE, "sha256": sha256,
         "class_names": list(CLASS_NAMES), "class_labels": labels, "input_size": first.input_size,
         "preprocessing": {"ensemble": "mean of the members' probabilities; each member keeps its own "
                                       "preprocessing inside its model",
@@ -96,8 +94,7 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
         "dataset": {"root": str(dataset.root), "fingerprint": dataset.fingerprint(), "counts": dataset.counts(),
                     "used": len(used), "max_per_class": first.split.get("max_per_class")},
         "split": first.split, "smear_check": first.smear_check or None,
-        "params": int(ensemble.count_params()), "epochs_run": 0,
-        "training_seconds": round(time.perf_counter() - started, 2),
+        "params": int(ensemble.count_params()), "epochs_run": 0, "training_seconds": 0.0,  # nothing trained
         "versions": software_versions(), "hardware": hardware_description(),
         "trained_at": stamp.isoformat(timespec="seconds"),
     }
