@@ -215,3 +215,64 @@ def test_false_flag_rate_on_real_validation_images(real_split):
     kept = [i for i in range(len(x_val)) if i not in rate["flagged_indices"]][:10]
     padded = np.stack([prepare_image(x_val[i][:, 30:190], SIZE) for i in kept])
     assert check.is_smear(padded).all(), check.reasons(padded)
+
+
+def _features_the_plain_way(image):
+    """The FEATURES written out directly (boolean-mask copies, float64 everywhere): what
+    ``image_features`` must equal, however it is made fast."""
+    import cv2
+
+    from training.ml.robustness import content_mask
+
+    mask = _mask_the_plain_way(np.all(image == 0, axis=-1))  # black padding rows/columns at the edges
+    assert (content_mask(image) == mask).all()
+    as_float = image.astype(np.float32) / 255.0
+    lab = cv2.cvtColor(as_float, cv2.COLOR_RGB2Lab)[mask].astype(np.float64)
+    hsv = cv2.cvtColor(as_float, cv2.COLOR_RGB2HSV)[mask]
+    optical_density = -np.log10((image[mask].astype(np.float64) + 1.0) / 256.0).mean(axis=0)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    inner = inner if inner.any() else mask
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))[inner]
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(image, kernel).astype(np.int16) - cv2.erode(image, kernel).astype(np.int16)
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    hue, saturation = hsv[:, 0], hsv[:, 1]
+    values = {
+        "lightness_mean": lab[:, 0].mean(),
+        "lightness_std": lab[:, 0].std(),
+        "a_mean": lab[:, 1].mean(),
+        "b_mean": lab[:, 2].mean(),
+        "od_red_share": optical_density[0] / optical_density.sum(),
+        "od_blue_share": optical_density[2] / optical_density.sum(),
+        "background_fraction": np.mean((lab[:, 0] > 75) & (chroma < 20)),
+        "saturation_p90": np.quantile(saturation, 0.9),
+        "off_stain_hue_fraction": np.mean((saturation > 0.25) & (hue >= 30) & (hue < 180)),
+        "sharpness": np.log10(float(cv2.Laplacian(grey, cv2.CV_32F)[inner].var()) + 1e-3),
+        "edge_density": np.mean(gradient > 100),
+        "flat_fraction": (spread.max(axis=-1) <= 1)[inner].mean(),
+    }
+    return np.array([values[name] for name in sc.FEATURE_NAMES])
+
+
+def _mask_the_plain_way(flat):
+    rows, cols, shape = flat.all(axis=1), flat.all(axis=0), flat.shape
+    mask = np.ones(shape, bool)
+    if rows.all():
+        return mask
+    top, bottom = int(np.argmin(rows)), int(np.argmin(rows[::-1]))
+    left, right = int(np.argmin(cols)), int(np.argmin(cols[::-1]))
+    mask[:top], mask[shape[0] - bottom:], mask[:, :left], mask[:, shape[1] - right:] = False, False, False, False
+    return mask
+
+
+@pytest.mark.parametrize("make", [
+    lambda: smear_like(3),
+    lambda: prepare_image(smear_like(4, size=150, width=224), SIZE),  # padding above and below
+    lambda: prepare_image(smear_like(5, size=224, width=90), SIZE),  # padding left and right
+    lambda: photo(2), lambda: screenshot(2), lambda: flat_grey(), lambda: out_of_focus(6),
+    lambda: np.zeros((SIZE, SIZE, 3), np.uint8),
+], ids=["smear", "padded-rows", "padded-columns", "photo", "screenshot", "flat", "defocused", "black"])
+def test_features_equal_the_plain_formulas(make):
+    image = make()
+    assert np.allclose(sc.image_features(image), _features_the_plain_way(image), rtol=1e-12, atol=1e-12)

@@ -86,39 +86,69 @@ _BACKGROUND_L, _BACKGROUND_CHROMA = 75.0, 20.0
 _SATURATED, _OFF_HUE = 0.25, (30.0, 180.0)
 
 
+# -log10((I + 1) / 256) for every 8-bit value: the optical density of a pixel is a table look-up.
+_OPTICAL_DENSITY = -np.log10((np.arange(256, dtype=np.float64) + 1.0) / 256.0)
+
+
+def _content(values, mask, whole):
+    """The content pixels of an (H, W[, C]) array as (N[, C]): a view, not a copy, when nothing is padding."""
+    return values.reshape(-1, *values.shape[2:]) if whole else values[mask]
+
+
+def _all_channels(condition):
+    """(H, W) True where ``condition`` (H, W, C) holds in every channel (faster than .all(axis=-1))."""
+    result = condition[..., 0].copy()
+    for channel in range(1, condition.shape[-1]):
+        result &= condition[..., channel]
+    return result
+
+
 def image_features(image):
-    """The FEATURES of one uint8 RGB image (H, W, 3), as a float64 array in FEATURE_NAMES order."""
+    """The FEATURES of one uint8 RGB image (H, W, 3), as a float64 array in FEATURE_NAMES order.
+
+    Runs in the worker for every uploaded image (about 2 ms at 224 px): no copies of the pixels
+    when there is no padding, optical density from a 256-entry table of per-channel counts.
+    """
     import cv2
 
+    image = np.ascontiguousarray(image, dtype=np.uint8)
     mask = content_mask(image)
+    whole = bool(mask.all())
     as_float = image.astype(np.float32) / 255.0
-    lab = cv2.cvtColor(as_float, cv2.COLOR_RGB2Lab)[mask].astype(np.float64)
-    hsv = cv2.cvtColor(as_float, cv2.COLOR_RGB2HSV)[mask]
-    optical_density = -np.log10((image[mask].astype(np.float64) + 1.0) / 256.0).mean(axis=0)
+    lab = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2Lab), mask, whole)
+    lightness = lab[:, 0].astype(np.float64)
+    hsv = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2HSV), mask, whole)
+    pixels = _content(image, mask, whole)
+    counts = np.stack([np.bincount(pixels[:, c], minlength=256) for c in range(3)])
+    optical_density = counts @ _OPTICAL_DENSITY / max(len(pixels), 1)
     od_total = optical_density.sum()
     od_shares = optical_density / od_total if od_total > 1e-9 else np.full(3, 1 / 3)
 
     # Filters see across the edge of padding (a sharp step to black): keep 2 pixels away from it.
     inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     inner = inner if inner.any() else mask
+    inner_whole = bool(inner.all())
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    laplacian = cv2.Laplacian(grey, cv2.CV_32F)[inner]
-    gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))[inner]
+    laplacian = _content(cv2.Laplacian(grey, cv2.CV_32F), inner, inner_whole)
+    gradient = _content(
+        np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)), inner, inner_whole
+    )
     kernel = np.ones((3, 3), np.uint8)
-    spread = cv2.dilate(image, kernel).astype(np.int16) - cv2.erode(image, kernel).astype(np.int16)
-    flat = (spread.max(axis=-1) <= 1)[inner]
+    spread = cv2.subtract(cv2.dilate(image, kernel), cv2.erode(image, kernel))  # max - min >= 0: no clipping
+    flat = _content(_all_channels(spread <= 1), inner, inner_whole)
 
-    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    bright = lightness > _BACKGROUND_L  # chroma is needed only there
+    chroma = np.hypot(lab[bright, 1].astype(np.float64), lab[bright, 2].astype(np.float64))
     hue, saturation = hsv[:, 0], hsv[:, 1]
     off_hue = (saturation > _SATURATED) & (hue >= _OFF_HUE[0]) & (hue < _OFF_HUE[1])
     values = {
-        "lightness_mean": lab[:, 0].mean(),
-        "lightness_std": lab[:, 0].std(),
-        "a_mean": lab[:, 1].mean(),
-        "b_mean": lab[:, 2].mean(),
+        "lightness_mean": lightness.mean(),
+        "lightness_std": lightness.std(),
+        "a_mean": lab[:, 1].mean(dtype=np.float64),
+        "b_mean": lab[:, 2].mean(dtype=np.float64),
         "od_red_share": od_shares[0],
         "od_blue_share": od_shares[2],
-        "background_fraction": np.mean((lab[:, 0] > _BACKGROUND_L) & (chroma < _BACKGROUND_CHROMA)),
+        "background_fraction": np.count_nonzero(chroma < _BACKGROUND_CHROMA) / len(lightness),
         "saturation_p90": float(np.quantile(saturation, 0.9)),
         "off_stain_hue_fraction": off_hue.mean(),
         "sharpness": np.log10(float(laplacian.var()) + 1e-3),
