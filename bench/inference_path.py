@@ -255,10 +255,22 @@ def setup_django_world(model_path, sha256, architecture):
     from training.ml import artifacts
 
     model = artifacts.load_model_verified(model_path, sha256)
-    version = ModelVersion.objects.create(
-        name=f"bench-{architecture}", file_path=str(Path(model_path).resolve()), sha256=sha256,
-        class_names=list(CLASS_NAMES), input_size=int(model.inputs[0].shape[1]), architecture=architecture,
-    )
+    metadata_path = Path(model_path).with_name("metadata.json")
+    if metadata_path.is_file():
+        # Registered as production registers a trained or shipped model: its whole training record
+        # (the split lists every file) and its smear check, which the worker then runs on every image.
+        from training import registry
+
+        metadata = artifacts.read_json(metadata_path)
+        version = registry.register_model(
+            {**metadata, "model_path": str(model_path), "output_dir": str(metadata_path.parent)},
+            name=f"bench-{metadata.get('architecture', architecture)}",
+        )
+    else:
+        version = ModelVersion.objects.create(
+            name=f"bench-{architecture}", file_path=str(Path(model_path).resolve()), sha256=sha256,
+            class_names=list(CLASS_NAMES), input_size=int(model.inputs[0].shape[1]), architecture=architecture,
+        )
     version.activate()
     return {"token": token, "patient": patient.pk, "version": version, "model": model}
 
@@ -714,6 +726,17 @@ def report(summary):
     return "\n".join(lines)
 
 
+def _smear_check_summary(version):
+    """Whether the worker ran the version's smear check, and how many uploads it flagged (those skip
+    the model, so many flags would flatter the path)."""
+    from inference.models import Prediction
+
+    if not version.smear_check:
+        return "off (the model file has no metadata.json with one)"
+    flagged = Prediction.objects.filter(is_smear=False).count()
+    return f"on, {flagged} of {Prediction.objects.count()} uploads flagged as not a smear"
+
+
 def _median_run(runs):
     return sorted(runs, key=lambda run: run["span_s"])[len(runs) // 2]
 
@@ -824,6 +847,7 @@ def main(argv=None):
         rows = sequential["rows"] + measurements["burst"]["rows"] + measurements["drain"]["rows"]
         summary = summarise(measurements, contention, ",".join(sorted({row[3] for row in rows})))
         summary["heatmap_methods"] = sorted({row[4] for row in rows})
+        summary["smear_check"] = _smear_check_summary(version)
         summary["pinning"] = pinning.describe()
         summary["server"] = args.server
         summary["responses"] = "whole case" if args.full_response else "Prefer: return=minimal"
@@ -833,6 +857,7 @@ def main(argv=None):
         flush_redis(args.redis)
     log(report(summary))
     log(f"Heatmap stored with every prediction: {summary['heatmap_methods']}")
+    log(f"Smear check: {summary['smear_check']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_line(), "summary": summary}, indent=2, default=float))
     return 0

@@ -75,4 +75,5 @@ def laboratories_for(user):
     """Reading laboratories a clinician's site refers to."""
     if not user.is_authenticated or not user.is_clinician:
         return Organisation.objects.none()
-    return user.organisation.laboratories.filter(is_active=True).order_by("name")
+    # By the site's id: no query for the organisation itself.
+    return Organisation.objects.filter(referring_sites=user.organisation_id, is_active=True).order_by("name")

@@ -5,6 +5,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cases.access import laboratories_for
 from cases.audit import audit
 from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed
 from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
@@ -46,7 +47,7 @@ def patient_register(*, user, mrn, given_name, family_name, sex, date_of_birth, 
 
 
 def _choose_laboratory(user, laboratory):
-    linked = list(user.organisation.laboratories.filter(is_active=True))
+    linked = list(laboratories_for(user))
     if not linked:
         raise DomainError("Your organisation has no reading laboratory to send cases to. Ask an administrator.")
     if laboratory is None:
@@ -88,6 +89,7 @@ def case_submit(
                 priority=priority,
                 requested_model_version=model_version,
             )
+            smears = []
             for image in images:
                 smear = Smear(
                     case=case,
@@ -101,10 +103,11 @@ def case_submit(
                 smear.image.save(f"smear.{image.extension}", ContentFile(image.content), save=False)
                 stored.append(smear.image.name)
                 smear.save()
+                smears.append(smear)
             audit(AuditEvent.Action.SUBMITTED, actor=user, case=case, request=request, smears=len(images))
             from inference.services import case_analysis_request
 
-            case_analysis_request(case, model_version=model_version)
+            case_analysis_request(case, model_version=model_version, smears=smears)
     except BaseException:
         # The database rolled back; remove the files it no longer points to.
         _delete_stored_files(stored)
@@ -121,12 +124,19 @@ def _delete_stored_files(names):
             logger.exception("Could not remove orphaned upload %s", name)
 
 
+def _statuses_leading_to(to_status):
+    return [s for s, targets in Case.TRANSITIONS.items() if to_status in targets]
+
+
 def case_move(case, to_status):
     """Move a case to another status if the move is allowed from the status it has now."""
-    allowed_from = [s for s, targets in Case.TRANSITIONS.items() if to_status in targets]
-    changed = Case.objects.filter(pk=case.pk, status__in=allowed_from).update(
-        status=to_status, updated_at=timezone.now()
+    now = timezone.now()
+    changed = Case.objects.filter(pk=case.pk, status__in=_statuses_leading_to(to_status)).update(
+        status=to_status, updated_at=now
     )
+    if changed:  # the row now holds exactly these values: no need to read it back
+        case.status, case.updated_at = to_status, now
+        return case
     case.refresh_from_db(fields=["status", "updated_at"])
     if not changed and case.status != to_status:
         raise InvalidTransition(
@@ -134,6 +144,18 @@ def case_move(case, to_status):
             f"{Case.Status(to_status).label.lower()}."
         )
     return case
+
+
+def case_move_if(case_id, to_status, condition):
+    """Move the case when the move is allowed from its status *and* ``condition`` (a Q or boolean
+    expression on Case) holds, in one conditional UPDATE; True when it moved. Never raises: a case
+    that cannot move, or whose condition fails, is left as it is."""
+    changed = (
+        Case.objects.filter(pk=case_id, status__in=_statuses_leading_to(to_status))
+        .filter(condition)
+        .update(status=to_status, updated_at=timezone.now())
+    )
+    return bool(changed)
 
 
 def case_sign(*, user, case, diagnosis, comment="", request=None):

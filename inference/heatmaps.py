@@ -20,7 +20,9 @@ from PIL import Image
 
 from training.ml.export import GradCamUnavailable, find_feature_layer  # noqa: F401 - TensorFlow-free at import
 
-OVERLAY_MAX_SIDE = 384
+# The map itself has a few cells per side (4 x 4 for MobileNetV2 at 128 px): stored at most this
+# large, the browser stretches it smoothly over the image; 3x less PNG work than at 384 px.
+OVERLAY_MAX_SIDE = 192
 
 
 # --- Geometry shared with training.ml.images.resize_with_pad -----------------------------------

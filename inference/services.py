@@ -24,7 +24,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -61,21 +61,31 @@ def _max_attempts():
 
 def model_version_for(case, model_version=None):
     """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
-    return model_version or case.requested_model_version or ModelVersion.active()
+    return model_version or case.requested_model_version or ModelVersion.active(with_record=False)
 
 
-def case_analysis_request(case, model_version=None, *, requested_by=None):
+def case_analysis_request(case, model_version=None, *, requested_by=None, smears=None):
     """Queue the analysis of every smear of ``case``; publish after the surrounding transaction commits.
 
     Returns the jobs (an empty list when there is no model: the case waits for one). Jobs that
     already exist for a smear and version are reused: done ones are left alone, failed ones are
     queued again, pending ones are published again (harmless: only one worker can claim a job).
+    ``smears``: the smears a submission has just created in this transaction (no job can exist for
+    them yet): their jobs are inserted in one statement.
     """
     version = model_version_for(case, model_version)
     if version is None:
         logger.info("No active model: case %s waits for one (no job queued).", case.pk)
         return []
-    jobs = _queue_jobs(case.smears.all(), version, requested_by=requested_by or case.submitted_by)
+    requested_by = requested_by or case.submitted_by
+    if smears is not None:
+        now = timezone.now()
+        jobs = AnalysisJob.objects.bulk_create([
+            AnalysisJob(smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now)
+            for smear in smears
+        ])
+    else:
+        jobs = _queue_jobs(case.smears.all(), version, requested_by=requested_by)
     publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
     return jobs
 
@@ -264,21 +274,17 @@ def case_started(case_id, status=None):
 
 def case_maybe_finished(case_id):
     """Once none of the case's jobs is queued or running: analysing (or submitted) → awaiting review.
+    True when this call moved the case.
 
-    Called after the finishing job's own update is committed, so of two jobs finishing together
-    at least the one committing last sees no pending job.
+    One conditional UPDATE (the pending check is its NOT EXISTS), called after the finishing job's
+    own update is committed: of two jobs finishing together, the statement that starts after the
+    other's commit sees no pending job, so at least the last one moves the case. A case signed
+    meanwhile does not move.
     """
-    from cases.services import case_move
+    from cases.services import case_move_if
 
-    if AnalysisJob.objects.filter(smear__case_id=case_id, status__in=AnalysisJob.PENDING_STATUSES).exists():
-        return False
-    # case_move's conditional update is the check: only submitted or analysing cases move.
-    case = Case(pk=case_id)
-    try:
-        case_move(case, Case.Status.AWAITING_REVIEW)
-    except InvalidTransition:  # signed (or amended) meanwhile
-        return False
-    return case.status == Case.Status.AWAITING_REVIEW
+    pending = AnalysisJob.objects.filter(smear__case_id=OuterRef("pk"), status__in=AnalysisJob.PENDING_STATUSES)
+    return case_move_if(case_id, Case.Status.AWAITING_REVIEW, ~Exists(pending))
 
 
 def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), task_id=None):
@@ -359,7 +365,7 @@ def sweep(*, requeue_after_s=None, now=None):
         counts["republished"] = publish_jobs(due_ids)
 
     # 3. Cases submitted while there was no model.
-    if ModelVersion.active() is not None:
+    if ModelVersion.active(with_record=False) is not None:
         waiting = (
             Case.objects.filter(status__in=ANALYSABLE_CASE_STATUSES)
             .filter(smears__isnull=False)

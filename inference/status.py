@@ -107,7 +107,8 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     now = now or timezone.now()
     smears = list(case.smears.order_by("pk"))
     jobs = list(
-        AnalysisJob.objects.filter(smear__case=case).select_related("model_version").order_by("-created_at", "-pk")
+        AnalysisJob.objects.filter(smear__case=case).select_related("model_version")
+        .defer(*(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)).order_by("-created_at", "-pk")
     )
     versions = []
     for job in jobs:  # newest request first
@@ -115,7 +116,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             versions.append(job.model_version)
     selected = next((v for v in versions if str(v.pk) == str(version_id)), None) if version_id else None
     selected = selected or (versions[0] if versions else None)
-    active = ModelVersion.active()
+    active = ModelVersion.active(with_record=False)
 
     jobs_by_smear = {job.smear_id: job for job in jobs if selected and job.model_version_id == selected.pk}
     predictions = {

@@ -3,8 +3,18 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def without_record(self):
+        """Versions without their training record (ModelVersion.RECORD_FIELDS), for serving paths."""
+        return self.defer(*ModelVersion.RECORD_FIELDS)
+
+
 class ModelVersion(models.Model):
     """One trained classifier: its file, how it was made and how well it did."""
+
+    # How the version was made: large JSON (the split alone lists every training file, ~300 KB for
+    # the shipped model) that uploads, workers and status pages never read; they defer it.
+    RECORD_FIELDS = ("preprocessing", "metrics", "plots", "split", "versions", "notes", "data_fingerprint", "git_commit")
 
     name = models.CharField(max_length=100, unique=True, help_text="Version label, e.g. mobilenetv2-20261126-0930.")
     architecture = models.CharField(max_length=40)
@@ -32,6 +42,8 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
 
+    objects = ModelVersionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -42,8 +54,10 @@ class ModelVersion(models.Model):
         return self.name
 
     @classmethod
-    def active(cls):
-        return cls.objects.filter(is_active=True).first()
+    def active(cls, *, with_record=True):
+        """The active version or None; ``with_record=False`` leaves the training record unread."""
+        versions = cls.objects.all() if with_record else cls.objects.without_record()
+        return versions.filter(is_active=True).first()
 
     @classmethod
     def _lock_activation(cls):

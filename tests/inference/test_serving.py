@@ -48,8 +48,8 @@ def test_keras_runtime_when_asked_gives_the_same_result(world, model_version, mo
 
 
 def test_per_task_queries_are_few(world, model_version):
-    """Claim (2), case → analysing once (2), Prediction + job done in one transaction (2 + the
-    test's savepoint pair), pending check (1), case → awaiting review for the last job (2)."""
+    """Claim (2), case → analysing once (1: no read-back), Prediction + job done in one transaction
+    (2 + the test's savepoint pair), case → awaiting review unless a job is pending (1)."""
     case = world.submit_case(files=[smear_upload("a.png"), smear_upload("b.png", colour=(20, 90, 200))])
     first, second = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
     analyse_smear(first.pk)  # loads the model
@@ -59,7 +59,7 @@ def test_per_task_queries_are_few(world, model_version):
         with CaptureQueriesContext(connection) as queries:
             assert analyse_smear(job.pk) == "done"
         sql = [q["sql"] for q in queries.captured_queries]
-        assert len(sql) <= 9, "\n".join(sql)
+        assert len(sql) <= (8 if job == third else 7), "\n".join(sql)
         assert not any(s.startswith("SELECT") and "inference_prediction" in s.split("WHERE")[0] for s in sql)
         assert not any(s.startswith("UPDATE") and "inference_prediction" in s for s in sql)
         assert sum(s.startswith("INSERT") for s in sql) == 1
@@ -137,5 +137,5 @@ def test_heatmap_png_is_small_and_fast_to_write():
 
     png = overlay_png(np.random.default_rng(1).random((7, 7)), 224, (224, 224))
     image = Image.open(io.BytesIO(png))
-    assert image.size == (224, 224) and image.mode == "RGBA"
+    assert image.size == (192, 192) and image.mode == "RGBA"  # at most OVERLAY_MAX_SIDE; the browser stretches it
     assert len(png) < 100_000

@@ -421,6 +421,45 @@ def test_sweeper_moves_cases_left_analysing_and_the_command_reports(world, model
     assert case.status == Case.Status.AWAITING_REVIEW
 
 
+def test_case_moves_to_review_only_when_no_job_is_pending_and_it_is_not_signed(world, model_version):
+    from cases.models import Diagnosis
+    from cases.services import case_sign
+
+    case = world.submit_case(files=two_smears())
+    first, second = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+    assert analyse_smear(first.pk) == "done"
+    case.refresh_from_db()
+    assert case.status == Case.Status.ANALYSING  # the second smear is still queued
+    assert services.case_maybe_finished(case.pk) is False
+    AnalysisJob.objects.filter(pk=second.pk).update(status=AnalysisJob.Status.RUNNING)
+    assert services.case_maybe_finished(case.pk) is False
+    AnalysisJob.objects.filter(pk=second.pk).update(status=AnalysisJob.Status.FAILED)
+    assert services.case_maybe_finished(case.pk) is True  # failed is not pending: a person can retry it
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert services.case_maybe_finished(case.pk) is False  # nothing left to move
+
+    case_sign(user=world.pathologist, case=case, diagnosis=Diagnosis.values[0])
+    assert services.case_maybe_finished(case.pk) is False  # a signature is never undone by the AI
+    case.refresh_from_db()
+    assert case.status == Case.Status.SIGNED
+
+
+def test_submission_does_not_read_the_model_versions_training_record(world, model_version, published):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ModelVersion.objects.filter(pk=model_version.pk).update(split={"train": ["x.jpg"] * 1000})
+    with CaptureQueriesContext(connection) as queries:
+        case = world.submit_case(files=two_smears())
+    sql = [q["sql"] for q in queries.captured_queries]
+    version_reads = [s for s in sql if s.startswith("SELECT") and '"training_modelversion"' in s.split("WHERE")[0]]
+    assert version_reads and not any('"split"' in s or '"metrics"' in s for s in version_reads), version_reads
+    # Both jobs in one INSERT, no savepoint: the smears were created by this very submission.
+    assert sum(s.startswith('INSERT INTO "inference_analysisjob"') for s in sql) == 1
+    assert AnalysisJob.objects.filter(smear__case=case, status="queued").count() == 2
+
+
 @pytest.mark.slow
 def test_nested_backbone_model_gets_grad_cam(tmp_path, world):
     """Application backbones (MobileNetV2 here) are one nested layer: Grad-CAM still explains them."""
