@@ -633,6 +633,36 @@ def raw_serving(serving, prepared):
     return len(prepared) / (time.perf_counter() - started)
 
 
+def image_work(version, serving, images):
+    """The worker's per-image work alone, in this process, no Celery, database or storage: decode at
+    the model's size, the version's smear check (decode at its size, features), the serving runtime,
+    the heatmap overlay. {step: median ms} and images/s of all steps together: the ceiling of the
+    path's throughput with one core (a path that only did this would reach it)."""
+    from inference import heatmaps, smear_gate
+    from training.ml.images import prepare_image
+
+    check = smear_gate.check_for(version)
+    size = version.input_size
+    steps = {"decode": [], "smear check": [], "model (runtime)": [], "overlay PNG": []}
+    started = time.perf_counter()
+    for _name, data, _label in images:
+        t0 = time.perf_counter()
+        image = prepare_image(data, size)
+        t1 = time.perf_counter()
+        if check is not None:
+            smear_gate.smear_verdict(version, prepare_image(data, check.image_size))
+        t2 = time.perf_counter()
+        _probabilities, cam = serving.analyse(image)
+        t3 = time.perf_counter()
+        if cam is not None:
+            heatmaps.overlay_png(cam, size, (224, 224))
+        t4 = time.perf_counter()
+        for key, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            steps[key].append(seconds * 1000)
+    ips = len(images) / (time.perf_counter() - started)
+    return {key: median(values) for key, values in steps.items()}, ips
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -668,6 +698,8 @@ def summarise(m, contention, runtime_used):
             "cpu_ms_per_image_burst": cpu_burst,
             "cpu_ms_per_image_drain": cpu_drain,
         },
+        "image_work_ms": m["image_work_ms"], "image_work_ips": m["image_work_ips"],
+        "ratio_image_work_raw": m["image_work_ips"] / raw_ips,
         "ratio_path_raw": path_ips / raw_ips,
         "ratio_drain_raw": drain_ips / raw_ips,
         "ratio_path_raw_batch32": path_ips / m["raw_b32_ips"] if m["raw_b32_ips"] else None,
@@ -696,6 +728,9 @@ def report(summary):
         f"median, {raw['cpu_ms_per_image']:.0f} ms CPU per image |",
         f"| raw model, predict_on_batch (32 images) | {raw['ips_batch32']:.1f} img/s |",
         f"| worker's runtime ({summary['runtime']}) alone, probabilities + Grad-CAM | {raw['serving_ips']:.1f} img/s |",
+        f"| worker's image work alone, in one process (no Celery, database, storage): median ms "
+        f"{', '.join(f'{k} {v:.2f}' for k, v in summary['image_work_ms'].items())} | {summary['image_work_ips']:.1f} "
+        f"img/s = {summary['ratio_image_work_raw']:.2f} of raw: the ceiling of path / raw |",
         f"| whole path, burst of {summary['images']} (uploads and analysis together) | {path['throughput_ips']:.1f} img/s "
         f"(uploads took {path['burst_upload_s']:.1f} s of {path['burst_span_s']:.1f} s) |",
         f"| worker tier, drain of {summary['images']} queued uploads | {path['drain_ips']:.1f} img/s |",
@@ -802,7 +837,7 @@ def main(argv=None):
         wait_for(warm_ids, worker, timeout=300, poll_s=0.05)  # every worker child loads the model
         log(f"   services warm ({time.perf_counter() - warm:.1f} s); measuring...")
 
-        raw_ips, raw_lat, raw_cpu, raw_b32, serving_ips = [], [], [], [], []
+        raw_ips, raw_lat, raw_cpu, raw_b32, serving_ips, work_ips = [], [], [], [], [], []
         runs = {"sequential": [], "burst": [], "drain": []}
         with Contention(extra_pids=[server.process.pid, worker.process.pid]) as contention:
             for _round in range(args.rounds):
@@ -815,6 +850,8 @@ def main(argv=None):
                         raw_cpu.append(cpu * 1000)
                         raw_b32.append(raw_batched(model, prepared))
                         serving_ips.append(raw_serving(serving, prepared))
+                        work_ms, ips_work = image_work(version, serving, images)
+                        work_ips.append(ips_work)
                         log(f"   raw: {ips:.1f} img/s (batch 32: {raw_b32[-1]:.1f}; {serving.runtime}: "
                             f"{serving_ips[-1]:.1f})")
                         continue
@@ -842,10 +879,11 @@ def main(argv=None):
         measurements = {
             "raw_ips": median(raw_ips), "raw_latency_ms": median(raw_lat) * 1000, "raw_cpu_ms": median(raw_cpu),
             "raw_b32_ips": median(raw_b32), "serving_ips": median(serving_ips),
+            "image_work_ms": work_ms, "image_work_ips": median(work_ips),
             "sequential": sequential, "burst": _median_run(runs["burst"]), "drain": _median_run(runs["drain"]),
         }
         rows = sequential["rows"] + measurements["burst"]["rows"] + measurements["drain"]["rows"]
-        summary = summarise(measurements, contention, ",".join(sorted({row[3] for row in rows})))
+        summary = summarise(measurements, contention, ",".join(sorted({row[3] for row in rows} - {""})))
         summary["heatmap_methods"] = sorted({row[4] for row in rows})
         summary["smear_check"] = _smear_check_summary(version)
         summary["pinning"] = pinning.describe()

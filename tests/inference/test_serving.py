@@ -137,5 +137,7 @@ def test_heatmap_png_is_small_and_fast_to_write():
 
     png = overlay_png(np.random.default_rng(1).random((7, 7)), 224, (224, 224))
     image = Image.open(io.BytesIO(png))
-    assert image.size == (192, 192) and image.mode == "RGBA"  # at most OVERLAY_MAX_SIDE; the browser stretches it
+    assert image.size == (128, 128) and image.mode == "RGBA"  # at most OVERLAY_MAX_SIDE; the browser stretches it
+    wide = Image.open(io.BytesIO(overlay_png(np.random.default_rng(2).random((7, 7)), 224, (1000, 500))))
+    assert wide.size == (128, 64)  # the upload's aspect ratio, at most OVERLAY_MAX_SIDE
     assert len(png) < 100_000
