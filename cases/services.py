@@ -138,7 +138,7 @@ def case_move(case, to_status):
         case.status, case.updated_at = to_status, now
         return case
     case.refresh_from_db(fields=["status", "updated_at"])
-    if not changed and case.status != to_status:
+    if case.status != to_status:  # already there is fine; anything else cannot move
         raise InvalidTransition(
             f"A case that is {case.get_status_display().lower()} cannot become "
             f"{Case.Status(to_status).label.lower()}."
