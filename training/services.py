@@ -35,6 +35,7 @@ SPLIT_MODES = ("grouped", "random")
 PROMOTE_CHOICES = ("best",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 DEFAULT_EPOCHS = 50
+DEFAULT_LEARNING_RATE = 1e-3  # training.ml.train.TrainConfig's default
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
     "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
@@ -67,6 +68,7 @@ class RetrainOptions:
     batch_size: int = 32
     augment: bool = True
     per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
+    learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's initial rate (the cosine schedule starts here)
     promote: str = None  # None or "best"
     weights_dir: object = None
     max_per_class: int = None
@@ -90,6 +92,9 @@ class RetrainOptions:
                                       ("--batch-size", self.batch_size, 1)):
             if not isinstance(value, int) or value < minimum:
                 raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not 0 < self.learning_rate < 1:
+            raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
             raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
         if self.split_mode not in SPLIT_MODES:
@@ -189,7 +194,7 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
     split = metadata.get("split") or {}
     wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
               "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
-              "normalisation": options.normalisation}
+              "normalisation": options.normalisation, "learning_rate": options.learning_rate}
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
     if split.get("mode") != options.split_mode or split.get("max_per_class") != options.max_per_class:
@@ -354,7 +359,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                     split_mode=options.split_mode, seed=options.seed, batch_size=options.batch_size,
                     augment=options.augment, weights_path=weights[architecture], split_record=split_record,
                     progress=progress, max_per_class=options.max_per_class,
-                    normalisation=options.normalisation,
+                    normalisation=options.normalisation, learning_rate=options.learning_rate,
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc

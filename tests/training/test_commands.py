@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from dataclasses import replace
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -61,6 +62,23 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
     # A finished plain run is not taken for a per-image one when the same --output is reused.
     assert services._completed_result(output / "convnet", options, "convnet",
                                       services.scan(synthetic_data).fingerprint()) is None
+
+
+def test_retrain_learning_rate_reaches_training_and_is_part_of_the_run(synthetic_data, tmp_path):
+    output = tmp_path / "run"
+    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output),
+        "--learning-rate", "0.0003", *RETRAIN_ARGS)
+    metadata = json.loads((output / "convnet" / "metadata.json").read_text())
+    assert metadata["train_config"]["learning_rate"] == pytest.approx(3e-4)
+    history = json.loads((output / "convnet" / "history.json").read_text())
+    assert history["epochs"][0]["learning_rate"] == pytest.approx(3e-4)  # the schedule starts there
+    options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
+                                      image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False)
+    fingerprint = services.scan(synthetic_data).fingerprint()
+    # The same folder with another learning rate is a different run, not a finished one to reuse.
+    assert services._completed_result(output / "convnet", options, "convnet", fingerprint) is None
+    assert services._completed_result(output / "convnet", replace(options, learning_rate=3e-4), "convnet",
+                                      fingerprint) is not None
 
 
 def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_output, trained_runs):
@@ -212,6 +230,9 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
     (["--data", "{data}", "--arch", "vgg19", "--image-size", "16"], "too small for vgg19"),
     (["--data", "{data}", "--arch", "convnet", "--epochs", "0"], "--epochs must be an integer >= 1"),
     (["--data", "{data}", "--arch", "convnet", "--max-per-class", "1"], "--max-per-class"),
+    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "0"], "--learning-rate must be a number between"),
+    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "2"], "--learning-rate must be a number between"),
+    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "fast"], "invalid float value: 'fast'"),
     (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
     (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),
     (["--data", "{bad_classes}", "--arch", "convnet"], "Unknown class folder"),
