@@ -210,3 +210,27 @@ def test_per_image_colour_standardisation_removes_each_images_channel_statistics
     np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
     with pytest.raises(ValueError, match="unknown normalisation"):
         build_model("convnet", SIZE, normalisation="histogram")
+
+
+def _backbone_feature_spread(model, images):
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").output)(images)
+    return float(np.std(keras.ops.convert_to_numpy(features)))
+
+
+def test_vgg19_from_scratch_passes_signal_through_its_16_convolutions(monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    model = build_model("vgg19", 32, augment=False, seed=3)
+    assert _backbone_feature_spread(model, images) > 0.1
+    # Keras's own (Glorot) kernels: the signal vanishes on the way (why training sat at chance).
+    monkeypatch.setattr(architectures, "he_initialise_convolutions", lambda *args, **kwargs: 0)
+    assert _backbone_feature_spread(build_model("vgg19", 32, augment=False, seed=3), images) < 0.01
+
+
+def test_he_initialisation_draws_each_kernel_afresh():
+    backbone = keras.applications.VGG19(input_shape=(32, 32, 3), include_top=False, weights=None)
+    assert architectures.he_initialise_convolutions(backbone, seed=5) == 16
+    first, second = backbone.get_layer("block3_conv2").kernel, backbone.get_layer("block3_conv3").kernel
+    first, second = keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second)
+    assert first.shape == second.shape and not np.allclose(first, second)  # same shape, other values
+    fan_in = np.prod(first.shape[:3])
+    assert abs(float(first.std()) - np.sqrt(2.0 / fan_in)) < 0.2 * np.sqrt(2.0 / fan_in)
