@@ -29,8 +29,8 @@ class Command(BaseCommand):
                             help="standardise each image's R, G, B inside the model, so it cannot learn the "
                                  "stain's average colour")
         parser.add_argument("--learning-rate", type=float, default=services.DEFAULT_LEARNING_RATE,
-                            help="Adam's initial learning rate (default %(default)s; VGG19 from scratch "
-                                 "needs about 1e-4: at 1e-3 it stays at chance)")
+                            help="Adam's initial learning rate, where the cosine schedule starts "
+                                 "(default %(default)s; the VGG19 runs in docs/model-card.md used 1e-4)")
         parser.add_argument("--promote", choices=services.PROMOTE_CHOICES,
                             help="best: activate the model with the best validation accuracy")
         parser.add_argument("--weights-dir", metavar="DIR", help="folder of local ImageNet 'notop' weight files")
