@@ -12,15 +12,17 @@ What runs (all real processes, on this machine):
 - the API (token auth) served by gunicorn, as in production (``--server runserver`` for Django's
   development server), and ``celery -A telediag worker -Q
   inference,default -P prefork -c 1`` (TensorFlow threads = the CPU count), both warmed up first;
-- the model: ``--model-file`` (sha256 recorded as is), else the architecture of the active model of
+- the model: ``--model-file`` (registered like a trained or shipped model, smear check included,
+  when a metadata.json lies beside it), else the architecture of the active model of
   ``--from-database`` when given, else a MobileNetV2 at 224 px trained for a few steps on real
   images (synthetic ones when the data set is absent), so its outputs are not trivial.
 
 Measured, interleaved so background load hits both sides alike (``--rounds``):
 
 (a) raw model, in this process: ``predict_on_batch`` of one prepared image at a time, warm:
-    images per second and single-image latency (also the batch-32 rate, and the TFLite runtime
-    the worker uses, for reference);
+    images per second and single-image latency (also the batch-32 rate, the TFLite runtime the
+    worker uses, and the worker's whole per-image work without Celery, database or storage:
+    decode, smear check, runtime, overlay — the ceiling of path/raw);
 (b) the path, ``--images`` real images (default 200), each POSTed as a one-image case
     (multipart, token auth, ``Prefer: return=minimal`` unless ``--full-response``), until its
     Prediction row is stored:
