@@ -13,9 +13,9 @@ What runs (all real processes, on this machine):
   development server), and ``celery -A telediag worker -Q
   inference,default -P prefork -c 1`` (TensorFlow threads = the CPU count), both warmed up first;
 - the model: ``--model-file`` (registered like a trained or shipped model, smear check included,
-  when a metadata.json lies beside it), else the architecture of the active model of
-  ``--from-database`` when given, else a MobileNetV2 at 224 px trained for a few steps on real
-  images (synthetic ones when the data set is absent), so its outputs are not trivial.
+  when a metadata.json lies beside it), else a ``--architecture`` model (MobileNetV2) at
+  ``--image-size`` (224 px) trained for a few steps on real images (synthetic ones when the data
+  set is absent), so its outputs are not trivial.
 
 Measured, interleaved so background load hits both sides alike (``--rounds``):
 
