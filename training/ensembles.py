@@ -2,9 +2,10 @@
 
 ``register_ensemble`` checks that the members were trained and tested on the same split (the
 recorded file lists must be identical: otherwise one member's test images are another's training
-images), takes the same input size and predicts the same classes; averages them
-(training.ml.ensemble), evaluates the average on that split's validation and test images, and
-registers it like a trained model (metadata, plots, split, smear check of the first member).
+images) and predict the same classes; averages them (training.ml.ensemble: the ensemble takes the
+largest member's input size and scales images down inside for smaller members), evaluates the
+average on that split's validation and test images, and registers it like a trained model
+(metadata, plots, split, smear check of the first member).
 """
 import datetime
 
@@ -25,9 +26,6 @@ def _check_members(versions):
         raise TrainingError("Name each model version once.")
     first = versions[0]
     for version in versions[1:]:
-        if version.input_size != first.input_size:
-            raise TrainingError(f"{version.name} takes {version.input_size}px images, {first.name} "
-                                f"{first.input_size}px: ensemble members must take the same size.")
         if list(version.class_names) != list(first.class_names):
             raise TrainingError(f"{version.name} and {first.name} predict different classes.")
         if (version.split or {}).get("splits") != (first.split or {}).get("splits"):
@@ -63,12 +61,13 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     except registry.RegistryError as exc:
         raise TrainingError(str(exc)) from exc
     ensemble = build_ensemble(members, name=ENSEMBLE_ARCHITECTURE)
+    input_size = max(v.input_size for v in versions)
 
     log(f"Evaluating the average of {', '.join(v.name for v in versions)} on the recorded split")
     metrics = {}
     for part, samples in (("val", split.val), ("test", split.test)):
         if samples:
-            x, y = load_arrays(samples, first.input_size)
+            x, y = load_arrays(samples, input_size)
             metrics[part] = evaluate_model(ensemble, x, y, CLASS_NAMES)
 
     stamp = timezone.now().astimezone(datetime.UTC)
@@ -85,9 +84,10 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     used = split.train + split.val + split.test
     metadata = {
         "format": METADATA_FORMAT, "architecture": ENSEMBLE_ARCHITECTURE, "model_file": registry.MODEL_FILE, "sha256": sha256,
-        "class_names": list(CLASS_NAMES), "class_labels": labels, "input_size": first.input_size,
+        "class_names": list(CLASS_NAMES), "class_labels": labels, "input_size": input_size,
         "preprocessing": {"ensemble": "mean of the members' probabilities; each member keeps its own "
-                                      "preprocessing inside its model",
+                                      "preprocessing inside its model; members taking smaller images get "
+                                      f"the {input_size} px image scaled down (bilinear, antialiased)",
                           "members": {v.name: v.preprocessing for v in versions}},
         "members": [{"name": v.name, "architecture": v.architecture, "sha256": v.sha256} for v in versions],
         "metrics": metrics, "plots": plots, "data_fingerprint": fingerprint_samples(used),
