@@ -75,6 +75,17 @@ def _unbatch(batch, single):
     return batch[0] if single else batch
 
 
+def all_channels(condition):
+    """(H, W) True where ``condition`` (H, W, C) holds in every channel.
+
+    Channel by channel: np.all over a last axis of length 3 is ~10x slower on a 224 px image.
+    """
+    result = condition[..., 0].copy()
+    for channel in range(1, condition.shape[-1]):
+        result &= condition[..., channel]
+    return result
+
+
 def content_mask(image, pad_value=PAD_VALUE):
     """Boolean (H, W) mask of the pixels that are not padding.
 
@@ -83,11 +94,7 @@ def content_mask(image, pad_value=PAD_VALUE):
     the edge count, so a dark line inside the picture is kept. An image that is all padding (a
     black frame) keeps every pixel, so its statistics are still defined.
     """
-    equal = np.asarray(image) == pad_value
-    # Channel by channel: np.all over a last axis of length 3 is ~10x slower on a 224 px image.
-    flat = equal[..., 0].copy()
-    for channel in range(1, equal.shape[-1]):
-        flat &= equal[..., channel]
+    flat = all_channels(np.asarray(image) == pad_value)
     height, width = flat.shape
     mask = np.ones((height, width), dtype=bool)
     rows, cols = flat.all(axis=1), flat.all(axis=0)

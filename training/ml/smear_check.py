@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .robustness import as_batch, content_mask
+from .robustness import all_channels, as_batch, content_mask
 
 FORMAT = 1
 Z_AT_QUANTILE = 2.3263478740408408  # standard normal quantile at 0.99
@@ -95,18 +95,10 @@ def _content(values, mask, whole):
     return values.reshape(-1, *values.shape[2:]) if whole else values[mask]
 
 
-def _all_channels(condition):
-    """(H, W) True where ``condition`` (H, W, C) holds in every channel (faster than .all(axis=-1))."""
-    result = condition[..., 0].copy()
-    for channel in range(1, condition.shape[-1]):
-        result &= condition[..., channel]
-    return result
-
-
 def image_features(image):
     """The FEATURES of one uint8 RGB image (H, W, 3), as a float64 array in FEATURE_NAMES order.
 
-    Runs in the worker for every uploaded image (about 2 ms at 224 px): no copies of the pixels
+    Runs in the worker for every uploaded image (about 3 ms at 224 px on this CPU): no copies of the pixels
     when there is no padding, optical density from a 256-entry table of per-channel counts.
     """
     import cv2
@@ -135,7 +127,7 @@ def image_features(image):
     )
     kernel = np.ones((3, 3), np.uint8)
     spread = cv2.subtract(cv2.dilate(image, kernel), cv2.erode(image, kernel))  # max - min >= 0: no clipping
-    flat = _content(_all_channels(spread <= 1), inner, inner_whole)
+    flat = _content(all_channels(spread <= 1), inner, inner_whole)
 
     bright = lightness > _BACKGROUND_L  # chroma is needed only there
     chroma = np.hypot(lab[bright, 1].astype(np.float64), lab[bright, 2].astype(np.float64))
