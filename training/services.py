@@ -35,7 +35,6 @@ SPLIT_MODES = ("grouped", "random")
 PROMOTE_CHOICES = ("best",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 DEFAULT_EPOCHS = 50
-DEFAULT_LEARNING_RATE = 1e-3  # training.ml.train.TrainConfig's default
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
     "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
@@ -68,7 +67,7 @@ class RetrainOptions:
     batch_size: int = 32
     augment: bool = True
     per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
-    learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's initial rate (the cosine schedule starts here)
+    learning_rate: float = None  # Adam's initial rate; None: each architecture's default
     promote: str = None  # None or "best"
     weights_dir: object = None
     max_per_class: int = None
@@ -92,8 +91,9 @@ class RetrainOptions:
                                       ("--batch-size", self.batch_size, 1)):
             if not isinstance(value, int) or value < minimum:
                 raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
-                or not 0 < self.learning_rate < 1:
+        if self.learning_rate is not None and (
+                isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
+                or not 0 < self.learning_rate < 1):
             raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
             raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
@@ -181,6 +181,7 @@ class RetrainResult:
 def _completed_result(arch_dir, options, architecture, data_fingerprint):
     """metadata of a finished run in ``arch_dir`` with the same settings, whose model file is intact."""
     from training.ml import artifacts
+    from training.ml.architectures import default_learning_rate
     from training.ml.pipeline import METADATA_FILE, MODEL_FILE
 
     metadata_path, model_file = arch_dir / METADATA_FILE, arch_dir / MODEL_FILE
@@ -194,7 +195,8 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
     split = metadata.get("split") or {}
     wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
               "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
-              "normalisation": options.normalisation, "learning_rate": options.learning_rate}
+              "normalisation": options.normalisation,
+              "learning_rate": options.learning_rate or default_learning_rate(architecture)}
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
     if split.get("mode") != options.split_mode or split.get("max_per_class") != options.max_per_class:

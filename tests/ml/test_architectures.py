@@ -27,7 +27,8 @@ def _compiled(architecture, **kwargs):
     model = build_model(architecture, image_size=SIZE, seed=1, **kwargs)
     # Eager steps: tracing a ResNet50 train step costs ~20 s on 2 CPU cores, an eager step ~5 s.
     # Graph-mode fit is covered by the convnet tests in test_train.py / test_pipeline.py.
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(architectures.default_learning_rate(architecture)),
+                  loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], run_eagerly=True)
     return model
 

@@ -194,7 +194,7 @@ def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers
 
 def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, split_mode="grouped",
                  seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
-                 progress=True, *, max_per_class=None, learning_rate=1e-3, patience=10,
+                 progress=True, *, max_per_class=None, learning_rate=None, patience=10,
                  block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
                  augment_strength=1.0, load_workers=None, normalisation=None):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
@@ -204,7 +204,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         architecture: one of architectures.ARCHITECTURE_NAMES.
         output_dir: run folder (created); re-running with the same arguments resumes there.
         epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
-        augment_strength, normalisation: training settings (see train.TrainConfig).
+        augment_strength, normalisation: training settings (see train.TrainConfig);
+            ``learning_rate`` None: the architecture's default (architectures.default_learning_rate).
         split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
             patients; the honest estimate) or "random" (image level, overstates accuracy).
         fractions: (train, val, test) fractions; test may be 0 (then no test metrics).
@@ -226,7 +227,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     Raises DatasetError for unusable data and ValueError for inconsistent arguments.
     """
     # Imported here so that `--help` and argument errors do not wait for a backend import.
-    from .architectures import ARCHITECTURES, describe_preprocessing
+    from .architectures import ARCHITECTURES, default_learning_rate, describe_preprocessing
     from .evaluate import evaluate_model
     from .plots import plot_confusion_matrix, plot_training_curves
     from .train import TrainConfig, train_model
@@ -256,8 +257,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
 
     config = TrainConfig(
         architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
-        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
+        learning_rate=learning_rate or default_learning_rate(architecture), seed=seed, patience=patience,
+        augment=augment, augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
         lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
         normalisation=normalisation,
     )
@@ -339,7 +340,7 @@ def build_parser():
     parser.add_argument("--split-record", help="JSON file: a split record or a metadata.json to reuse")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, help="Adam's initial learning rate (default: 1e-3; 1e-4 for vgg19)")
     parser.add_argument("--lr-schedule", choices=("cosine", "plateau", "constant"), default="cosine")
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--no-augment", action="store_true")

@@ -28,9 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--per-image-colour", action="store_true",
                             help="standardise each image's R, G, B inside the model, so it cannot learn the "
                                  "stain's average colour")
-        parser.add_argument("--learning-rate", type=float, default=services.DEFAULT_LEARNING_RATE,
+        parser.add_argument("--learning-rate", type=float,
                             help="Adam's initial learning rate, where the cosine schedule starts "
-                                 "(default %(default)s; the VGG19 runs in docs/model-card.md used 1e-4)")
+                                 "(default: 1e-3, and 1e-4 for vgg19, which has no normalisation layers)")
         parser.add_argument("--promote", choices=services.PROMOTE_CHOICES,
                             help="best: activate the model with the best validation accuracy")
         parser.add_argument("--weights-dir", metavar="DIR", help="folder of local ImageNet 'notop' weight files")
