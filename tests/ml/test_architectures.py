@@ -214,7 +214,7 @@ def test_per_image_colour_standardisation_removes_each_images_channel_statistics
 
 
 def _backbone_feature_spread(model, images):
-    features = keras.Model(model.inputs, model.get_layer("avg_pool").output)(images)
+    features = keras.Model(model.inputs[0], model.get_layer("avg_pool").output)(images)
     return float(np.std(keras.ops.convert_to_numpy(features)))
 
 
