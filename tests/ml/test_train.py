@@ -127,3 +127,9 @@ def test_bad_inputs(tmp_path):
         train_model(_config(image_size=32), (x, y), (x, y), tmp_path, progress=False)
     with pytest.raises(ValueError, match="output_dir"):
         train_model(_config(), (x, y), (x, y), None, progress=False)
+
+
+def test_learning_rate_defaults_per_architecture_and_an_explicit_one_wins():
+    assert TrainConfig(architecture="vgg19").learning_rate == pytest.approx(1e-4)  # no normalisation layers
+    assert TrainConfig(architecture="mobilenetv2").learning_rate == pytest.approx(1e-3)
+    assert TrainConfig(architecture="vgg19", learning_rate=3e-4).learning_rate == pytest.approx(3e-4)

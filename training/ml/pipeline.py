@@ -205,7 +205,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         output_dir: run folder (created); re-running with the same arguments resumes there.
         epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
         augment_strength, normalisation: training settings (see train.TrainConfig);
-            ``learning_rate`` None: the architecture's default (architectures.default_learning_rate).
+            ``learning_rate`` None: the architecture's default (TrainConfig).
         split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
             patients; the honest estimate) or "random" (image level, overstates accuracy).
         fractions: (train, val, test) fractions; test may be 0 (then no test metrics).
@@ -227,7 +227,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     Raises DatasetError for unusable data and ValueError for inconsistent arguments.
     """
     # Imported here so that `--help` and argument errors do not wait for a backend import.
-    from .architectures import ARCHITECTURES, default_learning_rate, describe_preprocessing
+    from .architectures import ARCHITECTURES, describe_preprocessing
     from .evaluate import evaluate_model
     from .plots import plot_confusion_matrix, plot_training_curves
     from .train import TrainConfig, train_model
@@ -257,8 +257,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
 
     config = TrainConfig(
         architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate or default_learning_rate(architecture), seed=seed, patience=patience,
-        augment=augment, augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
+        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
+        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
         lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
         normalisation=normalisation,
     )

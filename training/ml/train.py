@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .architectures import build_model
+from .architectures import build_model, default_learning_rate
 from .artifacts import read_json, write_json_atomically
 from .classes import CLASS_NAMES
 
@@ -38,7 +38,7 @@ class TrainConfig:
     image_size: int = 224
     epochs: int = 50
     batch_size: int = 32
-    learning_rate: float = 1e-3  # Adam
+    learning_rate: float = None  # Adam's initial rate; None: architectures.default_learning_rate
     seed: int = 42
     patience: int = 10  # early stopping on val_accuracy; 0 disables it
     augment: bool = True
@@ -61,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.architecture)
 
     def to_dict(self):
         data = asdict(self)
