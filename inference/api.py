@@ -44,7 +44,7 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
 
 
 class RerunSerializer(serializers.Serializer):
-    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.without_record())
 
 
 ANALYSIS_SCHEMA = inline_serializer(
@@ -89,8 +89,8 @@ class CaseRerunView(APIView):
 def _laboratory_jobs(user):
     if not (user.is_pathologist or user.is_lab_admin):
         return AnalysisJob.objects.none()
-    return AnalysisJob.objects.filter(smear__case__laboratory_id=user.organisation_id).select_related(
-        "smear__case", "model_version"
+    return AnalysisJob.objects.with_version().select_related("smear__case").filter(
+        smear__case__laboratory_id=user.organisation_id
     )
 
 
@@ -114,7 +114,7 @@ class AnalysisJobRetry(APIView):
         user = request.user
         cases = Case.objects.filter(laboratory_id=user.organisation_id) if user.is_lab_admin else access.cases_visible_to(user)
         try:
-            job = AnalysisJob.objects.select_related("smear__case", "model_version").get(pk=pk, smear__case__in=cases)
+            job = AnalysisJob.objects.with_version().select_related("smear__case").get(pk=pk, smear__case__in=cases)
         except (AnalysisJob.DoesNotExist, ValueError, TypeError):
             raise Http404 from None
         job = services.job_retry(user=user, job=job, request=request)

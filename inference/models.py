@@ -11,6 +11,17 @@ from django.db import models
 from django.utils import timezone
 
 
+class AnalysisJobQuerySet(models.QuerySet):
+    def with_version(self):
+        """Jobs with their model version in the same query, its training record left unread
+        (ModelVersion.RECORD_FIELDS: large JSON that workers and status pages never use)."""
+        from training.models import ModelVersion
+
+        return self.select_related("model_version").defer(
+            *(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)
+        )
+
+
 class AnalysisJob(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -45,6 +56,8 @@ class AnalysisJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AnalysisJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["smear_id", "-enqueued_at", "-pk"]

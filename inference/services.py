@@ -246,7 +246,7 @@ def case_rerun(*, user, case, model_version, request=None):
 
 def rerun_choices():
     """Model versions a pathologist may pick for a re-run (newest first)."""
-    return ModelVersion.objects.order_by("-is_active", "-created_at")
+    return ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
 
 
 # --- Case status (called by the worker) -------------------------------------------------------

@@ -107,8 +107,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     now = now or timezone.now()
     smears = list(case.smears.order_by("pk"))
     jobs = list(
-        AnalysisJob.objects.filter(smear__case=case).select_related("model_version")
-        .defer(*(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)).order_by("-created_at", "-pk")
+        AnalysisJob.objects.with_version().filter(smear__case=case).order_by("-created_at", "-pk")
     )
     versions = []
     for job in jobs:  # newest request first

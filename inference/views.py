@@ -94,7 +94,7 @@ def _job_for_retry(user, pk):
     if user.is_lab_admin:
         cases = Case.objects.filter(laboratory_id=user.organisation_id)
     try:
-        return AnalysisJob.objects.select_related("smear__case", "model_version").get(pk=pk, smear__case__in=cases)
+        return AnalysisJob.objects.with_version().select_related("smear__case").get(pk=pk, smear__case__in=cases)
     except (AnalysisJob.DoesNotExist, ValueError, TypeError):
         raise Http404("No such analysis.") from None
 
@@ -143,7 +143,7 @@ def case_rerun(request, pk):
     version = None
     raw = request.POST.get("model_version", "")
     if raw:
-        version = ModelVersion.objects.filter(pk=raw).first() if raw.isdigit() else None
+        version = ModelVersion.objects.without_record().filter(pk=raw).first() if raw.isdigit() else None
         if version is None:
             return _refused(request, DomainError("Unknown model version."), case)
     try:
@@ -164,7 +164,7 @@ def failed_jobs(request):
         raise PermissionDenied("Only the reading laboratory's staff see failed analyses.")
     jobs = (
         AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED, smear__case__laboratory_id=user.organisation_id)
-        .select_related("smear__case", "model_version")
+        .with_version().select_related("smear__case")
         .order_by("-finished_at", "-pk")[:200]
     )
     base = select_template(["base.html", "inference/standalone_base.html"])

@@ -51,7 +51,6 @@ from django.utils import timezone
 
 from inference import services
 from inference.models import AnalysisJob, Prediction
-from training.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -272,14 +271,11 @@ def _max_attempts():
     return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
 
 
-_VERSION_RECORD_FIELDS = tuple(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)
-
-
 def claim(job_id, task_id=""):
     """Take the job for this message, or return None when someone else has it or it is finished."""
     now = timezone.now()
     worker = services.worker_name()
-    jobs = AnalysisJob.objects.select_related("smear__case", "model_version").defer(*_VERSION_RECORD_FIELDS)
+    jobs = AnalysisJob.objects.with_version().select_related("smear__case")
     claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
         status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
         task_id=task_id, worker=worker, reason="", updated_at=now,

@@ -63,6 +63,7 @@ def test_per_task_queries_are_few(world, model_version):
         assert not any(s.startswith("SELECT") and "inference_prediction" in s.split("WHERE")[0] for s in sql)
         assert not any(s.startswith("UPDATE") and "inference_prediction" in s for s in sql)
         assert sum(s.startswith("INSERT") for s in sql) == 1
+        assert not any('"training_modelversion"."split"' in s for s in sql)  # the training record stays unread
     other_case.refresh_from_db()
     case.refresh_from_db()
     assert other_case.status == case.status == "awaiting_review"

@@ -265,3 +265,18 @@ def test_api_retry_and_rerun(client, world, analysed, model_file, published, dja
     client.force_login(world.clinician)
     response = client.post(f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": other.pk}, content_type="application/json")
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("page", ["status", "failed", "jobs"])
+def test_pages_listing_versions_do_not_read_their_training_record(client, world, analysed, page):
+    """A version's record (the split lists every training file: ~320 KB for the shipped model)
+    is parsed for nothing on every status poll, failed-jobs page and jobs list otherwise."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = {"status": json_url(analysed), "failed": reverse("inference-failed-jobs"), "jobs": "/api/analysis/jobs/"}
+    client.force_login(world.pathologist)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url[page]).status_code == 200
+    version_reads = [q["sql"] for q in queries.captured_queries if '"training_modelversion"' in q["sql"]]
+    assert version_reads and not any('"training_modelversion"."split"' in sql for sql in version_reads)
