@@ -640,14 +640,20 @@ def image_work(version, serving, images):
     the model's size, the version's smear check (decode at its size, features), the serving runtime,
     the heatmap overlay. {step: median ms} and images/s of all steps together: the ceiling of the
     path's throughput with one core (a path that only did this would reach it)."""
+    import io
+
+    from PIL import Image
+
     from inference import heatmaps, smear_gate
     from training.ml.images import prepare_image
 
     check = smear_gate.check_for(version)
     size = version.input_size
+    # The worker reads the smear's size from its row; here from the header, outside the timing.
+    original_sizes = [Image.open(io.BytesIO(data)).size for _name, data, _label in images]
     steps = {"decode": [], "smear check": [], "model (runtime)": [], "overlay PNG": []}
     started = time.perf_counter()
-    for _name, data, _label in images:
+    for (_name, data, _label), original_size in zip(images, original_sizes):
         t0 = time.perf_counter()
         image = prepare_image(data, size)
         t1 = time.perf_counter()
@@ -657,7 +663,7 @@ def image_work(version, serving, images):
         _probabilities, cam = serving.analyse(image)
         t3 = time.perf_counter()
         if cam is not None:
-            heatmaps.overlay_png(cam, size, (224, 224))
+            heatmaps.overlay_png(cam, size, original_size)
         t4 = time.perf_counter()
         for key, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             steps[key].append(seconds * 1000)

@@ -49,11 +49,12 @@ def measure(path, runs):
 
     from training.ml import artifacts, export
 
-    model = artifacts.load_model_verified(path, artifacts.sha256_file(path))
+    sha256 = artifacts.sha256_file(path)
+    model = artifacts.load_model_verified(path, sha256)
     size = int(model.inputs[0].shape[1])
     images = _images(size)
     keras_ms = _timed(lambda image: np.asarray(model.predict_on_batch(image[None])), images, runs)
-    serving = export.load_serving(model, path, artifacts.sha256_file(path), cache_dir=tempfile.mkdtemp())
+    serving = export.load_serving(model, path, sha256, cache_dir=tempfile.mkdtemp())
     serving_ms = _timed(serving.analyse, images, runs)
     return {"file": str(path), "input": size, "mb": Path(path).stat().st_size / 1e6,
             "params": int(model.count_params()), "keras": keras_ms, "runtime": serving.runtime, "serving": serving_ms}
