@@ -1,6 +1,8 @@
-"""Fixtures for the plain-Keras training package. Nothing here needs Django or the real data."""
+"""Fixtures for the plain-Keras training package. Nothing here needs Django; only ``real_data_root``
+needs the real data."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
@@ -11,6 +13,21 @@ from .synthetic import write_dataset
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: builds large backbones or spawns a backend subprocess")
+
+
+@pytest.fixture(scope="session")
+def real_data_root():
+    """The real image folder (TELEDIAG_DATASET_DIR, default ../shared/data/all-leukemia, or its
+    original/ sub-folder). Skipped where it is absent, except in CI, which must have it."""
+    root = Path(os.environ.get("TELEDIAG_DATASET_DIR")
+                or Path(__file__).resolve().parents[3] / "shared" / "data" / "all-leukemia")
+    root = root / "original" if (root / "original").is_dir() else root
+    if not (root.is_dir() and any(root.iterdir())):
+        message = f"Real data set not found at {root} (TELEDIAG_DATASET_DIR)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + "; CI must have it.")
+        pytest.skip(message)
+    return root
 
 
 @pytest.fixture

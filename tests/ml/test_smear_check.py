@@ -3,8 +3,6 @@ real data set is there) its false-flag rate on real images."""
 
 import io
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,24 +172,12 @@ def test_calibrate_moves_the_threshold_to_a_quantile_of_other_images():
 # Real images
 
 
-def real_data_dir():
-    root = Path(os.environ.get("TELEDIAG_DATASET_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data"
-                / "all-leukemia")
-    return root / "original" if (root / "original").is_dir() else root
-
-
 @pytest.fixture(scope="module")
-def real_split():
-    root = real_data_dir()
-    if not (root.is_dir() and any(root.iterdir())):
-        message = f"Real data set not found at {root} (TELEDIAG_DATASET_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + "; CI must have it.")
-        pytest.skip(message)
+def real_split(real_data_root):
     from training.ml.dataset import scan_dataset
     from training.ml.splits import split_grouped
 
-    return split_grouped(scan_dataset(root).samples, block_size=40, seed=1)
+    return split_grouped(scan_dataset(real_data_root).samples, block_size=40, seed=1)
 
 
 @pytest.mark.slow
