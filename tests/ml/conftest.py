@@ -8,6 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 import pytest
 
+from tests.real_data import require_real_data
+
 from .synthetic import write_dataset
 
 
@@ -21,13 +23,7 @@ def real_data_root():
     original/ sub-folder). Skipped where it is absent, except in CI, which must have it."""
     root = Path(os.environ.get("TELEDIAG_DATASET_DIR")
                 or Path(__file__).resolve().parents[3] / "shared" / "data" / "all-leukemia")
-    root = root / "original" if (root / "original").is_dir() else root
-    if not (root.is_dir() and any(root.iterdir())):
-        message = f"Real data set not found at {root} (TELEDIAG_DATASET_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + "; CI must have it.")
-        pytest.skip(message)
-    return root
+    return require_real_data(root / "original" if (root / "original").is_dir() else root, "TELEDIAG_DATASET_DIR")
 
 
 @pytest.fixture

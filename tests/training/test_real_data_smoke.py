@@ -4,11 +4,11 @@ Skipped when the data folder is absent, except in CI (CI=true), where a missing 
 """
 import io
 import json
-import os
 
 import pytest
 from django.core.management import call_command
 
+from tests.real_data import require_real_data
 from training import registry, services
 from training.models import ModelVersion
 
@@ -17,13 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 @pytest.fixture
 def real_data():
-    path = services.real_dataset_dir()
-    if not (path.is_dir() and any(path.iterdir())):
-        message = f"Real data set not found at {path} (settings.DATASET_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + "; CI must have it.")
-        pytest.skip(message)
-    return path
+    return require_real_data(services.real_dataset_dir(), "settings.DATASET_DIR")
 
 
 def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):
