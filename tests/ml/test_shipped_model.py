@@ -12,6 +12,7 @@ import pytest
 
 from training.ml import artifacts
 from training.ml.classes import CLASS_NAMES
+from training.ml.pipeline import SMEAR_CHECK_SIZE
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MAX_BYTES = 15 * 1024 * 1024  # the shipping limit (issue 5)
@@ -44,7 +45,7 @@ def test_shipped_model_matches_its_metadata(shipped):
     assert tuple(model.inputs[0].shape[1:]) == (size, size, 3)
     assert model.outputs[0].shape[-1] == len(CLASS_NAMES)
     assert metadata["split"]["splits"]["test"], "the shipped model must record its test split"
-    assert metadata["smear_check"]["image_size"] == 224
+    assert metadata["smear_check"]["image_size"] == SMEAR_CHECK_SIZE  # the size serving checks at
 
 
 @pytest.mark.slow
