@@ -302,8 +302,8 @@ def _metrics_record(result):
     metrics = dict(result.get("metrics") or {})
     metrics["training"] = {
         key: result.get(key)
-        for key in ("params", "epochs_run", "best_epoch", "stopped_early", "resumed_from_epoch",
-                    "training_seconds", "hardware", "train_config", "dataset")
+        for key in ("params", "epochs_run", "best_epoch", "stopped_early", "stopped_by_time_limit",
+                    "resumed_from_epoch", "training_seconds", "hardware", "train_config", "dataset")
         if key in result
     }
     return metrics

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from training import registry
 from training.ml.classes import CLASS_NAMES
+from training.ml.colour_report import DEFAULT_REQUIRED_MARGIN
 from training.services import TrainingError, scan
 
 REPORT_FORMAT = 1
@@ -37,7 +38,6 @@ REPORT_TEXT_FILE = "report.txt"
 SMEAR_CHECK_FILE = "smear_check.json"
 DEFAULT_LATENCY_RUNS = 30
 LATENCY_WARMUP = 3
-DEFAULT_REQUIRED_MARGIN = 10.0  # points of accuracy over the colour-only baseline on normalised images
 DEFAULT_SMEAR_SIZE = 224
 
 
@@ -103,11 +103,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     import numpy as np
 
     from training.ml.artifacts import write_json_atomically
-    from training.ml.colour_baseline import run_colour_baseline
+    from training.ml.colour_report import build_colour_report
     from training.ml.dataset import DatasetError, load_arrays
-    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities
-    from training.ml.robustness import (NORMALISATION_SPACES, ColourReference, evaluate_robustness,
-                                        normalised_variant_name)
+    from training.ml.evaluate import predict_probabilities
     from training.ml.smear_check import DEFAULT_QUANTILE, SmearCheck
     from training.ml.splits import from_record
 
@@ -151,14 +149,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
         probabilities = predict_probabilities(model, np.asarray(batch, dtype="float32"), batch_size=batch_size)
         return probabilities[:, positions]  # columns in CLASS_NAMES order, like the labels
 
-    log("Evaluating the model on the test split and its colour variants")
-    references = {space: ColourReference.fit(x_train, space) for space in NORMALISATION_SPACES}
-    test_metrics = metrics_from_probabilities(predict_fn(x_test), y_test, CLASS_NAMES)
-    robustness = evaluate_robustness(predict_fn, x_test, y_test, CLASS_NAMES, list(references.values()))
-
-    log("Training the colour-only baseline on the training split")
-    baselines = {space: run_colour_baseline(x_train, y_train, x_test, y_test, CLASS_NAMES, reference)
-                 for space, reference in references.items()}
+    log("Evaluating the model on the test split and its colour variants, and the colour-only baseline")
+    colour = build_colour_report(predict_fn, (x_train, y_train), (x_test, y_test), CLASS_NAMES,
+                                 required_margin=required_margin)
 
     log(f"Fitting the smear check on the training split at {smear_size}px")
     if smear_size == size:
@@ -187,10 +180,6 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     latency = measure_latency(model, x_test[0], runs=latency_runs)
     latency["hardware"] = _cpu_description()
     file_path = registry.model_path(version)
-
-    comparisons = {space: compare_with_baseline(test_metrics, robustness, baselines[space],
-                                                normalised_variant_name(reference), required_margin)
-                   for space, reference in references.items()}
 
     output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(version)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -221,11 +210,7 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
                   "had_smear_check": had_smear_check},
         "data": {"root": str(dataset.root), "split_mode": split.mode, "seed": split.seed,
                  "block_size": split.block_size, "counts": split.counts()},
-        "test": test_metrics,
-        "robustness": robustness,
-        "colour_baselines": baselines,
-        "comparisons": comparisons,
-        "beats_colour_baseline": all(c["beats_colour_baseline"] for c in comparisons.values()),
+        **colour,
         "smear_check": smear,
         "latency": latency,
         "seconds": None,
@@ -237,23 +222,6 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     write_json_atomically(output_dir / REPORT_FILE, report)
     (output_dir / REPORT_TEXT_FILE).write_text(format_report(report) + "\n", encoding="utf-8")
     return report
-
-
-def compare_with_baseline(test_metrics, robustness, baseline, variant, required_margin):
-    """The model against the colour-only baseline on one normalisation's images."""
-    normalised_accuracy = robustness["variants"][variant]["accuracy"]
-    bar = baseline["best_normalised_accuracy"]
-    margin = round(100.0 * (normalised_accuracy - bar), 4)
-    return {
-        "variant": variant,
-        "model_test_accuracy": test_metrics["accuracy"],
-        "baseline_test_accuracy": baseline["test"]["accuracy"],
-        "model_normalised_accuracy": normalised_accuracy,
-        "baseline_best_normalised_accuracy": bar,
-        "margin_points": margin,
-        "required_margin_points": float(required_margin),
-        "beats_colour_baseline": margin >= required_margin,
-    }
 
 
 SPACE_LABELS = {"rgb": "RGB-normalised", "cielab": "CIELAB-normalised"}

@@ -20,7 +20,7 @@ def separable_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = run_training(
         root, "convnet", out, epochs=8, image_size=32, split_mode="grouped", seed=0, batch_size=8,
-        augment=True, progress=False, block_size=4, fractions=(0.5, 0.25, 0.25),
+        augment=True, progress=False, block_size=4, fractions=(0.5, 0.25, 0.25), colour_report=True,
     )
     return root, out, result
 
@@ -38,6 +38,7 @@ def test_separable_set_reaches_full_test_accuracy(separable_run):
 def test_run_folder_and_metadata(separable_run):
     root, out, result = separable_run
     for name in ("model.keras", "metadata.json", "split.json", "smear_check.json", "history.json", "train_config.json",
+                 "predictions.json", "colour_report.json",
                  "plots/training_curves.png", "plots/confusion_matrix_test.png", "plots/confusion_matrix_val.png"):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
@@ -53,6 +54,40 @@ def test_run_folder_and_metadata(separable_run):
     assert metadata["plots"]["training_curves"] == "plots/training_curves.png"
     assert metadata["hardware"] and metadata["trained_at"].endswith("+00:00")
     assert 1 <= metadata["epochs_run"] <= 8 and metadata["training_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_predictions_file_holds_every_validation_and_test_image(separable_run):
+    _, out, result = separable_run
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["class_names"] == list(CLASS_NAMES)
+    for part in ("val", "test"):
+        recorded = predictions[part]
+        assert recorded["files"] == [entry["file"] for entry in result["split"]["splits"][part]]
+        probabilities = np.asarray(recorded["probabilities"])
+        assert probabilities.shape == (len(recorded["files"]), len(CLASS_NAMES))
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == np.asarray(recorded["labels"])))
+        assert accuracy == result["metrics"][part]["accuracy"]
+
+
+@pytest.mark.slow
+def test_colour_report_measures_the_model_against_colour(separable_run):
+    _, out, result = separable_run
+    report = json.loads((out / "colour_report.json").read_text())
+    assert report["test"]["accuracy"] == result["metrics"]["test"]["accuracy"]
+    variants = report["robustness"]["variants"]
+    assert {"original", "brightness_x0.85", "hue_-10deg", "colour_normalised", "colour_normalised_rgb",
+            "grayscale"} <= set(variants)
+    assert variants["original"]["accuracy"] == result["metrics"]["test"]["accuracy"]
+    assert report["colour_baselines"]["rgb"]["test"]["accuracy"] == 1.0  # class = dominant colour here
+    for space, variant in (("rgb", "colour_normalised_rgb"), ("cielab", "colour_normalised")):
+        comparison = report["comparisons"][space]
+        bar = report["colour_baselines"][space]["best_normalised_accuracy"]
+        assert comparison["model_normalised_accuracy"] == variants[variant]["accuracy"]
+        assert comparison["margin_points"] == pytest.approx(100 * (variants[variant]["accuracy"] - bar))
+    assert report["beats_colour_baseline"] == all(
+        c["margin_points"] >= c["required_margin_points"] == 10.0 for c in report["comparisons"].values())
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import json
+import time
 
 import keras
 import numpy as np
@@ -106,6 +107,33 @@ def test_early_stopping_and_plateau_schedule(tmp_path):
                          (x[:16], shuffled[:16]), tmp_path, progress=False)
     assert result.stopped_early and result.epochs_run < 30
     assert result.best_epoch == int(np.argmax(result.history["val_accuracy"]))
+
+
+class _SlowEpochs(keras.callbacks.Callback):
+    """Makes every epoch last at least ``seconds``, so a time limit is hit at a known epoch."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_epoch_begin(self, epoch, logs=None):  # runs after the time limit's own epoch start
+        time.sleep(self.seconds)
+
+
+def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path):
+    # Epochs of >= 1 s under a 2.5 s limit: after epoch 2 (>= 2 s used) a third would end past it.
+    result = train_model(_config(epochs=20, time_limit_seconds=2.5), _arrays(), _arrays(16, seed=1), tmp_path,
+                         progress=False, callbacks=[_SlowEpochs(1.0)])
+    assert result.stopped_by_time_limit and not result.stopped_early
+    assert 1 <= result.epochs_run <= 2
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["stopped_by_time_limit"] and len(saved["epochs"]) == result.epochs_run
+
+
+def test_a_time_limit_that_is_not_reached_changes_nothing(tmp_path):
+    result = train_model(_config(epochs=2, time_limit_seconds=3600), _arrays(), _arrays(16, seed=1), tmp_path,
+                         progress=False)
+    assert result.epochs_run == 2 and not result.stopped_by_time_limit
 
 
 def test_class_weights_balance_classes():

@@ -12,6 +12,11 @@ Everything lands in ``output_dir``:
     split.json           the split record (reused on re-run, so an interrupted run resumes on it)
     smear_check.json     the "not a stained smear" check fitted on the training split at 224 px,
                          with its false-flag rate on the validation split (reused on re-run)
+    predictions.json     the model's probabilities for every validation and test image, by file
+                         (for ensembles and error analysis of models too large to move)
+    colour_report.json   with --colour-report: the model on colour-shifted, colour-normalised and
+                         grayscale copies of the test split, against the colour-only baseline
+                         (training.ml.colour_report; what ``manage.py model_report`` measures)
     history.json, train_config.json, checkpoints/, backup/  (see train.py)
     plots/training_curves.png, plots/confusion_matrix_val.png, plots/confusion_matrix_test.png
 
@@ -23,6 +28,7 @@ import datetime
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 from .artifacts import (
@@ -46,6 +52,8 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
 SMEAR_CHECK_FILE = "smear_check.json"
+PREDICTIONS_FILE = "predictions.json"
+COLOUR_REPORT_FILE = "colour_report.json"
 SMEAR_CHECK_SIZE = 224  # the check is used at the size it was fitted at; serving prepares 224 px images
 SMEAR_CHECK_MIN_TRAIN = 20  # SmearCheck.fit refuses fewer
 SMEAR_CHECK_EXAMPLES = 20  # flagged validation files listed in the parameters
@@ -196,7 +204,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
                  seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
                  progress=True, *, max_per_class=None, learning_rate=None, patience=10,
                  block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
-                 augment_strength=1.0, load_workers=None, normalisation=None):
+                 augment_strength=1.0, load_workers=None, normalisation=None, colour_report=False,
+                 time_limit=None):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
 
     Args:
@@ -214,6 +223,11 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
             that exact split; files must still exist with the same bytes.
         progress: True for Keras progress bars, False for silence, or a Keras verbose int.
         max_per_class: keep only the first N files (by number) of each class - for smoke runs.
+        time_limit: wall-clock seconds, from this call's start, by which training must have ended
+            (loading the images counts; evaluating and saving come after): the best epoch
+            reached is evaluated and saved; metadata says stopped_by_time_limit.
+        colour_report: also measure the model against colour on the test split (COLOUR_REPORT_FILE;
+            seconds to minutes: ten passes over the test images and two baseline fits).
 
     Returns the metadata dict also written to metadata.json, plus "output_dir", "model_path" and
     "metadata_path" (absolute). Keys: format, architecture, model_file, sha256, class_names,
@@ -228,10 +242,11 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     """
     # Imported here so that `--help` and argument errors do not wait for a backend import.
     from .architectures import ARCHITECTURES, describe_preprocessing
-    from .evaluate import evaluate_model
+    from .evaluate import metrics_from_probabilities, predict_probabilities
     from .plots import plot_confusion_matrix, plot_training_curves
     from .train import TrainConfig, train_model
 
+    started = time.monotonic()
     if architecture not in ARCHITECTURES:  # fail before scanning and loading thousands of images
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
     output_dir = Path(output_dir).expanduser().resolve()
@@ -261,13 +276,29 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
         lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
         normalisation=normalisation,
+        time_limit_seconds=max(1.0, time_limit - (time.monotonic() - started)) if time_limit else None,
     )
     result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
     model = result.model
 
-    metrics = {"val": evaluate_model(model, *val_arrays, CLASS_NAMES, batch_size=batch_size)}
+    parts = {"val": (split.val, val_arrays)}
     if test_arrays is not None:
-        metrics["test"] = evaluate_model(model, *test_arrays, CLASS_NAMES, batch_size=batch_size)
+        parts["test"] = (split.test, test_arrays)
+    probabilities = {part: predict_probabilities(model, arrays[0], batch_size) for part, (_, arrays) in parts.items()}
+    metrics = {part: metrics_from_probabilities(probabilities[part], arrays[1], CLASS_NAMES)
+               for part, (_, arrays) in parts.items()}
+    write_json_atomically(output_dir / PREDICTIONS_FILE, {
+        "class_names": list(CLASS_NAMES),
+        **{part: {"files": [sample.relpath for sample in samples], "labels": [int(v) for v in arrays[1]],
+                  "probabilities": [[round(float(p), 6) for p in row] for row in probabilities[part]]}
+           for part, (samples, arrays) in parts.items()},
+    })
+    if colour_report and test_arrays is not None:
+        from .colour_report import build_colour_report
+
+        report = build_colour_report(
+            lambda batch: predict_probabilities(model, batch, batch_size), train_arrays, test_arrays, CLASS_NAMES)
+        write_json_atomically(output_dir / COLOUR_REPORT_FILE, report)
 
     labels = [HUMAN_LABELS[c] for c in CLASS_NAMES]
     plots = {"training_curves": "plots/training_curves.png"}
@@ -308,6 +339,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
+        "stopped_by_time_limit": result.stopped_by_time_limit,
         "resumed_from_epoch": result.resumed_from_epoch,
         "training_seconds": round(result.training_seconds, 2),
         "train_config": config.to_dict(),
@@ -349,6 +381,11 @@ def build_parser():
                         help="standardise each image's R, G, B inside the model (no average colour to learn)")
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
     parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="end training by this many seconds after the start (no epoch begun that would "
+                             "overrun); the best epoch reached is evaluated and saved")
+    parser.add_argument("--colour-report", action="store_true",
+                        help=f"also measure the model against colour on the test split ({COLOUR_REPORT_FILE})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     return parser
 
@@ -372,6 +409,7 @@ def main(argv=None):
                 fractions=tuple(args.fractions), lr_schedule=args.lr_schedule,
                 augment_strength=args.augment_strength,
                 normalisation="per_image" if args.per_image_colour else None,
+                colour_report=args.colour_report, time_limit=args.time_limit,
             )
         except (DatasetError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -53,6 +53,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     min_learning_rate: float = 1e-6
     jit_compile: object = "auto"  # passed to Model.compile
+    # Wall-clock budget for fit(): no epoch is started that would likely end past it (a batch of
+    # runs on a lent GPU machine must end in its slot with every model evaluated). None: no limit.
+    time_limit_seconds: float = None
     num_classes: int = len(CLASS_NAMES)
     output_dir: str = None  # default for train_model's output_dir
 
@@ -81,6 +84,7 @@ class TrainResult:
     epochs_run: int = 0  # epochs finished in total
     resumed_from_epoch: int = 0  # 0 for a fresh start
     stopped_early: bool = False
+    stopped_by_time_limit: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -149,6 +153,28 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = self._previous[best_index]
             self.best_epoch = best_index
             self.wait = len(self._previous) - 1 - best_index
+
+
+class _TimeLimit(keras.callbacks.Callback):
+    """Stops fit() after the epoch when one more epoch like the last would end past the limit."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        last_epoch = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if not last_epoch and now - self._started + (now - self._epoch_started) > self.seconds:
+            self.stopped = True
+            self.model.stop_training = True
 
 
 def _history_as_lists(entries):
@@ -257,6 +283,10 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
             monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3),
             min_lr=config.min_learning_rate))
 
+    time_limit = _TimeLimit(config.time_limit_seconds) if config.time_limit_seconds else None
+    if time_limit:
+        ours.append(time_limit)
+
     verbose = (1 if progress else 0) if isinstance(progress, bool) else int(progress)
     fit_history = model.fit(
         x_train, y_train,
@@ -279,12 +309,14 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     stopped_early = any(
         isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in ours
     )
+    stopped_by_time_limit = bool(time_limit and time_limit.stopped)
     training_seconds = float(sum(e.get("seconds", 0.0) for e in entries))
     write_json_atomically(history_path, {
         "architecture": config.architecture,
         "epochs": entries,
         "best_epoch": best_epoch,
         "stopped_early": stopped_early,
+        "stopped_by_time_limit": stopped_by_time_limit,
         "completed": True,
     })
     return TrainResult(
@@ -296,5 +328,6 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         epochs_run=len(entries),
         resumed_from_epoch=resume_epoch,
         stopped_early=stopped_early,
+        stopped_by_time_limit=stopped_by_time_limit,
         extra={"keras_history_epochs": len(fit_history.epoch)},
     )
