@@ -11,9 +11,11 @@ from .synthetic import write_dataset
 TINY = ["--arch", "convnet", "--size", "16", "--split", "random", "--batch-size", "8"]
 
 
-def test_parse_jobs_reads_names_arguments_and_comments():
-    jobs = parse_jobs("# 224 px runs\n\nresnet50-g1 --arch resnet50 --seed 1  # first\nconv --arch convnet\n")
-    assert jobs == [Job("resnet50-g1", ["--arch", "resnet50", "--seed", "1"]), Job("conv", ["--arch", "convnet"])]
+def test_parse_jobs_reads_names_settings_arguments_and_comments():
+    jobs = parse_jobs("# 224 px runs\n\nresnet50-g1 --arch resnet50 --seed 1  # first\n"
+                      "mnv2 KERAS_BACKEND=torch --arch mobilenetv2 --note A=B\n")
+    assert jobs == [Job("resnet50-g1", ["--arch", "resnet50", "--seed", "1"]),
+                    Job("mnv2", ["--arch", "mobilenetv2", "--note", "A=B"], {"KERAS_BACKEND": "torch"})]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -31,7 +33,7 @@ def test_parse_jobs_refuses_bad_files(text, message):
 @pytest.mark.slow
 def test_jobs_finish_fail_or_stop_at_the_time_limit_and_the_summary_says_which(tmp_path):
     data = write_dataset(tmp_path / "data", per_class=8, size=16)
-    jobs = [Job("quick", [*TINY, "--epochs", "1"]),
+    jobs = [Job("quick", [*TINY, "--epochs", "1"], {"KERAS_BACKEND": "torch"}),
             Job("broken", ["--arch", "alexnet"]),
             Job("long", [*TINY, "--epochs", "100000", "--patience", "0"])]  # only its time limit ends it
     lines = []
@@ -40,6 +42,8 @@ def test_jobs_finish_fail_or_stop_at_the_time_limit_and_the_summary_says_which(t
     by_name = {job["name"]: job for job in result["jobs"]}
     assert by_name["quick"]["status"] == "done" and by_name["quick"]["epochs_run"] == 1
     assert 0 <= by_name["quick"]["test_accuracy"] <= 1 and by_name["quick"]["model_bytes"] > 0
+    quick = json.loads((tmp_path / "out" / "quick" / "metadata.json").read_text())
+    assert quick["versions"]["backend"] == "torch"  # the job's own setting reached its process
     assert by_name["broken"]["status"].startswith("failed (exit status 2")
     assert "Unknown architecture" in (tmp_path / "out" / "broken.log").read_text()
     long = by_name["long"]

@@ -7,6 +7,7 @@ from training.ml.evaluate import (
     expected_calibration_error,
     format_comparison_table,
     metrics_from_probabilities,
+    predict_probabilities,
 )
 
 NAMES = ("a", "b", "c", "d")
@@ -68,3 +69,25 @@ def test_comparison_table_from_results_and_flat_rows():
     assert lines[0].split() == ["Architecture", "Accuracy", "Macro-F1", "Loss", "ECE", "Params", "Epochs", "Time"]
     assert "convnet" in lines[2] and "91.23%" in lines[2] and "273,604" in lines[2] and "12m34s" in lines[2]
     assert "mobilenetv2" in lines[3] and " - " in lines[3] and "12.0s" in lines[3]
+
+
+class _ShapeRecordingModel:
+    """Stands in for keras.Model.predict: records the shapes it is given, answers per row."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def predict(self, x, batch_size, verbose=0):
+        self.shapes.append(x.shape)
+        total = x.reshape(len(x), -1).sum(axis=1, dtype=np.float64)
+        return np.stack([total, -total], axis=1)
+
+
+@pytest.mark.parametrize("n, fed", [(70, 96), (64, 64), (20, 20), (1, 1)])
+def test_predictions_of_a_set_over_one_batch_run_in_whole_batches(n, fed):
+    model = _ShapeRecordingModel()
+    x = np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2, 1)
+    probabilities = predict_probabilities(model, x, batch_size=32)
+    assert model.shapes == [(fed, 2, 2, 1)]
+    np.testing.assert_array_equal(probabilities[:, 0], x.reshape(n, -1).sum(axis=1))  # padding dropped
+    assert probabilities.shape == (n, 2) and probabilities.dtype == np.float64

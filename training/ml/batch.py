@@ -5,8 +5,10 @@ share it must each end with a model evaluated before the slot does:
 
     python -m training.ml.batch --data DATA --out DIR --jobs FILE --parallel 6 --seconds 480
 
-Each line of the jobs file is ``NAME ARGUMENTS...``: a run name (letters, digits, ``.``, ``_``,
-``-``) and training.ml.pipeline arguments; ``#`` starts a comment. Jobs start in file order while
+Each line of the jobs file is ``NAME [VAR=value ...] ARGUMENTS...``: a run name (letters, digits,
+``.``, ``_``, ``-``), optional environment settings for that run (``KERAS_BACKEND=torch``: JAX
+trains MobileNetV2 slowly on GPUs, its depthwise convolutions' backward pass being slow) and
+training.ml.pipeline arguments; ``#`` starts a comment. Jobs start in file order while
 fewer than ``--parallel`` run and at least ``--min-start`` seconds of the slot are left. Each runs
 ``python -m training.ml.pipeline --data DATA --out DIR/NAME --quiet --time-limit T ARGUMENTS``
 (output in DIR/NAME.log), where T leaves ``--reserve`` seconds of the slot to evaluate and save
@@ -22,13 +24,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import read_json, write_json_atomically
 
 SUMMARY_FILE = "summary.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+ENV_PATTERN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
 RUNNER_ARGUMENTS = ("--data", "--out", "--time-limit", "--quiet")  # set by the runner for every job
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_SECONDS = 20
@@ -38,6 +41,7 @@ STOP_GRACE_SECONDS = 20
 class Job:
     name: str
     args: list
+    env: dict = field(default_factory=dict)
 
 
 def parse_jobs(text):
@@ -47,7 +51,10 @@ def parse_jobs(text):
         words = shlex.split(line, comments=True)
         if not words:
             continue
-        name, args = words[0], words[1:]
+        name, args, env = words[0], words[1:], {}
+        while args and ENV_PATTERN.match(args[0]):
+            key, value = ENV_PATTERN.match(args.pop(0)).groups()
+            env[key] = value
         if not NAME_PATTERN.match(name):
             raise ValueError(f"line {number}: run name {name!r} may hold only letters, digits, '.', '_' and '-'")
         if name in seen:
@@ -56,7 +63,7 @@ def parse_jobs(text):
         if taken:
             raise ValueError(f"line {number}: {', '.join(taken)} is set by the runner, not per job")
         seen.add(name)
-        jobs.append(Job(name, args))
+        jobs.append(Job(name, args, env))
     if not jobs:
         raise ValueError("the jobs file names no job")
     return jobs
@@ -114,7 +121,8 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
     started = time.monotonic()
     pending = list(jobs)
     running = {}
-    summary = {job.name: {"name": job.name, "args": job.args, "status": "not started"} for job in jobs}
+    summary = {job.name: {"name": job.name, "args": job.args, "env": job.env, "status": "not started"}
+               for job in jobs}
 
     def elapsed():
         return time.monotonic() - started
@@ -146,11 +154,13 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
             command = [python or sys.executable, "-m", "training.ml.pipeline", "--data", str(data_dir),
                        "--out", str(out_dir / job.name), "--quiet", "--time-limit", f"{limit:.0f}", *job.args]
             with open(out_dir / f"{job.name}.log", "ab") as output:
-                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env,
+                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**env, **job.env},
                                            cwd=PROJECT_ROOT, start_new_session=True)
             running[job.name] = (job, process)
             summary[job.name].update(status="running", started_at=round(elapsed(), 1), time_limit=round(limit))
-            log(f"[{elapsed():6.0f} s] {job.name}: started ({shlex.join(job.args)}; training limit {limit:.0f} s)")
+            settings = "".join(f"{key}={value} " for key, value in job.env.items())
+            log(f"[{elapsed():6.0f} s] {job.name}: started ({settings}{shlex.join(job.args)}; "
+                f"training limit {limit:.0f} s)")
         if not running:
             break  # what is left cannot start in the time that is left
         time.sleep(poll_seconds)

@@ -84,8 +84,17 @@ def metrics_from_probabilities(probabilities, y, class_names):
 
 
 def predict_probabilities(model, x, batch_size=64):
-    """Model probabilities for uint8/float images, in inference mode (no augmentation)."""
-    return np.asarray(model.predict(np.asarray(x), batch_size=batch_size, verbose=0), dtype=np.float64)
+    """Model probabilities for uint8/float images, in inference mode (no augmentation).
+
+    A set larger than one batch is padded to whole batches and the padding's rows dropped, so the
+    model sees one batch shape: under JAX every new shape is compiled again, which took tens of
+    seconds per shape for ResNet50 on the GPU machine. A set of one batch or less runs as it is.
+    """
+    x = np.asarray(x)
+    n = len(x)
+    if n > batch_size and n % batch_size:
+        x = np.concatenate([x, np.zeros((batch_size - n % batch_size, *x.shape[1:]), dtype=x.dtype)])
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)[:n]
 
 
 def evaluate_model(model, x, y, class_names, batch_size=64):
