@@ -340,3 +340,30 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
                                                                                            "test": []}})
     with pytest.raises(CommandError, match="same split"):
         run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data))
+
+
+def test_register_run_registers_a_folder_trained_elsewhere_once(trained_output, settings):
+    folder = trained_output / "convnet"
+    out, _ = run("register_run", str(folder), "--name", "convnet-from-gpu", "--notes", "H100 run")
+    version = ModelVersion.objects.get()
+    assert version.name == "convnet-from-gpu" and version.notes == "H100 run" and not version.is_active
+    assert "registered as convnet-from-gpu (convnet" in out
+    registry.verify_file(version)
+    assert registry.model_path(version).parent.parent == settings.MODEL_DIR  # copied in, not referenced
+    out, _ = run("register_run", str(folder / "metadata.json"))  # the same bytes again
+    assert "already registered as convnet-from-gpu" in out and ModelVersion.objects.count() == 1
+
+
+def test_register_run_refuses_a_tampered_model_or_a_folder_without_a_run(trained_output, tmp_path):
+    folder = trained_output / "convnet"
+    with open(folder / "model.keras", "ab") as model_file:
+        model_file.write(b"tampered")
+    with pytest.raises(CommandError, match="sha256"):
+        run("register_run", str(folder))
+    with pytest.raises(CommandError, match="not a training run folder"):
+        run("register_run", str(tmp_path / "nowhere"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metadata.json").write_text(json.dumps({"architecture": "convnet"}))
+    with pytest.raises(CommandError, match="lacks input_size, sha256"):
+        run("register_run", str(tmp_path / "other"))
+    assert not ModelVersion.objects.exists()
