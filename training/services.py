@@ -506,33 +506,56 @@ def _label_map(version):
     return [names.index(c) for c in CLASS_NAMES], names
 
 
-def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None):
+def _samples_of_recorded_split(version, dataset, part):
+    from training.ml.dataset import DatasetError
+    from training.ml.splits import SPLIT_NAMES, from_record
+
+    if part not in SPLIT_NAMES:
+        raise TrainingError(f"Unknown split part {part!r}; choose from {', '.join(SPLIT_NAMES)}.")
+    if not (version.split or {}).get("splits"):
+        raise TrainingError(f"Model {version.name} has no recorded split to take the {part} images from.")
+    try:
+        samples = getattr(from_record(version.split, dataset), part)
+    except DatasetError as exc:
+        raise TrainingError(f"The split recorded with {version.name} does not match {dataset.root}: {exc}") from exc
+    if not samples:
+        raise TrainingError(f"The split recorded with {version.name} has no {part} images.")
+    return samples
+
+
+def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None, split_part=None, flips=False):
     """Evaluate a registered model on a labelled folder (same layout and metrics as training).
 
+    ``split_part`` ("train", "val" or "test"): only that part of the split recorded with the model
+    (the folder must hold the images it was trained on, unchanged). ``flips``: test-time
+    augmentation, the mean over the image and its three flips (training.ml.evaluate.predict_with_flips).
     Returns {"model": ..., "data": ..., "metrics": metrics_from_probabilities(...)}; the metrics use
     the model's own class order.
     """
     import numpy as np
 
     from training.ml.dataset import DatasetError, limit_per_class, load_arrays
-    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities
+    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities, predict_with_flips
 
     dataset = scan(data_dir, require_all_classes=False)
-    samples = limit_per_class(dataset.samples, max_per_class)
+    samples = dataset.samples if split_part is None else _samples_of_recorded_split(version, dataset, split_part)
+    samples = limit_per_class(samples, max_per_class)
     positions, names = _label_map(version)
     try:
         x, y = load_arrays(samples, version.input_size)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
     model = _load(version)
-    probabilities = predict_probabilities(model, x.astype("float32"), batch_size=batch_size)
+    predict = predict_with_flips if flips else predict_probabilities
+    probabilities = predict(model, x.astype("float32"), batch_size=batch_size)
     y_model = np.asarray([positions[label] for label in y], dtype=np.int64)
     metrics = metrics_from_probabilities(probabilities, y_model, names)
-    counts = {name: count for name, count in dataset.counts().items() if count}
+    counts = {name: sum(1 for s in samples if s.class_name == name) for name in dataset.class_names}
     return {
         "model": _model_summary(version),
-        "data": {"root": str(dataset.root), "images": len(samples), "counts": counts,
-                 "max_per_class": max_per_class},
+        "data": {"root": str(dataset.root), "images": len(samples),
+                 "counts": {name: count for name, count in counts.items() if count},
+                 "max_per_class": max_per_class, "split_part": split_part, "flips": flips},
         "metrics": metrics,
     }
 

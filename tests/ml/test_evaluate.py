@@ -5,9 +5,11 @@ import pytest
 
 from training.ml.evaluate import (
     expected_calibration_error,
+    flip_views,
     format_comparison_table,
     metrics_from_probabilities,
     predict_probabilities,
+    predict_with_flips,
 )
 
 NAMES = ("a", "b", "c", "d")
@@ -91,3 +93,17 @@ def test_predictions_of_a_set_over_one_batch_run_in_whole_batches(n, fed):
     assert model.shapes == [(fed, 2, 2, 1)]
     np.testing.assert_array_equal(probabilities[:, 0], x.reshape(n, -1).sum(axis=1))  # padding dropped
     assert probabilities.shape == (n, 2) and probabilities.dtype == np.float64
+
+
+class _CornerModel:
+    """Answers from each image's top-left pixel, so every flip gives another answer."""
+
+    def predict(self, x, batch_size, verbose=0):
+        corner = x[:, 0, 0, 0].astype(np.float64) / 10.0
+        return np.stack([corner, 1.0 - corner], axis=1)
+
+
+def test_flip_predictions_average_the_four_views():
+    x = np.array([[[1, 2], [3, 4]]], dtype=np.float32)[..., None]  # corners 1, 2, 3, 4 under the flips
+    assert [view[0, 0, 0, 0] for view in flip_views(x)] == [1, 2, 3, 4]
+    np.testing.assert_allclose(predict_with_flips(_CornerModel(), x), [[0.25, 0.75]])

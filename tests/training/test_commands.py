@@ -367,3 +367,20 @@ def test_register_run_refuses_a_tampered_model_or_a_folder_without_a_run(trained
     with pytest.raises(CommandError, match="lacks input_size, sha256"):
         run("register_run", str(tmp_path / "other"))
     assert not ModelVersion.objects.exists()
+
+
+def test_evaluate_on_a_part_of_the_recorded_split_reproduces_the_recorded_accuracy(
+        convnet_result, synthetic_data, synthetic_eval_data):
+    version = registry.register_model(convnet_result)
+    out, _ = run("evaluate", "--data", str(synthetic_data), "--model", version.name, "--split", "test",
+                 "--format", "json")
+    result = json.loads(out)
+    assert result["data"]["split_part"] == "test" and not result["data"]["flips"]
+    assert result["data"]["images"] == len(convnet_result["split"]["splits"]["test"])
+    assert sum(result["data"]["counts"].values()) == result["data"]["images"]
+    assert result["metrics"]["accuracy"] == convnet_result["metrics"]["test"]["accuracy"]
+    out, _ = run("evaluate", "--data", str(synthetic_data), "--model", version.name, "--split", "test", "--flips")
+    assert "the test part of its recorded split" in out and "mean over 4 flips" in out
+    # Another folder does not hold the recorded images: refused, not evaluated on whatever is there.
+    with pytest.raises(CommandError, match="does not match"):
+        run("evaluate", "--data", str(synthetic_eval_data), "--model", version.name, "--split", "test")

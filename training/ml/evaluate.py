@@ -83,6 +83,18 @@ def metrics_from_probabilities(probabilities, y, class_names):
     }
 
 
+def flip_views(x):
+    """The images, and the same flipped left-right, upside down, and both (batch axis first)."""
+    x = np.asarray(x)
+    return [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+
+
+def predict_with_flips(model, x, batch_size=64):
+    """Test-time augmentation: the mean of the model's probabilities over ``flip_views(x)`` (a smear
+    has no up or left, so each view is as valid as the original)."""
+    return np.mean([predict_probabilities(model, view, batch_size) for view in flip_views(x)], axis=0)
+
+
 def predict_probabilities(model, x, batch_size=64):
     """Model probabilities for uint8/float images, in inference mode (no augmentation).
 
