@@ -67,6 +67,7 @@ class RetrainOptions:
     batch_size: int = 32
     augment: bool = True
     per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
+    grayscale_augment: float = 0.0  # probability of a gray training image
     learning_rate: float = None  # Adam's initial rate; None: each architecture's default
     promote: str = None  # None or "best"
     weights_dir: object = None
@@ -95,6 +96,10 @@ class RetrainOptions:
                 isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
                 or not 0 < self.learning_rate < 1):
             raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
+        if (isinstance(self.grayscale_augment, bool) or not isinstance(self.grayscale_augment, (int, float))
+                or not 0 <= self.grayscale_augment <= 1):
+            raise TrainingError(f"--grayscale-augment must be a probability between 0 and 1, not "
+                                f"{self.grayscale_augment!r}.")
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
             raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
         if self.split_mode not in SPLIT_MODES:
@@ -191,11 +196,11 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
         metadata = artifacts.read_json(metadata_path)
     except (OSError, ValueError):
         return None
-    config = metadata.get("train_config") or {}
+    config = {"augment_grayscale": 0.0, **(metadata.get("train_config") or {})}  # older runs lack the key
     split = metadata.get("split") or {}
     wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
               "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
-              "normalisation": options.normalisation,
+              "normalisation": options.normalisation, "augment_grayscale": options.grayscale_augment,
               "learning_rate": options.learning_rate or default_learning_rate(architecture)}
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
@@ -362,6 +367,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                     augment=options.augment, weights_path=weights[architecture], split_record=split_record,
                     progress=progress, max_per_class=options.max_per_class,
                     normalisation=options.normalisation, learning_rate=options.learning_rate,
+                    augment_grayscale=options.grayscale_augment,
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc

@@ -171,6 +171,23 @@ def test_augmentation_strength_and_switches():
     assert clone.x_factor == shear.x_factor and clone.y_factor == shear.y_factor
 
 
+def test_grayscale_augmentation_turns_every_image_gray_at_probability_one_and_saves(tmp_path):
+    assert "grayscale" not in [layer.name for layer in build_augmentation().augmenters]  # off by default
+    with pytest.raises(ValueError, match="probability"):
+        build_augmentation(grayscale=1.5)
+    model = build_model("convnet", image_size=SIZE, seed=3, augment_grayscale=1.0)
+    augmentation = model.get_layer("augmentation")
+    x = np.random.default_rng(2).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    gray = np.asarray(augmentation(x, training=True))
+    np.testing.assert_allclose(gray[..., 0], gray[..., 1], atol=1e-3)
+    np.testing.assert_allclose(gray[..., 1], gray[..., 2], atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)  # never at inference
+    model.save(tmp_path / "gray.keras")
+    loaded = keras.saving.load_model(tmp_path / "gray.keras", safe_mode=True)
+    assert loaded.get_layer("augmentation").get_layer("grayscale").factor == 1.0
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_batchnorm_moving_mean_moves_with_momentum_0_9():
     model = build_model("convnet_bn", image_size=SIZE, augment=False, seed=2)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", run_eagerly=True)

@@ -170,7 +170,8 @@ def iter_layers(model):
 
 
 def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=True,
-                weights_path=None, seed=None, augment_strength=1.0, augment_color=True, normalisation=None):
+                weights_path=None, seed=None, augment_strength=1.0, augment_color=True, normalisation=None,
+                augment_grayscale=0.0):
     """Build an uncompiled Keras model for ``architecture`` (one of ARCHITECTURE_NAMES).
 
     ``augment``: include the training-only augmentation block. ``weights_path``: optional local
@@ -178,6 +179,7 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
     given, calls keras.utils.set_random_seed(seed) first so initial weights are reproducible.
     ``normalisation``: one of NORMALISATIONS to override the architecture's own; "per_image"
     takes each image's colour statistics away from the model (see PerImageColourStandardization).
+    ``augment_grayscale``: probability of a gray training image (augmentation.build_augmentation).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURE_NAMES)}")
@@ -193,7 +195,7 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
     x = inputs
     if augment:
         augmentation = build_augmentation(
-            strength=augment_strength, color=augment_color, seed=seed,
+            strength=augment_strength, color=augment_color, seed=seed, grayscale=augment_grayscale,
         )
         if augmentation is not None:
             x = augmentation(x)

@@ -26,19 +26,23 @@ BASE_SATURATION = 0.2  # RandomSaturation factor range is centred on 0.5 (see be
 BASE_HUE = 0.04  # small: hue carries stain information we do not want to destroy
 
 
-def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation"):
+def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation", grayscale=0.0):
     """Return the random layers wrapped in a TrainingOnlyAugmentation, or None when ``strength``
     is 0 (augmentation off).
 
     ``strength`` scales every geometric and colour range linearly (1.0 = the settings above);
-    ``color=False`` keeps the geometric part only.
+    ``color=False`` keeps the geometric part only. ``grayscale``: the probability that a training
+    image is turned to gray (all colour taken away), so the model must also learn from shape and
+    texture; 0 leaves the layer out (models trained before it load and behave as they did).
     """
+    if not 0.0 <= float(grayscale) <= 1.0:
+        raise ValueError(f"grayscale must be a probability between 0 and 1, got {grayscale!r}")
     if strength is None or strength <= 0:
         return None
     if seed is None:
-        seeds = [None] * 8
+        seeds = [None] * 9
     else:
-        seeds = [seed + i for i in range(8)]  # distinct per layer, reproducible per seed
+        seeds = [seed + i for i in range(9)]  # distinct per layer, reproducible per seed
     s = float(strength)
     fill = "reflect"  # mirror the smear background rather than inventing black corners
     layers = [
@@ -60,6 +64,8 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation")
                                           seed=seeds[6], name="saturation"),
             keras.layers.RandomHue(min(BASE_HUE * s, 1.0), value_range=(0, 255), seed=seeds[7], name="hue"),
         ]
+    if grayscale > 0:
+        layers.append(keras.layers.RandomGrayscale(factor=float(grayscale), seed=seeds[8], name="grayscale"))
     if keras.backend.backend() == "jax":
         # Keras marks rotation/shear/zoom supports_jit=False because TensorFlow's XLA lacks their
         # transform op; that silently turns off jax.jit for the whole train step (much slower on

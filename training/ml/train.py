@@ -44,6 +44,7 @@ class TrainConfig:
     augment: bool = True
     augment_strength: float = 1.0
     augment_color: bool = True
+    augment_grayscale: float = 0.0  # probability of a gray training image (augmentation.build_augmentation)
     # None: the architecture's own input scaling; "per_image": PerImageColourStandardization.
     normalisation: str = None
     weights_path: str = None  # local ImageNet "notop" weights for mobilenetv2/resnet50/vgg19
@@ -221,8 +222,9 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     config_path = output_dir / CONFIG_FILE
     if resume_epoch and config_path.exists():
         saved = read_json(config_path)
-        for key in ("architecture", "image_size", "num_classes", "augment", "seed", "normalisation"):
-            if saved.get(key) != getattr(config, key):
+        for key in ("architecture", "image_size", "num_classes", "augment", "seed", "normalisation",
+                    "augment_grayscale"):
+            if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(config, key):
                 raise ValueError(
                     f"{output_dir} holds an interrupted run with {key}={saved.get(key)!r}, not "
                     f"{getattr(config, key)!r}: use a new output_dir or the same settings to resume"
@@ -245,6 +247,7 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         config.architecture, image_size=config.image_size, num_classes=config.num_classes,
         augment=config.augment, weights_path=config.weights_path, seed=config.seed,
         augment_strength=config.augment_strength, augment_color=config.augment_color,
+        augment_grayscale=config.augment_grayscale,
         normalisation=config.normalisation,
     )
     model.compile(
