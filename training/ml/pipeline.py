@@ -236,7 +236,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     data_fingerprint, dataset, split, smear_check (the "not a stained smear" check's parameters,
     fitted on the training split at 224 px whatever ``image_size``; None when the training split
     has under 20 images; see fit_smear_check), smear_check_false_flag_rate (share of validation
-    images it flags, or None), params, epochs_run, best_epoch, stopped_early,
+    images it flags, or None), params, epochs_run, best_epoch, stopped_early, stopped_by_time_limit,
     training_seconds, train_config, versions, hardware, trained_at (UTC ISO 8601).
     Raises DatasetError for unusable data and ValueError for inconsistent arguments.
     """
