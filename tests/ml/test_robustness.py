@@ -214,6 +214,22 @@ def test_evaluate_robustness_of_a_colour_blind_predictor_shows_no_drop():
         assert variant["changed_predictions"] == 0.0
 
 
+def test_given_base_probabilities_save_the_pass_over_the_original_images():
+    x, y = coloured_set(per_class=2)
+    calls = []
+
+    def counting(batch):
+        calls.append(batch)
+        return colour_predictor(batch)
+
+    given = colour_predictor(x)
+    result = rb.evaluate_robustness(counting, x, y, NAMES, None, variants=["grayscale"], base_probabilities=given)
+    assert len(calls) == 1  # the grayscale copies only
+    assert result == rb.evaluate_robustness(colour_predictor, x, y, NAMES, None, variants=["grayscale"])
+    with pytest.raises(ValueError, match="shape"):
+        rb.evaluate_robustness(counting, x, y, NAMES, None, base_probabilities=given[:-1])
+
+
 def test_evaluate_robustness_arguments_are_checked():
     x, y = coloured_set(per_class=1)
     subset = rb.evaluate_robustness(colour_predictor, x, y, NAMES, None, variants=["grayscale"])

@@ -36,10 +36,11 @@ def compare_with_baseline(test_metrics, robustness, baseline, variant, required_
 
 
 def build_colour_report(predict_fn, train_arrays, test_arrays, class_names, *,
-                        required_margin=DEFAULT_REQUIRED_MARGIN):
+                        required_margin=DEFAULT_REQUIRED_MARGIN, test_probabilities=None):
     """The model (``predict_fn``: uint8 batch -> probabilities, columns in ``class_names`` order)
     against colour, on ``test_arrays`` (x uint8, y int), with references and baselines fitted on
-    ``train_arrays``.
+    ``train_arrays``. ``test_probabilities``: ``predict_fn`` of the test images, when the caller
+    already has them (the model then runs once on the plain test images, not twice).
 
     Returns a JSON-able dict: test (metrics on the plain test images), robustness
     (evaluate_robustness), colour_baselines {space: run_colour_baseline}, comparisons {space:
@@ -48,8 +49,11 @@ def build_colour_report(predict_fn, train_arrays, test_arrays, class_names, *,
     x_train, y_train = train_arrays
     x_test, y_test = test_arrays
     references = {space: ColourReference.fit(x_train, space) for space in NORMALISATION_SPACES}
-    test_metrics = metrics_from_probabilities(predict_fn(x_test), y_test, class_names)
-    robustness = evaluate_robustness(predict_fn, x_test, y_test, class_names, list(references.values()))
+    if test_probabilities is None:
+        test_probabilities = predict_fn(x_test)
+    test_metrics = metrics_from_probabilities(test_probabilities, y_test, class_names)
+    robustness = evaluate_robustness(predict_fn, x_test, y_test, class_names, list(references.values()),
+                                     base_probabilities=test_probabilities)
     baselines = {space: run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference)
                  for space, reference in references.items()}
     comparisons = {space: compare_with_baseline(test_metrics, robustness, baselines[space],

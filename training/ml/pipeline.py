@@ -297,7 +297,8 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         from .colour_report import build_colour_report
 
         report = build_colour_report(
-            lambda batch: predict_probabilities(model, batch, batch_size), train_arrays, test_arrays, CLASS_NAMES)
+            lambda batch: predict_probabilities(model, batch, batch_size), train_arrays, test_arrays, CLASS_NAMES,
+            test_probabilities=probabilities["test"])
         write_json_atomically(output_dir / COLOUR_REPORT_FILE, report)
 
     labels = [HUMAN_LABELS[c] for c in CLASS_NAMES]

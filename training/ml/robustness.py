@@ -336,7 +336,7 @@ def _summary(probabilities, y, class_names):
     }
 
 
-def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None):
+def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None, base_probabilities=None):
     """Accuracy and macro-F1 of ``predict_fn`` on ``x`` and on each colour variant of it.
 
     Args:
@@ -346,6 +346,7 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None)
         reference: ColourReference (or its dict), or a list of them, fitted on the training split,
             for the colour-normalised variants; None leaves those variants out.
         variants: optional list of variant names to run (default: all of ``variant_transforms``).
+        base_probabilities: ``predict_fn(x)`` when the caller already has it (saves one pass).
 
     Returns a JSON-able dict: n, class_names, reference, and "variants" {name: {description,
     accuracy, macro_f1, drop_accuracy_points, drop_macro_f1_points, changed_predictions (fraction
@@ -365,14 +366,16 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None)
             raise ValueError(f"unknown variant(s) {unknown}; choose from {list(transforms)}")
         transforms = {name: transforms[name] for name in variants}
 
-    def predict(batch):
-        probabilities = np.asarray(predict_fn(batch), dtype=np.float64)
-        if probabilities.shape != (len(batch), len(class_names)):
-            raise ValueError(f"predict_fn returned shape {probabilities.shape}, "
-                             f"expected ({len(batch)}, {len(class_names)})")
+    def checked(probabilities, n):
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        if probabilities.shape != (n, len(class_names)):
+            raise ValueError(f"predict_fn returned shape {probabilities.shape}, expected ({n}, {len(class_names)})")
         return probabilities
 
-    base_probabilities = predict(x)
+    def predict(batch):
+        return checked(predict_fn(batch), len(batch))
+
+    base_probabilities = predict(x) if base_probabilities is None else checked(base_probabilities, len(x))
     base_predictions = base_probabilities.argmax(axis=1)
     original = _summary(base_probabilities, y, class_names)
     results = {"original": {"description": VARIANT_DESCRIPTIONS["original"], **original,
