@@ -68,6 +68,7 @@ class RetrainOptions:
     augment: bool = True
     per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
     grayscale_augment: float = 0.0  # probability of a gray training image
+    stain_augment: float = 0.0  # sigma of the per-image stain-amount jitter
     learning_rate: float = None  # Adam's initial rate; None: each architecture's default
     promote: str = None  # None or "best"
     weights_dir: object = None
@@ -100,6 +101,10 @@ class RetrainOptions:
                 or not 0 <= self.grayscale_augment <= 1):
             raise TrainingError(f"--grayscale-augment must be a probability between 0 and 1, not "
                                 f"{self.grayscale_augment!r}.")
+        if (isinstance(self.stain_augment, bool) or not isinstance(self.stain_augment, (int, float))
+                or not 0 <= self.stain_augment < 1):
+            raise TrainingError(f"--stain-augment must be a number from 0 up to (not including) 1, not "
+                                f"{self.stain_augment!r}.")
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
             raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
         if self.split_mode not in SPLIT_MODES:
@@ -188,6 +193,7 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
     from training.ml import artifacts
     from training.ml.architectures import default_learning_rate
     from training.ml.pipeline import METADATA_FILE, MODEL_FILE
+    from training.ml.train import with_config_defaults
 
     metadata_path, model_file = arch_dir / METADATA_FILE, arch_dir / MODEL_FILE
     if not (metadata_path.is_file() and model_file.is_file()):
@@ -196,11 +202,12 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
         metadata = artifacts.read_json(metadata_path)
     except (OSError, ValueError):
         return None
-    config = {"augment_grayscale": 0.0, **(metadata.get("train_config") or {})}  # older runs lack the key
+    config = with_config_defaults(metadata.get("train_config") or {})
     split = metadata.get("split") or {}
     wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
               "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
               "normalisation": options.normalisation, "augment_grayscale": options.grayscale_augment,
+              "augment_stain": options.stain_augment,
               "learning_rate": options.learning_rate or default_learning_rate(architecture)}
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
@@ -367,7 +374,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                     augment=options.augment, weights_path=weights[architecture], split_record=split_record,
                     progress=progress, max_per_class=options.max_per_class,
                     normalisation=options.normalisation, learning_rate=options.learning_rate,
-                    augment_grayscale=options.grayscale_augment,
+                    augment_grayscale=options.grayscale_augment, augment_stain=options.stain_augment,
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc

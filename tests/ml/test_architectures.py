@@ -188,6 +188,43 @@ def test_grayscale_augmentation_turns_every_image_gray_at_probability_one_and_sa
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_stain_jitter_changes_each_images_stain_amounts_and_keeps_padding():
+    from training.ml.layers import RandomStainJitter
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    x[:, :3] = 0  # padding rows
+    x[:, 8, 8] = x[:, 9, 9] = (120.0, 60.0, 200.0)  # the same colour twice in every image
+    # sigma 0: optical density there and back, the identity to float rounding.
+    np.testing.assert_allclose(np.asarray(RandomStainJitter(0.0)(x)), x, atol=0.01)
+    out = np.asarray(RandomStainJitter(0.2, seed=5)(x))
+    assert out.min() >= 0 and out.max() <= 255
+    assert (out[:, :3] == 0).all()  # PerImageColourStandardization must still see the padding
+    # One draw per image: a colour maps to one colour inside an image ...
+    np.testing.assert_allclose(out[:, 8, 8], out[:, 9, 9], atol=1e-4)
+    # ... and to different colours in different images (other amounts of each stain).
+    assert np.abs(out[0, 8, 8] - out[1, 8, 8]).max() > 1 and np.abs(out[1, 8, 8] - out[2, 8, 8]).max() > 1
+    # It acts in optical density, not as a brightness shift: channels change by different factors.
+    ratio = out[:, 10:] / np.maximum(x[:, 10:], 1)
+    assert np.abs(np.median(ratio[..., 0]) - np.median(ratio[..., 2])) > 0.01
+    with pytest.raises(ValueError, match="sigma"):
+        RandomStainJitter(-0.1)
+
+
+def test_stain_augmentation_is_training_only_and_saves(tmp_path):
+    assert "stain" not in [layer.name for layer in build_augmentation().augmenters]  # off by default
+    with pytest.raises(ValueError, match="stain"):
+        build_augmentation(stain=1.0)
+    model = build_model("convnet", image_size=SIZE, seed=3, augment_stain=0.1)
+    augmentation = model.get_layer("augmentation")
+    x = np.random.default_rng(2).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)  # never at inference
+    model.save(tmp_path / "stain.keras")
+    loaded = keras.saving.load_model(tmp_path / "stain.keras", safe_mode=True)
+    assert loaded.get_layer("augmentation").get_layer("stain").sigma == pytest.approx(0.1)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_batchnorm_moving_mean_moves_with_momentum_0_9():
     model = build_model("convnet_bn", image_size=SIZE, augment=False, seed=2)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", run_eagerly=True)

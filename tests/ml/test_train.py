@@ -100,6 +100,20 @@ def test_resume_refuses_a_different_architecture(tmp_path):
         train_model(_config(epochs=3, architecture="convnet_bn"), train, val, tmp_path, progress=False)
 
 
+def test_resume_of_a_run_saved_before_a_setting_existed_takes_its_default(tmp_path):
+    train, val = _arrays(), _arrays(16, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_config(epochs=3), train, val, tmp_path, progress=False, callbacks=[_Crash(1)])
+    saved = json.loads((tmp_path / "train_config.json").read_text())
+    for key in ("augment_grayscale", "augment_stain"):  # as older code wrote it
+        del saved[key]
+    (tmp_path / "train_config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="augment_stain=0.0, not 0.1"):
+        train_model(_config(epochs=3, augment_stain=0.1), train, val, tmp_path, progress=False)
+    result = train_model(_config(epochs=3), train, val, tmp_path, progress=False)
+    assert result.resumed_from_epoch == 1 and result.epochs_run == 3
+
+
 def test_early_stopping_and_plateau_schedule(tmp_path):
     x, y = _arrays()
     shuffled = np.random.default_rng(0).permutation(y)  # unlearnable labels: val accuracy stalls

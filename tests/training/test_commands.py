@@ -64,20 +64,25 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
                                       services.scan(synthetic_data).fingerprint()) is None
 
 
-def test_retrain_grayscale_augment_reaches_the_model_and_is_part_of_the_run(synthetic_data, tmp_path):
+def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the_run(synthetic_data, tmp_path):
     output = tmp_path / "run"
     augmented = [a for a in RETRAIN_ARGS if a != "--no-augment"]
     run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output),
-        "--grayscale-augment", "0.25", *augmented)
+        "--grayscale-augment", "0.25", "--stain-augment", "0.05", *augmented)
     metadata = json.loads((output / "convnet" / "metadata.json").read_text())
     assert metadata["train_config"]["augment_grayscale"] == 0.25
+    assert metadata["train_config"]["augment_stain"] == 0.05
     model = registry.load_model(ModelVersion.objects.get())
     assert model.get_layer("augmentation").get_layer("grayscale").factor == 0.25
+    assert model.get_layer("augmentation").get_layer("stain").sigma == pytest.approx(0.05)
     options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
                                       image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH)
-    # The same --output without the option is another run, not this finished one.
-    assert services._completed_result(output / "convnet", options, "convnet",
-                                      services.scan(synthetic_data).fingerprint()) is None
+    fingerprint = services.scan(synthetic_data).fingerprint()
+    # The same --output with the same options is this finished run; without either option, another run.
+    same = replace(options, grayscale_augment=0.25, stain_augment=0.05)
+    assert services._completed_result(output / "convnet", same, "convnet", fingerprint) is not None
+    for other in (options, replace(same, stain_augment=0.0), replace(same, grayscale_augment=0.0)):
+        assert services._completed_result(output / "convnet", other, "convnet", fingerprint) is None
 
 
 def test_retrain_learning_rate_reaches_training_and_is_part_of_the_run(synthetic_data, tmp_path):
@@ -249,6 +254,7 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
     (["--data", "{data}", "--arch", "convnet", "--learning-rate", "0"], "--learning-rate must be a number between"),
     (["--data", "{data}", "--arch", "convnet", "--learning-rate", "2"], "--learning-rate must be a number between"),
     (["--data", "{data}", "--arch", "convnet", "--grayscale-augment", "1.5"], "--grayscale-augment must be a probability"),
+    (["--data", "{data}", "--arch", "convnet", "--stain-augment", "-0.1"], "--stain-augment must be a number"),
     (["--data", "{data}", "--arch", "convnet", "--learning-rate", "fast"], "invalid float value: 'fast'"),
     (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
     (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),

@@ -171,7 +171,7 @@ def iter_layers(model):
 
 def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=True,
                 weights_path=None, seed=None, augment_strength=1.0, augment_color=True, normalisation=None,
-                augment_grayscale=0.0):
+                augment_grayscale=0.0, augment_stain=0.0):
     """Build an uncompiled Keras model for ``architecture`` (one of ARCHITECTURE_NAMES).
 
     ``augment``: include the training-only augmentation block. ``weights_path``: optional local
@@ -179,7 +179,8 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
     given, calls keras.utils.set_random_seed(seed) first so initial weights are reproducible.
     ``normalisation``: one of NORMALISATIONS to override the architecture's own; "per_image"
     takes each image's colour statistics away from the model (see PerImageColourStandardization).
-    ``augment_grayscale``: probability of a gray training image (augmentation.build_augmentation).
+    ``augment_grayscale``: probability of a gray training image; ``augment_stain``: sigma of the
+    stain-amount jitter (both augmentation.build_augmentation).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURE_NAMES)}")
@@ -196,6 +197,7 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
     if augment:
         augmentation = build_augmentation(
             strength=augment_strength, color=augment_color, seed=seed, grayscale=augment_grayscale,
+            stain=augment_stain,
         )
         if augmentation is not None:
             x = augmentation(x)

@@ -12,7 +12,7 @@ RandomShear cannot be loaded back from a saved model.
 
 import keras
 
-from .layers import SymmetricRandomShear, TrainingOnlyAugmentation
+from .layers import RandomStainJitter, SymmetricRandomShear, TrainingOnlyAugmentation
 
 # Study settings (Keras ImageDataGenerator-style shear 0.2, zoom 0.2, horizontal flip), plus
 # vertical flip and rotation (a cell on a smear has no "up"), plus colour/stain jitter because
@@ -26,7 +26,7 @@ BASE_SATURATION = 0.2  # RandomSaturation factor range is centred on 0.5 (see be
 BASE_HUE = 0.04  # small: hue carries stain information we do not want to destroy
 
 
-def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation", grayscale=0.0):
+def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation", grayscale=0.0, stain=0.0):
     """Return the random layers wrapped in a TrainingOnlyAugmentation, or None when ``strength``
     is 0 (augmentation off).
 
@@ -34,15 +34,19 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation",
     ``color=False`` keeps the geometric part only. ``grayscale``: the probability that a training
     image is turned to gray (all colour taken away), so the model must also learn from shape and
     texture; 0 leaves the layer out (models trained before it load and behave as they did).
+    ``stain``: sigma of the per-image stain-amount jitter in optical density (RandomStainJitter;
+    0.05 is Tellez et al.'s "HED-light"), so the model meets other labs' stains; 0 leaves it out.
     """
     if not 0.0 <= float(grayscale) <= 1.0:
         raise ValueError(f"grayscale must be a probability between 0 and 1, got {grayscale!r}")
+    if not 0.0 <= float(stain) < 1.0:
+        raise ValueError(f"stain jitter must be between 0 and 1, got {stain!r}")
     if strength is None or strength <= 0:
         return None
     if seed is None:
-        seeds = [None] * 9
+        seeds = [None] * 10
     else:
-        seeds = [seed + i for i in range(9)]  # distinct per layer, reproducible per seed
+        seeds = [seed + i for i in range(10)]  # distinct per layer, reproducible per seed
     s = float(strength)
     fill = "reflect"  # mirror the smear background rather than inventing black corners
     layers = [
@@ -64,6 +68,8 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation",
                                           seed=seeds[6], name="saturation"),
             keras.layers.RandomHue(min(BASE_HUE * s, 1.0), value_range=(0, 255), seed=seeds[7], name="hue"),
         ]
+    if stain > 0:
+        layers.append(RandomStainJitter(float(stain), seed=seeds[9], name="stain"))
     if grayscale > 0:
         layers.append(keras.layers.RandomGrayscale(factor=float(grayscale), seed=seeds[8], name="grayscale"))
     if keras.backend.backend() == "jax":

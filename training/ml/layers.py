@@ -5,6 +5,7 @@ before loading a model that contains them.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 # keras.applications "caffe" preprocessing constants (ResNet50, VGG19): BGR means of ImageNet.
@@ -148,4 +149,55 @@ class PerImageColourStandardization(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(pad_value=self.pad_value, min_std=self.min_std)
+        return config
+
+
+# Ruifrok & Johnston's stain vectors: optical density in R, G, B per unit of haematoxylin, eosin
+# and DAB. A Wright-Giemsa smear has other dyes, but three independent directions in optical
+# density are what the jitter needs: varying the amount of each "stain" changes colour the way
+# stain uptake, staining time and the lamp do, which a hue or saturation shift does not.
+HED_STAIN_VECTORS = ((0.650, 0.704, 0.286), (0.072, 0.990, 0.105), (0.268, 0.570, 0.776))
+
+
+@keras.saving.register_keras_serializable(package="telediag")
+class RandomStainJitter(keras.layers.Layer):
+    """Random stain amounts per image (the "HED" augmentation of Tellez et al., 2018).
+
+    Each 0..255 RGB image is taken to optical density, unmixed into the three stain amounts,
+    each amount scaled by a factor drawn from [1 - sigma, 1 + sigma] and shifted by one drawn from
+    [-sigma, sigma] (per image and stain), mixed back and returned to 0..255. With sigma 0 it is
+    the identity (to float rounding). Padding (pixels that are 0 in every channel, what
+    ``resize_with_pad`` adds) stays 0, so PerImageColourStandardization still recognises it.
+    Meant for TrainingOnlyAugmentation, which calls it only while training.
+    """
+
+    def __init__(self, sigma=0.05, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(sigma) < 1.0:
+            raise ValueError(f"sigma must be in [0, 1), got {sigma!r}")
+        self.sigma = float(sigma)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+        stains = np.asarray(HED_STAIN_VECTORS, dtype="float64")
+        stains /= np.linalg.norm(stains, axis=1, keepdims=True)
+        self._mix = stains.astype("float32")  # amounts (..., 3) @ mix -> optical density (..., 3)
+        self._unmix = np.linalg.inv(stains).astype("float32")
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        padding = ops.all(ops.equal(x, 0.0), axis=-1, keepdims=True)
+        amounts = ops.matmul(-ops.log((x + 1.0) / 256.0), self._unmix)
+        shape = (ops.shape(x)[0], 1, 1, 3)
+        scale = keras.random.uniform(shape, 1.0 - self.sigma, 1.0 + self.sigma, seed=self.generator)
+        shift = keras.random.uniform(shape, -self.sigma, self.sigma, seed=self.generator)
+        density = ops.matmul(amounts * scale + shift, self._mix)
+        jittered = ops.clip(256.0 * ops.exp(-density) - 1.0, 0.0, 255.0)
+        return ops.where(padding, 0.0, jittered)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sigma=self.sigma, seed=self.seed)
         return config

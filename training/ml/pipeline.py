@@ -205,7 +205,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
                  progress=True, *, max_per_class=None, learning_rate=None, patience=10,
                  block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
                  augment_strength=1.0, load_workers=None, normalisation=None, colour_report=False,
-                 time_limit=None, augment_grayscale=0.0):
+                 time_limit=None, augment_grayscale=0.0, augment_stain=0.0):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
 
     Args:
@@ -213,7 +213,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         architecture: one of architectures.ARCHITECTURE_NAMES.
         output_dir: run folder (created); re-running with the same arguments resumes there.
         epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
-        augment_strength, augment_grayscale, normalisation: training settings (see train.TrainConfig);
+        augment_strength, augment_grayscale, augment_stain, normalisation: training settings (see train.TrainConfig);
             ``learning_rate`` None: the architecture's default (TrainConfig).
         split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
             patients; the honest estimate) or "random" (image level, overstates accuracy).
@@ -275,7 +275,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
         augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
         lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
-        normalisation=normalisation, augment_grayscale=augment_grayscale,
+        normalisation=normalisation, augment_grayscale=augment_grayscale, augment_stain=augment_stain,
         time_limit_seconds=max(1.0, time_limit - (time.monotonic() - started)) if time_limit else None,
     )
     result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
@@ -380,6 +380,8 @@ def build_parser():
     parser.add_argument("--augment-strength", type=float, default=1.0)
     parser.add_argument("--grayscale-augment", type=float, default=0.0, metavar="P",
                         help="probability of turning a training image gray (default 0: never)")
+    parser.add_argument("--stain-augment", type=float, default=0.0, metavar="SIGMA",
+                        help="per-image stain-amount jitter in optical density (0.05: 'HED-light'; default 0: off)")
     parser.add_argument("--per-image-colour", action="store_true",
                         help="standardise each image's R, G, B inside the model (no average colour to learn)")
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
@@ -413,7 +415,7 @@ def main(argv=None):
                 augment_strength=args.augment_strength,
                 normalisation="per_image" if args.per_image_colour else None,
                 colour_report=args.colour_report, time_limit=args.time_limit,
-                augment_grayscale=args.grayscale_augment,
+                augment_grayscale=args.grayscale_augment, augment_stain=args.stain_augment,
             )
         except (DatasetError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

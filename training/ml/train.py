@@ -45,6 +45,7 @@ class TrainConfig:
     augment_strength: float = 1.0
     augment_color: bool = True
     augment_grayscale: float = 0.0  # probability of a gray training image (augmentation.build_augmentation)
+    augment_stain: float = 0.0  # sigma of the stain-amount jitter (augmentation.build_augmentation)
     # None: the architecture's own input scaling; "per_image": PerImageColourStandardization.
     normalisation: str = None
     weights_path: str = None  # local ImageNet "notop" weights for mobilenetv2/resnet50/vgg19
@@ -73,6 +74,16 @@ class TrainConfig:
         data["weights_path"] = str(self.weights_path) if self.weights_path else None
         data["output_dir"] = str(self.output_dir) if self.output_dir else None
         return data
+
+
+# Settings added after runs were saved: a saved config without one was trained as its default.
+_ADDED_SETTINGS = ("augment_grayscale", "augment_stain")
+
+
+def with_config_defaults(saved):
+    """A saved train_config dict with the later-added settings filled in as their defaults."""
+    defaults = {key: TrainConfig.__dataclass_fields__[key].default for key in _ADDED_SETTINGS}
+    return {**defaults, **saved}
 
 
 @dataclass
@@ -221,10 +232,10 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     resume_epoch = _backup_epoch(output_dir)
     config_path = output_dir / CONFIG_FILE
     if resume_epoch and config_path.exists():
-        saved = read_json(config_path)
+        saved = with_config_defaults(read_json(config_path))
         for key in ("architecture", "image_size", "num_classes", "augment", "seed", "normalisation",
-                    "augment_grayscale"):
-            if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(config, key):
+                    "augment_grayscale", "augment_stain"):
+            if saved.get(key) != getattr(config, key):
                 raise ValueError(
                     f"{output_dir} holds an interrupted run with {key}={saved.get(key)!r}, not "
                     f"{getattr(config, key)!r}: use a new output_dir or the same settings to resume"
@@ -247,7 +258,7 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         config.architecture, image_size=config.image_size, num_classes=config.num_classes,
         augment=config.augment, weights_path=config.weights_path, seed=config.seed,
         augment_strength=config.augment_strength, augment_color=config.augment_color,
-        augment_grayscale=config.augment_grayscale,
+        augment_grayscale=config.augment_grayscale, augment_stain=config.augment_stain,
         normalisation=config.normalisation,
     )
     model.compile(

@@ -31,6 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--grayscale-augment", type=float, default=0.0, metavar="P",
                             help="probability of turning a training image gray, so the model also learns "
                                  "from shape and texture (default 0: never)")
+        parser.add_argument("--stain-augment", type=float, default=0.0, metavar="SIGMA",
+                            help="jitter each training image's stain amounts in optical density by up to "
+                                 "SIGMA (0.05: 'HED-light'), so the model meets other labs' stains "
+                                 "(default 0: off)")
         parser.add_argument("--learning-rate", type=float,
                             help="Adam's initial learning rate, where the cosine schedule starts "
                                  "(default: 1e-3, and 1e-4 for vgg19, which has no normalisation layers)")
@@ -49,7 +53,7 @@ class Command(BaseCommand):
             image_size=options["image_size"], split_mode=options["split"], seed=options["seed"],
             batch_size=options["batch_size"], augment=not options["no_augment"], promote=options["promote"],
             per_image_colour=options["per_image_colour"], learning_rate=options["learning_rate"],
-            grayscale_augment=options["grayscale_augment"],
+            grayscale_augment=options["grayscale_augment"], stain_augment=options["stain_augment"],
             weights_dir=options["weights_dir"] or settings.LOCAL_WEIGHTS_DIR or None,
             max_per_class=options["max_per_class"], output_dir=options["output"],
         )
