@@ -171,21 +171,30 @@ def test_augmentation_strength_and_switches():
     assert clone.x_factor == shear.x_factor and clone.y_factor == shear.y_factor
 
 
-def test_grayscale_augmentation_turns_every_image_gray_at_probability_one_and_saves(tmp_path):
-    assert "grayscale" not in [layer.name for layer in build_augmentation().augmenters]  # off by default
-    with pytest.raises(ValueError, match="probability"):
-        build_augmentation(grayscale=1.5)
-    model = build_model("convnet", image_size=SIZE, seed=3, augment_grayscale=1.0)
+@pytest.mark.parametrize("option, bad_value, layer_name, attribute, value", [
+    ("grayscale", 1.5, "grayscale", "factor", 1.0),
+    ("stain", 1.0, "stain", "sigma", 0.1),
+])
+def test_optional_augmentation_is_off_by_default_training_only_and_saved(option, bad_value, layer_name, attribute,
+                                                                         value, tmp_path):
+    assert layer_name not in [layer.name for layer in build_augmentation().augmenters]
+    with pytest.raises(ValueError, match=option):
+        build_augmentation(**{option: bad_value})
+    model = build_model("convnet", image_size=SIZE, seed=3, **{f"augment_{option}": value})
     augmentation = model.get_layer("augmentation")
     x = np.random.default_rng(2).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
-    gray = np.asarray(augmentation(x, training=True))
+    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)  # never at inference
+    model.save(tmp_path / "augmented.keras")
+    loaded = keras.saving.load_model(tmp_path / "augmented.keras", safe_mode=True)
+    assert getattr(loaded.get_layer("augmentation").get_layer(layer_name), attribute) == pytest.approx(value)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_grayscale_augmentation_at_probability_one_turns_every_image_gray():
+    x = np.random.default_rng(2).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    gray = np.asarray(build_augmentation(grayscale=1.0, seed=3)(x, training=True))
     np.testing.assert_allclose(gray[..., 0], gray[..., 1], atol=1e-3)
     np.testing.assert_allclose(gray[..., 1], gray[..., 2], atol=1e-3)
-    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)  # never at inference
-    model.save(tmp_path / "gray.keras")
-    loaded = keras.saving.load_model(tmp_path / "gray.keras", safe_mode=True)
-    assert loaded.get_layer("augmentation").get_layer("grayscale").factor == 1.0
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_stain_jitter_changes_each_images_stain_amounts_and_keeps_padding():
@@ -209,20 +218,6 @@ def test_stain_jitter_changes_each_images_stain_amounts_and_keeps_padding():
     assert np.abs(np.median(ratio[..., 0]) - np.median(ratio[..., 2])) > 0.01
     with pytest.raises(ValueError, match="sigma"):
         RandomStainJitter(-0.1)
-
-
-def test_stain_augmentation_is_training_only_and_saves(tmp_path):
-    assert "stain" not in [layer.name for layer in build_augmentation().augmenters]  # off by default
-    with pytest.raises(ValueError, match="stain"):
-        build_augmentation(stain=1.0)
-    model = build_model("convnet", image_size=SIZE, seed=3, augment_stain=0.1)
-    augmentation = model.get_layer("augmentation")
-    x = np.random.default_rng(2).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
-    np.testing.assert_array_equal(np.asarray(augmentation(x, training=False)), x)  # never at inference
-    model.save(tmp_path / "stain.keras")
-    loaded = keras.saving.load_model(tmp_path / "stain.keras", safe_mode=True)
-    assert loaded.get_layer("augmentation").get_layer("stain").sigma == pytest.approx(0.1)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_batchnorm_moving_mean_moves_with_momentum_0_9():
