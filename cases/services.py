@@ -1,5 +1,6 @@
 """Every write to the clinical record goes through these functions (views and tasks call them)."""
 import logging
+from functools import partial
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -78,8 +79,10 @@ def case_submit(
     images = validate_uploads(files)
 
     stored = []
+    committed = []  # set by the first on-commit callback, before the analysis is published
     try:
         with transaction.atomic():
+            transaction.on_commit(partial(committed.append, True))
             case = Case.objects.create(
                 patient=patient,
                 site_id=user.organisation_id,
@@ -109,8 +112,10 @@ def case_submit(
 
             case_analysis_request(case, model_version=model_version, smears=smears)
     except BaseException:
-        # The database rolled back; remove the files it no longer points to.
-        _delete_stored_files(stored)
+        # The database rolled back: remove the files it no longer points to. Once it committed,
+        # the files belong to a saved case, whatever fails after (the publish, a worker timeout).
+        if not committed:
+            _delete_stored_files(stored)
         raise
     return case
 
