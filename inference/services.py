@@ -31,6 +31,7 @@ from django.utils import timezone
 from cases.audit import audit
 from cases.errors import DomainError, InvalidTransition, NotAllowed
 from cases.models import AuditEvent, Case, Smear
+from inference import publishing
 from inference.models import AnalysisJob
 from training.models import ModelVersion
 
@@ -138,11 +139,12 @@ class _BrokerConnections(threading.local):
     connection = None
 
     def get(self, app):
-        key = (os.getpid(), app.conf.broker_url, repr(sorted((app.conf.broker_transport_options or {}).items())))
+        options = publishing.connection_options(app)  # every socket operation bounded
+        key = (os.getpid(), app.conf.broker_url, repr(sorted((app.conf.broker_transport_options or {}).items())), repr(options))
         if self.connection is not None and self.key == key:
             return self.connection
         self.drop()
-        self.connection, self.key = app.connection_for_write(), key
+        self.connection, self.key = app.connection_for_write(**options), key
         return self.connection
 
     def drop(self):
@@ -157,42 +159,54 @@ class _BrokerConnections(threading.local):
 _broker = _BrokerConnections()
 
 
-def publish_jobs(job_ids):
+def publish_jobs(job_ids, *, back_off=True):
     """Hand one message per job to the broker. Never raises; returns the number published.
 
     The first failure (broker down) is recorded on that job and on the rest of the batch, which are
     not tried: each try would only wait for the same dead broker. The sweeper publishes them later.
-    The connection is kept for the thread's next publish (see _BrokerConnections); the broker's
-    connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT) bounds each try, the retry policy the tries.
+    The connection is kept for the thread's next publish (see _BrokerConnections); socket timeouts
+    bound each try and the retry policy the tries (inference.publishing); after a failure, this
+    process skips the broker for BROKER_PUBLISH_BACKOFF_S and only records that it did.
+    ``back_off=False`` (the sweeper) tries even then.
     """
     from inference.tasks import analyse_smear
 
     job_ids = list(job_ids)
     if not job_ids:
         return 0
+    if back_off and not publishing.breaker.allows():  # the sweeper (back_off=False) always tries
+        _record_publish_error(job_ids, f"not tried: the broker failed just before ({publishing.breaker.error()})")
+        return 0
     done = []
-    connection = _broker.get(analyse_smear.app)
+    app = analyse_smear.app
     for index, job_id in enumerate(job_ids):
         try:
             analyse_smear.apply_async(
-                args=[job_id], queue=INFERENCE_QUEUE, connection=connection, retry=True,
-                retry_policy=PUBLISH_RETRY_POLICY,
+                args=[job_id], queue=INFERENCE_QUEUE, connection=_broker.get(app), retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY, **publishing.publish_options(app),
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure: record it, keep the job queued
             _broker.drop()
             error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+            publishing.breaker.trip(error)
             logger.warning("Could not publish analysis job(s) %s: %s", job_ids[index:], error)
-            AnalysisJob.objects.filter(pk__in=job_ids[index:]).update(
-                last_enqueue_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} {error}", updated_at=timezone.now()
-            )
+            _record_publish_error(job_ids[index:], error)
             break
         done.append(job_id)
+    else:
+        publishing.breaker.reset()
     if done:  # one UPDATE for the batch
         now = timezone.now()
         AnalysisJob.objects.filter(pk__in=done).update(
             published_at=now, publish_count=F("publish_count") + 1, last_enqueue_error="", updated_at=now,
         )
     return len(done)
+
+
+def _record_publish_error(job_ids, error):
+    AnalysisJob.objects.filter(pk__in=job_ids).update(
+        last_enqueue_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} {error}"[:1000], updated_at=timezone.now()
+    )
 
 
 # --- What people can do -----------------------------------------------------------------------
@@ -344,7 +358,7 @@ def sweep(*, requeue_after_s=None, now=None):
             if changed:
                 recovered.append(job.pk)
     counts["recovered"] = len(recovered)
-    publish_jobs(recovered)
+    publish_jobs(recovered, back_off=False)
 
     # 2. Queued too long, or never reached the broker.
     cutoff = now - timedelta(seconds=requeue_after_s)
@@ -362,7 +376,7 @@ def sweep(*, requeue_after_s=None, now=None):
     )
     due_ids = list(due)
     if due_ids:
-        counts["republished"] = publish_jobs(due_ids)
+        counts["republished"] = publish_jobs(due_ids, back_off=False)
 
     # 3. Cases submitted while there was no model.
     if ModelVersion.active(with_record=False) is not None:

@@ -170,10 +170,24 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.split("://", 1)[0] in ("amqp", "amqps", "pyamqp"):
+    # RabbitMQ: a publish returns once the broker has the message (publisher confirms); the
+    # queues are quorum queues (CELERY_TASK_QUEUES below), replicated and durable.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 else:
-    # Above the hard time limit, or Redis redelivers a task that is still running.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2 + 60}
+    # Above the hard time limit, or Redis redelivers a task that is still running. Socket timeouts:
+    # a Redis that accepts connections but answers nothing (stopped, hung) must not block anyone.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2 + 60,
+        "socket_timeout": env_float("TELEDIAG_BROKER_SOCKET_TIMEOUT", 10.0),
+        "socket_connect_timeout": env_float("TELEDIAG_BROKER_CONNECTION_TIMEOUT", 3.0),
+        "socket_keepalive": True,
+    }
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("TELEDIAG_BROKER_CONNECTION_TIMEOUT", 3.0)
+# Publishing an analysis job (web requests, the sweeper): every socket operation bounded by this;
+# after a failure a process skips the broker for BROKER_PUBLISH_BACKOFF_S (inference.publishing).
+BROKER_PUBLISH_TIMEOUT_S = env_float("TELEDIAG_BROKER_PUBLISH_TIMEOUT", 1.0)
+BROKER_PUBLISH_BACKOFF_S = env_float("TELEDIAG_BROKER_PUBLISH_BACKOFF_S", 5.0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

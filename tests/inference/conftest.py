@@ -77,6 +77,9 @@ class Published(list):
 @pytest.fixture(autouse=True)
 def published(request, monkeypatch):
     """Unit tests never talk to a broker: publishing is recorded instead (integration tests publish)."""
+    from inference import publishing
+
+    publishing.breaker.reset()  # a broker failure simulated by one test never holds up the next
     recorder = Published()
     if request.node.get_closest_marker("integration"):
         return recorder

@@ -53,3 +53,83 @@ def test_a_rolled_back_submission_still_removes_its_files(world, model_version, 
     storage = Smear._meta.get_field("image").storage
     assert not Case.objects.exists()
     assert stored and not any(storage.exists(name) for name in stored)
+
+
+# --- Defect 2: a hung broker ------------------------------------------------------------------
+
+
+@pytest.fixture
+def hung_redis(tmp_path):
+    """A Redis of our own, SIGSTOPped: it accepts connections and answers nothing."""
+    from reliability.servers import RedisServer
+
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def broker(settings):
+    """Point this process's Celery app at another broker for one test (restored after)."""
+    from telediag.celery import app
+
+    saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+
+    def use(url, transport_options):
+        app.conf.broker_url, app.conf.broker_transport_options = url, transport_options
+
+    yield use
+    use(*saved)
+    services._broker.drop()
+
+
+def timed(function, *args, limit_s=30, **kwargs):
+    """(result, seconds); a call that hangs is interrupted after ``limit_s`` (the test then fails)."""
+    import signal
+    import time
+
+    def interrupt(signum, frame):
+        raise TimeoutError(f"still blocked after {limit_s} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(limit_s)
+    started = time.monotonic()
+    try:
+        return function(*args, **kwargs), time.monotonic() - started
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_broker_never_holds_up_submissions_or_the_sweeper(world, model_version, hung_redis, broker):
+    """Defect 2: with Redis stopped (SIGSTOP), a submission used to wait until Redis resumed.
+    Now every publish is bounded, later ones in the back-off window do not try at all, and the
+    sweeper publishes everything once the broker answers again."""
+    import redis
+
+    from inference import publishing
+
+    publishing.breaker.reset()
+    # The broker options production used before (no socket timeout at all).
+    broker(hung_redis.url(), {"visibility_timeout": 660})
+    hung_redis.pause()
+    try:
+        first, first_s = timed(world.submit_case, files=two_smears())
+        second, second_s = timed(world.submit_case, files=[smear_upload()])
+        sweep_counts, sweep_s = timed(services.sweep, requeue_after_s=0)
+    finally:
+        hung_redis.resume()
+    assert first_s < 5, f"the first submission waited {first_s:.1f} s for a stopped broker"
+    assert second_s < 1, f"a submission in the back-off window waited {second_s:.1f} s"
+    assert sweep_s < 5, f"the sweeper waited {sweep_s:.1f} s for a stopped broker"
+    jobs = AnalysisJob.objects.filter(smear__case__in=[first, second])
+    assert jobs.count() == 3 and all(job.status == "queued" and job.last_enqueue_error for job in jobs)
+
+    # Broker back: the sweeper publishes what could not be.
+    counts = services.sweep(requeue_after_s=3600)
+    assert counts["republished"] == 3
+    assert all(job.published_at and not job.last_enqueue_error for job in AnalysisJob.objects.all())
+    client = redis.Redis.from_url(hung_redis.url())
+    waiting = client.llen("inference")
+    assert 3 <= waiting <= 6  # a timed-out publish may still have landed: at most one extra per job
