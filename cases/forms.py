@@ -1,4 +1,6 @@
 """Portal forms. They only collect and shape input: every write goes through cases.services."""
+import uuid
+
 from django import forms
 from django.utils import timezone
 
@@ -108,6 +110,8 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         queryset=None, required=False, label="AI model", empty_label="The active model (recommended)",
         help_text="Choose another registered model version only for a comparison or a study.",
     )
+    # One-time token of this form (cases.submit_once): a second submission of it creates nothing.
+    submission_token = forms.CharField(required=False, widget=forms.HiddenInput, max_length=255)
     images = MultipleImageField(
         label="Smear images",
         help_text="Select one or more images of the blood smear. If any file cannot be used, nothing is submitted.",
@@ -116,6 +120,8 @@ class CaseForm(BootstrapFormMixin, forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("submission_token", uuid.uuid4().hex)
         self.fields["patient"].queryset = patients_visible_to(user)
         laboratories = laboratories_for(user)
         self.laboratory_count = laboratories.count()

@@ -28,6 +28,7 @@ from cases.forms import (
     apply_domain_error,
 )
 from cases.models import AuditEvent, Case
+from cases.submit_once import case_submit_once
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
@@ -141,7 +142,8 @@ def case_create(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            case = services.case_submit(
+            case, replayed = case_submit_once(
+                token=data.get("submission_token"),
                 user=request.user,
                 patient=data["patient"],
                 files=data["images"],
@@ -164,6 +166,9 @@ def case_create(request):
         except DomainError as error:
             apply_domain_error(form, error)
         else:
+            if replayed:  # a double click or a resent form: the case exists already
+                messages.info(request, f"Case {case.reference} was already submitted; nothing was sent twice.")
+                return redirect(case)
             count = case.smears.count()
             messages.success(
                 request,

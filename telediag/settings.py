@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "inference",
+    "idempotency",
 ]
 
 MIDDLEWARE = [

@@ -28,6 +28,7 @@ from cases.access import (
     patients_visible_to,
     review_queue_for,
 )
+from cases.api import idempotent
 from cases.api.common import StandardPagination, require_role, validated_query
 from cases.api.serializers import (
     AmendSerializer,
@@ -45,7 +46,7 @@ from cases.audit import audit
 from cases.media import smear_image_response
 from cases.models import AuditEvent, Case, Patient, Review, Smear
 from cases.services import case_amend, case_sign, case_submit, patient_register
-from telediag.api_errors import error_responses
+from telediag.api_errors import ApiErrorSerializer, error_responses
 
 CASE_ROLES_ONLY = "Only clinicians and pathologists work with cases."
 SUMMARY_RELATED = ("patient", "site", "laboratory", "submitted_by", "signed_by")
@@ -127,10 +128,20 @@ def _prefers_minimal(request):
         "reference, status and url (cheaper for systems that upload many cases; the answer then has "
         "`Preference-Applied: return=minimal`).",
         parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
-                                     description="return=minimal for the short answer")],
+                                     description="return=minimal for the short answer"),
+                    OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="A key of your choice (1-255 printable characters, e.g. a UUID) "
+                                     "for this submission. Sending the same request again with the same key "
+                                     "creates no second case: the answer is 200 with the body of the first 201 "
+                                     "(and `Idempotent-Replayed: true`). The same key with a different request: "
+                                     "422.")],
         request={"multipart/form-data": CaseCreateSerializer},
         responses={201: OpenApiResponse(CaseSerializer, description="The case (or, with Prefer: return=minimal, "
                                         "only id, reference, status and url)"),
+                   200: OpenApiResponse(CaseSerializer, description="Replay: the same Idempotency-Key was sent "
+                                        "before; the body of the first answer"),
+                   422: OpenApiResponse(ApiErrorSerializer, description="The Idempotency-Key was used before "
+                                        "for a different request."),
                    **error_responses(400, 401, 403, 415)},
     ),
     sign=extend_schema(
@@ -196,6 +207,12 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         serializer = CaseCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        key = request.headers.get(idempotent.HEADER)
+        if key is not None:
+            return idempotent.submit_once(request, data, key, lambda: self._submit(request, data))
+        return self._submit(request, data)
+
+    def _submit(self, request, data):
         case = case_submit(
             user=request.user,
             patient=data["patient"],

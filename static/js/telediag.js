@@ -8,7 +8,33 @@
     var message = button && button.getAttribute("data-confirm");
     if (message && !window.confirm(message)) {
       event.preventDefault();
+      return;
     }
+    // A form that must go once (a new case): a second click while it is sent does nothing.
+    var form = event.target;
+    if (form.hasAttribute("data-submit-once")) {
+      if (form.getAttribute("data-submitting") === "true") {
+        event.preventDefault();
+        return;
+      }
+      form.setAttribute("data-submitting", "true");
+      form.querySelectorAll("button[type=submit]").forEach(function (submit) {
+        submit.disabled = true;
+        submit.setAttribute("aria-busy", "true");
+        if (submit.hasAttribute("data-submitting-text")) {
+          submit.textContent = submit.getAttribute("data-submitting-text");
+        }
+      });
+    }
+  });
+
+  // Back to a page kept by the browser (back button): its forms can be sent again.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    document.querySelectorAll("form[data-submitting]").forEach(function (form) {
+      form.removeAttribute("data-submitting");
+      form.querySelectorAll("button[type=submit]").forEach(function (submit) { submit.disabled = false; });
+    });
   });
 
   // Image viewer zoom: Fit / 100% / 200% buttons on the review page.
