@@ -360,21 +360,8 @@ def sweep(*, requeue_after_s=None, now=None):
     counts["recovered"] = len(recovered)
     publish_jobs(recovered, back_off=False)
 
-    # 2. Queued too long, or never reached the broker.
-    cutoff = now - timedelta(seconds=requeue_after_s)
-    due = (
-        AnalysisJob.objects.filter(status=AnalysisJob.Status.QUEUED)
-        .exclude(pk__in=recovered)
-        .annotate(last_try=Coalesce("published_at", "enqueued_at"))
-        .filter(
-            Q(last_try__lte=cutoff)
-            | ~Q(last_enqueue_error="")
-            | Q(published_at__isnull=True, enqueued_at__lte=now - timedelta(seconds=PUBLISH_GRACE_S))
-        )
-        .order_by("enqueued_at", "pk")
-        .values_list("pk", flat=True)
-    )
-    due_ids = list(due)
+    # 2. Never reached the broker, or queued too long (only as many as the broker lacks).
+    due_ids = _jobs_to_publish(now, requeue_after_s, exclude=recovered)
     if due_ids:
         counts["republished"] = publish_jobs(due_ids, back_off=False)
 
@@ -404,6 +391,42 @@ def sweep(*, requeue_after_s=None, now=None):
     if any(counts.values()):
         logger.info("Analysis sweep: %s", counts)
     return counts
+
+
+def _jobs_to_publish(now, requeue_after_s, exclude=()):
+    """Queued jobs whose message the broker may not have, oldest first.
+
+    - never published (past the grace of a publish under way), or whose last publish failed: all;
+    - published longer than ``requeue_after_s`` ago: only as many as the broker's queue lacks
+      (queued, published jobs minus messages waiting), so that a backlog without consumers does
+      not gain one message per job at every sweep; when the broker cannot say, all of them.
+    """
+    from inference.tasks import analyse_smear
+
+    queued = AnalysisJob.objects.filter(status=AnalysisJob.Status.QUEUED).exclude(pk__in=list(exclude))
+    unpublished = list(
+        queued.filter(
+            ~Q(last_enqueue_error="")
+            | Q(published_at__isnull=True, enqueued_at__lte=now - timedelta(seconds=PUBLISH_GRACE_S))
+        ).order_by("enqueued_at", "pk").values_list("pk", flat=True)
+    )
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    stale = (
+        queued.filter(last_enqueue_error="")
+        .annotate(last_try=Coalesce("published_at", "enqueued_at"))
+        .filter(last_try__lte=cutoff)
+        .exclude(pk__in=unpublished)
+        .order_by("last_try", "pk")
+        .values_list("pk", flat=True)
+    )
+    if not stale.exists():
+        return unpublished
+    depth = publishing.queue_depth(analyse_smear.app, INFERENCE_QUEUE)
+    if depth is None:
+        return unpublished + list(stale)
+    in_broker = queued.filter(last_enqueue_error="", published_at__isnull=False).count()
+    lacking = max(0, in_broker - depth)
+    return unpublished + list(stale[:lacking])
 
 
 def worker_name():

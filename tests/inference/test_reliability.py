@@ -133,3 +133,40 @@ def test_a_hung_broker_never_holds_up_submissions_or_the_sweeper(world, model_ve
     client = redis.Redis.from_url(hung_redis.url())
     waiting = client.llen("inference")
     assert 3 <= waiting <= 6  # a timed-out publish may still have landed: at most one extra per job
+
+
+# --- Defect 6: the sweeper under a backlog ----------------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    from reliability.servers import RedisServer
+
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_does_not_multiply_messages_of_a_backlog(world, model_version, own_redis, broker):
+    """Defect 6: with no worker consuming, each sweep used to add one message per queued job.
+    The queue now stays at one message per job; a broker restarted empty gets them all again."""
+    import redis
+    from django.utils import timezone
+
+    broker(own_redis.url(), {"visibility_timeout": 660})
+    client = redis.Redis.from_url(own_redis.url())
+    for _ in range(3):
+        world.submit_case(files=two_smears())
+    jobs = AnalysisJob.objects.filter(status="queued")
+    assert jobs.count() == 6 and client.llen("inference") == 6
+    for minutes in (5, 10, 15, 20):  # four sweeps of a backlog that waits ever longer
+        jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=minutes))
+        services.sweep(requeue_after_s=120)
+        assert client.llen("inference") <= 2 * 6
+    assert client.llen("inference") == 6
+
+    client.flushdb()  # the broker lost every message (restarted empty)
+    jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
+    assert services.sweep(requeue_after_s=120)["republished"] == 6
+    assert client.llen("inference") == 6
