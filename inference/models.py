@@ -53,6 +53,10 @@ class AnalysisJob(models.Model):
     task_id = models.CharField(max_length=64, blank=True, help_text="Celery id of the message that claimed the job.")
     worker = models.CharField(max_length=200, blank=True, help_text="Host:pid of the process that last claimed it.")
     started_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="While running: the worker renews this; once past, the sweeper queues the job again.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

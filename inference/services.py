@@ -326,9 +326,9 @@ def sweep(*, requeue_after_s=None, now=None):
     - queued jobs whose last publish (or whose queueing, if never published) is older than
       ``requeue_after_s`` (default INFERENCE_REQUEUE_AFTER_S), and queued jobs whose last publish
       failed, are published again (a duplicate message is harmless);
-    - running jobs older than the hard time limit plus a grace period were abandoned by a worker
-      that vanished without its message coming back (e.g. a lost filesystem-broker message): they
-      are queued again, or failed once they used all their attempts;
+    - running jobs whose lease expired (inference.leases: their worker stopped renewing it) were
+      abandoned by a worker that vanished: they are queued again, or failed once they used all
+      their attempts;
     - smears of unsigned cases that have no job at all (submitted while no model was active) are
       queued with the now active model;
     - cases still "analysing" with no job pending move on to awaiting review.
@@ -338,10 +338,12 @@ def sweep(*, requeue_after_s=None, now=None):
     requeue_after_s = settings.INFERENCE_REQUEUE_AFTER_S if requeue_after_s is None else requeue_after_s
     counts = {"republished": 0, "recovered": 0, "failed_abandoned": 0, "waiting_cases_started": 0}
 
-    # 1. Running far longer than any task may run: its worker is gone.
+    # 1. Running with an expired lease (or, claimed without one, far longer than any task may run):
+    # its worker is gone.
     stale_before = now - timedelta(seconds=stale_running_after_s())
     recovered = []
-    for job in AnalysisJob.objects.filter(status=AnalysisJob.Status.RUNNING, started_at__lt=stale_before):
+    abandoned = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, started_at__lt=stale_before)
+    for job in AnalysisJob.objects.filter(abandoned, status=AnalysisJob.Status.RUNNING):
         if job.attempts >= _max_attempts():
             reason = (
                 f"The worker running this analysis stopped without reporting back {job.attempts} times "
@@ -353,7 +355,7 @@ def sweep(*, requeue_after_s=None, now=None):
         else:
             changed = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
                 status=AnalysisJob.Status.QUEUED, task_id="", published_at=None, updated_at=now,
-                last_enqueue_error="", reason="",
+                last_enqueue_error="", reason="", lease_expires_at=None,
             )
             if changed:
                 recovered.append(job.pk)

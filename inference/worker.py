@@ -49,7 +49,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inference import services
+from inference import leases, services
 from inference.models import AnalysisJob, Prediction
 
 logger = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def claim(job_id, task_id=""):
     jobs = AnalysisJob.objects.with_version().select_related("smear__case")
     claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
         status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
-        task_id=task_id, worker=worker, reason="", updated_at=now,
+        task_id=task_id, worker=worker, reason="", updated_at=now, lease_expires_at=leases.expiry(now),
     )
     if claimed:
         return jobs.get(pk=job_id)
@@ -304,7 +304,8 @@ def claim(job_id, task_id=""):
             return None
         taken = AnalysisJob.objects.filter(
             pk=job_id, status=AnalysisJob.Status.RUNNING, task_id=task_id, attempts=job.attempts
-        ).update(attempts=F("attempts") + 1, started_at=now, worker=worker, updated_at=now)
+        ).update(attempts=F("attempts") + 1, started_at=now, worker=worker, updated_at=now,
+                 lease_expires_at=leases.expiry(now))
         if taken:
             logger.warning("Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1)
             return jobs.get(pk=job_id)
@@ -484,8 +485,9 @@ def run_job(job_id, task_id=""):
     services.case_started(case_id, status=job.smear.case.status)
     outcome = "failed"
     try:
-        _test_hooks()
-        analyse(job)
+        with leases.held(job):
+            _test_hooks()
+            analyse(job)
         outcome = "done"
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)

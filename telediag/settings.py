@@ -154,6 +154,8 @@ ATTENTION_THRESHOLD = env_float("TELEDIAG_ATTENTION_THRESHOLD", 0.6)
 # A job queued longer than this is re-enqueued by the sweeper.
 INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 120)
 INFERENCE_MAX_ATTEMPTS = env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3)
+# A running job's lease (renewed by its worker every quarter of it); expired, the sweeper requeues it.
+INFERENCE_LEASE_S = env_float("TELEDIAG_INFERENCE_LEASE_S", 20.0)
 
 # Celery. No result backend: the database is the source of truth for job state.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("TELEDIAG_TASK_SOFT_TIME_LIMIT", 240)
@@ -213,8 +215,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "inference-sweep": {
         "task": "inference.sweep_analysis",
-        "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 60.0),
-        "options": {"queue": "default", "expires": 50},
+        "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0),
+        "options": {"queue": "default", "expires": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0)},
     }
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

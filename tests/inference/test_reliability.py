@@ -170,3 +170,64 @@ def test_the_sweeper_does_not_multiply_messages_of_a_backlog(world, model_versio
     jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
     assert services.sweep(requeue_after_s=120)["republished"] == 6
     assert client.llen("inference") == 6
+
+
+# --- Defect 5: a vanished worker --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_job_of_a_vanished_worker_is_queued_again_once_its_lease_expires(world, model_version, published, settings):
+    """Defect 5: a worker killed mid-job (its message not coming back) left the job running for the
+    hard time limit + 60 s. Now its lease runs out in INFERENCE_LEASE_S and the sweeper requeues it."""
+    import time
+
+    from inference import worker
+
+    settings.INFERENCE_LEASE_S = 2
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    published.clear()
+    assert worker.claim(job.pk, "message-of-a-worker-that-dies") is not None  # ... and it dies here
+    assert services.sweep()["recovered"] == 0  # the lease still runs
+    time.sleep(2.5)
+    assert services.sweep()["recovered"] == 1
+    job.refresh_from_db()
+    assert job.status == "queued" and job.lease_expires_at is None and published.job_ids() == [job.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_worker_keeps_its_lease_while_a_long_job_runs(world, model_version, published, settings, monkeypatch):
+    """The other side: a job that runs longer than its lease (a model loading on a child's first
+    job) is renewed by its worker and never taken away from it."""
+    import threading
+    import time
+
+    from inference.tasks import analyse_smear
+
+    settings.INFERENCE_LEASE_S = 2
+    monkeypatch.setenv("TELEDIAG_TEST_HOOKS", "1")
+    monkeypatch.setenv("TELEDIAG_TEST_INFERENCE_DELAY_S", "5")  # the job runs 2.5 leases
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    recovered, stop = [], threading.Event()
+
+    def sweeper():
+        from django.db import connection
+
+        try:
+            while not stop.is_set():
+                recovered.append(services.sweep()["recovered"])
+                time.sleep(0.3)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=sweeper)
+    thread.start()
+    try:
+        assert analyse_smear(job.pk) == "done"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(recovered) > 10 and sum(recovered) == 0
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 1
