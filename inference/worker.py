@@ -50,6 +50,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inference import leases, services
+from inference.transient import TRANSIENT_ERRORS, retrying
 from inference.models import AnalysisJob, Prediction
 
 logger = logging.getLogger(__name__)
@@ -478,24 +479,28 @@ def _save(job, smear, version, loaded, class_index, probabilities, heatmap_name,
 
 def run_job(job_id, task_id=""):
     """The body of the ``inference.analyse_smear`` task. Returns "done", "failed" or "skipped"."""
-    job = claim(job_id, task_id or "")
+    # Every step retries while the database is briefly away (inference.transient).
+    job = retrying(claim, job_id, task_id or "")
     if job is None:
         return "skipped"
     case_id = job.smear.case_id
-    services.case_started(case_id, status=job.smear.case.status)
+    retrying(services.case_started, case_id, status=job.smear.case.status)
     outcome = "failed"
     try:
         with leases.held(job):
             _test_hooks()
-            analyse(job)
+            retrying(analyse, job)
         outcome = "done"
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
-        services.job_fail(job.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=job.task_id)
+        retrying(services.job_fail, job.pk, f"The analysis took longer than the {limit} s limit and was stopped.",
+                 task_id=job.task_id)
     except AnalysisError as exc:
-        services.job_fail(job.pk, str(exc), task_id=job.task_id)
+        retrying(services.job_fail, job.pk, str(exc), task_id=job.task_id)
+    except TRANSIENT_ERRORS:
+        raise  # the database stayed away: never "failed" for that; the lease hands the job back
     except Exception as exc:  # noqa: BLE001 - say what happened; a person can retry
         logger.exception("Analysis job %s failed", job.pk)
-        services.job_fail(job.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=job.task_id)
-    services.case_maybe_finished(case_id)
+        retrying(services.job_fail, job.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=job.task_id)
+    retrying(services.case_maybe_finished, case_id)
     return outcome

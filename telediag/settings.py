@@ -156,6 +156,8 @@ INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 120)
 INFERENCE_MAX_ATTEMPTS = env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3)
 # A running job's lease (renewed by its worker every quarter of it); expired, the sweeper requeues it.
 INFERENCE_LEASE_S = env_float("TELEDIAG_INFERENCE_LEASE_S", 20.0)
+# A worker retries a step this long (backoff) when the database connection breaks (inference.transient).
+DB_RETRY_S = env_float("TELEDIAG_DB_RETRY_S", 60.0)
 
 # Celery. No result backend: the database is the source of truth for job state.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("TELEDIAG_TASK_SOFT_TIME_LIMIT", 240)

@@ -231,3 +231,72 @@ def test_a_live_worker_keeps_its_lease_while_a_long_job_runs(world, model_versio
     assert len(recovered) > 10 and sum(recovered) == 0
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 1
+
+
+# --- Defect 4: a database blip ----------------------------------------------------------------
+
+
+def _terminate_own_connection():
+    """Kill this process's database session from another connection, as a restart of the server
+    (pg_ctl restart -m fast) or a failover does: the next query fails with OperationalError."""
+    import psycopg2
+    from django.db import connection
+
+    pid = connection.connection.get_backend_pid() if connection.connection else None
+    assert pid, "the worker holds a database connection at this point"
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    other = psycopg2.connect(**params)
+    try:
+        other.autocommit = True
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_blip_mid_analysis_neither_fails_nor_strands_the_job(world, model_version, monkeypatch):
+    """Defect 4: the worker's connection dies while it analyses. The job used to end failed with
+    OperationalError (or stay running for minutes); now the step is retried and the job is done."""
+    from inference import worker
+    from inference.tasks import analyse_smear
+
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    blips = []
+
+    def blip_once():
+        if not blips:
+            blips.append(True)
+            _terminate_own_connection()
+
+    monkeypatch.setattr(worker, "_test_hooks", blip_once)
+    assert analyse_smear(job.pk) == "done"
+    job.refresh_from_db()
+    case.refresh_from_db()
+    assert blips and job.status == "done" and job.reason == "" and job.attempts == 1
+    assert case.status == Case.Status.AWAITING_REVIEW and job.smear.predictions.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_blip_at_the_claim_is_retried(world, model_version, monkeypatch):
+    from inference import worker
+    from inference.tasks import analyse_smear
+
+    case = world.submit_case()
+    job = AnalysisJob.objects.get(smear__case=case)
+    real_claim, calls = worker.claim, []
+
+    def claim_after_a_blip(job_id, task_id=""):
+        calls.append(job_id)
+        if len(calls) == 1:
+            AnalysisJob.objects.exists()  # the connection is open...
+            _terminate_own_connection()   # ... and then the server goes away
+        return real_claim(job_id, task_id)
+
+    monkeypatch.setattr(worker, "claim", claim_after_a_blip)
+    assert analyse_smear(job.pk) == "done"
+    assert len(calls) == 2
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 1
