@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from telediag import brokers
 from telediag.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -175,19 +176,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
-elif CELERY_BROKER_URL.split("://", 1)[0] in ("amqp", "amqps", "pyamqp"):
-    # RabbitMQ: a publish returns once the broker has the message (publisher confirms); the
-    # queues are quorum queues (CELERY_TASK_QUEUES below), replicated and durable.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+elif brokers.is_amqp(CELERY_BROKER_URL):
+    # RabbitMQ: publisher confirms and quorum queues (telediag.brokers says why).
+    CELERY_BROKER_TRANSPORT_OPTIONS = brokers.amqp_transport_options()
+    CELERY_TASK_QUEUES = brokers.amqp_task_queues()
 else:
-    # Above the hard time limit, or Redis redelivers a task that is still running. Socket timeouts:
-    # a Redis that accepts connections but answers nothing (stopped, hung) must not block anyone.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2 + 60,
-        "socket_timeout": env_float("TELEDIAG_BROKER_SOCKET_TIMEOUT", 10.0),
-        "socket_connect_timeout": env_float("TELEDIAG_BROKER_CONNECTION_TIMEOUT", 3.0),
-        "socket_keepalive": True,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = brokers.redis_transport_options(
+        time_limit=CELERY_TASK_TIME_LIMIT,
+        socket_timeout=env_float("TELEDIAG_BROKER_SOCKET_TIMEOUT", 10.0),
+        connect_timeout=env_float("TELEDIAG_BROKER_CONNECTION_TIMEOUT", 3.0),
+    )
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("TELEDIAG_BROKER_CONNECTION_TIMEOUT", 3.0)
 # Publishing an analysis job (web requests, the sweeper): every socket operation bounded by this;
 # after a failure a process skips the broker for BROKER_PUBLISH_BACKOFF_S (inference.publishing).
