@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export TELEDIAG_DEMO ?= true
 
-.PHONY: run test install install-dev migrate worker bench clean-var
+.PHONY: run test install install-dev migrate worker bench clean-var faults faults-short
 
 $(VENV)/.installed: requirements.txt requirements-base.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ run: migrate
 
 test: install-dev
 	$(PY) -m pytest
+
+# Fault suite (reliability/): own PostgreSQL, Redis/RabbitMQ, gunicorn and workers on loopback.
+faults-short: install-dev
+	$(PY) -m reliability.run --short
+
+faults: install-dev
+	$(PY) -m reliability.run --broker both --json var/faults.json
 
 worker: install
 	$(VENV)/bin/celery -A telediag worker -Q inference,default -c 1 -l info

@@ -151,10 +151,12 @@ class PostgresCluster(_Server):
         if not (data / "PG_VERSION").exists():
             if os.geteuid() == 0:
                 shutil.chown(self.root, "postgres", "postgres")
-            subprocess.run(
+            done = subprocess.run(
                 [_postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.root, **self._as_owner(),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=self.root, **self._as_owner(),
             )
+            if done.returncode:
+                raise ServerError(f"initdb failed: {done.stderr.strip()}")
         self._spawn([
             _postgres_bin("postgres"), "-D", str(data), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
