@@ -10,6 +10,7 @@ from cases.access import laboratories_for
 from cases.audit import audit
 from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed
 from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
+from cases.storage import StorageUnavailable
 from cases.uploads import validate_uploads
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,11 @@ def case_submit(
                     format=image.format,
                     size_bytes=image.size_bytes,
                 )
-                smear.image.save(f"smear.{image.extension}", ContentFile(image.content), save=False)
+                try:
+                    smear.image.save(f"smear.{image.extension}", ContentFile(image.content), save=False)
+                except OSError as exc:  # disk full, storage down: the client can only retry later
+                    logger.error("Could not store an uploaded image: %s", exc)
+                    raise StorageUnavailable() from exc
                 stored.append(smear.image.name)
                 smear.save()
                 smears.append(smear)

@@ -396,7 +396,11 @@ def analyse(job):
     except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
         logger.exception("Heatmap failed for job %s", job.pk)
         png, method = b"", ""
-    heatmap_name = _store_heatmap(png, smear) if png else ""
+    try:
+        heatmap_name = _store_heatmap(png, smear) if png else ""
+    except OSError:  # disk full: the heatmap is an aid; the prediction stands without it
+        logger.warning("Could not store the heatmap of job %s; stored without one", job.pk, exc_info=True)
+        heatmap_name, method = "", ""
 
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
     now = timezone.now()

@@ -153,7 +153,7 @@ LOCAL_WEIGHTS_DIR = env_str("TELEDIAG_LOCAL_WEIGHTS_DIR")
 # Inference: a case is flagged for attention when its top probability is below this.
 ATTENTION_THRESHOLD = env_float("TELEDIAG_ATTENTION_THRESHOLD", 0.6)
 # A job queued longer than this is re-enqueued by the sweeper.
-INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 120)
+INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 30)
 INFERENCE_MAX_ATTEMPTS = env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3)
 # A running job's lease (renewed by its worker every quarter of it); expired, the sweeper requeues it.
 INFERENCE_LEASE_S = env_float("TELEDIAG_INFERENCE_LEASE_S", 20.0)

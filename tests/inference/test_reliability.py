@@ -300,3 +300,24 @@ def test_a_database_blip_at_the_claim_is_retried(world, model_version, monkeypat
     assert len(calls) == 2
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 1
+
+
+# --- A full disk ------------------------------------------------------------------------------
+
+
+def test_a_full_disk_refuses_the_upload_clearly_and_keeps_nothing_half_saved(world, model_version, monkeypatch):
+    """The media volume is full: the submission is a 503 saying so, and no case is half-saved."""
+    import errno
+
+    from django.core.files.storage import FileSystemStorage
+
+    from cases.storage import StorageUnavailable
+
+    def full(self, name, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileSystemStorage, "_save", full)
+    with pytest.raises(StorageUnavailable) as refused:
+        world.submit_case(files=two_smears())
+    assert refused.value.http_status == 503 and "nothing was saved" in refused.value.message
+    assert not Case.objects.exists() and not AnalysisJob.objects.exists()
