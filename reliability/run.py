@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--broker", choices=["redis", "rabbitmq", "both"], default="redis")
     parser.add_argument("--scenario", action="append", choices=sorted(scenarios.FAULTS), help="repeatable")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (4-20)")
-    parser.add_argument("--rate", type=float, default=0.5, help="cases per second each client starts at most")
+    parser.add_argument("--rate", type=float, default=0.35, help="cases per second each client starts at most")
     parser.add_argument("--fault-s", type=float, help="how long each fault lasts")
     parser.add_argument("--media-mb", type=int, default=256, help="media on a tmpfs of this size (root), for disk_full")
     parser.add_argument("--dataset", default=os.environ.get("TELEDIAG_DATASET_DIR", str(DEFAULT_DATASET)))

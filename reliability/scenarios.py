@@ -60,10 +60,11 @@ def _web_restart(stack):
 
 FAULTS = {
     "baseline": Fault("baseline", "no fault: the load alone", _noop),
-    "worker_child_kill": Fault("worker_child_kill", "SIGKILL one worker pool child (the parent starts another)",
+    "worker_child_kill": Fault("worker_child_kill", "SIGKILL a pool child of one worker mid-task (its parent starts another)",
                                lambda stack: stack.kill_worker_child()),
-    "worker_kill": Fault("worker_kill", "SIGKILL the whole worker (parent and children), start a new one after the fault",
-                         lambda stack: stack.kill_worker(), lambda stack: stack.start_worker()),
+    "worker_kill": Fault("worker_kill", "SIGKILL one of the two workers (parent and children) as a node lost; "
+                         "the other carries on; the lost one is started again after the fault",
+                         lambda stack: stack.kill_worker(), lambda stack: stack.start_worker(0)),
     "broker_pause": Fault("broker_pause", "SIGSTOP the broker (accepts connections, answers nothing), then SIGCONT",
                           lambda stack: stack.broker.pause(), lambda stack: stack.broker.resume(), broker_fault=True),
     "broker_restart_empty": Fault("broker_restart_empty", "SIGKILL the broker, start it again empty (every message lost)",
@@ -146,7 +147,7 @@ class Outcome:
         return asdict(self)
 
 
-def run_scenario(stack, fault, load_images, clients=4, timing=None, log=print, rate=0.5):
+def run_scenario(stack, fault, load_images, clients=4, timing=None, log=print, rate=0.35):
     timing = timing or Timing()
     outcome = Outcome(fault.name, stack.broker_kind, clients)
     if fault.needs == "media_tmpfs" and not stack.media_mounted:

@@ -73,8 +73,8 @@ class Process:
 
 
 class Stack:
-    def __init__(self, broker="redis", root=None, web_workers=2, concurrency=2, media_mb=None, patients=20,
-                 log=print, keep=False):
+    def __init__(self, broker="redis", root=None, web_workers=2, workers=2, concurrency=1, media_mb=None,
+                 patients=20, log=print, keep=False):
         self.broker_kind = broker
         self.root = Path(root or tempfile.mkdtemp(prefix="telediag-faults-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,8 @@ class Stack:
         self.keep = keep
         self.web_workers, self.concurrency, self.media_mb, self.patients = web_workers, concurrency, media_mb, patients
         self.log = log
-        self.pg = self.broker = self.web = self.worker = self.beat = None
+        self.pg = self.broker = self.web = self.beat = None
+        self.workers = [None] * workers  # worker processes, as on separate nodes
         self.media = self.root / "media"
         self.media_mounted = False
         self.port = free_port()
@@ -110,7 +111,8 @@ class Stack:
         world = json.loads(seeded.stdout.strip().splitlines()[-1])
         self.token, self.patient_ids = world["token"], world["patients"]
         self.start_web()
-        self.start_worker()
+        for index in range(len(self.workers)):
+            self.start_worker(index)
         self.beat = Process("beat", [sys.executable, "-m", "celery", "-A", "telediag", "beat", "-l", "INFO",
                                      "-s", str(self.root / "celerybeat-schedule")], self.env, self.root).start()
         self.wait_for_web()
@@ -124,7 +126,7 @@ class Stack:
 
         started = time.monotonic()
         case_ids = []
-        for index in range(self.concurrency * 2):
+        for index in range(len(self.workers) * self.concurrency * 2):
             answer = requests.post(
                 f"{self.base_url}/api/cases/", headers={"Authorization": f"Token {self.token}"},
                 data={"patient": self.patient_ids[0], "clinical_notes": "warm-up"},
@@ -182,7 +184,7 @@ class Stack:
             self.log(f"media: tmpfs refused ({result.stderr.strip()}); the disk-full fault is skipped")
 
     def stop(self):
-        for process in (self.beat, self.worker, self.web):
+        for process in (self.beat, *self.workers, self.web):
             if process is not None:
                 process.stop()
         for server in (self.broker, self.pg):
@@ -233,14 +235,19 @@ class Stack:
             time.sleep(0.3)
         raise ServerError(f"the web server does not answer after {timeout} s:\n{self.web.tail()}")
 
-    def start_worker(self):
+    def start_worker(self, index=0):
+        """Worker ``index`` (a node of its own: own name, own pool of ``concurrency`` children)."""
         self.worker_count += 1
-        self.worker = Process(f"worker-{self.worker_count}", [
+        self.workers[index] = Process(f"worker-{index}-{self.worker_count}", [
             sys.executable, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default", "-P", "prefork",
-            "-c", str(self.concurrency), "-n", f"faults-{self.worker_count}@%h", "-l", "INFO",
+            "-c", str(self.concurrency), "-n", f"faults-{index}-{self.worker_count}@%h", "-l", "INFO",
             "--without-gossip", "--without-mingle",
         ], self.env, self.root).start()
-        return self.worker
+        return self.workers[index]
+
+    @property
+    def worker(self):
+        return self.workers[0]
 
     # --- Faults ---------------------------------------------------------------------------------
 
@@ -257,26 +264,19 @@ class Stack:
         self.web.kill()
 
     def fill_media(self):
-        """Fill the media tmpfs to the last byte (a full disk)."""
-        filler = self.media / ".filler"
-        with open(filler, "wb") as handle:
-            block = b"\0" * (1 << 20)
+        """Fill the media tmpfs to the last byte (a full disk): unbuffered writes until ENOSPC."""
+        for name, size in ((".filler", 1 << 20), (".filler2", 4096), (".filler3", 1)):
+            descriptor = os.open(self.media / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 while True:
-                    handle.write(block)
-                    handle.flush()
+                    os.write(descriptor, b"\0" * size)
             except OSError:
                 pass
-        with open(self.media / ".filler2", "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 4096)
-                    handle.flush()
-            except OSError:
-                pass
+            finally:
+                os.close(descriptor)
 
     def free_media(self):
-        for name in (".filler", ".filler2"):
+        for name in (".filler", ".filler2", ".filler3"):
             try:
                 (self.media / name).unlink()
             except FileNotFoundError:
