@@ -93,8 +93,6 @@ breaker = Breaker()
 def queue_depth(app, queue):
     """Messages waiting in ``queue`` on the broker (not the ones a worker holds), or None when the
     broker cannot say (unreachable, or a transport without the count). Bounded like a publish."""
-    if not breaker.allows():
-        return None
     try:
         with app.connection_for_read(**connection_options(app)) as connection:
             channel = connection.default_channel

@@ -46,12 +46,19 @@ def rabbit_url(db):
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = brokers.amqp_transport_options()
     celery_app.conf.task_queues = brokers.amqp_task_queues()
-    celery_app.amqp.__dict__.pop("queues", None)  # Celery caches the declared queues
+    forget_queues()
     yield vhost, url
     celery_app.conf.broker_url, celery_app.conf.broker_transport_options, celery_app.conf.task_queues = saved
-    celery_app.amqp.__dict__.pop("queues", None)
+    forget_queues()
     services._broker.drop()
     rabbitmqctl("delete_vhost", vhost)
+
+
+def forget_queues():
+    """Celery caches the queues (and the router holding them) from the first publish on."""
+    for name in ("queues", "router", "default_queue", "send_task_message"):
+        celery_app.amqp.__dict__.pop(name, None)
+    celery_app.amqp._rtable = None
 
 
 def queue_types(vhost):

@@ -105,12 +105,13 @@ def test_model_without_a_feature_map_gets_an_occlusion_heatmap(world, tmp_path):
 
 
 def test_broker_connection_is_reused_and_dropped_after_a_failure(
-    world, model_version, published, monkeypatch, django_capture_on_commit_callbacks
+    world, model_version, published, monkeypatch, django_capture_on_commit_callbacks, settings
 ):
     from kombu.exceptions import OperationalError
 
     from inference.tasks import analyse_smear as task
 
+    settings.BROKER_PUBLISH_BACKOFF_S = 0  # the connection, not the back-off (test_reliability), is tested here
     services._broker.drop()
     opened = []
     original = task.app.connection_for_write
