@@ -6,15 +6,18 @@ Training run: saving the form queues ``training.tasks.retrain_task`` on the `tra
 """
 import base64
 import json
+import shlex
 from pathlib import Path
 
-from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html, format_html_join
 
 from training import registry, services
+from training.errors import TrainingError
+from training.forms import OPTION_NAMES, TrainingRunForm
 from training.models import ModelVersion, TrainingRun
+from training.options import RetrainOptions
 
 MAX_INLINE_PLOT_BYTES = 2 * 1024 * 1024
 
@@ -125,40 +128,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
 
 
-class TrainingRunForm(forms.ModelForm):
-    architectures = forms.MultipleChoiceField(
-        choices=[(name, name) for name in services.available_architectures()],
-        initial=list(services.STUDY_ARCHITECTURES),
-        widget=forms.CheckboxSelectMultiple,
-    )
-    split_mode = forms.ChoiceField(choices=[(m, m) for m in services.SPLIT_MODES], initial="grouped")
-
-    class Meta:
-        model = TrainingRun
-        fields = ["data_dir", "architectures", "epochs", "image_size", "split_mode", "seed", "batch_size",
-                  "augment", "promote", "weights_dir", "max_per_class", "output_dir"]
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        try:
-            services.RetrainOptions(
-                data_dir=cleaned["data_dir"], architectures=cleaned["architectures"], epochs=cleaned["epochs"],
-                image_size=cleaned["image_size"], split_mode=cleaned["split_mode"], seed=cleaned["seed"],
-                batch_size=cleaned["batch_size"], promote=cleaned.get("promote") or None,
-                weights_dir=cleaned.get("weights_dir") or None, max_per_class=cleaned.get("max_per_class"),
-            ).validate(check_paths=False)
-        except services.TrainingError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return cleaned
-
-
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     form = TrainingRunForm
-    list_display = ["id", "status", "architectures_display", "epochs", "image_size", "split_mode", "progress",
-                    "requested_by", "created_at", "finished_at"]
+    list_display = ["id", "status", "architectures_display", "epochs_display", "image_size_display",
+                    "split_display", "progress", "requested_by", "created_at", "finished_at"]
     list_filter = ["status"]
     actions = ["requeue"]
     readonly_fields = ["status", "requested_by", "created_at", "started_at", "finished_at", "progress",
@@ -166,7 +140,38 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Architectures")
     def architectures_display(self, obj):
-        return ", ".join(obj.architectures or [])
+        return ", ".join(obj.options.get("architectures") or [])
+
+    @admin.display(description="Epochs")
+    def epochs_display(self, obj):
+        return obj.options.get("epochs")
+
+    @admin.display(description="Image size")
+    def image_size_display(self, obj):
+        return obj.options.get("image_size")
+
+    @admin.display(description="Split")
+    def split_display(self, obj):
+        return obj.options.get("split_mode")
+
+    @admin.display(description="Options")
+    def options_display(self, obj):
+        return _pretty_json(obj.options)
+
+    @admin.display(description="Same run from the command line")
+    def command_line_display(self, obj):
+        try:
+            options = RetrainOptions.from_json(obj.options).validate(check_paths=False)
+        except TrainingError as exc:
+            return f"— ({exc})"
+        words = ["python", "manage.py", "retrain", "--data", str(options.data_dir), *options.arguments()]
+        if options.promote:
+            words += ["--promote", options.promote]
+        if options.weights_dir:
+            words += ["--weights-dir", str(options.weights_dir)]
+        if options.output_dir:
+            words += ["--output", str(options.output_dir)]
+        return format_html("<code>{}</code>", shlex.join(words))
 
     @admin.display(description="Comparison")
     def summary_display(self, obj):
@@ -178,13 +183,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return list(TrainingRunForm.Meta.fields)
-        return list(TrainingRunForm.Meta.fields) + self.readonly_fields
+            return list(OPTION_NAMES)
+        return ["options_display", "command_line_display", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return list(TrainingRunForm.Meta.fields) + self.readonly_fields  # a run's request never changes
+        return ["options_display", "command_line_display", *self.readonly_fields]  # a run's request never changes
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -1,6 +1,10 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Q
+
+from training.errors import TrainingError
+from training.options import RetrainOptions
 
 
 class ModelVersionQuerySet(models.QuerySet):
@@ -100,24 +104,10 @@ class TrainingRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    class Promote(models.TextChoices):
-        NONE = "", "Do not promote"
-        BEST = "best", "Promote the best validation accuracy"
-
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    data_dir = models.CharField(max_length=500, help_text="Labelled image folder (<root>/<Class>/*.jpg) on the worker.")
-    architectures = models.JSONField(default=list, help_text="Architectures to train, e.g. [\"convnet\", \"vgg19\"].")
-    epochs = models.PositiveIntegerField(default=30)
-    image_size = models.PositiveIntegerField(default=224)
-    split_mode = models.CharField(max_length=16, default="grouped")
-    seed = models.IntegerField(default=42)
-    batch_size = models.PositiveIntegerField(default=32)
-    augment = models.BooleanField(default=True)
-    promote = models.CharField(max_length=8, choices=Promote.choices, blank=True, default=Promote.NONE)
-    weights_dir = models.CharField(max_length=500, blank=True, help_text="Folder of local ImageNet weight files.")
-    max_per_class = models.PositiveIntegerField(null=True, blank=True, help_text="Smoke runs only.")
-    output_dir = models.CharField(
-        max_length=500, blank=True, help_text="Work folder (checkpoints); re-running with it resumes."
+    options = models.JSONField(
+        default=dict, help_text="What to train: training.options.RetrainOptions.to_json() (data folder, "
+                                "architectures, epochs, image size, split, colour and augmentation settings, ...).",
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -135,5 +125,12 @@ class TrainingRun(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        archs = ", ".join(self.architectures or [])
+        archs = ", ".join((self.options or {}).get("architectures") or [])
         return f"Training run {self.pk} ({archs or 'no architecture'}, {self.get_status_display().lower()})"
+
+    def clean(self):
+        """The stored options must be ones RetrainOptions accepts (the folders are checked by the worker)."""
+        try:
+            self.options = RetrainOptions.from_json(self.options).validate(check_paths=False).to_json()
+        except (TrainingError, TypeError) as exc:
+            raise ValidationError({"options": str(exc)}) from exc

@@ -13,7 +13,7 @@ the person who typed the command or filled in the admin form.
 import datetime
 import logging
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -21,20 +21,22 @@ from django.db import transaction
 from django.utils import timezone
 
 from training import registry
+from training.errors import TrainingError
 from training.ml.classes import CLASS_NAMES
 from training.models import ModelVersion, TrainingRun
+from training.options import (  # noqa: F401 - part of this module's interface
+    DEFAULT_EPOCHS,
+    KNOWN_ARCHITECTURES,
+    PROMOTE_CHOICES,
+    SPLIT_MODES,
+    STUDY_ARCHITECTURES,
+    RetrainOptions,
+    check_data_dir,
+)
 
 logger = logging.getLogger(__name__)
 
-# The four architectures of the original study (what --all trains), and every one we can build.
-STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
-# Kept here so the admin form and argument checks need no Keras import; a test checks it matches
-# training.ml.architectures.ARCHITECTURE_NAMES.
-KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
-SPLIT_MODES = ("grouped", "random")
-PROMOTE_CHOICES = ("best",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-DEFAULT_EPOCHS = 50
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
     "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
@@ -42,102 +44,6 @@ WEIGHT_FILE_PATTERNS = {
     "resnet50": ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet50*notop*.h5", "resnet50*.h5"),
     "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19*notop*.h5", "vgg19*.h5"),
 }
-
-
-class TrainingError(Exception):
-    """A request that cannot be carried out as given; the message says what to change."""
-
-
-def available_architectures():
-    return KNOWN_ARCHITECTURES
-
-
-# --------------------------------------------------------------------------------------------------
-# Options
-
-
-@dataclass
-class RetrainOptions:
-    data_dir: object
-    architectures: list = field(default_factory=lambda: ["convnet"])
-    epochs: int = DEFAULT_EPOCHS
-    image_size: int = 224
-    split_mode: str = "grouped"
-    seed: int = 42
-    batch_size: int = 32
-    augment: bool = True
-    per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
-    grayscale_augment: float = 0.0  # probability of a gray training image
-    stain_augment: float = 0.0  # sigma of the per-image stain-amount jitter
-    learning_rate: float = None  # Adam's initial rate; None: each architecture's default
-    promote: str = None  # None or "best"
-    weights_dir: object = None
-    max_per_class: int = None
-    output_dir: object = None
-
-    @property
-    def normalisation(self):
-        return "per_image" if self.per_image_colour else None
-
-    def validate(self, check_paths=True):
-        """Check every argument; with ``check_paths`` also the folders. Returns a normalised copy."""
-        archs = list(dict.fromkeys(self.architectures or []))
-        if not archs:
-            raise TrainingError("Name at least one architecture (or use --all).")
-        unknown = [a for a in archs if a not in KNOWN_ARCHITECTURES]
-        if unknown:
-            raise TrainingError(
-                f"Unknown architecture(s): {', '.join(unknown)}. Choose from {', '.join(KNOWN_ARCHITECTURES)}."
-            )
-        for label, value, minimum in (("--epochs", self.epochs, 1), ("--image-size", self.image_size, 8),
-                                      ("--batch-size", self.batch_size, 1)):
-            if not isinstance(value, int) or value < minimum:
-                raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
-        if self.learning_rate is not None and (
-                isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
-                or not 0 < self.learning_rate < 1):
-            raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
-        if (isinstance(self.grayscale_augment, bool) or not isinstance(self.grayscale_augment, (int, float))
-                or not 0 <= self.grayscale_augment <= 1):
-            raise TrainingError(f"--grayscale-augment must be a probability between 0 and 1, not "
-                                f"{self.grayscale_augment!r}.")
-        if (isinstance(self.stain_augment, bool) or not isinstance(self.stain_augment, (int, float))
-                or not 0 <= self.stain_augment < 1):
-            raise TrainingError(f"--stain-augment must be a number from 0 up to (not including) 1, not "
-                                f"{self.stain_augment!r}.")
-        if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
-            raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
-        if self.split_mode not in SPLIT_MODES:
-            raise TrainingError(f"--split must be one of {', '.join(SPLIT_MODES)}, not {self.split_mode!r}.")
-        if self.promote not in (None, "", *PROMOTE_CHOICES):
-            raise TrainingError(f"--promote accepts only 'best', not {self.promote!r}.")
-        if not str(self.data_dir or "").strip():
-            raise TrainingError("--data is required: the labelled image folder (<root>/<Class>/*.jpg).")
-        options = replace(self, architectures=archs, promote=self.promote or None,
-                          data_dir=Path(self.data_dir).expanduser(),
-                          weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
-                          output_dir=Path(self.output_dir).expanduser() if self.output_dir else None)
-        if check_paths:
-            check_data_dir(options.data_dir)
-            if options.weights_dir is not None and not options.weights_dir.is_dir():
-                raise TrainingError(f"Weights folder not found: {options.weights_dir}")
-            if options.output_dir is not None and options.output_dir.exists() and not options.output_dir.is_dir():
-                raise TrainingError(f"--output {options.output_dir} exists and is not a folder.")
-        return options
-
-
-def check_data_dir(data_dir):
-    path = Path(data_dir).expanduser()
-    if not path.exists():
-        raise TrainingError(f"Data folder not found: {path}")
-    if not path.is_dir():
-        raise TrainingError(f"Data path is not a folder: {path}")
-    if not any(p for p in path.iterdir() if not p.name.startswith(".")):
-        raise TrainingError(
-            f"Data folder {path} is empty: expected one sub-folder of images per class "
-            "(Benign, Early, Pre, Pro)."
-        )
-    return path
 
 
 def scan(data_dir, require_all_classes=True):
@@ -369,12 +275,8 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                 f"({options.epochs} epochs, {options.image_size}px, {options.split_mode} split)")
             try:
                 result = run_training(
-                    dataset.root, architecture, arch_dir, epochs=options.epochs, image_size=options.image_size,
-                    split_mode=options.split_mode, seed=options.seed, batch_size=options.batch_size,
-                    augment=options.augment, weights_path=weights[architecture], split_record=split_record,
-                    progress=progress, max_per_class=options.max_per_class,
-                    normalisation=options.normalisation, learning_rate=options.learning_rate,
-                    augment_grayscale=options.grayscale_augment, augment_stain=options.stain_augment,
+                    dataset.root, architecture, arch_dir, weights_path=weights[architecture],
+                    split_record=split_record, progress=progress, **options.run_training_kwargs(),
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc
@@ -421,15 +323,6 @@ def promote(ref):
 # Training runs (admin + Celery)
 
 
-def run_options(run):
-    return RetrainOptions(
-        data_dir=run.data_dir, architectures=list(run.architectures or []), epochs=run.epochs,
-        image_size=run.image_size, split_mode=run.split_mode, seed=run.seed, batch_size=run.batch_size,
-        augment=run.augment, promote=run.promote or None, weights_dir=run.weights_dir or None,
-        max_per_class=run.max_per_class, output_dir=run.output_dir or None,
-    )
-
-
 def enqueue_training_run(run):
     """Queue ``retrain_task`` for ``run``; if the broker cannot be reached, the run is marked failed."""
     from training.tasks import retrain_task
@@ -462,9 +355,9 @@ def execute_training_run(run_id, progress=2):
         logger.warning("Training run %s is not queued (missing or %s); not started", run_id,
                        run.status if run else "deleted")
         return run
-    if not run.output_dir:
-        run.output_dir = str(default_output_dir(f"run-{run.pk}"))
-        TrainingRun.objects.filter(pk=run.pk).update(output_dir=run.output_dir)
+    if not run.options.get("output_dir"):
+        run.options = {**run.options, "output_dir": str(default_output_dir(f"run-{run.pk}"))}
+        TrainingRun.objects.filter(pk=run.pk).update(options=run.options)
 
     lines = [run.log] if run.log else []
 
@@ -478,7 +371,8 @@ def execute_training_run(run_id, progress=2):
         TrainingRun.objects.filter(pk=run.pk).update(**update)
 
     try:
-        result = retrain(run_options(run), trained_by=run.requested_by, log=log, progress=progress)
+        result = retrain(RetrainOptions.from_json(run.options), trained_by=run.requested_by, log=log,
+                         progress=progress)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, TrainingError) else "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -10,7 +10,7 @@ Each line of the jobs file is ``NAME [VAR=value ...] ARGUMENTS...``: a run name 
 trains MobileNetV2 slowly on GPUs, its depthwise convolutions' backward pass being slow) and
 training.ml.pipeline arguments; ``#`` starts a comment. Jobs start in file order while
 fewer than ``--parallel`` run and at least ``--min-start`` seconds of the slot are left. Each runs
-``python -m training.ml.pipeline --data DATA --out DIR/NAME --quiet --time-limit T ARGUMENTS``
+``python -m training.ml.pipeline --data DATA --output DIR/NAME --quiet --time-limit T ARGUMENTS``
 (output in DIR/NAME.log), where T leaves ``--reserve`` seconds of the slot to evaluate and save
 the best epoch reached; one still running when the slot ends is stopped. DIR/summary.json (also
 printed) says for each job what happened and, when it finished, its validation and test accuracy.
@@ -32,7 +32,7 @@ from .artifacts import read_json, write_json_atomically
 SUMMARY_FILE = "summary.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 ENV_PATTERN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
-RUNNER_ARGUMENTS = ("--data", "--out", "--time-limit", "--quiet")  # set by the runner for every job
+RUNNER_ARGUMENTS = ("--data", "--output", "--time-limit", "--quiet")  # set by the runner for every job
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_SECONDS = 20
 
@@ -152,7 +152,7 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
             job = pending.pop(0)
             limit = max(1.0, left - reserve)
             command = [python or sys.executable, "-m", "training.ml.pipeline", "--data", str(data_dir),
-                       "--out", str(out_dir / job.name), "--quiet", "--time-limit", f"{limit:.0f}", *job.args]
+                       "--output", str(out_dir / job.name), "--quiet", "--time-limit", f"{limit:.0f}", *job.args]
             with open(out_dir / f"{job.name}.log", "ab") as output:
                 process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**env, **job.env},
                                            cwd=PROJECT_ROOT, start_new_session=True)

@@ -3,7 +3,7 @@
 ``run_training`` is the entry point the Django ``retrain`` command and the CLI both call:
 
     python -m training.ml.pipeline --data ../shared/data/all-leukemia/original \\
-        --arch convnet --out var/runs/convnet-1 --epochs 50 --split grouped
+        --arch convnet --output var/runs/convnet-1 --epochs 50 --split grouped
 
 Everything lands in ``output_dir``:
 
@@ -244,7 +244,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     from .architectures import ARCHITECTURES, describe_preprocessing
     from .evaluate import metrics_from_probabilities, predict_probabilities
     from .plots import plot_confusion_matrix, plot_training_curves
-    from .train import TrainConfig, train_model
+    from .train import train_model
 
     started = time.monotonic()
     if architecture not in ARCHITECTURES:  # fail before scanning and loading thousands of images
@@ -270,11 +270,10 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
         log=print if progress else None,
     )
 
-    config = TrainConfig(
-        architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
+    config = train_config(
+        architecture, output_dir, image_size=image_size, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
-        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
-        lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
+        augment_strength=augment_strength, weights_path=weights_path, lr_schedule=lr_schedule,
         normalisation=normalisation, augment_grayscale=augment_grayscale, augment_stain=augment_stain,
         time_limit_seconds=max(1.0, time_limit - (time.monotonic() - started)) if time_limit else None,
     )
@@ -354,6 +353,22 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
             "metadata_path": str(metadata_path)}
 
 
+def train_config(architecture, output_dir, *, image_size=224, epochs=50, batch_size=32, learning_rate=None,
+                 seed=42, patience=10, augment=True, augment_strength=1.0, weights_path=None, lr_schedule="cosine",
+                 normalisation=None, augment_grayscale=0.0, augment_stain=0.0, time_limit_seconds=None):
+    """The train.TrainConfig that run_training trains with, from its arguments of the same names."""
+    from .train import TrainConfig
+
+    return TrainConfig(
+        architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
+        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
+        lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
+        normalisation=normalisation, augment_grayscale=augment_grayscale, augment_stain=augment_stain,
+        time_limit_seconds=time_limit_seconds,
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m training.ml.pipeline",
@@ -362,10 +377,10 @@ def build_parser():
     parser.add_argument("--data", required=True, help="folder with Benign/Early/Pre/Pro sub-folders")
     parser.add_argument("--arch", nargs="+", default=["convnet"],
                         help="architecture(s): convnet convnet_bn mobilenetv2 resnet50 vgg19; "
-                             "with several, each trains in OUT/<arch>")
-    parser.add_argument("--out", required=True, help="output folder")
+                             "with several, each trains in OUTPUT/<arch>")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--size", type=int, default=224, help="image size in pixels (square)")
+    parser.add_argument("--image-size", type=int, default=224, help="image size in pixels (square)")
     parser.add_argument("--split", choices=("grouped", "random"), default="grouped")
     parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
     parser.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
@@ -373,7 +388,8 @@ def build_parser():
     parser.add_argument("--split-record", help="JSON file: a split record or a metadata.json to reuse")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, help="Adam's initial learning rate (default: 1e-3; 1e-4 for vgg19)")
+    parser.add_argument("--learning-rate", type=float,
+                        help="Adam's initial learning rate (default: 1e-3; 1e-4 for vgg19)")
     parser.add_argument("--lr-schedule", choices=("cosine", "plateau", "constant"), default="cosine")
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--no-augment", action="store_true")
@@ -403,14 +419,14 @@ def main(argv=None):
         split_record = loaded.get("split", loaded)  # accept a metadata.json too
     results = []
     for architecture in args.arch:
-        out = Path(args.out) / architecture if len(args.arch) > 1 else Path(args.out)
+        out = Path(args.output) / architecture if len(args.arch) > 1 else Path(args.output)
         try:
             result = run_training(
-                args.data, architecture, out, epochs=args.epochs, image_size=args.size,
+                args.data, architecture, out, epochs=args.epochs, image_size=args.image_size,
                 split_mode=args.split, seed=args.seed, batch_size=args.batch_size,
                 augment=not args.no_augment, weights_path=args.weights, split_record=split_record,
                 progress=2 if args.quiet else True, max_per_class=args.max_per_class,
-                learning_rate=args.lr, patience=args.patience, block_size=args.block_size,
+                learning_rate=args.learning_rate, patience=args.patience, block_size=args.block_size,
                 fractions=tuple(args.fractions), lr_schedule=args.lr_schedule,
                 augment_strength=args.augment_strength,
                 normalisation="per_image" if args.per_image_colour else None,
