@@ -124,7 +124,7 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         else:
             # One laboratory (or none, which the service explains): nothing to choose.
             del self.fields["laboratory"]
-        versions = ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
+        versions = ModelVersion.objects.order_by("-is_active", "-created_at")
         if versions.count() > 1:
             self.fields["model_version"].queryset = versions
         else:

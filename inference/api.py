@@ -44,7 +44,7 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
 
 
 class RerunSerializer(serializers.Serializer):
-    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.without_record())
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
 
 
 ANALYSIS_SCHEMA = inline_serializer(

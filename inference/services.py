@@ -61,7 +61,7 @@ def _max_attempts():
 
 def model_version_for(case, model_version=None):
     """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
-    return model_version or case.requested_model_version or ModelVersion.active(with_record=False)
+    return model_version or case.requested_model_version or ModelVersion.active()
 
 
 def case_analysis_request(case, model_version=None, *, requested_by=None, smears=None):
@@ -246,7 +246,7 @@ def case_rerun(*, user, case, model_version, request=None):
 
 def rerun_choices():
     """Model versions a pathologist may pick for a re-run (newest first)."""
-    return ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
+    return ModelVersion.objects.order_by("-is_active", "-created_at")
 
 
 # --- Case status (called by the worker) -------------------------------------------------------
@@ -365,7 +365,7 @@ def sweep(*, requeue_after_s=None, now=None):
         counts["republished"] = publish_jobs(due_ids)
 
     # 3. Cases submitted while there was no model.
-    if ModelVersion.active(with_record=False) is not None:
+    if ModelVersion.active() is not None:
         waiting = (
             Case.objects.filter(status__in=ANALYSABLE_CASE_STATUSES)
             .filter(smears__isnull=False)

@@ -115,7 +115,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             versions.append(job.model_version)
     selected = next((v for v in versions if str(v.pk) == str(version_id)), None) if version_id else None
     selected = selected or (versions[0] if versions else None)
-    active = ModelVersion.active(with_record=False)
+    active = ModelVersion.active()
 
     jobs_by_smear = {job.smear_id: job for job in jobs if selected and job.model_version_id == selected.pk}
     predictions = {

@@ -143,7 +143,7 @@ def case_rerun(request, pk):
     version = None
     raw = request.POST.get("model_version", "")
     if raw:
-        version = ModelVersion.objects.without_record().filter(pk=raw).first() if raw.isdigit() else None
+        version = ModelVersion.objects.filter(pk=raw).first() if raw.isdigit() else None
         if version is None:
             return _refused(request, DomainError("Unknown model version."), case)
     try:

@@ -18,7 +18,7 @@ read-only), TELEDIAG_TF_INTRA_OP_THREADS (model threads per child, also TFLite's
 One job (``run_job``), all state in the database:
 
 1. claim: ``queued → running`` with a conditional update (attempts + 1), then one SELECT of the job
-   with its smear, case and version (the version's large training record deferred). Only one
+   with its smear, case and version (its large training record is another table). Only one
    message wins; duplicates (sweeper re-publish, redelivery) find the job running or done and do
    nothing. A message that comes back after its worker died (acks_late + reject_on_worker_lost)
    carries the same task id as the claim, so it may take the running job over, up to

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils.html import format_html, format_html_join
 
 from training import registry, services
 from training.errors import TrainingError
 from training.forms import OPTION_NAMES, TrainingRunForm
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelRecord, ModelVersion, TrainingRun
 from training.options import RetrainOptions
 
 MAX_INLINE_PLOT_BYTES = 2 * 1024 * 1024
@@ -28,6 +29,11 @@ def _percent(value):
 
 def _pretty_json(value):
     return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+def _record(version):
+    """The version's training record (an empty one for a version registered without)."""
+    return getattr(version, "record", None) or ModelRecord()
 
 
 @admin.register(ModelVersion)
@@ -53,19 +59,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return False  # promote another version first
         return super().has_delete_permission(request, obj)
 
+    def get_queryset(self, request):
+        # The accuracies come out of the record's JSON in the database: the list never loads records.
+        return super().get_queryset(request).annotate(
+            recorded_val_accuracy=KeyTextTransform("accuracy", KeyTransform("val", "record__metrics")),
+            recorded_test_accuracy=KeyTextTransform("accuracy", KeyTransform("test", "record__metrics")),
+        )
+
     @admin.display(description="Val. accuracy")
     def val_accuracy_display(self, obj):
-        return _percent(obj.val_accuracy)
+        return _percent(obj.recorded_val_accuracy)
 
     @admin.display(description="Test accuracy")
     def test_accuracy_display(self, obj):
-        return _percent(obj.test_accuracy)
+        return _percent(obj.recorded_test_accuracy)
 
     @admin.display(description="Summary")
     def metrics_summary(self, obj):
         rows = []
         for split in ("val", "test"):
-            values = (obj.metrics or {}).get(split) or {}
+            values = (_record(obj).metrics or {}).get(split) or {}
             if values:
                 rows.append((split, _percent(values.get("accuracy")), _percent(values.get("macro_f1")),
                              values.get("ece", "—"), values.get("n", "—")))
@@ -79,26 +92,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metrics (recorded)")
     def metrics_display(self, obj):
-        return _pretty_json(obj.metrics)
+        return _pretty_json(_record(obj).metrics)
 
     @admin.display(description="Preprocessing")
     def preprocessing_display(self, obj):
-        return _pretty_json(obj.preprocessing)
+        return _pretty_json(_record(obj).preprocessing)
 
     @admin.display(description="Library versions")
     def versions_display(self, obj):
-        return _pretty_json(obj.versions)
+        return _pretty_json(_record(obj).versions)
 
     @admin.display(description="Split")
     def split_summary(self, obj):
-        split = obj.split or {}
+        split = _record(obj).split or {}
         summary = {k: v for k, v in split.items() if k != "splits"}
         return _pretty_json(summary)
 
     @admin.display(description="Plots")
     def plots_display(self, obj):
         images = []
-        for name, path in sorted((obj.plots or {}).items()):
+        for name, path in sorted((_record(obj).plots or {}).items()):
             full = registry.resolve_path(path)
             try:
                 if full.stat().st_size > MAX_INLINE_PLOT_BYTES:

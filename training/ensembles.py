@@ -28,11 +28,11 @@ def _check_members(versions):
     for version in versions[1:]:
         if list(version.class_names) != list(first.class_names):
             raise TrainingError(f"{version.name} and {first.name} predict different classes.")
-        if (version.split or {}).get("splits") != (first.split or {}).get("splits"):
+        if (version.record.split or {}).get("splits") != (first.record.split or {}).get("splits"):
             raise TrainingError(f"{version.name} and {first.name} were not trained on the same split, so the "
                                 "test images of one may be training images of the other: train the members "
                                 "with the same --split and --seed.")
-    if not (first.split or {}).get("splits"):
+    if not (first.record.split or {}).get("splits"):
         raise TrainingError(f"{first.name} has no recorded split to evaluate the ensemble on.")
 
 
@@ -53,7 +53,7 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     first = versions[0]
     dataset = scan(data_dir, require_all_classes=False)
     try:
-        split = from_record(first.split, dataset)
+        split = from_record(first.record.split, dataset)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
     try:
@@ -88,12 +88,12 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
         "preprocessing": {"ensemble": "mean of the members' probabilities; each member keeps its own "
                                       "preprocessing inside its model; members taking smaller images get "
                                       f"the {input_size} px image scaled down (bilinear, antialiased)",
-                          "members": {v.name: v.preprocessing for v in versions}},
+                          "members": {v.name: v.record.preprocessing for v in versions}},
         "members": [{"name": v.name, "architecture": v.architecture, "sha256": v.sha256} for v in versions],
         "metrics": metrics, "plots": plots, "data_fingerprint": fingerprint_samples(used),
         "dataset": {"root": str(dataset.root), "fingerprint": dataset.fingerprint(), "counts": dataset.counts(),
-                    "used": len(used), "max_per_class": first.split.get("max_per_class")},
-        "split": first.split, "smear_check": first.smear_check or None,
+                    "used": len(used), "max_per_class": first.record.split.get("max_per_class")},
+        "split": first.record.split, "smear_check": first.smear_check or None,
         "params": int(ensemble.count_params()), "epochs_run": 0, "training_seconds": 0.0,  # nothing trained
         "versions": software_versions(), "hardware": hardware_description(),
         "trained_at": stamp.isoformat(timespec="seconds"),

@@ -7,18 +7,9 @@ from training.errors import TrainingError
 from training.options import RetrainOptions
 
 
-class ModelVersionQuerySet(models.QuerySet):
-    def without_record(self):
-        """Versions without their training record (ModelVersion.RECORD_FIELDS), for serving paths."""
-        return self.defer(*ModelVersion.RECORD_FIELDS)
-
-
 class ModelVersion(models.Model):
-    """One trained classifier: its file, how it was made and how well it did."""
-
-    # How the version was made: large JSON (the split alone lists every training file, ~300 KB for
-    # the shipped model) that uploads, workers and status pages never read; they defer it.
-    RECORD_FIELDS = ("preprocessing", "metrics", "plots", "split", "versions", "notes", "data_fingerprint", "git_commit")
+    """One trained classifier: its file and what serving needs; how it was made and how well it did
+    is its ModelRecord (``version.record``)."""
 
     name = models.CharField(max_length=100, unique=True, help_text="Version label, e.g. mobilenetv2-20261126-0930.")
     architecture = models.CharField(max_length=40)
@@ -26,12 +17,7 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     class_names = models.JSONField(default=list)
     input_size = models.PositiveIntegerField(default=224)
-    preprocessing = models.JSONField(default=dict, blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    plots = models.JSONField(default=dict, blank=True, help_text="Plot name → PNG path.")
     data_fingerprint = models.CharField(max_length=64, blank=True)
-    split = models.JSONField(default=dict, blank=True)
-    versions = models.JSONField(default=dict, blank=True, help_text="Keras, backend and library versions.")
     smear_check = models.JSONField(
         default=dict, blank=True, db_default={},
         help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
@@ -46,8 +32,6 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
 
-    objects = ModelVersionQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -58,10 +42,9 @@ class ModelVersion(models.Model):
         return self.name
 
     @classmethod
-    def active(cls, *, with_record=True):
-        """The active version or None; ``with_record=False`` leaves the training record unread."""
-        versions = cls.objects.all() if with_record else cls.objects.without_record()
-        return versions.filter(is_active=True).first()
+    def active(cls):
+        """The active version or None."""
+        return cls.objects.filter(is_active=True).first()
 
     @classmethod
     def _lock_activation(cls):
@@ -88,11 +71,35 @@ class ModelVersion(models.Model):
 
     @property
     def val_accuracy(self):
-        return (self.metrics or {}).get("val", {}).get("accuracy")
+        return self._recorded_metrics.get("val", {}).get("accuracy")
 
     @property
     def test_accuracy(self):
-        return (self.metrics or {}).get("test", {}).get("accuracy")
+        return self._recorded_metrics.get("test", {}).get("accuracy")
+
+    @property
+    def _recorded_metrics(self):
+        record = getattr(self, "record", None)  # None for a version registered without one
+        return (record.metrics if record is not None else None) or {}
+
+
+class ModelRecord(models.Model):
+    """How a version was made and how well it did, as recorded in its metadata.json.
+
+    Kept apart from ModelVersion because it is large (the split alone lists every training file,
+    ~300 KB for the shipped model) and only the registry, reports and the admin read it: uploads,
+    workers and status pages load ModelVersion rows without it.
+    """
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, primary_key=True, related_name="record")
+    preprocessing = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    plots = models.JSONField(default=dict, blank=True, help_text="Plot name → PNG path.")
+    split = models.JSONField(default=dict, blank=True)
+    versions = models.JSONField(default=dict, blank=True, help_text="Keras, backend and library versions.")
+
+    def __str__(self):
+        return f"Training record of {self.version_id}"
 
 
 class TrainingRun(models.Model):

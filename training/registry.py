@@ -15,6 +15,10 @@ check (training.ml.smear_check) fitted on the version's training split; ``regist
 them from the run's metadata, ``attach_smear_check`` stores one on an older version, and
 ``smear_check_for(version)`` gives the SmearCheck (None when the version has none).
 
+A registered version is a ModelVersion (what serving needs) and its ModelRecord (how it was made
+and how well it did: preprocessing, metrics, plots, split, library versions; the same facts as its
+metadata.json), created together by ``register_model``.
+
 Files: a registered model lives in ``settings.MODEL_DIR/<version name>/`` (model.keras,
 metadata.json, plots/*.png); ``ModelVersion.file_path`` and the plot paths are recorded relative to
 MODEL_DIR. The default model shipped with the repository stays where it is, under
@@ -41,7 +45,7 @@ from django.utils.dateparse import parse_datetime
 
 from training.ml import artifacts
 from training.ml.classes import CLASS_NAMES
-from training.models import ModelVersion
+from training.models import ModelRecord, ModelVersion
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -354,17 +358,19 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
 
     class_names = list(result.get("class_names") or CLASS_NAMES)
     trained_at = _trained_at(result)
+    record = dict(
+        preprocessing=result.get("preprocessing") or {},
+        metrics=_metrics_record(result),
+        split=result.get("split") or {},
+        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
+                                                       else {})},
+    )
     fields = dict(
         architecture=result["architecture"],
         sha256=sha256,
         class_names=class_names,
         input_size=int(result["input_size"]),
-        preprocessing=result.get("preprocessing") or {},
-        metrics=_metrics_record(result),
         data_fingerprint=result.get("data_fingerprint") or "",
-        split=result.get("split") or {},
-        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
-                                                       else {})},
         smear_check=_smear_check_from_result(result),
         git_commit=current_git_commit(),
         trained_by=trained_by,
@@ -375,9 +381,10 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
     if _is_within(source, settings.SHIPPED_MODEL_DIR):
         plots = {key: str((output_dir / rel).resolve()) for key, rel in (result.get("plots") or {}).items()
                  if (output_dir / rel).is_file()}
-        return ModelVersion.objects.create(
-            name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
-            file_path=str(source), plots=plots, **fields,
+        return _create_version(
+            dict(name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
+                 file_path=str(source), **fields),
+            dict(record, plots=plots),
         )
 
     root = model_dir()
@@ -405,11 +412,18 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        with transaction.atomic():
-            return ModelVersion.objects.create(name=name, file_path=f"{name}/{MODEL_FILE}", plots=plots, **fields)
+        return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots))
     except Exception:
         shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
         raise
+
+
+def _create_version(fields, record):
+    """The ModelVersion row and its ModelRecord, both or neither."""
+    with transaction.atomic():
+        version = ModelVersion.objects.create(**fields)
+        ModelRecord.objects.create(version=version, **record)
+    return version
 
 
 # --------------------------------------------------------------------------------------------------

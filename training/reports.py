@@ -1,7 +1,7 @@
 """A registered model's robustness report (what ``manage.py model_report`` prints and saves).
 
 ``build_model_report(version, data_dir)`` rebuilds the split recorded with the model
-(ModelVersion.split, via training.ml.splits.from_record) from the images in ``data_dir`` and
+(ModelRecord.split, via training.ml.splits.from_record) from the images in ``data_dir`` and
 measures, on that split's TEST images:
 
 - the model on the original images, on each colour-shifted copy, on colour-normalised copies
@@ -114,7 +114,7 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     if attach_smear_check and smear_size != registry.SMEAR_CHECK_SIZE:
         raise TrainingError(f"A smear check stored on a model version must be fitted at {registry.SMEAR_CHECK_SIZE}px "
                             f"(serving checks images at that size), not {smear_size}px.")
-    record = version.split or {}
+    record = version.record.split or {}
     if not record.get("splits"):
         raise TrainingError(f"Model {version.name} has no recorded split: a report needs the training/validation/"
                             "test split it was trained on (models made by `retrain` record one).")

@@ -138,9 +138,9 @@ def _check_image_size(architectures, image_size):
 def _comparison_rows(versions):
     rows = []
     for version in versions:
-        training = (version.metrics or {}).get("training") or {}
+        training = (version.record.metrics or {}).get("training") or {}
         rows.append({
-            "architecture": version.architecture, "metrics": version.metrics,
+            "architecture": version.architecture, "metrics": version.record.metrics,
             "params": training.get("params"), "epochs_run": training.get("epochs_run"),
             "training_seconds": training.get("training_seconds"),
         })
@@ -178,9 +178,9 @@ def seed_spread(versions, part="test"):
     Versions without that part are left out; returns {metric: {...}} and "n"."""
     import statistics
 
-    rows = [(version.metrics or {}).get(part) for version in versions]
+    rows = [(version.record.metrics or {}).get(part) for version in versions]
     rows = [row for row in rows if row]
-    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.metrics or {}).get(part)]}
+    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.record.metrics or {}).get(part)]}
     for metric in SPREAD_METRICS:
         values = [float(row[metric]) for row in rows if row.get(metric) is not None]
         summary[metric] = {
@@ -211,7 +211,7 @@ def describe_metrics(version):
     lines = [f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",
              f"  sha256 {version.sha256}"]
     for part, label in (("val", "validation"), ("test", "test")):
-        metrics = (version.metrics or {}).get(part)
+        metrics = (version.record.metrics or {}).get(part)
         if metrics:
             lines.extend("  " + line for line in format_metrics(metrics, title=f"{label} split").splitlines())
     return "\n".join(lines)
@@ -305,7 +305,7 @@ def best_version(versions):
     """Highest validation accuracy; ties go to the lower validation loss, then the earlier one."""
     def key(item):
         index, version = item
-        val = (version.metrics or {}).get("val") or {}
+        val = (version.record.metrics or {}).get("val") or {}
         return (val.get("accuracy") or 0.0, -(val.get("loss") if val.get("loss") is not None else float("inf")), -index)
 
     return max(enumerate(versions), key=key)[1]
@@ -419,10 +419,10 @@ def _samples_of_recorded_split(version, dataset, part):
 
     if part not in SPLIT_NAMES:
         raise TrainingError(f"Unknown split part {part!r}; choose from {', '.join(SPLIT_NAMES)}.")
-    if not (version.split or {}).get("splits"):
+    if not (version.record.split or {}).get("splits"):
         raise TrainingError(f"Model {version.name} has no recorded split to take the {part} images from.")
     try:
-        samples = getattr(from_record(version.split, dataset), part)
+        samples = getattr(from_record(version.record.split, dataset), part)
     except DatasetError as exc:
         raise TrainingError(f"The split recorded with {version.name} does not match {dataset.root}: {exc}") from exc
     if not samples:

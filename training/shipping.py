@@ -33,7 +33,7 @@ def ship_version(version, folder=None, *, name=None, replace=False, max_bytes=MA
     """Write ``version`` into SHIPPED_MODEL_DIR/``folder`` (default: the version's name); returns the
     folder. ``name``: the version name fresh installs register it under (default: the version's).
     Refuses a file over ``max_bytes``, a model without a recorded split, or an altered file."""
-    if not (version.split or {}).get("splits"):
+    if not (version.record.split or {}).get("splits"):
         raise ShippingError(f"Model version {version.name} has no recorded split: a shipped model must say which "
                             "images it was trained and tested on.")
     try:

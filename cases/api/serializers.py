@@ -175,7 +175,7 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         help_text="Reading laboratory to send the case to; required when your site refers to several.",
     )
     model_version = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.without_record(), required=False, allow_null=True, default=None,
+        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
         help_text="Model to analyse the smears with; empty means the active model.",
     )
     images = SmearFilesField(help_text="Smear images (JPEG, PNG, TIFF or BMP); repeat the field for several.")

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from tests.training.conftest import BATCH, EPOCHS, SIZE, make_image
 from training import registry, services
-from training.models import ModelVersion
+from training.models import ModelRecord, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +31,8 @@ def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_
     path = registry.model_path(version)
     assert path.is_file() and path.parent.parent == settings.MODEL_DIR
     registry.verify_file(version)
-    assert version.metrics["test"]["accuracy"] == 1.0
-    assert all((settings.MODEL_DIR / p).is_file() for p in version.plots.values())
+    assert version.record.metrics["test"]["accuracy"] == 1.0
+    assert all((settings.MODEL_DIR / p).is_file() for p in version.record.plots.values())
     assert not version.is_active  # no --promote
     # Per-model metrics and the comparison table.
     assert "test split" in out and "macro-F1" in out and "confusion matrix" in out
@@ -55,7 +55,7 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
     plain, per_image = ModelVersion.objects.order_by("pk")
     assert normalisation_of(registry.load_model(plain)) == "unit"
     assert normalisation_of(registry.load_model(per_image)) == "per_image"
-    assert "PerImageColourStandardization" in per_image.preprocessing["in_model_normalisation"]
+    assert "PerImageColourStandardization" in per_image.record.preprocessing["in_model_normalisation"]
     options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
                                       image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False,
                                       per_image_colour=True)
@@ -120,7 +120,9 @@ def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_outp
 
 def test_best_version_uses_validation_accuracy_then_loss():
     def version(name, acc, loss, test_acc):
-        return ModelVersion(name=name, metrics={"val": {"accuracy": acc, "loss": loss}, "test": {"accuracy": test_acc}})
+        version = ModelVersion(name=name)
+        ModelRecord(version=version, metrics={"val": {"accuracy": acc, "loss": loss}, "test": {"accuracy": test_acc}})
+        return version
 
     a, b, c = version("a", 0.9, 0.3, 0.99), version("b", 0.95, 0.5, 0.5), version("c", 0.95, 0.2, 0.4)
     assert services.best_version([a, b, c]).name == "c"  # test accuracy is never used to choose
@@ -304,9 +306,12 @@ def test_known_architectures_match_the_ml_package():
 
 def test_compare_models_prints_mean_and_spread_over_seeds():
     for seed, (accuracy, f1) in enumerate([(0.90, 0.88), (0.95, 0.94), (1.0, 1.0)], start=1):
-        ModelVersion.objects.create(
+        version = ModelVersion.objects.create(
             name=f"recipe-s{seed}", architecture="mobilenetv2", file_path=f"recipe-s{seed}/model.keras",
-            sha256="0" * 64, split={"mode": "grouped", "seed": seed},
+            sha256="0" * 64,
+        )
+        ModelRecord.objects.create(
+            version=version, split={"mode": "grouped", "seed": seed},
             metrics={"test": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.02 * seed, "loss": 0.1},
                      "val": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.01, "loss": 0.1}},
         )
@@ -345,10 +350,11 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
                  "--output", str(tmp_path / "ens"))
     ensemble = ModelVersion.objects.get(name="duo")
     assert "Registered the ensemble as duo" in out and "test split" in out
-    assert ensemble.architecture == "ensemble" and ensemble.split == convnet.split
-    assert ensemble.input_size == SIZE and ensemble.metrics["test"]["n"] == len(convnet.split["splits"]["test"])
+    assert ensemble.architecture == "ensemble" and ensemble.record.split == convnet.record.split
+    assert ensemble.input_size == SIZE
+    assert ensemble.record.metrics["test"]["n"] == len(convnet.record.split["splits"]["test"])
     assert ensemble.smear_check == convnet.smear_check
-    assert set(ensemble.preprocessing["members"]) == {convnet.name, convnet_bn.name}
+    assert set(ensemble.record.preprocessing["members"]) == {convnet.name, convnet_bn.name}
 
     # Served like any version: its probabilities are the mean of the members'.
     image = next(synthetic_data.glob("*/*.png"))
@@ -359,8 +365,8 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
 
     with pytest.raises(CommandError, match="at least two"):
         run("build_ensemble", convnet.name, "--data", str(synthetic_data))
-    ModelVersion.objects.filter(pk=convnet_bn.pk).update(split={**convnet.split, "splits": {"train": [], "val": [],
-                                                                                           "test": []}})
+    ModelRecord.objects.filter(version=convnet_bn).update(split={**convnet.record.split,
+                                                                 "splits": {"train": [], "val": [], "test": []}})
     with pytest.raises(CommandError, match="same split"):
         run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data))
 

@@ -28,9 +28,9 @@ def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):
 
     version = ModelVersion.objects.get(is_active=True)
     assert version.input_size == 48 and registry.model_path(version).is_file()
-    assert version.split["max_per_class"] == 10
-    assert sum(version.split["counts"]["test"].values()) > 0
-    assert 0.0 <= version.metrics["test"]["accuracy"] <= 1.0
+    assert version.record.split["max_per_class"] == 10
+    assert sum(version.record.split["counts"]["test"].values()) > 0
+    assert 0.0 <= version.record.metrics["test"]["accuracy"] <= 1.0
     assert "Architecture" in out.getvalue()
 
     # The same model through `diagnose`, on two real files.

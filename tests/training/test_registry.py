@@ -28,18 +28,18 @@ def test_register_model_copies_files_and_records_facts(convnet_result, settings,
     assert hashlib.sha256(path.read_bytes()).hexdigest() == version.sha256 == convnet_result["sha256"]
     assert version.architecture == "convnet" and version.input_size == 32
     assert version.class_names == ["benign", "early_pre_b", "pre_b", "pro_b"]
-    assert version.metrics["val"]["accuracy"] == 1.0 and "test" in version.metrics
-    assert version.metrics["training"]["epochs_run"] == 3
+    assert version.record.metrics["val"]["accuracy"] == 1.0 and "test" in version.record.metrics
+    assert version.record.metrics["training"]["epochs_run"] == 3
     assert version.val_accuracy == 1.0 and version.test_accuracy == 1.0
-    assert set(version.plots) == {"training_curves", "confusion_matrix_val", "confusion_matrix_test"}
-    for plot in version.plots.values():
+    assert set(version.record.plots) == {"training_curves", "confusion_matrix_val", "confusion_matrix_test"}
+    for plot in version.record.plots.values():
         assert (settings.MODEL_DIR / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert plot.startswith(f"{version.name}/plots/")
     assert (settings.MODEL_DIR / version.name / "metadata.json").is_file()
     assert version.data_fingerprint == convnet_result["data_fingerprint"]
-    assert version.split["mode"] == "random" and version.split["splits"]["test"]
-    assert version.preprocessing["function"] == "training.ml.images.prepare_image"
-    assert version.versions["keras"] and version.versions["backend"]
+    assert version.record.split["mode"] == "random" and version.record.split["splits"]["test"]
+    assert version.record.preprocessing["function"] == "training.ml.images.prepare_image"
+    assert version.record.versions["keras"] and version.record.versions["backend"]
     assert version.git_commit == "" or len(version.git_commit) == 40
     assert version.trained_by == world.lab_admin and version.trained_at is not None
     assert not version.is_active
@@ -256,7 +256,7 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     folder = settings.SHIPPED_MODEL_DIR / "default"
     assert "Shipped" in out.getvalue() and not stale.exists()  # one default model only
     metadata = artifacts.read_json(folder / "metadata.json")
-    assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.split
+    assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.record.split
     assert metadata["sha256"] == artifacts.sha256_file(folder / "model.keras")
     assert metadata["shipped_from"] == {"version": version.name, "run_model_sha256": version.sha256,
                                         "note": "same weights, saved without optimizer state"}

@@ -158,3 +158,15 @@ def test_admin_requeue_action(admin_client, tmp_path, monkeypatch):
                       {"action": "requeue", "_selected_action": [run.pk]}, follow=True)
     run.refresh_from_db()
     assert queued == [run.pk] and run.status == TrainingRun.Status.QUEUED and run.error == ""
+
+
+def test_admin_version_list_reads_no_training_record(admin_client, convnet_result):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    registry.register_model(convnet_result)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse("admin:training_modelversion_changelist"))
+    assert response.status_code == 200 and "100.00%" in response.content.decode()  # accuracies from the record
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert not any('"training_modelrecord"."split"' in s for s in sql), sql

@@ -44,5 +44,11 @@ class Migration(migrations.Migration):
             field=models.JSONField(default=dict, help_text='What to train: training.options.RetrainOptions.to_json() (data folder, architectures, epochs, image size, split, colour and augmentation settings, ...).'),
         ),
         migrations.RunPython(columns_to_options, options_to_columns),
+        # Only so that undoing this migration can add the column back to existing rows.
+        migrations.AlterField(
+            model_name='trainingrun',
+            name='data_dir',
+            field=models.CharField(default='', help_text='Labelled image folder (<root>/<Class>/*.jpg) on the worker.', max_length=500),
+        ),
         *[migrations.RemoveField(model_name='trainingrun', name=name) for name in COLUMNS],
     ]

@@ -35,7 +35,7 @@ class Command(BaseCommand):
             version = registry.register_model(result, name=options["name"], notes=options["notes"])
         except registry.RegistryError as exc:
             raise CommandError(str(exc)) from exc
-        test = (version.metrics or {}).get("test", {}).get("accuracy")
+        test = (version.record.metrics or {}).get("test", {}).get("accuracy")
         state = "already registered as" if existing is not None else "registered as"
         self.stdout.write(f"{folder}: {state} {version.name} ({version.architecture}, {version.input_size}px"
                           + (f", test accuracy {test:.2%}" if test is not None else "") + ")")
