@@ -134,7 +134,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = queryset.get()
         try:
-            registry.activate(version, verify=True)
+            registry.activate(version, verify=True, actor=request.user, source="admin", request=request)
         except registry.RegistryError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

@@ -59,15 +59,19 @@ class ModelVersion(models.Model):
                 cursor.execute(f'LOCK TABLE "{cls._meta.db_table}" IN SHARE ROW EXCLUSIVE MODE')
 
     def activate(self):
-        """Make this the one active model, switched in one transaction (nobody ever sees two or none)."""
+        """Make this the one active model, switched in one transaction (nobody ever sees two or none).
+
+        Returns the version that was active just before (None if none was; this one if it was)."""
         model = type(self)
         with transaction.atomic():
             model._lock_activation()
             if not model.objects.filter(pk=self.pk).exists():
                 raise model.DoesNotExist(f"Model version {self.pk} no longer exists.")
+            previous = model.objects.filter(is_active=True).first()
             model.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             model.objects.filter(pk=self.pk).update(is_active=True)
         self.is_active = True
+        return previous
 
     @property
     def val_accuracy(self):

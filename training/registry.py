@@ -43,6 +43,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from training.audit_events import COMMAND_LINE, audit_promotion, audit_registration
 from training.ml import artifacts
 from training.ml.classes import CLASS_NAMES
 from training.models import ModelRecord, ModelVersion
@@ -243,13 +244,16 @@ def classify(version, sources, *, batch_size=32, model=None):
     return results
 
 
-def activate(version, verify=True):
+def activate(version, verify=True, *, actor=None, source=COMMAND_LINE, request=None):
     """Make ``version`` (ModelVersion, name or id) the one active model; with ``verify``, refuse a
-    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate)."""
+    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate), and
+    audited in the same transaction (training.audit_events: ``actor``, ``source``, ``request``)."""
     version = get_version(version)
     if verify:
         verify_file(version)
-    version.activate()
+    with transaction.atomic():
+        previous = version.activate()
+        audit_promotion(version, previous, actor=actor, source=source, request=request)
     return version
 
 
@@ -329,15 +333,17 @@ def find_registered(result):
     return ModelVersion.objects.filter(sha256=sha256, architecture=result.get("architecture", "")).first()
 
 
-def register_model(result, *, name=None, trained_by=None, notes=""):
+def register_model(result, *, name=None, trained_by=None, notes="", actor=None, source=COMMAND_LINE, request=None):
     """Register a ``training.ml.pipeline.run_training`` result (or its metadata.json dict + paths).
 
     Copies the .keras file, its plots and metadata into ``MODEL_DIR/<name>/``: everything is written
     into a temporary folder beside it, checked against the recorded sha256, then renamed into place
     (one atomic rename), and only then is the ModelVersion row created. A model already under
     SHIPPED_MODEL_DIR is recorded in place with its absolute path. Registering the same trained file
-    twice returns the existing version (a resumed retrain does not duplicate versions).
+    twice returns the existing version (a resumed retrain does not duplicate versions). A new version
+    is audited (training.audit_events: ``actor``, ``source``, ``request``).
     """
+    audit_context = dict(actor=actor, source=source, request=request)
     source = Path(result["model_path"]).resolve()
     output_dir = Path(result.get("output_dir") or source.parent)
     if not source.is_file():
@@ -384,7 +390,7 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         return _create_version(
             dict(name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
                  file_path=str(source), **fields),
-            dict(record, plots=plots),
+            dict(record, plots=plots), audit_context,
         )
 
     root = model_dir()
@@ -412,17 +418,19 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots))
+        return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots),
+                               audit_context)
     except Exception:
         shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
         raise
 
 
-def _create_version(fields, record):
-    """The ModelVersion row and its ModelRecord, both or neither."""
+def _create_version(fields, record, audit_context):
+    """The ModelVersion row, its ModelRecord and its audit event: all or nothing."""
     with transaction.atomic():
         version = ModelVersion.objects.create(**fields)
         ModelRecord.objects.create(version=version, **record)
+        audit_registration(version, **audit_context)
     return version
 
 

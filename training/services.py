@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from training import registry
+from training.audit_events import COMMAND_LINE
 from training.errors import TrainingError
 from training.ml.classes import CLASS_NAMES
 from training.models import ModelVersion, TrainingRun
@@ -239,14 +240,15 @@ def format_metrics(metrics, title=None):
     return "\n".join(lines)
 
 
-def retrain(options, *, trained_by=None, log=None, progress=2):
+def retrain(options, *, trained_by=None, log=None, progress=2, source=COMMAND_LINE):
     """Train, evaluate, register (and optionally promote) each requested architecture.
 
     ``options``: RetrainOptions. ``log``: callable receiving progress lines. ``progress``: Keras
     verbosity for fit (False, True or 2 = one line per epoch). All architectures share one split: the
     first one's split record is reused for the others, so the comparison is on the same test images.
     Re-running with the same ``output_dir`` skips finished architectures and resumes an interrupted
-    one from its last finished epoch. Returns a RetrainResult.
+    one from its last finished epoch. ``trained_by`` and ``source`` go into the audit events of the
+    registrations and the promotion (training.audit_events). Returns a RetrainResult.
     """
     from training.ml.dataset import DatasetError
     from training.ml.pipeline import run_training
@@ -283,7 +285,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
             trained.append(architecture)
         if split_record is None:
             split_record = result.get("split")
-        version = registry.register_model(result, trained_by=trained_by)
+        version = registry.register_model(result, trained_by=trained_by, actor=trained_by, source=source)
         versions.append(version)
         log(describe_metrics(version))
 
@@ -293,7 +295,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
     promoted = None
     if options.promote == "best":
         promoted = best_version(versions)
-        registry.activate(promoted)
+        registry.activate(promoted, actor=trained_by, source=source)
         log(f"\nPromoted {promoted.name} (best validation accuracy {_pct(promoted.val_accuracy)}): now the active model.")
     elif registry.get_active_version() is None:
         log("\nNo model is active yet: promote one with `manage.py promote VERSION` or in the admin.")
@@ -372,7 +374,7 @@ def execute_training_run(run_id, progress=2):
 
     try:
         result = retrain(RetrainOptions.from_json(run.options), trained_by=run.requested_by, log=log,
-                         progress=progress)
+                         progress=progress, source=f"training run {run.pk}")
     except BaseException as exc:
         message = str(exc) if isinstance(exc, TrainingError) else "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__))
