@@ -147,6 +147,8 @@ DATASET_DIR = Path(env_str("TELEDIAG_DATASET_DIR", str(BASE_DIR.parent / "shared
 MODEL_DIR = Path(env_str("TELEDIAG_MODEL_DIR", str(VAR_DIR / "models")))
 SHIPPED_MODEL_DIR = BASE_DIR / "models"
 LOCAL_WEIGHTS_DIR = env_str("TELEDIAG_LOCAL_WEIGHTS_DIR")
+# Commit recorded with each registered model where the checkout has no .git (container images).
+GIT_COMMIT = env_str("TELEDIAG_GIT_COMMIT")
 
 # Inference: a case is flagged for attention when its top probability is below this.
 ATTENTION_THRESHOLD = env_float("TELEDIAG_ATTENTION_THRESHOLD", 0.6)

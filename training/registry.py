@@ -1,14 +1,12 @@
 """The model registry: where trained models live, which one is active, and loading them safely.
 
-Inference workers use three calls:
+Inference workers use two calls (and keep loaded models in their own cache, inference.worker):
 
     version = registry.get_active_version()        # ModelVersion or None (require_active_version raises)
     model = registry.load_model(version)           # keras.Model, sha256-checked, safe_mode=True
-    version, model = registry.load_active_model()  # both at once, cached per process
-    results = registry.classify(version, [upload])  # prepare_image + model: label, probabilities
 
-``classify`` (and ``predict_prepared`` for arrays already made by prepare_image) is what the
-`diagnose` command uses too, so serving and diagnosis cannot prepare images differently.
+``predict_prepared`` runs a model on arrays made by training.ml.images.prepare_image, the serving
+preparation; the `diagnose` command uses it, so serving and diagnosis cannot prepare images differently.
 
 "Is this a stained blood smear at all?": ``ModelVersion.smear_check`` holds the parameters of the
 check (training.ml.smear_check) fitted on the version's training split; ``register_model`` copies
@@ -34,8 +32,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from django.conf import settings
@@ -178,36 +174,6 @@ def load_model(version):
         raise ModelIntegrityError(f"Refusing model version {version.name!r}: {exc}") from exc
 
 
-_cache = OrderedDict()
-_cache_lock = threading.Lock()
-CACHE_SIZE = 2
-
-
-def get_model(version):
-    """load_model with a small per-process cache keyed by (id, sha256): repeated calls are free."""
-    key = (version.pk, version.sha256)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        model = load_model(version)
-        _cache[key] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model
-
-
-def clear_model_cache():
-    with _cache_lock:
-        _cache.clear()
-
-
-def load_active_model():
-    """(active ModelVersion, its loaded keras.Model), cached per process; raises NoActiveModel."""
-    version = require_active_version()
-    return version, get_model(version)
-
-
 def predict_prepared(model, arrays, batch_size=32):
     """Softmax probabilities (N, K) for images already made by training.ml.images.prepare_image.
 
@@ -222,26 +188,6 @@ def predict_prepared(model, arrays, batch_size=32):
     if batch.ndim == 3:
         batch = batch[None]
     return predict_probabilities(model, batch.astype("float32"), batch_size=batch_size)
-
-
-def classify(version, sources, *, batch_size=32, model=None):
-    """Classify images (paths, bytes, file objects, PIL images) exactly as serving must.
-
-    Each source goes through training.ml.images.prepare_image(source, version.input_size) (raises
-    training.ml.images.ImageError for an unreadable image), then the version's verified model.
-    Returns one dict per source: label, confidence, probabilities {class name: p}.
-    """
-    from training.ml.images import prepare_batch
-
-    model = model or get_model(version)
-    names = list(version.class_names or CLASS_NAMES)
-    probabilities = predict_prepared(model, prepare_batch(sources, version.input_size), batch_size=batch_size)
-    results = []
-    for row in probabilities:
-        best = int(row.argmax())
-        results.append({"label": names[best], "confidence": float(row[best]),
-                        "probabilities": {name: float(p) for name, p in zip(names, row)}})
-    return results
 
 
 def activate(version, verify=True, *, actor=None, source=COMMAND_LINE, request=None):
@@ -262,8 +208,8 @@ def activate(version, verify=True, *, actor=None, source=COMMAND_LINE, request=N
 
 
 def current_git_commit():
-    """HEAD of the repository (or $TELEDIAG_GIT_COMMIT in images without .git), else ""."""
-    commit = os.environ.get("TELEDIAG_GIT_COMMIT", "").strip()
+    """HEAD of the repository (or settings.GIT_COMMIT, for images without .git), else ""."""
+    commit = settings.GIT_COMMIT.strip()
     if commit:
         return commit[:40]
     try:

@@ -25,15 +25,7 @@ from training.audit_events import COMMAND_LINE
 from training.errors import TrainingError
 from training.ml.classes import CLASS_NAMES
 from training.models import ModelVersion, TrainingRun
-from training.options import (  # noqa: F401 - part of this module's interface
-    DEFAULT_EPOCHS,
-    KNOWN_ARCHITECTURES,
-    PROMOTE_CHOICES,
-    SPLIT_MODES,
-    STUDY_ARCHITECTURES,
-    RetrainOptions,
-    check_data_dir,
-)
+from training.options import RetrainOptions, check_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -547,12 +539,4 @@ def diagnose_paths(paths, version, *, batch_size=32, model=None):
             flush()
     flush()
     return rows
-
-
-def real_dataset_dir():
-    """The real image folder: settings.DATASET_DIR itself, or its original/ sub-folder."""
-    root = Path(settings.DATASET_DIR)
-    if (root / "original").is_dir():
-        return root / "original"
-    return root
 

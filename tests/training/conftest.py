@@ -85,11 +85,6 @@ def convnet_result(trained_output):
 @pytest.fixture(autouse=True)
 def _training_dirs(settings, tmp_path):
     """Registered models and default run folders go to this test's temporary folder."""
-    from training import registry
-
     settings.MODEL_DIR = tmp_path / "models"
     settings.VAR_DIR = tmp_path / "var"
     settings.SHIPPED_MODEL_DIR = tmp_path / "shipped"
-    registry.clear_model_cache()
-    yield
-    registry.clear_model_cache()

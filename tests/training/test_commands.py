@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from tests.training.conftest import BATCH, EPOCHS, SIZE, make_image
 from training import registry, services
 from training.models import ModelRecord, ModelVersion
+from training.options import KNOWN_ARCHITECTURES, STUDY_ARCHITECTURES
 
 pytestmark = pytest.mark.django_db
 
@@ -299,8 +300,8 @@ def test_weights_are_found_by_keras_file_name(tmp_path):
 def test_known_architectures_match_the_ml_package():
     from training.ml.architectures import ARCHITECTURE_NAMES
 
-    assert set(services.KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
-    assert set(services.STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
+    assert set(KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
+    assert set(STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
 
 
 

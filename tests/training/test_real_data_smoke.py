@@ -4,20 +4,23 @@ Skipped when the data folder is absent, except in CI (CI=true), where a missing 
 """
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from tests.real_data import require_real_data
-from training import registry, services
+from training import registry
 from training.models import ModelVersion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
-def real_data():
-    return require_real_data(services.real_dataset_dir(), "settings.DATASET_DIR")
+def real_data(settings):
+    """settings.DATASET_DIR itself, or its original/ sub-folder."""
+    root = Path(settings.DATASET_DIR)
+    return require_real_data(root / "original" if (root / "original").is_dir() else root, "settings.DATASET_DIR")
 
 
 def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):

@@ -1,11 +1,12 @@
 import hashlib
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from training import registry
+from training import registry, services
 from training.default_model import ensure_default_model
 from training.models import ModelVersion
 
@@ -67,7 +68,6 @@ def test_load_model_verifies_and_predicts(convnet_result):
     model = registry.load_model(version)
     probabilities = np.asarray(model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0))
     assert probabilities.shape == (1, 4)
-    assert registry.get_model(version) is registry.get_model(version)  # cached per process
 
 
 def test_load_model_refuses_a_tampered_file(convnet_result):
@@ -93,13 +93,13 @@ def test_load_model_reports_a_missing_file(convnet_result):
         registry.load_model(version)
 
 
-def test_load_active_model(convnet_result):
+def test_require_active_version(convnet_result):
     with pytest.raises(registry.NoActiveModel):
-        registry.load_active_model()
+        registry.require_active_version()
     version = registry.register_model(convnet_result)
     registry.activate(version)
-    active, model = registry.load_active_model()
-    assert active == version and model.output_shape == (None, 4)
+    active = registry.require_active_version()
+    assert active == version and registry.load_model(active).output_shape == (None, 4)
 
 
 def test_get_version_by_name_or_id():
@@ -189,21 +189,17 @@ def test_shipped_default_model_is_registered_in_place_and_activated(trained_outp
     assert ModelVersion.objects.count() == 1
 
 
-def test_classify_prepares_like_serving(convnet_result, tmp_path):
-    import io
-
+def test_diagnose_prepares_like_serving(convnet_result, tmp_path):
     from PIL import Image
 
-    from training.ml.images import ImageError
-
     version = registry.register_model(convnet_result)
-    buffer = io.BytesIO()
-    Image.new("RGB", (60, 30), (40, 40, 220)).save(buffer, format="PNG")  # not square: padded like serving
-    results = registry.classify(version, [buffer.getvalue(), Image.new("RGB", (32, 32), (220, 40, 40))])
-    assert [r["label"] for r in results][1] == "benign"
-    assert sum(results[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(ImageError):
-        registry.classify(version, [b"not an image"])
+    Image.new("RGB", (60, 30), (40, 40, 220)).save(tmp_path / "wide.png")  # not square: padded like serving
+    Image.new("RGB", (32, 32), (220, 40, 40)).save(tmp_path / "red.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    rows = {Path(row["path"]).name: row for row in services.diagnose_paths([tmp_path], version)}
+    assert rows["red.png"]["label"] == "benign"
+    assert sum(rows["wide.png"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert rows["broken.png"]["label"] is None and rows["broken.png"]["error"]
 
 
 def test_admin_bulk_delete_keeps_the_active_version(admin_client):
@@ -277,3 +273,8 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     assert not (settings.SHIPPED_MODEL_DIR / "too-big").exists()
     with pytest.raises(CommandError, match="No model version"):
         call_command("ship_model", "nope")
+
+
+def test_registered_version_records_the_configured_commit(convnet_result, settings):
+    settings.GIT_COMMIT = "a" * 40  # TELEDIAG_GIT_COMMIT, for checkouts without .git
+    assert registry.register_model(convnet_result).git_commit == "a" * 40

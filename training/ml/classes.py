@@ -53,7 +53,3 @@ def class_for_folder(folder_name):
 def class_index(class_name):
     """Index of a class name in CLASS_NAMES (raises ValueError for an unknown name)."""
     return CLASS_NAMES.index(class_name)
-
-
-def human_label(class_name):
-    return HUMAN_LABELS[class_name]

@@ -149,12 +149,3 @@ def prepare_image(source, size):
     if array.shape != (size, size, 3):  # defensive: never hand the model a malformed array
         raise ImageError(f"Unexpected prepared shape {array.shape} for {_describe(source)}")
     return array
-
-
-def prepare_batch(sources, size):
-    """Prepare several images into one (N, size, size, 3) uint8 array (order preserved)."""
-    sources = list(sources)
-    batch = np.empty((len(sources), size, size, 3), dtype=np.uint8)
-    for i, source in enumerate(sources):
-        batch[i] = prepare_image(source, size)
-    return batch

@@ -240,11 +240,6 @@ class ColourReference:
                    n_images=int(data.get("n_images", 0)), space=space)
 
 
-def fit_reference(x_train, space=NORMALISATION_SPACE):
-    """ColourReference.fit, as a function."""
-    return ColourReference.fit(x_train, space)
-
-
 def _match_statistics(pixels, reference):
     mean, std = pixels.mean(axis=0), pixels.std(axis=0)
     target_mean, target_std = np.asarray(reference.mean), np.asarray(reference.std)
