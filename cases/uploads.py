@@ -38,7 +38,7 @@ from typing import NoReturn
 from django.conf import settings
 from PIL import ExifTags, Image, ImageOps
 
-from cases.errors import UploadRejected
+from core.errors import UploadRejected
 
 __all__ = ["InvalidImage", "ValidatedImage", "validate_upload", "validate_uploads"]
 

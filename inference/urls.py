@@ -3,7 +3,6 @@ from django.urls import path
 from inference import views
 
 urlpatterns = [
-    path("cases/<int:pk>/analysis.json", views.case_analysis_json, name="inference-case-analysis-json"),
     path("cases/<int:pk>/analysis/", views.case_analysis_page, name="inference-case-analysis"),
     path("cases/<int:pk>/analysis/rerun/", views.case_rerun, name="inference-case-rerun"),
     path("analysis/jobs/<int:pk>/retry/", views.job_retry, name="inference-job-retry"),

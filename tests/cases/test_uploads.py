@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
 
-from cases.errors import UploadRejected
+from core.errors import UploadRejected
 from cases.uploads import InvalidImage, ValidatedImage, sanitize_filename, validate_upload, validate_uploads
 
 MB = 1024 * 1024

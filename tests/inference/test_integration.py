@@ -196,7 +196,7 @@ def test_worker_analyses_a_case_submitted_through_the_api(client, world, service
     assert all(p.heatmap and p.heatmap_method == "grad-cam" for p in predictions)
     assert all(p.worker and p.worker != f"{socket.gethostname()}:{os.getpid()}" for p in predictions)
     assert set(AnalysisJob.objects.filter(smear__case=case).values_list("status", "attempts")) == {("done", 1)}
-    data = client.get(f"/cases/{case.pk}/analysis.json").json()
+    data = client.get(f"/api/cases/{case.pk}/analysis/").json()
     assert data["state"] == "done" and data["result"]["label"]
 
 

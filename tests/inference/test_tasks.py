@@ -39,7 +39,7 @@ def test_submission_publishes_one_id_only_message_per_smear_after_commit(
 
 
 def test_rolled_back_submission_publishes_nothing(world, model_version, published, django_capture_on_commit_callbacks):
-    from cases.errors import DomainError
+    from core.errors import DomainError
 
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(DomainError):
@@ -321,7 +321,7 @@ def test_sweeper_recovers_jobs_abandoned_in_running_state(world, model_version, 
 def test_retry_of_failed_job_and_rerun_with_another_version(
     world, model_file, published, run_jobs, tmp_path, django_capture_on_commit_callbacks
 ):
-    from cases.errors import InvalidTransition, NotAllowed
+    from core.errors import InvalidTransition, NotAllowed
 
     path, sha256 = model_file
     broken = register_version(tmp_path / "missing.keras", sha256, name="broken")

@@ -9,9 +9,6 @@ from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
 
-pytestmark = pytest.mark.urls("tests.inference.urls")
-
-
 @pytest.fixture
 def analysed(world, model_version):
     """A case with two smears: one analysed, one failed."""
@@ -25,7 +22,7 @@ def analysed(world, model_version):
 
 
 def json_url(case):
-    return reverse("inference-case-analysis-json", args=[case.pk])
+    return reverse("api-case-analysis", args=[case.pk])
 
 
 def heatmap_url(case):
@@ -79,7 +76,7 @@ def test_heatmap_access(client, world, analysed, who, expected):
 
 def test_unknown_ids_are_404(client, world, analysed):
     client.force_login(world.pathologist)
-    assert client.get(reverse("inference-case-analysis-json", args=[999999])).status_code == 404
+    assert client.get(reverse("api-case-analysis", args=[999999])).status_code == 404
     assert client.get(reverse("inference-heatmap", args=[999999])).status_code == 404
 
 
@@ -198,7 +195,7 @@ def render_panel(user, case):
 
 def test_panel_template(world, analysed):
     html = render_panel(world.pathologist, analysed)
-    assert 'data-inference-analysis' in html and 'data-json-url="/cases/' in html
+    assert 'data-inference-analysis' in html and 'data-json-url="/api/cases/' in html
     assert 'type="range"' in html and "data-inference-heatmap" in html  # heatmap overlay with slider
     assert 'class="progress' in html  # probability bars
     assert "Needs attention." in html  # one image failed
@@ -215,9 +212,16 @@ def test_panel_escapes_untrusted_file_names(world, model_version):
     assert "<img src=x" not in html
 
 
-def test_ai_suggestion_tag(world, analysed):
-    html = Template("{% load inference_tags %}{% ai_suggestion case %}").render(Context({"case": analysed}))
-    assert html in {"benign", "early_pre_b", "pre_b", "pro_b"}
+def test_signing_records_the_ai_suggestion(world, analysed):
+    from cases.services import case_sign
+    from inference.status import case_ai_suggestion, case_analysis_data
+
+    expected = case_analysis_data(analysed)["result"]["label"]
+    assert expected in {"benign", "early_pre_b", "pre_b", "pro_b"}
+    assert case_ai_suggestion(analysed) == expected
+    review = case_sign(user=world.pathologist, case=analysed, diagnosis="non_diagnostic")
+    review.refresh_from_db()
+    assert review.ai_suggestion == expected
 
 
 # --- API ---------------------------------------------------------------------------------------

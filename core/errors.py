@@ -1,4 +1,5 @@
-"""Errors raised by the clinical services; the API and the portal turn them into clear messages."""
+"""Errors raised by the services of every app; the API and the portal turn them into clear messages."""
+from django.core.exceptions import PermissionDenied
 
 
 class DomainError(Exception):
@@ -26,8 +27,9 @@ class UploadRejected(DomainError):
     code = "upload_rejected"
 
 
-class NotAllowed(DomainError):
-    """The user may see the object but their role may not do this (403)."""
+class NotAllowed(DomainError, PermissionDenied):
+    """The user may see the object but their role may not do this (403; a PermissionDenied, so the
+    portal answers 403 too)."""
 
     code = "permission_denied"
     http_status = 403

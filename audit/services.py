@@ -1,7 +1,7 @@
 """Recording the audit trail. Events are append-only (see AuditEvent)."""
 from django.conf import settings
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 
 
 def client_ip(request):

@@ -25,7 +25,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
-from cases.errors import DomainError
+from core.errors import DomainError
 
 logger = logging.getLogger("telediag.api")
 
