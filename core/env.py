@@ -48,6 +48,13 @@ def env_float(name, default):
         raise SettingError(f"{name} must be a number, not {raw!r}") from None
 
 
+def env_choice(name, default, choices):
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def env_list(name, default=()):
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

@@ -50,10 +50,6 @@ STALE_RUNNING_GRACE_S = 60
 ANALYSABLE_CASE_STATUSES = (Case.Status.SUBMITTED, Case.Status.ANALYSING, Case.Status.AWAITING_REVIEW)
 
 
-def _max_attempts():
-    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
-
-
 # --- Requesting analysis ----------------------------------------------------------------------
 
 
@@ -313,7 +309,7 @@ def sweep(*, requeue_after_s=None, now=None):
     stale_before = now - timedelta(seconds=stale_running_after_s())
     recovered = []
     for job in AnalysisJob.objects.filter(status=AnalysisJob.Status.RUNNING, started_at__lt=stale_before):
-        if job.attempts >= _max_attempts():
+        if job.attempts >= settings.INFERENCE_MAX_ATTEMPTS:
             reason = (
                 f"The worker running this analysis stopped without reporting back {job.attempts} times "
                 f"(crash, out of memory or shut down); giving up. Retry it once the workers are healthy."

@@ -18,21 +18,19 @@ same (a re-attached check is picked up).
 """
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 
 import numpy as np
+
+from core.cache import LRUCache
 
 NOT_A_SMEAR = "not_a_smear"  # the Prediction label the worker stores for a flagged image
 CACHE_SIZE = 8
 
-_cache = OrderedDict()  # version pk -> (digest of the stored parameters, SmearCheck or None)
-_lock = threading.Lock()
+_cache = LRUCache(CACHE_SIZE)  # version pk -> (digest of the stored parameters, SmearCheck or None)
 
 
 def clear_cache():
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def _digest(params):
@@ -47,17 +45,11 @@ def check_for(version):
     if not params:
         return None
     key, digest = version.pk, _digest(params)
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and cached[0] == digest:
-            _cache.move_to_end(key)
-            return cached[1]
+    cached = _cache.get(key)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
     check = registry.smear_check_for(version)  # None (and a warning) for unusable parameters
-    with _lock:
-        _cache[key] = (digest, check)
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    _cache.put(key, (digest, check))
     return check
 
 

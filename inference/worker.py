@@ -11,9 +11,9 @@ Serving runtime (``training.ml.export``): with the Keras model loaded (sha256-ch
 gets its verified serving runtime: the model's TFLite export, cached beside the model file keyed by
 its sha256 and used only if it reproduces the Keras model (max abs diff < 1e-4, checked at export
 and at every load), else the same graph in TensorFlow. Either way ONE forward pass gives the
-probabilities and the Grad-CAM map of the top class. TELEDIAG_INFERENCE_RUNTIME=keras|tflite|auto
-(default auto), TELEDIAG_SERVING_CACHE_DIR (a folder for the exports when the model folder is
-read-only), TELEDIAG_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
+probabilities and the Grad-CAM map of the top class. Settings: INFERENCE_RUNTIME (keras, tflite or
+auto), INFERENCE_SERVING_CACHE_DIR (a folder for the exports when the model folder is read-only),
+INFERENCE_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
 
 One job (``run_job``), all state in the database:
 
@@ -36,10 +36,8 @@ A missing/corrupt model, an unreadable image or a soft time limit fails the job 
 """
 import logging
 import os
-import signal
-import threading
 import time
-from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -49,6 +47,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.cache import LRUCache
 from inference import services
 from inference.models import AnalysisJob, Prediction
 
@@ -91,8 +90,7 @@ def configure_backend():
                 tf.config.experimental.set_memory_growth(gpu, True)
             except (ValueError, RuntimeError) as exc:  # already initialised: too late, but harmless
                 logger.warning("Could not enable memory growth on %s: %s", gpu, exc)
-        intra = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
-        inter = os.environ.get("TELEDIAG_TF_INTER_OP_THREADS")
+        intra, inter = settings.INFERENCE_TF_INTRA_OP_THREADS, settings.INFERENCE_TF_INTER_OP_THREADS
         try:
             if intra:
                 tf.config.threading.set_intra_op_parallelism_threads(int(intra))
@@ -154,25 +152,11 @@ class LoadedModel:
         return heatmaps.occlusion_map(self.predict, image, class_index)
 
 
-_cache = OrderedDict()
-_cache_pid = None
-_cache_lock = threading.Lock()
-
-
-def cache_size():
-    return max(1, int(getattr(settings, "INFERENCE_MODEL_CACHE_SIZE", 2)))
+_cache = LRUCache(lambda: settings.INFERENCE_MODEL_CACHE_SIZE)
 
 
 def clear_cache():
-    global _cache_pid
-    with _cache_lock:
-        _cache.clear()
-        _cache_pid = os.getpid()
-
-
-def cached_versions():
-    """Keys (file path, sha256, class names) of the models loaded here, least recently used first."""
-    return list(_cache)
+    _cache.clear()
 
 
 def _load_keras_model(version):
@@ -189,32 +173,21 @@ def _load_keras_model(version):
         ) from exc
 
 
-def serving_runtime():
-    """TELEDIAG_INFERENCE_RUNTIME: "auto" (TFLite when verified, else Keras), "tflite" or "keras"."""
-    value = (os.environ.get("TELEDIAG_INFERENCE_RUNTIME") or "auto").strip().lower()
-    return value if value in ("auto", "tflite", "keras") else "auto"
-
-
 def _serving_cache_dir(version):
-    """Where the version's TFLite export is cached: beside its file (None), or TELEDIAG_SERVING_CACHE_DIR;
+    """Where the version's TFLite export is cached: beside its file (None), or INFERENCE_SERVING_CACHE_DIR;
     the shipped model's folder is part of the checkout, so its export goes under the var folder."""
-    configured = os.environ.get("TELEDIAG_SERVING_CACHE_DIR")
-    if configured:
-        return configured
+    if settings.INFERENCE_SERVING_CACHE_DIR:
+        return settings.INFERENCE_SERVING_CACHE_DIR
     from training import registry
 
     shipped = getattr(settings, "SHIPPED_MODEL_DIR", None)
-    if shipped and registry._is_within(registry.model_path(version), shipped):
+    if shipped and registry.model_path(version).resolve().is_relative_to(Path(shipped).resolve()):
         return str(settings.VAR_DIR / "serving-cache")
     return None
 
 
 def _threads():
-    value = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
-    try:
-        return max(1, int(value)) if value else (os.cpu_count() or 1)
-    except ValueError:
-        return os.cpu_count() or 1
+    return settings.INFERENCE_TF_INTRA_OP_THREADS or os.cpu_count() or 1
 
 
 def _load_serving(version, model):
@@ -222,10 +195,9 @@ def _load_serving(version, model):
     from training import registry
     from training.ml import export
 
-    runtime = serving_runtime()
     try:
         return export.load_serving(
-            model, registry.model_path(version), version.sha256, runtime=runtime,
+            model, registry.model_path(version), version.sha256, runtime=settings.INFERENCE_RUNTIME,
             cache_dir=_serving_cache_dir(version), num_threads=_threads(),
         )
     except export.ExportError as exc:  # only with TELEDIAG_INFERENCE_RUNTIME=tflite
@@ -234,16 +206,11 @@ def _load_serving(version, model):
 
 def get_model(version):
     """The loaded model of ``version`` for this process (loaded once, kept in a small LRU cache)."""
-    global _cache_pid
     # Same file, same bytes, same classes: the same model, whichever version row points at it.
     key = (version.file_path, version.sha256, tuple(version.class_names or ()))
-    with _cache_lock:
-        if _cache_pid != os.getpid():  # a forked child never reuses its parent's objects
-            _cache.clear()
-            _cache_pid = os.getpid()
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
     configure_backend()
     started = time.perf_counter()
     model = _load_keras_model(version)
@@ -257,18 +224,10 @@ def get_model(version):
         os.getpid(), loaded.runtime,
         f": {loaded.serving.fallback_reason}" if loaded.serving.fallback_reason else "",
     )
-    with _cache_lock:
-        _cache[key] = loaded
-        while len(_cache) > cache_size():
-            _cache.popitem(last=False)
-    return loaded
+    return _cache.put(key, loaded)
 
 
 # --- One job ------------------------------------------------------------------------------------
-
-
-def _max_attempts():
-    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
 
 
 def claim(job_id, task_id=""):
@@ -276,7 +235,7 @@ def claim(job_id, task_id=""):
     now = timezone.now()
     worker = services.worker_name()
     jobs = AnalysisJob.objects.with_version().select_related("smear__case")
-    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
+    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=settings.INFERENCE_MAX_ATTEMPTS).update(
         status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
         task_id=task_id, worker=worker, reason="", updated_at=now,
     )
@@ -294,10 +253,10 @@ def claim(job_id, task_id=""):
     if job.status == AnalysisJob.Status.RUNNING and job.task_id == task_id:
         # The message that claimed the job is back: its worker died mid-task (the broker redelivers
         # only then; Redis's visibility timeout is longer than the hard time limit).
-        if job.attempts >= _max_attempts():
+        if job.attempts >= settings.INFERENCE_MAX_ATTEMPTS:
             reason = (
                 f"The analysis stopped its worker process {job.attempts} times (crash or out of memory); "
-                f"gave up after {_max_attempts()} attempts."
+                f"gave up after {settings.INFERENCE_MAX_ATTEMPTS} attempts."
             )
             if services.job_fail(job.pk, reason, task_id=task_id):
                 services.case_maybe_finished(job.smear.case_id)
@@ -309,17 +268,6 @@ def claim(job_id, task_id=""):
             logger.warning("Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1)
             return jobs.get(pk=job_id)
     return None  # done, failed, or running under another message: nothing to do
-
-
-def _test_hooks():
-    """Test-only behaviour, active only with TELEDIAG_TEST_HOOKS=1 (integration tests set it)."""
-    if os.environ.get("TELEDIAG_TEST_HOOKS") != "1":
-        return
-    if os.environ.get("TELEDIAG_TEST_INFERENCE_CRASH") == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
-    delay = float(os.environ.get("TELEDIAG_TEST_INFERENCE_DELAY_S") or 0)
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _read_image(smear):
@@ -484,7 +432,6 @@ def run_job(job_id, task_id=""):
     services.case_started(case_id, status=job.smear.case.status)
     outcome = "failed"
     try:
-        _test_hooks()
         analyse(job)
         outcome = "done"
     except SoftTimeLimitExceeded:

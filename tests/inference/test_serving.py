@@ -36,8 +36,8 @@ def test_prediction_comes_from_the_verified_export_and_equals_keras(world, model
     assert prediction.label == max(expected, key=expected.get)
 
 
-def test_keras_runtime_when_asked_gives_the_same_result(world, model_version, monkeypatch, fresh_model_cache):
-    monkeypatch.setenv("TELEDIAG_INFERENCE_RUNTIME", "keras")
+def test_keras_runtime_when_asked_gives_the_same_result(world, model_version, settings, fresh_model_cache):
+    settings.INFERENCE_RUNTIME = "keras"
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     assert analyse_smear(job.pk) == "done"
