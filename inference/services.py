@@ -32,6 +32,7 @@ from audit.services import audit
 from core import permissions
 from core.errors import DomainError, InvalidTransition
 from core.permissions import require_role
+from core.task_lookup import task_named
 from audit.models import AuditEvent
 from cases.models import Case, Smear
 from inference.models import AnalysisJob
@@ -40,6 +41,7 @@ from training.models import ModelVersion
 logger = logging.getLogger(__name__)
 
 INFERENCE_QUEUE = "inference"
+ANALYSE_SMEAR_TASK = "inference.analyse_smear"  # inference.tasks.analyse_smear
 # Publishing with the broker down: one quick retry, then give up (the sweeper tries again later).
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 # A job never handed to the broker is left alone this long (its publish may be under way).
@@ -159,8 +161,7 @@ def publish_jobs(job_ids):
     The connection is kept for the thread's next publish (see _BrokerConnections); the broker's
     connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT) bounds each try, the retry policy the tries.
     """
-    from inference.tasks import analyse_smear
-
+    analyse_smear = task_named(ANALYSE_SMEAR_TASK)
     job_ids = list(job_ids)
     if not job_ids:
         return 0

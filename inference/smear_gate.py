@@ -1,11 +1,11 @@
-"""Is an uploaded image a stained blood smear at all? The serving side of training.ml.smear_check.
+"""Is an uploaded image a stained blood smear at all? The serving side of ml.smear_check.
 
 The classifier always answers one of its subtypes, even for a photo, a screenshot, a blank or a badly
 out-of-focus frame. Before (or beside) the model, the worker asks:
 
     is_smear, reasons = smear_verdict(version, image)
 
-``image`` is the upload prepared by ``training.ml.images.prepare_image(data, 224)`` (uint8 RGB,
+``image`` is the upload prepared by ``ml.images.prepare_image(data, 224)`` (uint8 RGB,
 224 x 224 x 3, padding black), ``version`` a ModelVersion. The check is the one fitted on the
 version's training split and stored in ``ModelVersion.smear_check`` (by ``retrain``, or by
 ``manage.py model_report --attach-smear-check`` / ``attach_smear_check`` for older versions). A

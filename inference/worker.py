@@ -7,7 +7,7 @@ until it is recycled (``worker_max_tasks_per_child``). Loading is lazy (the firs
 child pays a few seconds): loading in ``worker_process_init`` would overrun the pool's start-up
 timeout.
 
-Serving runtime (``training.ml.export``): with the Keras model loaded (sha256-checked), the child
+Serving runtime (``ml.export``): with the Keras model loaded (sha256-checked), the child
 gets its verified serving runtime: the model's TFLite export, cached beside the model file keyed by
 its sha256 and used only if it reproduces the Keras model (max abs diff < 1e-4, checked at export
 and at every load), else the same graph in TensorFlow. Either way ONE forward pass gives the
@@ -25,7 +25,7 @@ One job (``run_job``), all state in the database:
    INFERENCE_MAX_ATTEMPTS starts: then the job fails with the reason, instead of killing workers
    forever.
 2. the case moves to analysing (no query when it already is); the model is loaded once per child;
-   the image goes through ``training.ml.images.prepare_image``; one pass gives the probabilities and
+   the image goes through ``ml.images.prepare_image``; one pass gives the probabilities and
    the Grad-CAM map (a model Grad-CAM cannot explain gets an occlusion map: many passes); the PNG
    overlay is written to storage.
 3. in one transaction: INSERT the Prediction (unique per smear and version; the heatmap's name is in
@@ -48,8 +48,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.cache import LRUCache
-from inference import services
+from inference import services, smear_gate
 from inference.models import AnalysisJob, Prediction
+from inference.smear_gate import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def configure_backend():
 class LoadedModel:
     """A model version ready to serve: the Keras model and its verified serving runtime.
 
-    ``serving`` (training.ml.export) gives the probabilities and the Grad-CAM map of the top class
+    ``serving`` (ml.export) gives the probabilities and the Grad-CAM map of the top class
     in one forward pass: TFLite when the export reproduces the Keras model (checked on every load),
     else TensorFlow. ``runtime`` says which ("tflite" or "keras").
     """
@@ -122,7 +123,7 @@ class LoadedModel:
         outputs = int(model.outputs[0].shape[-1])
         names = list(version.class_names or [])
         if not names:
-            from training.ml.classes import CLASS_NAMES
+            from ml.classes import CLASS_NAMES
 
             names = list(CLASS_NAMES)
         if len(names) != outputs:
@@ -147,7 +148,7 @@ class LoadedModel:
 
     def occlusion_heatmap(self, image, class_index):
         """The gradient-free map, for models Grad-CAM cannot explain (many forward passes)."""
-        from inference import heatmaps
+        from ml import heatmaps
 
         return heatmaps.occlusion_map(self.predict, image, class_index)
 
@@ -191,9 +192,9 @@ def _threads():
 
 
 def _load_serving(version, model):
-    """The verified serving runtime of ``model`` (TFLite or Keras; see training.ml.export)."""
+    """The verified serving runtime of ``model`` (TFLite or Keras; see ml.export)."""
     from training import registry
-    from training.ml import export
+    from ml import export
 
     try:
         return export.load_serving(
@@ -303,9 +304,8 @@ def analyse(job):
     one INSERT of the Prediction (heatmap file already written, its name in the row) and one
     UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
     """
-    from training.ml.images import ImageError, prepare_image
-
-    from inference import heatmaps
+    from ml import heatmaps
+    from ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     version = job.model_version
@@ -318,7 +318,7 @@ def analyse(job):
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
     is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
     if not is_smear:  # no subtype, no heatmap: the Prediction says why
-        return _save_not_a_smear(job, smear, version, smear_reasons, started)
+        return _save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(smear_reasons))
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
 
@@ -344,11 +344,11 @@ def analyse(job):
         png, method = b"", ""
     heatmap_name = _store_heatmap(png, smear) if png else ""
 
-    queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
-    now = timezone.now()
     try:
-        prediction = _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method,
-                           queue_wait_ms, inference_ms, started, now)
+        prediction = _save(
+            job, started, heatmap_name, label=loaded.class_names[class_index], probabilities=probabilities,
+            heatmap_method=method if heatmap_name else "", inference_ms=round(inference_ms), runtime=loaded.runtime,
+        )
     except BaseException:
         if heatmap_name:  # nothing refers to the file: the row was not stored
             _delete_stored(heatmap_name)
@@ -360,8 +360,7 @@ def _smear_verdict(version, data, image, size):
     """(is_smear, reasons) from the version's stored smear check (inference.smear_gate) on the image
     prepared at the check's size (224 px; reused when the model's input is that size). A version
     without a check passes everything; a failing check is logged and lets the image through."""
-    from inference import smear_gate
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     try:
         check = smear_gate.check_for(version)
@@ -376,47 +375,25 @@ def _smear_verdict(version, data, image, size):
         return True, []
 
 
-def _save_not_a_smear(job, smear, version, reasons, started):
-    """The Prediction of an image that is not a smear (label not_a_smear, no probabilities, no heatmap)
-    and running -> done, in one transaction; a duplicate run keeps the stored row."""
-    from inference.smear_gate import NOT_A_SMEAR
-
+def _save(job, started, heatmap_name="", **fields):
+    """The job's Prediction (``fields``) and running → done in one transaction (no savepoint on the
+    usual path). A duplicate run finds the row stored by the other: that one counts, and this run's
+    heatmap file is deleted."""
     now = timezone.now()
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
-    finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
-    done = dict(status=AnalysisJob.Status.DONE, finished_at=now, reason="", updated_at=now)
-    try:
-        with transaction.atomic():
-            prediction = Prediction.objects.create(
-                smear=smear, model_version=version, job=job, label=NOT_A_SMEAR, probabilities={},
-                is_smear=False, smear_reasons=list(reasons), queue_wait_ms=queue_wait_ms,
-                worker=services.worker_name(), total_ms=round((time.perf_counter() - started) * 1000.0),
-            )
-            finish.update(**done)
-    except IntegrityError:
-        with transaction.atomic():
-            prediction = Prediction.objects.get(smear=smear, model_version=version)
-            finish.update(**done)
-    return prediction
-
-
-def _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method, queue_wait_ms,
-          inference_ms, started, now):
-    """The Prediction and running → done in one transaction (no savepoint on the usual path)."""
     finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
     done = {"status": AnalysisJob.Status.DONE, "finished_at": now, "reason": "", "updated_at": now}
     try:
         with transaction.atomic():
             prediction = Prediction.objects.create(
-                smear=smear, model_version=version, job=job, label=loaded.class_names[class_index],
-                probabilities=probabilities, heatmap=heatmap_name, heatmap_method=method if heatmap_name else "",
-                queue_wait_ms=queue_wait_ms, inference_ms=round(inference_ms), worker=services.worker_name(),
-                runtime=loaded.runtime, total_ms=round((time.perf_counter() - started) * 1000.0),
+                smear=job.smear, model_version=job.model_version, job=job, heatmap=heatmap_name,
+                queue_wait_ms=queue_wait_ms, worker=services.worker_name(),
+                total_ms=round((time.perf_counter() - started) * 1000.0), **fields,
             )
             finish.update(**done)
-    except IntegrityError:  # stored concurrently by a duplicate run: that one counts
+    except IntegrityError:
         with transaction.atomic():
-            prediction = Prediction.objects.get(smear=smear, model_version=version)
+            prediction = Prediction.objects.get(smear=job.smear, model_version=job.model_version)
             finish.update(**done)
         if heatmap_name:
             _delete_stored(heatmap_name)

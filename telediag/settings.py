@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "inference",
+    "research",
 ]
 
 MIDDLEWARE = [

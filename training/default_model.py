@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 
 from training import registry
-from training.ml import artifacts
+from ml import artifacts
 from training.models import ModelVersion
 
 

@@ -11,7 +11,7 @@ Inference workers use three calls:
 `diagnose` command uses too, so serving and diagnosis cannot prepare images differently.
 
 "Is this a stained blood smear at all?": ``ModelVersion.smear_check`` holds the parameters of the
-check (training.ml.smear_check) fitted on the version's training split; ``register_model`` copies
+check (ml.smear_check) fitted on the version's training split; ``register_model`` copies
 them from the run's metadata, ``attach_smear_check`` stores one on an older version, and
 ``smear_check_for(version)`` gives the SmearCheck (None when the version has none).
 
@@ -39,8 +39,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from training.ml import artifacts
-from training.ml.classes import CLASS_NAMES
+from ml import artifacts
+from ml.classes import CLASS_NAMES
 from training.models import ModelVersion
 
 MODEL_FILE = "model.keras"
@@ -158,7 +158,7 @@ def verify_file(version):
 def load_model(version):
     """Load the version's model with safe_mode=True, refusing a file whose sha256 is not the recorded one.
 
-    The bytes are checked and loaded from one private copy (training.ml.artifacts.load_model_verified),
+    The bytes are checked and loaded from one private copy (ml.artifacts.load_model_verified),
     so the file cannot be swapped between the check and the load. Raises ModelFileMissing or
     ModelIntegrityError (both RegistryError), naming the version.
     """
@@ -204,14 +204,14 @@ def load_active_model():
 
 
 def predict_prepared(model, arrays, batch_size=32):
-    """Softmax probabilities (N, K) for images already made by training.ml.images.prepare_image.
+    """Softmax probabilities (N, K) for images already made by ml.images.prepare_image.
 
     Columns follow the version's ``class_names``. The model takes float32 RGB 0..255; its own
     layers scale pixels for the architecture, so nothing else may be done to the arrays.
     """
     import numpy as np
 
-    from training.ml.evaluate import predict_probabilities
+    from ml.evaluate import predict_probabilities
 
     batch = np.asarray(arrays)
     if batch.ndim == 3:
@@ -222,11 +222,11 @@ def predict_prepared(model, arrays, batch_size=32):
 def classify(version, sources, *, batch_size=32, model=None):
     """Classify images (paths, bytes, file objects, PIL images) exactly as serving must.
 
-    Each source goes through training.ml.images.prepare_image(source, version.input_size) (raises
-    training.ml.images.ImageError for an unreadable image), then the version's verified model.
+    Each source goes through ml.images.prepare_image(source, version.input_size) (raises
+    ml.images.ImageError for an unreadable image), then the version's verified model.
     Returns one dict per source: label, confidence, probabilities {class name: p}.
     """
-    from training.ml.images import prepare_batch
+    from ml.images import prepare_batch
 
     model = model or get_model(version)
     names = list(version.class_names or CLASS_NAMES)
@@ -326,7 +326,7 @@ def find_registered(result):
 
 
 def register_model(result, *, name=None, trained_by=None, notes=""):
-    """Register a ``training.ml.pipeline.run_training`` result (or its metadata.json dict + paths).
+    """Register a ``ml.pipeline.run_training`` result (or its metadata.json dict + paths).
 
     Copies the .keras file, its plots and metadata into ``MODEL_DIR/<name>/``: everything is written
     into a temporary folder beside it, checked against the recorded sha256, then renamed into place
@@ -423,7 +423,7 @@ def validate_smear_check(params):
     """The SmearCheck of ``params`` (a SmearCheck.to_dict() dict, possibly with extra keys such as
     "fitted_on" and "validation"); raises RegistryError when it is unusable or was fitted at
     another size than SMEAR_CHECK_SIZE."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     if not isinstance(params, dict) or not params:
         raise RegistryError("No smear-check parameters given.")
@@ -483,7 +483,7 @@ def attach_smear_check(version, params):
 
 def smear_check_for(version):
     """The version's SmearCheck, or None when it has none (or its stored parameters are unusable)."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     params = getattr(version, "smear_check", None)
     if not params:

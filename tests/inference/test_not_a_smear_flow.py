@@ -13,7 +13,7 @@ from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
 from tests.inference.test_smear_gate import synthetic_smear
 from training import registry
-from training.ml.smear_check import SmearCheck
+from ml.smear_check import SmearCheck
 
 
 def png_upload(name, pixels):

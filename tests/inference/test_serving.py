@@ -11,12 +11,12 @@ from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
-from training.ml.classes import CLASS_NAMES
+from ml.classes import CLASS_NAMES
 
 
 def _keras_probabilities(version, smear):
-    from training.ml import artifacts
-    from training.ml.images import prepare_image
+    from ml import artifacts
+    from ml.images import prepare_image
 
     model = artifacts.load_model_verified(version.file_path, version.sha256)
     with smear.image.open("rb") as handle:
@@ -87,7 +87,7 @@ def test_a_duplicate_run_keeps_the_stored_prediction_and_leaves_no_stray_file(wo
 def test_model_without_a_feature_map_gets_an_occlusion_heatmap(world, tmp_path):
     import keras
 
-    from training.ml import artifacts
+    from ml import artifacts
 
     inputs = keras.Input((16, 16, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
@@ -134,7 +134,7 @@ def test_broker_connection_is_reused_and_dropped_after_a_failure(
 
 
 def test_heatmap_png_is_small_and_fast_to_write():
-    from inference.heatmaps import overlay_png
+    from ml.heatmaps import overlay_png
 
     png = overlay_png(np.random.default_rng(1).random((7, 7)), 224, (224, 224))
     image = Image.open(io.BytesIO(png))

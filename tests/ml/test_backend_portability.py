@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_AND_SAVE = textwrap.dedent("""
     import json, sys
     import keras, numpy as np
-    from training.ml.architectures import ARCHITECTURE_NAMES, build_model
-    from training.ml.train import TrainConfig, train_model
+    from ml.architectures import ARCHITECTURE_NAMES, build_model
+    from ml.train import TrainConfig, train_model
 
     out = sys.argv[1]
     report = {"backend": keras.backend.backend()}
@@ -59,8 +59,8 @@ TRAIN_AND_SAVE = textwrap.dedent("""
 LOAD_UNDER_TENSORFLOW = textwrap.dedent("""
     import json, sys
     import keras, numpy as np
-    from training.ml.architectures import ARCHITECTURE_NAMES
-    from training.ml import layers  # registers the telediag layers
+    from ml.architectures import ARCHITECTURE_NAMES
+    from ml import layers  # registers the telediag layers
 
     out = sys.argv[1]
     probe = np.load(f"{out}/probe.npy")

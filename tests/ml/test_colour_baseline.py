@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from training.ml.colour_baseline import (
+from ml.colour_baseline import (
     FEATURE_NAMES,
     ColourBaseline,
     LogisticRegression,
     colour_features,
     run_colour_baseline,
 )
-from training.ml.robustness import ColourReference
+from ml.robustness import ColourReference
 
 from .test_robustness import NAMES, coloured_set
 

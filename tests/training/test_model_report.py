@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from training import registry
-from training.ml.artifacts import read_json
-from training.ml.smear_check import SmearCheck
+from ml.artifacts import read_json
+from ml.smear_check import SmearCheck
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db

@@ -155,3 +155,10 @@ def test_admin_requeue_action(admin_client, tmp_path, monkeypatch):
                       {"action": "requeue", "_selected_action": [run.pk]}, follow=True)
     run.refresh_from_db()
     assert queued == [run.pk] and run.status == TrainingRun.Status.QUEUED and run.error == ""
+
+
+def test_services_queue_the_retrain_task_by_its_registered_name():
+    from core.task_lookup import task_named
+    from training.services import RETRAIN_TASK
+
+    assert task_named(RETRAIN_TASK) is retrain_task

@@ -3,14 +3,14 @@
 A lent GPU machine comes for minutes and is given back with everything on it, so the runs that
 share it must each end with a model evaluated before the slot does:
 
-    python -m training.ml.batch --data DATA --out DIR --jobs FILE --parallel 6 --seconds 480
+    python -m ml.batch --data DATA --out DIR --jobs FILE --parallel 6 --seconds 480
 
 Each line of the jobs file is ``NAME [VAR=value ...] ARGUMENTS...``: a run name (letters, digits,
 ``.``, ``_``, ``-``), optional environment settings for that run (``KERAS_BACKEND=torch``: JAX
 trains MobileNetV2 slowly on GPUs, its depthwise convolutions' backward pass being slow) and
-training.ml.pipeline arguments; ``#`` starts a comment. Jobs start in file order while
+ml.pipeline arguments; ``#`` starts a comment. Jobs start in file order while
 fewer than ``--parallel`` run and at least ``--min-start`` seconds of the slot are left. Each runs
-``python -m training.ml.pipeline --data DATA --out DIR/NAME --quiet --time-limit T ARGUMENTS``
+``python -m ml.pipeline --data DATA --out DIR/NAME --quiet --time-limit T ARGUMENTS``
 (output in DIR/NAME.log), where T leaves ``--reserve`` seconds of the slot to evaluate and save
 the best epoch reached; one still running when the slot ends is stopped. DIR/summary.json (also
 printed) says for each job what happened and, when it finished, its validation and test accuracy.
@@ -151,7 +151,7 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
         while pending and len(running) < parallel and left >= min_start:
             job = pending.pop(0)
             limit = max(1.0, left - reserve)
-            command = [python or sys.executable, "-m", "training.ml.pipeline", "--data", str(data_dir),
+            command = [python or sys.executable, "-m", "ml.pipeline", "--data", str(data_dir),
                        "--out", str(out_dir / job.name), "--quiet", "--time-limit", f"{limit:.0f}", *job.args]
             with open(out_dir / f"{job.name}.log", "ab") as output:
                 process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**env, **job.env},
@@ -188,7 +188,7 @@ def format_summary(result):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m training.ml.batch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ml.batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", required=True, help="jobs file: one 'NAME pipeline-arguments...' per line")
     parser.add_argument("--data", required=True, help="folder with Benign/Early/Pre/Pro sub-folders")
     parser.add_argument("--out", required=True, help="output folder: one sub-folder and one log per job")

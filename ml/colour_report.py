@@ -1,12 +1,12 @@
 """How much a trained model leans on colour, on one split's test images (no Django).
 
 ``build_colour_report`` runs the model on the test images and their colour variants
-(training.ml.robustness: shifts, RGB and CIELAB normalisation to a reference fitted on the
-training split, grayscale), trains the colour-only baseline (training.ml.colour_baseline) on the
+(ml.robustness: shifts, RGB and CIELAB normalisation to a reference fitted on the
+training split, grayscale), trains the colour-only baseline (ml.colour_baseline) on the
 same training split, and compares the two on normalised images: a model we ship must beat the
 baseline's best normalised accuracy by ``required_margin`` points in each normalisation.
 
-``manage.py model_report`` (training.reports) and ``python -m training.ml.pipeline --colour-report``
+``manage.py model_report`` (research.reports) and ``python -m ml.pipeline --colour-report``
 both call it, so a run on the GPU machine, whose model may be too large to bring back, reports
 the same numbers as a report built here from a registered model.
 """

@@ -1,6 +1,6 @@
 """Plain Keras training package for Telediag (no Django imports anywhere in here).
 
-Kept import-light on purpose: importing ``training.ml`` or ``training.ml.classes`` must not pull in
+Kept import-light on purpose: importing ``ml`` or ``ml.classes`` must not pull in
 Keras/TensorFlow, so Django code can read class names without paying for a backend import.
 Modules, one concern each:
 
@@ -17,5 +17,5 @@ Modules, one concern each:
 - ``smear_check``   "is this a stained blood smear at all?" (fitted on the training split by
                     ``pipeline``; its parameters travel in metadata.json)
 - ``artifacts``     atomic model/metadata writing and sha256-verified loading
-- ``pipeline``      ``run_training`` end to end, and a CLI (``python -m training.ml.pipeline``)
+- ``pipeline``      ``run_training`` end to end, and a CLI (``python -m ml.pipeline``)
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 
 from training import registry
-from training.ml import artifacts
+from ml import artifacts
 
 MAX_SHIPPED_BYTES = 15 * 1024 * 1024  # what the repository carries per default model
 

@@ -24,7 +24,7 @@ ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels become white, like a sm
 RESAMPLE = Image.Resampling.BILINEAR
 
 PREPROCESSING_DESCRIPTION = {
-    "function": "training.ml.images.prepare_image",
+    "function": "ml.images.prepare_image",
     "decode": "Pillow, first frame, EXIF orientation applied",
     "colour": "8-bit RGB; 16-bit/32-bit/float greyscale scaled from its min..max to 0..255; "
     "alpha composited on white",

@@ -3,12 +3,12 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from training import registry
-from training.ml.artifacts import read_json
+from ml.artifacts import read_json
 
 
 class Command(BaseCommand):
     help = (
-        "Register a training run folder made elsewhere (python -m training.ml.pipeline or training.ml.batch, "
+        "Register a training run folder made elsewhere (python -m ml.pipeline or ml.batch, "
         "for example on a GPU machine): FOLDER holds metadata.json and the model file it names, whose bytes must "
         "match the recorded sha256. The version is registered, not activated (see promote)."
     )

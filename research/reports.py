@@ -1,22 +1,22 @@
 """A registered model's robustness report (what ``manage.py model_report`` prints and saves).
 
 ``build_model_report(version, data_dir)`` rebuilds the split recorded with the model
-(ModelVersion.split, via training.ml.splits.from_record) from the images in ``data_dir`` and
+(ModelVersion.split, via ml.splits.from_record) from the images in ``data_dir`` and
 measures, on that split's TEST images:
 
 - the model on the original images, on each colour-shifted copy, on colour-normalised copies
   (per-channel statistics matched to a reference fitted on the TRAINING split, once in RGB - the
   baseline's own six numbers - and once in CIELAB) and on grayscale copies
-  (training.ml.robustness), with the drop against the original in points;
-- the colour-only baseline (training.ml.colour_baseline) trained on the same training split, on the
+  (ml.robustness), with the drop against the original in points;
+- the colour-only baseline (ml.colour_baseline) trained on the same training split, on the
   test images and the normalised test images, for each normalisation; in each, the model must beat
   the baseline's best normalised accuracy by ``required_margin`` points;
-- the "not a stained smear" check (training.ml.smear_check) fitted on the training split, with its
+- the "not a stained smear" check (ml.smear_check) fitted on the training split, with its
   false-flag rate on the validation (and test) images; its parameters are saved as JSON and, with
   ``attach_smear_check``, stored on the version (ModelVersion.smear_check: serving then uses it);
 - single-image CPU latency (``predict_on_batch`` on one image, warm, median of N) and file size.
 
-Everything Keras/numpy lives in training.ml; this module is the Django glue (registry, settings).
+Everything Keras/numpy lives in ml; this module is the Django glue (registry, settings).
 """
 import datetime
 import platform
@@ -28,8 +28,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from training import registry
-from training.ml.classes import CLASS_NAMES
-from training.ml.colour_report import DEFAULT_REQUIRED_MARGIN
+from ml.classes import CLASS_NAMES
+from ml.colour_report import DEFAULT_REQUIRED_MARGIN
 from training.services import TrainingError, scan
 
 REPORT_FORMAT = 1
@@ -102,12 +102,12 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     on the version (registry.attach_smear_check; ``smear_size`` must be registry.SMEAR_CHECK_SIZE)."""
     import numpy as np
 
-    from training.ml.artifacts import write_json_atomically
-    from training.ml.colour_report import build_colour_report
-    from training.ml.dataset import DatasetError, load_arrays
-    from training.ml.evaluate import predict_probabilities
-    from training.ml.smear_check import DEFAULT_QUANTILE, SmearCheck
-    from training.ml.splits import from_record
+    from ml.artifacts import write_json_atomically
+    from ml.colour_report import build_colour_report
+    from ml.dataset import DatasetError, load_arrays
+    from ml.evaluate import predict_probabilities
+    from ml.smear_check import DEFAULT_QUANTILE, SmearCheck
+    from ml.splits import from_record
 
     log = log or (lambda line: None)
     started = time.perf_counter()
@@ -233,7 +233,7 @@ def _pct(value):
 
 def format_report(report):
     """The human-readable report."""
-    from training.ml.robustness import format_robustness_table
+    from ml.robustness import format_robustness_table
 
     model, data, test = report["model"], report["data"], report["test"]
     counts = {part: sum(c.values()) for part, c in data["counts"].items()}

@@ -1,10 +1,8 @@
 """Where the model looked: class activation maps for the predicted class, stored as PNG overlays.
 
 - Grad-CAM (Selvaraju et al.) on the last spatial feature map of the model, for the pre-softmax
-  score of the class: built by ``training.ml.export.ServingGraph``, which returns the probabilities
-  and the top class's map from one forward pass (what the worker uses, in TFLite or TensorFlow);
-  ``GradCam`` explains any class with the same graph. TensorFlow-specific: acceptable in serving
-  code, which always runs the TensorFlow backend; training code stays backend-agnostic.
+  score of the class: built by ``ml.export.ServingGraph``, which returns the probabilities
+  and the top class's map from one forward pass (what the worker uses, in TFLite or TensorFlow).
 - ``occlusion_map``: gradient-free fallback for any backend or a model Grad-CAM cannot take apart:
   how much the class probability drops when each cell of a grid is greyed out.
 - ``overlay_png``: the map cropped to the real image (``prepare_image`` pads to a square), resized
@@ -18,15 +16,13 @@ import io
 import numpy as np
 from PIL import Image
 
-from training.ml.export import GradCamUnavailable, find_feature_layer  # noqa: F401 - TensorFlow-free at import
-
 # The map itself has a few cells per side (4 x 4 for MobileNetV2 at 128 px, 7 x 7 at 224 px): stored
 # at most this large, the browser stretches it smoothly over the image. Measured on a 224 px smear:
 # 0.65 ms per overlay, against 2.1 ms at the earlier 384 px limit.
 OVERLAY_MAX_SIDE = 128
 
 
-# --- Geometry shared with training.ml.images.resize_with_pad -----------------------------------
+# --- Geometry shared with ml.images.resize_with_pad -----------------------------------
 
 
 def content_box(original_size, size):
@@ -86,30 +82,6 @@ def overlay_png(cam, input_size, original_size, max_side=OVERLAY_MAX_SIDE):
     # Level 1: a smooth colour ramp compresses well anyway (~1.3x the bytes of level 6, ~6x faster).
     Image.fromarray(_colour(_normalise(resized))).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
-
-
-# --- Grad-CAM (TensorFlow) ----------------------------------------------------------------------
-# The graph itself lives in training.ml.export (ServingGraph): serving computes the probabilities
-# and the top class's map in ONE forward pass there (TFLite or TensorFlow). GradCam below explains
-# any class of a model on demand, with the same graph.
-
-
-class GradCam:
-    """Grad-CAM for one loaded model, compiled once (tf.function) and reused for every image."""
-
-    def __init__(self, model):
-        from training.ml.export import ExportError, ServingGraph
-
-        try:
-            self._graph = ServingGraph(model)
-        except ExportError as exc:  # not the TensorFlow backend
-            raise GradCamUnavailable(str(exc)) from exc
-        if not self._graph.explains:
-            raise GradCamUnavailable(self._graph.unavailable_reason)
-        self.layer_name = self._graph.layer_name
-
-    def __call__(self, batch, class_index):
-        return _normalise(self._graph.class_cam(batch, class_index))
 
 
 # --- Occlusion (any backend) --------------------------------------------------------------------

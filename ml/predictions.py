@@ -1,11 +1,11 @@
 """Ensembles measured from saved predictions, for models whose files cannot be brought together.
 
-Every training run writes ``predictions.json`` (training.ml.pipeline): its model's probabilities for
+Every training run writes ``predictions.json`` (ml.pipeline): its model's probabilities for
 each validation and test image. The mean of several runs' probabilities is what an ensemble of
-their models (training.ml.ensemble) would output, so its metrics can be measured here even when
+their models (ml.ensemble) would output, so its metrics can be measured here even when
 the members' files stayed on the GPU machine:
 
-    python -m training.ml.predictions RUN_A/predictions.json RUN_B/predictions.json ...
+    python -m ml.predictions RUN_A/predictions.json RUN_B/predictions.json ...
 
 The runs must share a split (same files, same labels, same classes); a member trained on another
 split is refused rather than silently averaged.
@@ -33,7 +33,7 @@ def load_predictions(path):
 
 def mean_prediction_metrics(predictions):
     """Metrics of the mean probabilities of ``predictions`` (loaded predictions.json dicts), per
-    part they all have: {"val": metrics, "test": metrics} (training.ml.evaluate)."""
+    part they all have: {"val": metrics, "test": metrics} (ml.evaluate)."""
     if not predictions:
         raise ValueError("no predictions to combine")
     first = predictions[0]
@@ -54,7 +54,7 @@ def mean_prediction_metrics(predictions):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.ml.predictions",
+    parser = argparse.ArgumentParser(prog="python -m ml.predictions",
                                      description="Metrics of the mean of several runs' predictions.json.")
     parser.add_argument("predictions", nargs="+", help="predictions.json files of runs on one split")
     parser.add_argument("--format", choices=("text", "json"), default="text")

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry, shipping
+from research import shipping
+from training import registry
 
 
 class Command(BaseCommand):

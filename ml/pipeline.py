@@ -2,7 +2,7 @@
 
 ``run_training`` is the entry point the Django ``retrain`` command and the CLI both call:
 
-    python -m training.ml.pipeline --data ../shared/data/all-leukemia/original \\
+    python -m ml.pipeline --data ../shared/data/all-leukemia/original \\
         --arch convnet --out var/runs/convnet-1 --epochs 50 --split grouped
 
 Everything lands in ``output_dir``:
@@ -16,7 +16,7 @@ Everything lands in ``output_dir``:
                          (for ensembles and error analysis of models too large to move)
     colour_report.json   with --colour-report: the model on colour-shifted, colour-normalised and
                          grayscale copies of the test split, against the colour-only baseline
-                         (training.ml.colour_report; what ``manage.py model_report`` measures)
+                         (ml.colour_report; what ``manage.py model_report`` measures)
     history.json, train_config.json, checkpoints/, backup/  (see train.py)
     plots/training_curves.png, plots/confusion_matrix_val.png, plots/confusion_matrix_test.png
 
@@ -141,7 +141,7 @@ def _smear_check_provenance(split):
 
 
 def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers=None, log=None):
-    """Fit the "not a stained smear" check (training.ml.smear_check) on the TRAINING images of
+    """Fit the "not a stained smear" check (ml.smear_check) on the TRAINING images of
     ``split`` at SMEAR_CHECK_SIZE px and measure its false-flag rate on the VALIDATION images (other
     patients under a grouped split: the honest estimate of how often real smears get flagged).
 
@@ -356,7 +356,7 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m training.ml.pipeline",
+        prog="python -m ml.pipeline",
         description="Train and evaluate Telediag classifiers (no Django needed).",
     )
     parser.add_argument("--data", required=True, help="folder with Benign/Early/Pre/Pro sub-folders")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs a jobs file of training runs (training.ml.batch) on the lent GPU machine, which has JAX and
+# Runs a jobs file of training runs (ml.batch) on the lent GPU machine, which has JAX and
 # PyTorch but neither TensorFlow nor Django, and leaves in $OUT what may come back from it (at
 # most 8 files of 16 MiB): results.tar.gz (every run's metadata, history, plots, predictions and
 # colour report, the logs, the GPU's utilisation) and the model files small enough to return
@@ -8,7 +8,7 @@
 #
 # Device call: carry [".devdata", ".whl"] (.devdata/original: a copy of the data set;
 # .whl: ../shared/tools/device-keras-wheels.sh), then
-#   bash training/runs/run-on-gpu-machine.sh training/runs/gpu-224.jobs SECONDS PARALLEL
+#   bash research/runs/run-on-gpu-machine.sh research/runs/gpu-224.jobs SECONDS PARALLEL
 set -uo pipefail
 jobs=${1:?jobs file}; seconds=${2:-450}; parallel=${3:-8}
 runs=/tmp/runs
@@ -23,7 +23,7 @@ fi
 nvidia-smi -L > "$runs/gpu.txt" 2>&1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$runs/gpu-usage.csv" 2>&1 &
 monitor=$!
-python3 -m training.ml.batch --jobs "$jobs" --data .devdata/original --out "$runs" --parallel "$parallel" \
+python3 -m ml.batch --jobs "$jobs" --data .devdata/original --out "$runs" --parallel "$parallel" \
     --seconds "$seconds" --reserve 80 --min-start 200 2>&1 | tee "$runs/batch.log"
 kill "$monitor" 2>/dev/null
 cd "$runs" || exit 4

@@ -2,7 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training import ensembles, registry, services
+from research import ensembles
+from training import registry, services
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry, reports, services
+from research import reports
+from training import registry, services
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 ``register_ensemble`` checks that the members were trained and tested on the same split (the
 recorded file lists must be identical: otherwise one member's test images are another's training
-images) and predict the same classes; averages them (training.ml.ensemble: the ensemble takes the
+images) and predict the same classes; averages them (ml.ensemble: the ensemble takes the
 largest member's input size and scales images down inside for smaller members), evaluates the
 average on that split's validation and test images, and registers it like a trained model
 (metadata, plots, split, smear check of the first member).
@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from training import registry
-from training.ml.classes import CLASS_NAMES, HUMAN_LABELS
+from ml.classes import CLASS_NAMES, HUMAN_LABELS
 from training.services import TrainingError, scan
 
 ENSEMBLE_ARCHITECTURE = "ensemble"
@@ -39,13 +39,13 @@ def _check_members(versions):
 def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=None):
     """Build, evaluate and register the ensemble of ``versions`` (ModelVersion list); returns the
     new ModelVersion. ``data_dir`` holds the images the members' split names."""
-    from training.ml.artifacts import save_model_atomically, write_metadata
-    from training.ml.dataset import DatasetError, fingerprint_samples, load_arrays
-    from training.ml.ensemble import build_ensemble
-    from training.ml.evaluate import evaluate_model
-    from training.ml.pipeline import METADATA_FORMAT, hardware_description, software_versions
-    from training.ml.plots import plot_confusion_matrix
-    from training.ml.splits import from_record
+    from ml.artifacts import save_model_atomically, write_metadata
+    from ml.dataset import DatasetError, fingerprint_samples, load_arrays
+    from ml.ensemble import build_ensemble
+    from ml.evaluate import evaluate_model
+    from ml.pipeline import METADATA_FORMAT, hardware_description, software_versions
+    from ml.plots import plot_confusion_matrix
+    from ml.splits import from_record
 
     log = log or (lambda line: None)
     versions = [registry.get_version(v) for v in versions]
