@@ -265,7 +265,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
         "attention_threshold": settings.ATTENTION_THRESHOLD,
         "permissions": {"can_retry": may_retry, "can_rerun": may_rerun},
         "rerun": rerun,
-        "urls": {"json": _url("api-case-analysis", case.pk)},
+        "urls": {"panel": _url("inference-case-analysis-panel", case.pk)},
         "advisory": "The AI only advises: the diagnosis is the pathologist's.",
     }
 

@@ -1,6 +1,6 @@
 """Portal views of the AI analysis (session auth). Same access rules as the case pages:
 
-1. anonymous → login page (the panel polls the API's analysis endpoint, which answers 401 JSON);
+1. anonymous → login page (the panel that htmx polls answers "signed out" and stops the polling);
 2. a role that never sees cases → 403 whatever the id;
 3. a case, smear or prediction the user may not see → 404 (cases.access selectors);
 4. visible, but an action the role may not do (a clinician retrying) → 403.
@@ -8,9 +8,9 @@ Lab admins see no case, but may retry failed jobs of their laboratory from their
 """
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.cache import add_never_cache_headers, patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import access
@@ -26,12 +26,21 @@ from training.models import ModelVersion
 CASES_ONLY = "Your role does not give access to cases."
 
 
-def _error(status, code, message):
-    return JsonResponse({"error": {"code": code, "message": message, "details": {}}}, status=status)
+# htmx stops polling an element whose response has this status (and still swaps it in).
+STOP_POLLING = 286
 
 
-def _wants_json(request):
-    return "application/json" in request.headers.get("Accept", "") or request.path.endswith(".json")
+def _is_htmx(request):
+    return request.headers.get("HX-Request") == "true"
+
+
+def _panel(request, case, *, version_id=None, notice=None, status=200):
+    """The analysis panel alone: what htmx swaps in when it polls or after an action."""
+    response = render(request, "inference/case_analysis.html", {
+        "case": case, "analysis": case_analysis_data(case, request.user, version_id=version_id), "notice": notice,
+    }, status=status)
+    add_never_cache_headers(response)
+    return response
 
 
 @login_required
@@ -43,6 +52,18 @@ def case_analysis_page(request, pk):
         "case": case,
         "analysis": case_analysis_data(case, request.user, version_id=request.GET.get("version")),
     })
+
+
+@require_GET
+def case_analysis_panel(request, pk):
+    """The panel polled by htmx. No login redirect: a signed-out poll would swap the login page in."""
+    if not request.user.is_authenticated:
+        response = render(request, "inference/panel_signed_out.html", status=STOP_POLLING)
+        add_never_cache_headers(response)
+        return response
+    require_role(permissions.works_with_cases(request.user), CASES_ONLY)
+    case = access.get_case_for(request.user, pk)
+    return _panel(request, case, version_id=request.GET.get("version"))
 
 
 @login_required
@@ -68,9 +89,8 @@ def heatmap(request, pk):
 
 
 def _after_action(request, case, ok_message):
-    if _wants_json(request):
-        data = case_analysis_data(case, request.user) if access.cases_visible_to(request.user).filter(pk=case.pk).exists() else {}
-        return JsonResponse({"ok": True, "message": ok_message, "analysis": data}, status=202)
+    if _is_htmx(request):
+        return _panel(request, case, notice={"level": "success", "text": ok_message}, status=202)
     messages.success(request, ok_message)
     if request.user.is_lab_admin:
         return redirect("inference-failed-jobs")
@@ -78,10 +98,10 @@ def _after_action(request, case, ok_message):
 
 
 def _refused(request, error, case):
-    if _wants_json(request):
-        return _error(error.http_status, error.code, error.message)
     if isinstance(error, NotAllowed):
         raise error
+    if _is_htmx(request):
+        return _panel(request, case, notice={"level": "danger", "text": error.message})
     messages.error(request, error.message)
     if request.user.is_lab_admin:
         return redirect("inference-failed-jobs")
