@@ -1,4 +1,4 @@
-"""The AI analysis of a case as people read it: one dict for the JSON endpoint, the API and the template.
+"""The AI analysis of a case as people read it: one dict for the API and the panel template.
 
 Nothing here checks access: callers pass a case the user may see (cases.access.get_case_for).
 """

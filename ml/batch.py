@@ -33,7 +33,7 @@ SUMMARY_FILE = "summary.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 ENV_PATTERN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
 RUNNER_ARGUMENTS = ("--data", "--out", "--time-limit", "--quiet")  # set by the runner for every job
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STOP_GRACE_SECONDS = 20
 
 
