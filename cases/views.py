@@ -16,7 +16,6 @@ from django.views.decorators.http import require_http_methods
 
 from cases import access, services
 from cases.audit import audit
-from cases.media import smear_image_response
 from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from cases.forms import (
     AmendForm,
@@ -27,6 +26,7 @@ from cases.forms import (
     SignForm,
     apply_domain_error,
 )
+from cases.media import smear_image_response
 from cases.models import AuditEvent, Case
 
 PAGE_SIZE = 25

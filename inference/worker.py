@@ -355,9 +355,8 @@ def analyse(job):
     one INSERT of the Prediction (heatmap file already written, its name in the row) and one
     UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
     """
-    from training.ml.images import ImageError, prepare_image
-
     from inference import heatmaps
+    from training.ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     version = job.model_version
