@@ -21,8 +21,8 @@ from accounts import services
 from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
 from core.api import StandardPagination, StrictFieldsMixin
-from core.permissions import administers_organisation, require_role
 from core.api_errors import error_responses
+from core.permissions import administers_organisation, require_role
 
 # --------------------------------------------------------------------------------------------
 # Serializers

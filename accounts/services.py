@@ -23,10 +23,10 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from accounts.models import Organisation, User
+from audit.models import AuditEvent
 from audit.services import audit
 from core.errors import DomainError, NotAllowed
 from core.permissions import administers_organisation, require_role
-from audit.models import AuditEvent
 
 # Which roles make sense in which kind of organisation: a pathologist reads a laboratory's cases,
 # a clinician submits a site's cases; every organisation can have administrators.

@@ -7,7 +7,6 @@ from django.db.models import Case as Conditional, IntegerField, Value, When
 from django.http import Http404
 
 from accounts.models import Organisation
-
 from cases.models import Case, Patient, Smear
 
 

@@ -5,15 +5,15 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cases.access import laboratories_for
-from audit.services import audit
-from core import permissions
-from core.errors import AlreadySigned, DomainError, InvalidTransition
-from core.permissions import require_role
 from audit.models import AuditEvent
+from audit.services import audit
+from cases.access import laboratories_for
 from cases.models import Case, Diagnosis, Patient, Review, Smear
 from cases.signals import case_signed, case_submitted
 from cases.uploads import validate_uploads
+from core import permissions
+from core.errors import AlreadySigned, DomainError, InvalidTransition
+from core.permissions import require_role
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,10 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from cases import access, services
+from audit.models import AuditEvent
 from audit.selectors import audit_events_visible_to
 from audit.services import audit
-from cases.media import smear_image_response
-from core import permissions
-from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
+from cases import access, services
 from cases.forms import (
     AmendForm,
     CaseFilterForm,
@@ -28,9 +26,11 @@ from cases.forms import (
     PatientSearchForm,
     SignForm,
 )
-from core.forms import apply_domain_error
-from audit.models import AuditEvent
+from cases.media import smear_image_response
 from cases.models import Case
+from core import permissions
+from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
+from core.forms import apply_domain_error
 from core.permissions import require_role
 
 PAGE_SIZE = 25

@@ -28,13 +28,13 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from audit.services import audit
+from cases.models import Case, Smear
 from core import permissions
 from core.errors import DomainError, InvalidTransition
 from core.permissions import require_role
 from core.task_lookup import task_named
-from audit.models import AuditEvent
-from cases.models import Case, Smear
 from inference.models import AnalysisJob
 from training.models import ModelVersion
 

@@ -22,7 +22,6 @@ from inference.models import AnalysisJob, Prediction
 from inference.status import case_analysis_data
 from training.models import ModelVersion
 
-
 CASES_ONLY = "Your role does not give access to cases."
 
 

@@ -193,8 +193,8 @@ def _threads():
 
 def _load_serving(version, model):
     """The verified serving runtime of ``model`` (TFLite or Keras; see ml.export)."""
-    from training import registry
     from ml import export
+    from training import registry
 
     try:
         return export.load_serving(

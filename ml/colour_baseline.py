@@ -2,7 +2,7 @@
 
 Each image is reduced to six numbers, the mean and the standard deviation of its R, G and B
 values over its content pixels (padding from ``resize_with_pad`` excluded), and a multinomial
-logistic regression (pure numpy, fitted by Newton's method with L2 regularisation: deterministic,
+logistic regression (scikit-learn's, fitted by Newton's method with an L2 penalty: deterministic,
 no random initialisation) learns the class from them. With ``degree=2`` (the default) the six
 numbers are expanded with their pairwise products and squares, so the classifier can draw curved
 boundaries in colour space; that is about what a tiny Dense network on the same six numbers does.
@@ -17,9 +17,12 @@ evaluate on the test images, on the colour-normalised test images, and (a second
 normalised training images and evaluate on normalised test images.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from .evaluate import metrics_from_probabilities
 from .robustness import ColourReference, as_batch, content_mask, normalise_colour
@@ -39,41 +42,20 @@ def colour_features(x, exclude_padding=True):
     return features
 
 
-def _expand(z, degree):
-    if degree == 1:
-        return z
-    pairs = [z[:, i] * z[:, j] for i in range(z.shape[1]) for j in range(i, z.shape[1])]
-    return np.column_stack([z, *pairs])
-
-
-def _softmax_with_reference(logits):
-    """Class probabilities from (N, K-1) logits; the last class has logit 0."""
-    full = np.concatenate([logits, np.zeros((len(logits), 1))], axis=1)
-    full -= full.max(axis=1, keepdims=True)
-    exp = np.exp(full)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 @dataclass
-class LogisticRegression:
-    """Multinomial logistic regression (last class as reference), L2 on weights, Newton's method.
+class ColourClassifier:
+    """Multinomial logistic regression on colour features, with an L2 penalty of ``l2``.
 
-    Inputs are standardised with the training mean/std before the (optional) degree-2 expansion,
-    and the expanded features standardised again, so one ``l2`` value suits any feature scale.
+    The features are standardised with the training mean/std, expanded with their squares and
+    pairwise products when ``degree`` is 2, and standardised again, so one ``l2`` value suits any
+    feature scale. The penalty is on the mean log-loss (scikit-learn's ``C`` is ``1 / (n * l2)``);
+    the intercept is not penalised.
     """
 
     l2: float = 1e-3
     degree: int = 2
-    max_iter: int = 100
-    tol: float = 1e-8
     num_classes: int = None
-    params: dict = field(default_factory=dict)
-
-    def _design(self, features):
-        z = (np.asarray(features, dtype=np.float64) - self.params["in_mean"]) / self.params["in_std"]
-        z = _expand(z, self.degree)
-        z = (z - self.params["ex_mean"]) / self.params["ex_std"]
-        return np.column_stack([np.ones(len(z)), z])
+    pipeline: Pipeline = None
 
     def fit(self, features, y, num_classes=None):
         features = np.asarray(features, dtype=np.float64)
@@ -82,77 +64,34 @@ class LogisticRegression:
             raise ValueError("degree must be 1 or 2")
         if len(features) != len(y) or not len(y):
             raise ValueError("need as many labels as feature rows, and at least one")
-        k = int(num_classes or self.num_classes or y.max() + 1)
-        self.num_classes = k
-        in_mean, in_std = features.mean(axis=0), features.std(axis=0)
-        in_std = np.where(in_std > 1e-12, in_std, 1.0)
-        expanded = _expand((features - in_mean) / in_std, self.degree)
-        ex_mean, ex_std = expanded.mean(axis=0), expanded.std(axis=0)
-        ex_std = np.where(ex_std > 1e-12, ex_std, 1.0)
-        self.params = {"in_mean": in_mean, "in_std": in_std, "ex_mean": ex_mean, "ex_std": ex_std}
-        design = self._design(features)
-        n, d = design.shape
-        targets = np.eye(k)[y][:, : k - 1]
-        penalty = np.full(d, self.l2)
-        penalty[0] = 1e-8  # the intercept is (almost) unregularised
-        weights = np.zeros((d, k - 1))
-
-        def loss_of(w):
-            probabilities = _softmax_with_reference(design @ w)
-            nll = -np.log(np.clip(probabilities[np.arange(n), y], 1e-300, None)).mean()
-            return nll + 0.5 * float((penalty[:, None] * w * w).sum())
-
-        loss = loss_of(weights)
-        for _ in range(self.max_iter):
-            probabilities = _softmax_with_reference(design @ weights)[:, : k - 1]
-            gradient = design.T @ (probabilities - targets) / n + penalty[:, None] * weights
-            # Hessian blocks: X^T diag(p_j (delta_jl - p_l)) X / n, plus the L2 term.
-            coupling = probabilities[:, :, None] * (np.eye(k - 1)[None] - probabilities[:, None, :])
-            hessian = np.einsum("na,njl,nb->ajbl", design, coupling, design, optimize=True) / n
-            hessian = hessian.reshape(d * (k - 1), d * (k - 1))
-            hessian += np.diag(np.repeat(penalty, k - 1))
-            step = np.linalg.solve(hessian, gradient.reshape(-1)).reshape(d, k - 1)
-            scale = 1.0
-            while True:  # backtracking line search keeps every step a descent step
-                candidate = weights - scale * step
-                new_loss = loss_of(candidate)
-                if new_loss <= loss or scale < 1e-6:
-                    break
-                scale *= 0.5
-            improvement = loss - new_loss
-            weights, loss = candidate, min(loss, new_loss)
-            if improvement < self.tol:
-                break
-        self.params["weights"] = weights
+        self.num_classes = int(num_classes or self.num_classes or y.max() + 1)
+        steps = [StandardScaler()]
+        if self.degree == 2:
+            steps += [PolynomialFeatures(degree=2, include_bias=False), StandardScaler()]
+        regression = SkLogisticRegression(C=1.0 / (len(y) * self.l2), solver="newton-cholesky", tol=1e-10)
+        self.pipeline = make_pipeline(*steps, regression).fit(features, y)
         return self
 
     def predict_proba(self, features):
-        if "weights" not in self.params:
+        """(N, num_classes) probabilities; a class absent from the training labels gets 0."""
+        if self.pipeline is None:
             raise RuntimeError("fit the model first")
-        return _softmax_with_reference(self._design(features) @ self.params["weights"])
-
-    def to_dict(self):
-        return {"l2": self.l2, "degree": self.degree, "num_classes": self.num_classes,
-                "params": {key: np.asarray(value).tolist() for key, value in self.params.items()}}
-
-    @classmethod
-    def from_dict(cls, data):
-        model = cls(l2=data["l2"], degree=data["degree"], num_classes=data["num_classes"])
-        model.params = {key: np.asarray(value, dtype=np.float64) for key, value in data["params"].items()}
-        return model
+        probabilities = np.zeros((len(features), self.num_classes))
+        probabilities[:, self.pipeline.classes_] = self.pipeline.predict_proba(np.asarray(features, dtype=np.float64))
+        return probabilities
 
 
 @dataclass
 class ColourBaseline:
-    """colour_features + LogisticRegression, taking uint8 images directly."""
+    """colour_features + ColourClassifier, taking uint8 images directly."""
 
     degree: int = 2
     l2: float = 1e-3
     exclude_padding: bool = True
-    classifier: LogisticRegression = None
+    classifier: ColourClassifier = None
 
     def fit(self, x, y, num_classes=None):
-        self.classifier = LogisticRegression(l2=self.l2, degree=self.degree)
+        self.classifier = ColourClassifier(l2=self.l2, degree=self.degree)
         self.classifier.fit(colour_features(x, self.exclude_padding), y, num_classes=num_classes)
         return self
 
@@ -161,16 +100,6 @@ class ColourBaseline:
 
     def predict(self, x):
         return self.predict_proba(x).argmax(axis=1)
-
-    def to_dict(self):
-        return {"features": list(FEATURE_NAMES), "exclude_padding": self.exclude_padding,
-                "classifier": self.classifier.to_dict() if self.classifier else None}
-
-    @classmethod
-    def from_dict(cls, data):
-        classifier = LogisticRegression.from_dict(data["classifier"]) if data.get("classifier") else None
-        return cls(degree=classifier.degree if classifier else 2, l2=classifier.l2 if classifier else 1e-3,
-                   exclude_padding=data.get("exclude_padding", True), classifier=classifier)
 
 
 def _short(metrics):
@@ -211,8 +140,8 @@ def run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference
     features_test_normalised = colour_features(x_test_normalised, exclude_padding)
     features_train_normalised = colour_features(normalise_colour(x_train, reference), exclude_padding)
 
-    model = LogisticRegression(l2=l2, degree=degree).fit(features_train, y_train, num_classes)
-    model_normalised = LogisticRegression(l2=l2, degree=degree).fit(features_train_normalised, y_train, num_classes)
+    model = ColourClassifier(l2=l2, degree=degree).fit(features_train, y_train, num_classes)
+    model_normalised = ColourClassifier(l2=l2, degree=degree).fit(features_train_normalised, y_train, num_classes)
 
     test = metrics_from_probabilities(model.predict_proba(features_test), y_test, class_names)
     normalised = metrics_from_probabilities(model.predict_proba(features_test_normalised), y_test, class_names)
@@ -222,7 +151,7 @@ def run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference
     return {
         "features": list(FEATURE_NAMES),
         "exclude_padding": exclude_padding,
-        "classifier": "multinomial logistic regression (numpy, Newton, L2)",
+        "classifier": "multinomial logistic regression (scikit-learn, Newton, L2)",
         "degree": degree,
         "l2": l2,
         "n_train": len(y_train),

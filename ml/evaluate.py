@@ -1,12 +1,14 @@
 """Metrics for a classifier: accuracy, loss, per-class precision/recall/F1, confusion matrix, ECE.
 
-``metrics_from_probabilities`` is pure numpy (no Keras), so serving code and reports can reuse it
-on stored predictions. Conventions: rows of the confusion matrix are true classes, columns are
-predicted classes; a precision/recall/F1 with a zero denominator is 0 (like scikit-learn's
-zero_division=0); ECE uses 15 equal-width confidence bins (lo, hi] weighted by bin size.
+``metrics_from_probabilities`` needs no Keras (numpy and scikit-learn's metrics), so serving code and
+reports can reuse it on stored predictions. Conventions: rows of the confusion matrix are true
+classes, columns are predicted classes; a precision/recall/F1 with a zero denominator is 0
+(scikit-learn's zero_division=0); ECE (which scikit-learn lacks) uses 15 equal-width confidence bins
+(lo, hi] weighted by bin size.
 """
 
 import numpy as np
+from sklearn import metrics as sk_metrics
 
 ECE_BINS = 15
 _EPSILON = 1e-7  # same clipping as Keras' cross-entropy
@@ -30,16 +32,6 @@ def expected_calibration_error(probabilities, y, bins=ECE_BINS):
     return float(ece)
 
 
-def confusion_matrix(y_true, y_pred, num_classes):
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return matrix
-
-
-def _safe_divide(numerator, denominator):
-    return float(numerator / denominator) if denominator else 0.0
-
-
 def metrics_from_probabilities(probabilities, y, class_names):
     """All metrics from an (N, K) probability array and N integer labels.
 
@@ -52,34 +44,40 @@ def metrics_from_probabilities(probabilities, y, class_names):
     num_classes = len(class_names)
     if probabilities.ndim != 2 or probabilities.shape != (len(y), num_classes):
         raise ValueError(f"probabilities must be (N, {num_classes}) for N={len(y)}, got {probabilities.shape}")
-    predicted = probabilities.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
-    matrix = confusion_matrix(y, predicted, num_classes)
-    per_class = {}
-    for k, name in enumerate(class_names):
-        tp = matrix[k, k]
-        precision = _safe_divide(tp, matrix[:, k].sum())
-        recall = _safe_divide(tp, matrix[k, :].sum())
-        f1 = _safe_divide(2 * precision * recall, precision + recall)
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(matrix[k, :].sum())}
-    supports = np.array([per_class[n]["support"] for n in class_names], dtype=np.float64)
-    f1s = np.array([per_class[n]["f1"] for n in class_names])
-    if len(y):
-        true_probability = np.clip(probabilities[np.arange(len(y)), y], _EPSILON, 1.0)
-        loss = float(-np.log(true_probability).mean())
-    else:
-        loss = 0.0
+    if not len(y):
+        return _empty_metrics(class_names)
+    predicted = probabilities.argmax(axis=1)
+    labels = list(range(num_classes))  # every class, even one absent from y and the predictions
+    precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+        y, predicted, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+               "support": int(support[k])}
+        for k, name in enumerate(class_names)
+    }
+    true_probability = np.clip(probabilities[np.arange(len(y)), y], _EPSILON, 1.0)
     return {
         "n": len(y),
-        "accuracy": _safe_divide(np.trace(matrix), len(y)),
-        "loss": loss,
-        "macro_precision": float(np.mean([per_class[n]["precision"] for n in class_names])),
-        "macro_recall": float(np.mean([per_class[n]["recall"] for n in class_names])),
-        "macro_f1": float(f1s.mean()),
-        "weighted_f1": _safe_divide((f1s * supports).sum(), supports.sum()),
+        "accuracy": float(sk_metrics.accuracy_score(y, predicted)),
+        "loss": float(-np.log(true_probability).mean()),  # Keras' clipping, not sklearn's log_loss
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_f1": float(np.average(f1, weights=support)) if support.sum() else 0.0,
         "ece": expected_calibration_error(probabilities, y),
         "per_class": per_class,
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": sk_metrics.confusion_matrix(y, predicted, labels=labels).tolist(),
         "class_names": list(class_names),
+    }
+
+
+def _empty_metrics(class_names):
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    return {
+        "n": 0, "accuracy": 0.0, "loss": 0.0, "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0,
+        "weighted_f1": 0.0, "ece": 0.0, "per_class": {name: dict(zero) for name in class_names},
+        "confusion_matrix": [[0] * len(class_names) for _ in class_names], "class_names": list(class_names),
     }
 
 

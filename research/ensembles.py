@@ -12,8 +12,8 @@ import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from training import registry
 from ml.classes import CLASS_NAMES, HUMAN_LABELS
+from training import registry
 from training.services import TrainingError, scan
 
 ENSEMBLE_ARCHITECTURE = "ensemble"

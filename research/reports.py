@@ -27,9 +27,9 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from training import registry
 from ml.classes import CLASS_NAMES
 from ml.colour_report import DEFAULT_REQUIRED_MARGIN
+from training import registry
 from training.services import TrainingError, scan
 
 REPORT_FORMAT = 1

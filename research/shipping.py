@@ -12,8 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from training import registry
 from ml import artifacts
+from training import registry
 
 MAX_SHIPPED_BYTES = 15 * 1024 * 1024  # what the repository carries per default model
 

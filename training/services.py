@@ -21,8 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.task_lookup import task_named
-from training import registry
 from ml.classes import CLASS_NAMES
+from training import registry
 from training.models import ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)

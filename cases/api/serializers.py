@@ -12,10 +12,10 @@ from rest_framework.utils import html
 
 from accounts.api import OrganisationRefSerializer, UserRefSerializer
 from accounts.models import Organisation
-from cases.access import laboratories_for, patients_visible_to
-from core.api import StrictFieldsMixin
 from audit.models import AuditEvent
+from cases.access import laboratories_for, patients_visible_to
 from cases.models import Case, Diagnosis, Patient, Review, Smear
+from core.api import StrictFieldsMixin
 from training.models import ModelVersion
 
 MAX_TEXT = 20_000

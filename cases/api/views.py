@@ -19,6 +19,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import AuditEvent
+from audit.selectors import audit_events_visible_to
+from audit.services import audit
 from cases.access import (
     cases_visible_to,
     get_case_for,
@@ -27,9 +30,6 @@ from cases.access import (
     patients_visible_to,
     review_queue_for,
 )
-from core import permissions
-from core.api import StandardPagination, validated_query
-from core.permissions import require_role
 from cases.api.serializers import (
     AmendSerializer,
     AuditEventFilterSerializer,
@@ -42,13 +42,13 @@ from cases.api.serializers import (
     PatientSerializer,
     SignSerializer,
 )
-from audit.selectors import audit_events_visible_to
-from audit.services import audit
 from cases.media import smear_image_response
-from audit.models import AuditEvent
 from cases.models import Case, Patient, Review, Smear
 from cases.services import case_amend, case_sign, case_submit, patient_register
+from core import permissions
+from core.api import StandardPagination, validated_query
 from core.api_errors import error_responses
+from core.permissions import require_role
 
 CASE_ROLES_ONLY = "Only clinicians and pathologists work with cases."
 SUMMARY_RELATED = ("patient", "site", "laboratory", "submitted_by", "signed_by")

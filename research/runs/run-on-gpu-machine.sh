@@ -7,7 +7,8 @@
 # stay behind; their metrics and per-image predictions come back.
 #
 # Device call: carry [".devdata", ".whl"] (.devdata/original: a copy of the data set;
-# .whl: ../shared/tools/device-keras-wheels.sh), then
+# .whl: ../shared/tools/device-keras-wheels.sh, plus Python 3.12 wheels of scikit-learn 1.9.1 and
+# its dependencies scipy, joblib, threadpoolctl and narwhals, which ml's metrics need), then
 #   bash research/runs/run-on-gpu-machine.sh research/runs/gpu-224.jobs SECONDS PARALLEL
 set -uo pipefail
 jobs=${1:?jobs file}; seconds=${2:-450}; parallel=${3:-8}

@@ -9,9 +9,9 @@ from PIL import Image
 from inference import services
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
+from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
-from ml.classes import CLASS_NAMES
 
 
 def _keras_probabilities(version, smear):

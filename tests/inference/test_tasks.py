@@ -10,9 +10,9 @@ from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
+from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
-from ml.classes import CLASS_NAMES
 from training.models import ModelVersion
 
 
@@ -483,8 +483,7 @@ def test_workers_reuse_database_connections_and_replace_broken_ones(settings, mo
     set; each task then starts with close_old_connections(), which drops an old or broken one."""
     from celery.fixups.django import DjangoWorkerFixup
 
-    from inference import tasks
-    from inference import worker as worker_module
+    from inference import tasks, worker as worker_module
     from telediag.celery import app
 
     assert settings.CELERY_DB_REUSE_MAX >= 10

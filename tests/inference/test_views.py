@@ -9,6 +9,7 @@ from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
 
+
 @pytest.fixture
 def analysed(world, model_version):
     """A case with two smears: one analysed, one failed."""

@@ -79,7 +79,7 @@ def _run(script, backend, out, timeout=420):
     completed = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO_ROOT, env=env,
                                capture_output=True, text=True, timeout=timeout, check=False)
     assert completed.returncode == 0, completed.stderr[-4000:]
-    line = next(l for l in completed.stdout.splitlines() if l.startswith("REPORT "))
+    line = next(row for row in completed.stdout.splitlines() if row.startswith("REPORT "))
     return json.loads(line[len("REPORT "):])
 
 

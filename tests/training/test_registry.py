@@ -243,8 +243,8 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
 
     from django.core.management import CommandError, call_command
 
-    from research import shipping
     from ml import artifacts
+    from research import shipping
 
     version = registry.register_model(convnet_result)
     stale = settings.SHIPPED_MODEL_DIR / "old-default"

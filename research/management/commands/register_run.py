@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry
 from ml.artifacts import read_json
+from training import registry
 
 
 class Command(BaseCommand):

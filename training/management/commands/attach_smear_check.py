@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry
 from ml.artifacts import read_json
+from training import registry
 
 
 class Command(BaseCommand):
