@@ -5,7 +5,7 @@ registration and promotion leaves an AuditEvent: who (the admin user, or for a t
 user who requested it; no actor from the command line, where ``source`` says "command line"), the
 version's name and sha256 and, for a promotion, the version that was active before.
 """
-from cases.audit import audit
+from audit.services import audit
 
 MODEL_REGISTERED = "model_registered"
 MODEL_PROMOTED = "model_promoted"

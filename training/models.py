@@ -21,7 +21,7 @@ class ModelVersion(models.Model):
     smear_check = models.JSONField(
         default=dict, blank=True, db_default={},
         help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
-                  "(training.ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
+                  "(ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
     )
     git_commit = models.CharField(max_length=40, blank=True)
     trained_by = models.ForeignKey(

@@ -6,9 +6,9 @@ Every way of starting a run speaks this schema:
 - the admin's Training run form builds its fields from them (training.forms) and validates
   through ``RetrainOptions.validate``;
 - ``TrainingRun.options`` stores ``RetrainOptions.to_json()``;
-- ``run_training_kwargs`` is what ``training.ml.pipeline.run_training`` receives, and
+- ``run_training_kwargs`` is what ``ml.pipeline.run_training`` receives, and
   ``arguments()`` the same recipe as command-line flags, which `retrain` and
-  ``python -m training.ml.pipeline`` both accept (the pipeline has no Django, so a test keeps its
+  ``python -m ml.pipeline`` both accept (the pipeline has no Django, so a test keeps its
   flags and defaults equal to these).
 
 ``RetrainOptions.from_metadata`` reads the recipe a trained model recorded in its metadata.json, so
@@ -22,7 +22,7 @@ from training.errors import TrainingError
 # The four architectures of the original study (what --all trains), and every one we can build.
 STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
 # Kept here so the admin form and argument checks need no Keras import; a test checks it matches
-# training.ml.architectures.ARCHITECTURE_NAMES.
+# ml.architectures.ARCHITECTURE_NAMES.
 KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
 SPLIT_MODES = ("grouped", "random")
 PROMOTE_CHOICES = ("best",)
@@ -163,14 +163,14 @@ class RetrainOptions:
     # What the pipeline receives
 
     def run_training_kwargs(self):
-        """The recipe as keyword arguments of training.ml.pipeline.run_training (per architecture)."""
+        """The recipe as keyword arguments of ml.pipeline.run_training (per architecture)."""
         return dict(epochs=self.epochs, image_size=self.image_size, split_mode=self.split_mode, seed=self.seed,
                     batch_size=self.batch_size, augment=self.augment, max_per_class=self.max_per_class,
                     normalisation=self.normalisation, learning_rate=self.learning_rate,
                     augment_grayscale=self.grayscale_augment, augment_stain=self.stain_augment)
 
     def arguments(self):
-        """The recipe as flags that both `manage.py retrain` and `python -m training.ml.pipeline` accept
+        """The recipe as flags that both `manage.py retrain` and `python -m ml.pipeline` accept
         (everything but the data, output, weights and promotion)."""
         args = ["--arch", *self.architectures, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
                 "--split", self.split_mode, "--seed", str(self.seed), "--batch-size", str(self.batch_size)]
@@ -199,8 +199,8 @@ class RetrainOptions:
         TrainingError when the run used a setting these options cannot express (e.g. another
         patience or split fractions): such a run cannot be repeated from `retrain` or the admin.
         """
-        from training.ml.splits import DEFAULT_BLOCK_SIZE, DEFAULT_FRACTIONS
-        from training.ml.train import TrainConfig, with_config_defaults
+        from ml.splits import DEFAULT_BLOCK_SIZE, DEFAULT_FRACTIONS
+        from ml.train import TrainConfig, with_config_defaults
 
         config = with_config_defaults(metadata.get("train_config") or {})
         split = metadata.get("split") or {}

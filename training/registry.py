@@ -5,11 +5,11 @@ Inference workers use two calls (and keep loaded models in their own cache, infe
     version = registry.get_active_version()        # ModelVersion or None (require_active_version raises)
     model = registry.load_model(version)           # keras.Model, sha256-checked, safe_mode=True
 
-``predict_prepared`` runs a model on arrays made by training.ml.images.prepare_image, the serving
+``predict_prepared`` runs a model on arrays made by ml.images.prepare_image, the serving
 preparation; the `diagnose` command uses it, so serving and diagnosis cannot prepare images differently.
 
 "Is this a stained blood smear at all?": ``ModelVersion.smear_check`` holds the parameters of the
-check (training.ml.smear_check) fitted on the version's training split; ``register_model`` copies
+check (ml.smear_check) fitted on the version's training split; ``register_model`` copies
 them from the run's metadata, ``attach_smear_check`` stores one on an older version, and
 ``smear_check_for(version)`` gives the SmearCheck (None when the version has none).
 
@@ -39,9 +39,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from ml import artifacts
+from ml.classes import CLASS_NAMES
 from training.audit_events import COMMAND_LINE, audit_promotion, audit_registration
-from training.ml import artifacts
-from training.ml.classes import CLASS_NAMES
 from training.models import ModelRecord, ModelVersion
 
 MODEL_FILE = "model.keras"
@@ -159,7 +159,7 @@ def verify_file(version):
 def load_model(version):
     """Load the version's model with safe_mode=True, refusing a file whose sha256 is not the recorded one.
 
-    The bytes are checked and loaded from one private copy (training.ml.artifacts.load_model_verified),
+    The bytes are checked and loaded from one private copy (ml.artifacts.load_model_verified),
     so the file cannot be swapped between the check and the load. Raises ModelFileMissing or
     ModelIntegrityError (both RegistryError), naming the version.
     """
@@ -175,14 +175,14 @@ def load_model(version):
 
 
 def predict_prepared(model, arrays, batch_size=32):
-    """Softmax probabilities (N, K) for images already made by training.ml.images.prepare_image.
+    """Softmax probabilities (N, K) for images already made by ml.images.prepare_image.
 
     Columns follow the version's ``class_names``. The model takes float32 RGB 0..255; its own
     layers scale pixels for the architecture, so nothing else may be done to the arrays.
     """
     import numpy as np
 
-    from training.ml.evaluate import predict_probabilities
+    from ml.evaluate import predict_probabilities
 
     batch = np.asarray(arrays)
     if batch.ndim == 3:
@@ -280,7 +280,7 @@ def find_registered(result):
 
 
 def register_model(result, *, name=None, trained_by=None, notes="", actor=None, source=COMMAND_LINE, request=None):
-    """Register a ``training.ml.pipeline.run_training`` result (or its metadata.json dict + paths).
+    """Register a ``ml.pipeline.run_training`` result (or its metadata.json dict + paths).
 
     Copies the .keras file, its plots and metadata into ``MODEL_DIR/<name>/``: everything is written
     into a temporary folder beside it, checked against the recorded sha256, then renamed into place
@@ -391,7 +391,7 @@ def validate_smear_check(params):
     """The SmearCheck of ``params`` (a SmearCheck.to_dict() dict, possibly with extra keys such as
     "fitted_on" and "validation"); raises RegistryError when it is unusable or was fitted at
     another size than SMEAR_CHECK_SIZE."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     if not isinstance(params, dict) or not params:
         raise RegistryError("No smear-check parameters given.")
@@ -451,7 +451,7 @@ def attach_smear_check(version, params):
 
 def smear_check_for(version):
     """The version's SmearCheck, or None when it has none (or its stored parameters are unusable)."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     params = getattr(version, "smear_check", None)
     if not params:

@@ -20,15 +20,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.task_lookup import task_named
+from ml.classes import CLASS_NAMES
 from training import registry
 from training.audit_events import COMMAND_LINE
 from training.errors import TrainingError
-from training.ml.classes import CLASS_NAMES
 from training.models import ModelVersion, TrainingRun
 from training.options import RetrainOptions, check_data_dir
 
 logger = logging.getLogger(__name__)
 
+RETRAIN_TASK = "training.tasks.retrain_task"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
@@ -40,8 +42,8 @@ WEIGHT_FILE_PATTERNS = {
 
 
 def scan(data_dir, require_all_classes=True):
-    """training.ml.dataset.scan_dataset with its errors turned into TrainingError."""
-    from training.ml.dataset import DatasetError, scan_dataset
+    """ml.dataset.scan_dataset with its errors turned into TrainingError."""
+    from ml.dataset import DatasetError, scan_dataset
 
     check_data_dir(data_dir)
     try:
@@ -89,10 +91,10 @@ class RetrainResult:
 
 def _completed_result(arch_dir, options, architecture, data_fingerprint):
     """metadata of a finished run in ``arch_dir`` with the same settings, whose model file is intact."""
-    from training.ml import artifacts
-    from training.ml.architectures import default_learning_rate
-    from training.ml.pipeline import METADATA_FILE, MODEL_FILE
-    from training.ml.train import with_config_defaults
+    from ml import artifacts
+    from ml.architectures import default_learning_rate
+    from ml.pipeline import METADATA_FILE, MODEL_FILE
+    from ml.train import with_config_defaults
 
     metadata_path, model_file = arch_dir / METADATA_FILE, arch_dir / MODEL_FILE
     if not (metadata_path.is_file() and model_file.is_file()):
@@ -120,7 +122,7 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
 
 
 def _check_image_size(architectures, image_size):
-    from training.ml.architectures import ARCHITECTURES
+    from ml.architectures import ARCHITECTURES
 
     too_small = [f"{a} (needs >= {ARCHITECTURES[a].min_image_size})" for a in architectures
                  if image_size < ARCHITECTURES[a].min_image_size]
@@ -142,7 +144,7 @@ def _comparison_rows(versions):
 
 def comparison_table(versions):
     """The study's Table II for registered versions (test-split metrics), plus validation accuracy."""
-    from training.ml.evaluate import format_comparison_table
+    from ml.evaluate import format_comparison_table
 
     table = format_comparison_table(_comparison_rows(versions))
     lines = table.splitlines()
@@ -242,8 +244,8 @@ def retrain(options, *, trained_by=None, log=None, progress=2, source=COMMAND_LI
     one from its last finished epoch. ``trained_by`` and ``source`` go into the audit events of the
     registrations and the promotion (training.audit_events). Returns a RetrainResult.
     """
-    from training.ml.dataset import DatasetError
-    from training.ml.pipeline import run_training
+    from ml.dataset import DatasetError
+    from ml.pipeline import run_training
 
     log = log or (lambda line: None)
     options = options.validate(check_paths=True)
@@ -319,10 +321,8 @@ def promote(ref):
 
 def enqueue_training_run(run):
     """Queue ``retrain_task`` for ``run``; if the broker cannot be reached, the run is marked failed."""
-    from training.tasks import retrain_task
-
     try:
-        retrain_task.delay(run.pk)
+        task_named(RETRAIN_TASK).delay(run.pk)
     except Exception as exc:  # any broker failure: say so on the run
         logger.exception("Could not queue training run %s", run.pk)
         TrainingRun.objects.filter(pk=run.pk).update(
@@ -408,8 +408,8 @@ def _label_map(version):
 
 
 def _samples_of_recorded_split(version, dataset, part):
-    from training.ml.dataset import DatasetError
-    from training.ml.splits import SPLIT_NAMES, from_record
+    from ml.dataset import DatasetError
+    from ml.splits import SPLIT_NAMES, from_record
 
     if part not in SPLIT_NAMES:
         raise TrainingError(f"Unknown split part {part!r}; choose from {', '.join(SPLIT_NAMES)}.")
@@ -429,14 +429,14 @@ def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None, sp
 
     ``split_part`` ("train", "val" or "test"): only that part of the split recorded with the model
     (the folder must hold the images it was trained on, unchanged). ``flips``: test-time
-    augmentation, the mean over the image and its three flips (training.ml.evaluate.predict_with_flips).
+    augmentation, the mean over the image and its three flips (ml.evaluate.predict_with_flips).
     Returns {"model": ..., "data": ..., "metrics": metrics_from_probabilities(...)}; the metrics use
     the model's own class order.
     """
     import numpy as np
 
-    from training.ml.dataset import DatasetError, limit_per_class, load_arrays
-    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities, predict_with_flips
+    from ml.dataset import DatasetError, limit_per_class, load_arrays
+    from ml.evaluate import metrics_from_probabilities, predict_probabilities, predict_with_flips
 
     dataset = scan(data_dir, require_all_classes=False)
     samples = dataset.samples if split_part is None else _samples_of_recorded_split(version, dataset, split_part)
@@ -497,14 +497,14 @@ def collect_image_files(paths):
 def diagnose_paths(paths, version, *, batch_size=32, model=None):
     """Classify image files/folders with exactly the serving preprocessing.
 
-    Each file goes through training.ml.images.prepare_image(path, version.input_size) and the model's
+    Each file goes through ml.images.prepare_image(path, version.input_size) and the model's
     softmax. Returns one dict per file, in order: path, label (class name or None), confidence,
     probabilities {class: p}, error (None, or why the file could not be read). Unreadable files are
     reported, not fatal.
     """
     import numpy as np
 
-    from training.ml.images import ImageError, prepare_image
+    from ml.images import ImageError, prepare_image
 
     files, problems = collect_image_files(paths)
     names = list(version.class_names or CLASS_NAMES)

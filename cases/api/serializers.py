@@ -12,9 +12,10 @@ from rest_framework.utils import html
 
 from accounts.api import OrganisationRefSerializer, UserRefSerializer
 from accounts.models import Organisation
+from audit.models import AuditEvent
 from cases.access import laboratories_for, patients_visible_to
-from cases.api.common import StrictFieldsMixin
-from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
+from cases.models import Case, Diagnosis, Patient, Review, Smear
+from core.api import StrictFieldsMixin
 from training.models import ModelVersion
 
 MAX_TEXT = 20_000

@@ -8,7 +8,7 @@ from PIL import Image
 
 from inference import smear_gate
 from inference.smear_gate import smear_verdict
-from training.ml import smear_check as sc
+from ml import smear_check as sc
 from training.models import ModelVersion
 
 SIZE = 224

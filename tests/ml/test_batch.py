@@ -1,10 +1,10 @@
-"""training.ml.batch: runs of the training pipeline side by side, all ended inside a time slot."""
+"""ml.batch: runs of the training pipeline side by side, all ended inside a time slot."""
 
 import json
 
 import pytest
 
-from training.ml.batch import Job, main, parse_jobs, run_batch
+from ml.batch import Job, main, parse_jobs, run_batch
 
 from .synthetic import write_dataset
 

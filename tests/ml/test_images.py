@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.ml.images import PAD_VALUE, ImageError, prepare_image
+from ml.images import PAD_VALUE, ImageError, prepare_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from training.ml.artifacts import load_model_verified, sha256_file
-from training.ml.classes import CLASS_NAMES
-from training.ml.dataset import DatasetError, scan_dataset
-from training.ml.images import prepare_image
-from training.ml.pipeline import main, run_training
+from ml.artifacts import load_model_verified, sha256_file
+from ml.classes import CLASS_NAMES
+from ml.dataset import DatasetError, scan_dataset
+from ml.images import prepare_image
+from ml.pipeline import main, run_training
 
 from .synthetic import write_dataset
 

@@ -51,7 +51,7 @@ def trained_runs(tmp_path_factory, synthetic_data):
 
     `retrain --output <copy of it>` with the same settings reuses these instead of training again.
     """
-    from training.ml.pipeline import run_training
+    from ml.pipeline import run_training
 
     root = tmp_path_factory.mktemp("trained")
     results = {}
@@ -74,7 +74,7 @@ def trained_output(tmp_path, trained_runs):
 
 @pytest.fixture
 def convnet_result(trained_output):
-    from training.ml import artifacts
+    from ml import artifacts
 
     folder = trained_output / "convnet"
     metadata = artifacts.read_json(folder / "metadata.json")

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from tests.training.test_tasks_and_admin import make_run
 from training import registry
 from training.audit_events import MODEL_PROMOTED, MODEL_REGISTERED

@@ -47,7 +47,7 @@ def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_
 
 
 def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synthetic_data, tmp_path):
-    from training.ml.architectures import normalisation_of
+    from ml.architectures import normalisation_of
 
     output = tmp_path / "run"
     run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
@@ -231,7 +231,7 @@ def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
 def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_folder):
     import numpy as np
 
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     version = registry.register_model(convnet_result)
     out, _ = run("diagnose", str(diagnose_folder / "red.png"), str(diagnose_folder / "broken.png"),
@@ -298,7 +298,7 @@ def test_weights_are_found_by_keras_file_name(tmp_path):
 
 
 def test_known_architectures_match_the_ml_package():
-    from training.ml.architectures import ARCHITECTURE_NAMES
+    from ml.architectures import ARCHITECTURE_NAMES
 
     assert set(KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
     assert set(STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
@@ -334,7 +334,7 @@ def test_compare_models_prints_mean_and_spread_over_seeds():
 
 
 def _registered(trained_output, arch):
-    from training.ml import artifacts
+    from ml import artifacts
 
     folder = trained_output / arch
     metadata = artifacts.read_json(folder / "metadata.json")
@@ -344,7 +344,7 @@ def _registered(trained_output, arch):
 def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_output, synthetic_data, tmp_path):
     import numpy as np
 
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     convnet, convnet_bn = _registered(trained_output, "convnet"), _registered(trained_output, "convnet_bn")
     out, _ = run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data), "--name", "duo",

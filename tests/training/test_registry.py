@@ -39,7 +39,7 @@ def test_register_model_copies_files_and_records_facts(convnet_result, settings,
     assert (settings.MODEL_DIR / version.name / "metadata.json").is_file()
     assert version.data_fingerprint == convnet_result["data_fingerprint"]
     assert version.record.split["mode"] == "random" and version.record.split["splits"]["test"]
-    assert version.record.preprocessing["function"] == "training.ml.images.prepare_image"
+    assert version.record.preprocessing["function"] == "ml.images.prepare_image"
     assert version.record.versions["keras"] and version.record.versions["backend"]
     assert version.git_commit == "" or len(version.git_commit) == 40
     assert version.trained_by == world.lab_admin and version.trained_at is not None
@@ -239,8 +239,8 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
 
     from django.core.management import CommandError, call_command
 
-    from training import shipping
-    from training.ml import artifacts
+    from ml import artifacts
+    from research import shipping
 
     version = registry.register_model(convnet_result)
     stale = settings.SHIPPED_MODEL_DIR / "old-default"

@@ -13,11 +13,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.urls import reverse
 
+from ml import pipeline
+from ml.train import TrainConfig, with_config_defaults
 from training import services
 from training.errors import TrainingError
 from training.management.commands.retrain import Command as RetrainCommand
-from training.ml import pipeline
-from training.ml.train import TrainConfig, with_config_defaults
 from training.models import TrainingRun
 from training.options import DEFAULT_EPOCHS, RetrainOptions, option_fields
 from training.tasks import retrain_task
@@ -124,7 +124,7 @@ def test_retrain_and_pipeline_share_flag_names_and_defaults():
         assert flag in command_flags, flag
         if flag in retrain_only:
             continue
-        assert flag in pipeline_flags, f"python -m training.ml.pipeline has no {flag}"
+        assert flag in pipeline_flags, f"python -m ml.pipeline has no {flag}"
         if option.metadata["kind"] not in ("bool", "path"):
             assert pipeline_flags[flag].default == default, flag
             assert command_flags[flag].default in (default, None), flag

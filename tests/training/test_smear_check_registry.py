@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml.artifacts import read_json
+from ml.smear_check import BLANK, SmearCheck
 from training import registry
-from training.ml.artifacts import read_json
-from training.ml.smear_check import BLANK, SmearCheck
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db

@@ -160,6 +160,13 @@ def test_admin_requeue_action(admin_client, tmp_path, monkeypatch):
     assert queued == [run.pk] and run.status == TrainingRun.Status.QUEUED and run.error == ""
 
 
+def test_services_queue_the_retrain_task_by_its_registered_name():
+    from core.task_lookup import task_named
+    from training.services import RETRAIN_TASK
+
+    assert task_named(RETRAIN_TASK) is retrain_task._get_current_object()  # shared_task gives a Proxy
+
+
 def test_admin_version_list_reads_no_training_record(admin_client, convnet_result):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
