@@ -16,6 +16,8 @@ class AuditEvent(models.Model):
         AMENDED = "amended", "Amended"
         SIGN_REFUSED = "sign_refused", "Signature refused"
         ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
+        MODEL_REGISTERED = "model_registered", "Model version registered"
+        MODEL_PROMOTED = "model_promoted", "Model version promoted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
