@@ -42,7 +42,10 @@ LABS = 3
 EVENTS_PER_CASE = 10
 CASES_PER_PATIENT = 4
 CHUNK = 100_000  # cases per INSERT statement: progress without huge transactions
-PATIENT_EVENT_ID_BASE = 1_000_000_000  # audit ids of the patients' "created" events (case events: 10·c + k)
+# Audit ids: 11·c + k + 1 for case c's events (k < 10), 11·c + 11 for the "created" event of the patient
+# whose first case is c. Events the pages write while measured get ids from APP_EVENT_IDS up, so a
+# later growth never collides with them.
+APP_EVENT_IDS = 100_000_000_000
 BASE_TIME = "2021-01-01 00:00:00+00"
 SECONDS_PER_CASE = 150  # 1M cases span ~4.8 years
 
@@ -181,7 +184,7 @@ def grow(ids, start, stop):
             FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
             ("patient events", f"""
             INSERT INTO cases_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
-            SELECT {PATIENT_EVENT_ID_BASE} + q, timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE}),
+            SELECT 11 * ((q / {SITES}) * {SITES * CASES_PER_PATIENT} + q % {SITES}) + 11, timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE}),
                    'created', '10.1.0.7', '{{"object": "patient"}}', ({clinician})[q % {SITES} + 1], ({sites})[q % {SITES} + 1], NULL, q + 1
             FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
             ("cases", f"""
@@ -228,7 +231,7 @@ def grow(ids, start, stop):
             FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status = 'amended'"""),
             ("audit events", f"""
             INSERT INTO cases_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
-            SELECT 10 * c + k + 1, t + make_interval(secs => k * 13),
+            SELECT 11 * c + k + 1, t + make_interval(secs => k * 13),
                    CASE WHEN k = 0 THEN 'submitted' WHEN k = 1 THEN 'analysis_requested'
                         WHEN k = 4 AND status IN ('signed', 'amended') THEN 'signed'
                         WHEN k = 8 AND status = 'amended' THEN 'amended' ELSE 'viewed' END,
@@ -246,7 +249,9 @@ def grow(ids, start, stop):
             log(f"     {name}: {cursor.rowcount:,} rows in {time.perf_counter() - started:.1f} s")
         for table in ("cases_patient", "cases_case", "cases_smear", "cases_review", "cases_auditevent",
                       "inference_analysisjob", "inference_prediction"):
-            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            floor = APP_EVENT_IDS if table == "cases_auditevent" else 1
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                           f"greatest({floor}, (SELECT max(id) FROM {table})))")
         started = time.perf_counter()
         cursor.execute("VACUUM ANALYZE")
         log(f"     vacuum analyze: {time.perf_counter() - started:.1f} s")
@@ -279,7 +284,8 @@ def pages(ids):
     from cases.models import AuditEvent, Case, Patient
     from inference.models import AnalysisJob
 
-    users = ids["users"]
+    from cases.listing import _encode as keyset_token
+
     site, lab = ids["sites"][0], ids["labs"][0]
     site_cases = Case.objects.filter(site_id=site).order_by("-created_at", "-pk")
     newest_signed = site_cases.filter(status="amended").first()
@@ -313,14 +319,14 @@ def pages(ids):
         ("portal pathologist all cases p1", p, "/cases/", False),
         ("portal pathologist all cases p200", p, "/cases/?page=200", False),
         ("portal review queue p1", p, "/review/", False),
-        ("portal review queue last page", p, "/review/?page=last", False),
+        ("portal review queue last page", p, "/review/?page=9999", False),
         ("portal case review", p, f"/cases/{unsigned.pk}/review/", False),
         ("portal failed analyses p1", p, "/analysis/failed/", False),
-        ("portal failed analyses last page", p, "/analysis/failed/?page=last", False),
+        ("portal failed analyses last page", p, "/analysis/failed/?page=9999", False),
         # portal: lab admin
         ("portal audit trail p1", a, "/audit/", False),
         ("portal audit trail 5,000 events in", a,
-         f"/audit/?before={deep_event.created_at.isoformat()}_{deep_event.pk}", False),
+         f"/audit/?before={keyset_token(deep_event)}", False),
         ("portal audit trail action=signed", a, "/audit/?action=signed", False),
         ("portal users", a, "/accounts/users/", False),
         # API

@@ -155,5 +155,9 @@ class AmendForm(BootstrapFormMixin, forms.Form):
 
 
 class CaseFilterForm(BootstrapFormMixin, forms.Form):
+    q = forms.CharField(
+        label="Case or MRN", required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "TD-000123 or medical record number", "type": "search"}),
+    )
     status = forms.ChoiceField(choices=[("", "All statuses"), *Case.Status.choices], required=False)
     priority = forms.ChoiceField(choices=[("", "All priorities"), *Case.Priority.choices], required=False)

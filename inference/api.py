@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases import access
+from cases.api.keyset import JobKeysetPagination
 from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob
@@ -96,6 +97,7 @@ def _laboratory_jobs(user):
 
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
+    pagination_class = JobKeysetPagination  # newest first, ?page_size=, ?cursor= (or ?page=N)
 
     def get_queryset(self):
         user = self.request.user

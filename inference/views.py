@@ -17,11 +17,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import access
 from cases.errors import DomainError, NotAllowed
+from cases.listing import paginate
 from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob, Prediction
 from inference.status import case_analysis_data
 from training.models import ModelVersion
+
+
+FAILED_PAGE_SIZE = 50
 
 
 def _error(status, code, message):
@@ -165,7 +169,10 @@ def failed_jobs(request):
     jobs = (
         AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED, smear__case__laboratory_id=user.organisation_id)
         .with_version().select_related("smear__case")
-        .order_by("-finished_at", "-pk")[:200]
+        .order_by("-finished_at", "-pk")
     )
+    page = paginate(request, jobs, FAILED_PAGE_SIZE)
     base = select_template(["base.html", "inference/standalone_base.html"])
-    return render(request, "inference/failed_jobs.html", {"jobs": jobs, "base_template": base.template.name})
+    return render(
+        request, "inference/failed_jobs.html", {"jobs": page, "page_obj": page, "base_template": base.template.name}
+    )

@@ -1,0 +1,123 @@
+"""Every list reads a page in a fixed number of queries, whatever the rows hold and however many
+there are (issue 19): no query per row (N+1), no count that grows with the page's contents.
+
+Each list is filled with 25 mixed rows (every status, both priorities, 1–3 images, signed and
+amended diagnoses, failed and finished analyses), then with 60 more; page 1 and a later page must
+take exactly the number of queries stated here.
+"""
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from cases.models import AuditEvent, Case, Review, Smear
+from inference.models import AnalysisJob, Prediction
+from training.models import ModelVersion
+
+STATUSES = ["submitted", "analysing", "awaiting_review", "signed", "amended"]
+
+
+def add_mixed_cases(world, count, start=0):
+    """``count`` cases of world.site (referred to world.lab) with everything a list row may show."""
+    version, _ = ModelVersion.objects.get_or_create(
+        name="list-queries", defaults={"architecture": "mobilenetv2", "file_path": "x.keras", "sha256": "0" * 64}
+    )
+    now = timezone.now()
+    for i in range(start, start + count):
+        patient = world.patient if i % 3 else world.new_patient(mrn=f"MRN-L{i}", family_name=f"Family{i}")
+        status = STATUSES[i % len(STATUSES)]
+        final = status in ("signed", "amended")
+        case = Case.objects.create(
+            patient=patient, site=world.site, laboratory=world.lab, submitted_by=world.clinician,
+            priority="urgent" if i % 4 == 0 else "routine", status=status,
+            signed_by=world.pathologist if final else None, signed_at=now if final else None,
+        )
+        Case.objects.filter(pk=case.pk).update(created_at=now - timedelta(minutes=1000 - i))
+        for n in range(1 + i % 3):
+            smear = Smear.objects.create(case=case, image=f"smears/{i}-{n}.png", sha256=f"{i:032d}{n:032d}",
+                                         width=64, height=48, format="PNG", size_bytes=100)
+            failed = n == 1
+            job = AnalysisJob.objects.create(
+                smear=smear, model_version=version, status="failed" if failed else "done",
+                reason="The image could not be read." if failed else "", finished_at=now,
+            )
+            if not failed:
+                Prediction.objects.create(smear=smear, model_version=version, job=job, label="pre_b",
+                                          probabilities={"pre_b": 0.9, "benign": 0.1})
+        if final:
+            signature = Review.objects.create(case=case, kind="signature", diagnosis="pre_b",
+                                              signed_by=world.pathologist, signed_at=now)
+            if status == "amended":
+                Review.objects.create(case=case, kind="amendment", diagnosis="pro_b", reason="Flow cytometry.",
+                                      supersedes=signature, signed_by=world.pathologist2, signed_at=now)
+        for actor in (world.clinician, world.pathologist):
+            AuditEvent.objects.create(action="viewed", actor=actor, actor_organisation_id=actor.organisation_id,
+                                      case=case, patient=patient, detail={"page": "case-detail"})
+
+
+def portal(client, user):
+    client.force_login(user)
+    return client
+
+
+def api(client, user):
+    token, _ = Token.objects.get_or_create(user=user)
+    client.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+    return client
+
+
+# (name, who, client maker, url of page 1, url of a later page or None, queries per page)
+LISTS = [
+    ("clinician case list", "clinician", portal, "/cases/", "/cases/?page=2", 7),
+    ("clinician case list, filtered", "clinician", portal, "/cases/?priority=routine", None, 7),
+    ("pathologist case list", "pathologist", portal, "/cases/", "/cases/?page=2", 7),
+    ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 6),
+    ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 9),
+    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 8),
+    ("audit trail", "lab_admin", portal, "/audit/", "older", 4),
+    ("failed analyses", "pathologist", portal, "/analysis/failed/", "/analysis/failed/?page=2", 5),
+    ("api cases", "clinician", api, "/api/cases/", "next", 3),
+    ("api cases, page numbers", "pathologist", api, "/api/cases/?page=1", "/api/cases/?page=2", 4),
+    ("api review queue", "pathologist", api, "/api/review-queue/", "/api/review-queue/?page=2", 4),
+    ("api audit events", "lab_admin", api, "/api/audit-events/", "next", 2),
+    ("api analysis jobs", "pathologist", api, "/api/analysis/jobs/", "next", 2),
+    ("api patients", "clinician", api, "/api/patients/", "/api/patients/?page=2", 3),
+]
+
+
+def _queries(client, url):
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.content[:300])
+    return len(captured), response
+
+
+def _later_page(response, later):
+    if later == "next":
+        return response.json()["next"]
+    if later == "older":
+        return f"/audit/?before={response.context['page_obj'].older_token}"
+    return later
+
+
+@pytest.mark.parametrize("name, who, make, first, later, expected", LISTS, ids=[row[0] for row in LISTS])
+def test_a_list_takes_a_fixed_number_of_queries(client, world, name, who, make, first, later, expected):
+    add_mixed_cases(world, 25)
+    client = make(client, getattr(world, who))
+    url = first.format(patient=world.patient.pk)
+    client.get(url)  # first request of a session: may load what later ones have cached
+    count, response = _queries(client, url)
+    rows = response.json()["results"] if response.get("Content-Type", "").startswith("application/json") else None
+    assert rows is None or len(rows) >= 10
+    assert count == expected, f"{name}: {count} queries with 25 mixed rows, expected {expected}"
+
+    add_mixed_cases(world, 60, start=25)
+    count, response = _queries(client, url)
+    assert count == expected, f"{name}: {count} queries with 85 rows, expected {expected}"
+    if later:
+        next_url = _later_page(response, later).format(patient=world.patient.pk)
+        count, _ = _queries(client, next_url)
+        assert count == expected, f"{name}: {count} queries on a later page, expected {expected}"
