@@ -42,6 +42,7 @@ class Patient(models.Model):
         indexes = [
             models.Index(fields=["organisation", "family_name", "given_name", "mrn", "id"], name="patient_org_by_name"),
             models.Index(fields=["mrn"], name="patient_mrn"),  # case search by MRN across a laboratory's sites
+            models.Index(fields=["organisation", "-created_at", "-id"], name="patient_org_newest"),  # case form
         ]
 
     def __str__(self):

@@ -121,3 +121,28 @@ def test_a_list_takes_a_fixed_number_of_queries(client, world, name, who, make, 
         next_url = _later_page(response, later).format(patient=world.patient.pk)
         count, _ = _queries(client, next_url)
         assert count == expected, f"{name}: {count} queries on a later page, expected {expected}"
+
+
+def test_new_case_form_lists_a_bounded_number_of_patients(client, world):
+    from cases.forms import CaseForm
+    from cases.models import Patient
+
+    for n in range(CaseForm.PATIENT_CHOICES + 5):
+        world.new_patient(mrn=f"MRN-B{n:03d}")
+    oldest = world.patient  # registered first: not among the most recent
+    client.force_login(world.clinician)
+    form = client.get("/cases/new/").context["form"]
+    listed = [value for value, _ in form.fields["patient"].widget.choices if value]
+    assert len(listed) == CaseForm.PATIENT_CHOICES and oldest.pk not in listed
+    assert "most recently registered" in form.fields["patient"].help_text
+    # opened from the patient's page, that patient is listed (and chosen)
+    form = client.get("/cases/new/", {"patient": oldest.pk}).context["form"]
+    assert oldest.pk in [value for value, _ in form.fields["patient"].widget.choices]
+    # any visible patient is accepted, listed or not; another site's is not
+    bound = CaseForm({"patient": oldest.pk, "priority": "routine"}, user=world.clinician)
+    bound.is_valid()
+    assert "patient" not in bound.errors
+    stranger = Patient.objects.create(organisation=world.other_site, mrn="X-1", given_name="A", family_name="B",
+                                      sex="F", date_of_birth="2010-01-01", created_by=world.outsider)
+    bound = CaseForm({"patient": stranger.pk, "priority": "routine"}, user=world.clinician)
+    assert not bound.is_valid() and "patient" in bound.errors
