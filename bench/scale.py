@@ -328,6 +328,8 @@ def pages(ids):
         ("portal audit trail 5,000 events in", a,
          f"/audit/?before={keyset_token(deep_event)}", False),
         ("portal audit trail action=signed", a, "/audit/?action=signed", False),
+        ("portal audit trail (site admin)", "admin-site01", "/audit/", False),
+        ("portal audit trail action=sign_refused (none)", a, "/audit/?action=sign_refused", False),
         ("portal users", a, "/accounts/users/", False),
         # API
         ("api cases p1", c, "/api/cases/", True),
