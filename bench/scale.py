@@ -19,8 +19,10 @@ What it does:
   about 0.6 % of the cases are unsigned (the review queues), 10 % urgent, 2 % amended;
 - every page and endpoint, through Django's test client in this process (so the numbers are the
   server's: URL routing, middleware, queries, templates and serializers, no network): ``--warmup``
-  requests, then ``--requests`` timed ones: p50 and p95 in ms, the number of SQL queries, the
-  response's bytes.
+  requests, then ``--requests`` timed ones: p50 and p95 in ms, the SQL wall time (p50, summed over
+  the request's queries), the CPU time of this process (p50: Django, templates, serializers; it
+  hardly depends on what else runs on the machine, unlike the wall times), the number of SQL
+  queries, the response's bytes.
 
 The table has one row per page and one column group per size. Deep pages: the portal's page 200
 of a case list and of the review queue's last page; the API's keyset (cursor) pages 5,000 rows in.
@@ -297,10 +299,12 @@ def pages(ids):
     deep_event = audit_visible[5000:5001].get() if audit_visible.count() > 5000 else audit_visible.last()
     jobs = AnalysisJob.objects.filter(smear__case__laboratory_id=lab).order_by("-enqueued_at", "-pk")
     deep_job = jobs[5000:5001].get()
+    failed = jobs.filter(status="failed").order_by("-finished_at", "-pk")
+    deep_failed = failed[min(500, failed.count() - 1)]
     c, p, a = "clinician-site01", "pathologist-lab1", "admin-lab1"
     from django.conf import settings  # noqa: F401  (settings are configured by now)
 
-    cursor = lambda path, value: f"{path}?cursor={deep_cursor('http://testserver' + path, path, value)}"  # noqa: E731
+    cursor = lambda path, value: deep_cursor("http://testserver" + path, path, value).removeprefix("http://testserver")  # noqa: E731
     return [
         # portal: clinician
         ("portal clinician case list p1", c, "/cases/", False),
@@ -322,7 +326,7 @@ def pages(ids):
         ("portal review queue last page", p, "/review/?page=9999", False),
         ("portal case review", p, f"/cases/{unsigned.pk}/review/", False),
         ("portal failed analyses p1", p, "/analysis/failed/", False),
-        ("portal failed analyses last page", p, "/analysis/failed/?page=9999", False),
+        ("portal failed analyses, older page", p, f"/analysis/failed/?before={keyset_token(deep_failed, 'finished_at')}", False),
         # portal: lab admin
         ("portal audit trail p1", a, "/audit/", False),
         ("portal audit trail 5,000 events in", a,
@@ -380,16 +384,20 @@ def measure(pages_list, args):
             log(f"   !! {name}: {url} answered {response.status_code}: {response.content[:300]!r}")
             results[name] = {"status": response.status_code}
             continue
-        times = []
+        times, db_times, cpu_times = [], [], []
         for _ in range(args.requests):
             with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
+                started, cpu0 = time.perf_counter(), time.process_time()
                 response = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
+                cpu_times.append((time.process_time() - cpu0) * 1000)
+            db_times.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
         row = {"status": response.status_code, "p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95),
-               "queries": len(queries), "bytes": len(response.content), "url": url}
+               "db_p50_ms": percentile(db_times, 50), "cpu_p50_ms": percentile(cpu_times, 50), "queries": len(queries), "bytes": len(response.content), "url": url}
         results[name] = row
-        log(f"   {name:48s} {row['p50_ms']:7.1f} {row['p95_ms']:7.1f} ms  {row['queries']:3d} q  {row['bytes']:8,d} B")
+        log(f"   {name:48s} {row['p50_ms']:7.1f} {row['p95_ms']:7.1f} ms (SQL {row['db_p50_ms']:6.1f}, "
+            f"CPU {row['cpu_p50_ms']:5.1f})"
+            f"  {row['queries']:3d} q  {row['bytes']:8,d} B")
         if args.explain:
             slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
             log(f"      slowest ({slowest['time']} s): {slowest['sql'][:600]}")
@@ -406,7 +414,7 @@ def table(all_results, sizes):
         for name in all_results.get(size, {}):
             if name not in names:
                 names.append(name)
-    head = "| page / endpoint | " + " | ".join(f"{size:,} cases: p50 / p95 ms, queries, KB" for size in sizes) + " |"
+    head = "| page / endpoint | " + " | ".join(f"{size:,} cases: p50 / p95 ms (SQL, CPU p50), queries, KB" for size in sizes) + " |"
     lines = [head, "|---|" + "---|" * len(sizes)]
     for name in names:
         cells = []
@@ -418,7 +426,9 @@ def table(all_results, sizes):
                 cells.append(f"HTTP {row['status']}")
             else:
                 mark = "**" if row["p95_ms"] > 50 else ""
-                cells.append(f"{row['p50_ms']:.1f} / {mark}{row['p95_ms']:.1f}{mark}, {row['queries']} q, {row['bytes'] / 1024:.1f}")
+                cells.append(f"{row['p50_ms']:.1f} / {mark}{row['p95_ms']:.1f}{mark} ({row['db_p50_ms']:.1f}, "
+                             f"{row['cpu_p50_ms']:.1f}), "
+                             f"{row['queries']} q, {row['bytes'] / 1024:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

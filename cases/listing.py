@@ -91,8 +91,8 @@ def case_page(request, cases, per_page):
 # Keyset pages for the portal (newest first): ?before=TOKEN for older rows, ?after=TOKEN for newer.
 
 
-def _encode(row):
-    raw = f"{row.created_at.isoformat()}|{row.pk}".encode()
+def _encode(row, field="created_at"):
+    raw = f"{getattr(row, field).isoformat()}|{row.pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -106,7 +106,7 @@ def _decode(token):
 
 
 class KeysetPage:
-    """Rows newest first, read through the (created_at, id) order: no count, no OFFSET."""
+    """Rows newest first, read through a (date-time, id) index: no count, no OFFSET."""
 
     def __init__(self, rows, *, newer, older, is_first):
         self.object_list = rows
@@ -121,32 +121,32 @@ class KeysetPage:
         return len(self.object_list)
 
 
-def keyset_page(request, queryset, per_page):
-    """The page of ``queryset`` (newest first) that ``?before=`` / ``?after=`` point at."""
+def keyset_page(request, queryset, per_page, field="created_at"):
+    """The page of ``queryset`` (newest ``field`` first) that ``?before=`` / ``?after=`` point at."""
     before, after = request.GET.get("before"), request.GET.get("after")
     if before:
         stamp, pk = _decode(before)
         rows = list(
-            queryset.filter(Q(created_at__lt=stamp) | Q(created_at=stamp, pk__lt=pk))
-            .order_by("-created_at", "-pk")[: per_page + 1]
+            queryset.filter(Q(**{f"{field}__lt": stamp}) | Q(**{field: stamp, "pk__lt": pk}))
+            .order_by(f"-{field}", "-pk")[: per_page + 1]
         )
         has_older, has_newer = len(rows) > per_page, True
         rows = rows[:per_page]
     elif after:
         stamp, pk = _decode(after)
         rows = list(
-            queryset.filter(Q(created_at__gt=stamp) | Q(created_at=stamp, pk__gt=pk))
-            .order_by("created_at", "pk")[: per_page + 1]
+            queryset.filter(Q(**{f"{field}__gt": stamp}) | Q(**{field: stamp, "pk__gt": pk}))
+            .order_by(field, "pk")[: per_page + 1]
         )
         has_newer, has_older = len(rows) > per_page, True
         rows = rows[:per_page][::-1]
     else:
-        rows = list(queryset.order_by("-created_at", "-pk")[: per_page + 1])
+        rows = list(queryset.order_by(f"-{field}", "-pk")[: per_page + 1])
         has_older, has_newer = len(rows) > per_page, False
         rows = rows[:per_page]
     return KeysetPage(
         rows,
-        newer=_encode(rows[0]) if rows and has_newer else None,
-        older=_encode(rows[-1]) if rows and has_older else None,
+        newer=_encode(rows[0], field) if rows and has_newer else None,
+        older=_encode(rows[-1], field) if rows and has_older else None,
         is_first=not has_newer,
     )

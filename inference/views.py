@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import access
 from cases.errors import DomainError, NotAllowed
-from cases.listing import paginate
+from cases.listing import keyset_page
 from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob, Prediction
@@ -171,7 +171,8 @@ def failed_jobs(request):
         .with_version().select_related("smear__case")
         .order_by("-finished_at", "-pk")
     )
-    page = paginate(request, jobs, FAILED_PAGE_SIZE)
+    # Newest / older pages (no count: counting means joining every failed job to its case).
+    page = keyset_page(request, jobs, FAILED_PAGE_SIZE, field="finished_at")
     base = select_template(["base.html", "inference/standalone_base.html"])
     return render(
         request, "inference/failed_jobs.html", {"jobs": page, "page_obj": page, "base_template": base.template.name}

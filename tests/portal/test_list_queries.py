@@ -78,7 +78,8 @@ LISTS = [
     ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 9),
     ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 8),
     ("audit trail", "lab_admin", portal, "/audit/", "older", 4),
-    ("failed analyses", "pathologist", portal, "/analysis/failed/", "/analysis/failed/?page=2", 5),
+    ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 4),
+    ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 8),
     ("api cases", "clinician", api, "/api/cases/", "next", 3),
     ("api cases, page numbers", "pathologist", api, "/api/cases/?page=1", "/api/cases/?page=2", 4),
     ("api review queue", "pathologist", api, "/api/review-queue/", "/api/review-queue/?page=2", 4),
@@ -100,6 +101,8 @@ def _later_page(response, later):
         return response.json()["next"]
     if later == "older":
         return f"/audit/?before={response.context['page_obj'].older_token}"
+    if later == "older-failed":
+        return f"/analysis/failed/?before={response.context['page_obj'].older_token}"
     return later
 
 
