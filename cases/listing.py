@@ -102,7 +102,10 @@ def case_page(request, cases, per_page):
 
 
 def _encode(row, field="created_at"):
-    raw = f"{getattr(row, field).isoformat()}|{row.pk}".encode()
+    value = getattr(row, field)
+    if value is None:  # a row without a date cannot mark a position: no link from it
+        return None
+    raw = f"{value.isoformat()}|{row.pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
