@@ -1,10 +1,15 @@
 from django.contrib import admin
 
+from cases.listing import CappedPaginator
 from cases.models import AuditEvent, Case, Patient, Review, Smear
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Clinical records change only through the services (with audit); the admin only reads."""
+
+    # Millions of rows: count at most 10,000 (cases.listing), never the whole table twice.
+    paginator = CappedPaginator
+    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False
@@ -19,6 +24,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Patient)
 class PatientAdmin(ReadOnlyAdmin):
     list_display = ["mrn", "family_name", "given_name", "organisation", "created_at"]
+    list_select_related = ["organisation"]
     list_filter = ["organisation"]
     search_fields = ["mrn", "family_name"]
 
@@ -34,6 +40,7 @@ class SmearInline(admin.TabularInline):
 @admin.register(Case)
 class CaseAdmin(ReadOnlyAdmin):
     list_display = ["reference", "site", "laboratory", "priority", "status", "created_at"]
+    list_select_related = ["site", "laboratory"]
     list_filter = ["status", "priority", "site", "laboratory"]
     inlines = [SmearInline]
 
@@ -41,9 +48,11 @@ class CaseAdmin(ReadOnlyAdmin):
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["case", "kind", "diagnosis", "signed_by", "signed_at"]
+    list_select_related = ["case", "signed_by"]
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "action", "case", "patient", "ip_address"]
+    list_select_related = ["actor", "case", "patient"]
     list_filter = ["action"]

@@ -23,8 +23,8 @@ COUNT_CAP = 10_000
 class CappedPaginator(Paginator):
     """Page numbers over at most ``COUNT_CAP`` rows; ``count_capped`` says there are more."""
 
-    def __init__(self, object_list, per_page, cap=None, **kwargs):
-        super().__init__(object_list, per_page, **kwargs)
+    def __init__(self, object_list, per_page, *args, cap=None, **kwargs):
+        super().__init__(object_list, per_page, *args, **kwargs)
         self.cap = COUNT_CAP if cap is None else cap
 
     @cached_property

@@ -149,3 +149,25 @@ def test_new_case_form_lists_a_bounded_number_of_patients(client, world):
                                       sex="F", date_of_birth="2010-01-01", created_by=world.outsider)
     bound = CaseForm({"patient": stranger.pk, "priority": "routine"}, user=world.clinician)
     assert not bound.is_valid() and "patient" in bound.errors
+
+
+@pytest.mark.parametrize("model", ["case", "auditevent", "patient", "review"])
+def test_admin_lists_take_a_fixed_number_of_queries_and_cap_the_count(client, world, model, monkeypatch):
+    from accounts.models import User
+    from cases import listing
+
+    admin = User.objects.create_superuser("root_admin", password="x" * 20)
+    client.force_login(admin)
+    url = f"/admin/cases/{model}/"
+    from cases.admin import ReadOnlyAdmin
+
+    monkeypatch.setattr(ReadOnlyAdmin, "list_per_page", 5)  # several pages in both states below
+    add_mixed_cases(world, 25)
+    client.get(url)
+    first, response = _queries(client, url)
+    add_mixed_cases(world, 60, start=25)
+    second, _ = _queries(client, url)
+    assert first == second, f"admin {model}: {first} then {second} queries"
+    monkeypatch.setattr(listing, "COUNT_CAP", 20)
+    paginator = client.get(url).context["cl"].paginator
+    assert paginator.count == 20 and paginator.count_capped
