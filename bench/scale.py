@@ -185,7 +185,7 @@ def grow(ids, start, stop):
                    timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE})
             FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
             ("patient events", f"""
-            INSERT INTO cases_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
+            INSERT INTO audit_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
             SELECT 11 * ((q / {SITES}) * {SITES * CASES_PER_PATIENT} + q % {SITES}) + 11, timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE}),
                    'created', '10.1.0.7', '{{"object": "patient"}}', ({clinician})[q % {SITES} + 1], ({sites})[q % {SITES} + 1], NULL, q + 1
             FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
@@ -232,7 +232,7 @@ def grow(ids, start, stop):
                    2 * c + 1, ({pathologist})[s + 1], t + interval '2 days'
             FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status = 'amended'"""),
             ("audit events", f"""
-            INSERT INTO cases_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
+            INSERT INTO audit_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
             SELECT 11 * c + k + 1, t + make_interval(secs => k * 13),
                    CASE WHEN k = 0 THEN 'submitted' WHEN k = 1 THEN 'analysis_requested'
                         WHEN k = 4 AND status IN ('signed', 'amended') THEN 'signed'
@@ -249,9 +249,9 @@ def grow(ids, start, stop):
             started = time.perf_counter()
             cursor.execute(sql)
             log(f"     {name}: {cursor.rowcount:,} rows in {time.perf_counter() - started:.1f} s")
-        for table in ("cases_patient", "cases_case", "cases_smear", "cases_review", "cases_auditevent",
+        for table in ("cases_patient", "cases_case", "cases_smear", "cases_review", "audit_auditevent",
                       "inference_analysisjob", "inference_prediction"):
-            floor = APP_EVENT_IDS if table == "cases_auditevent" else 1
+            floor = APP_EVENT_IDS if table == "audit_auditevent" else 1
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                            f"greatest({floor}, (SELECT max(id) FROM {table})))")
         started = time.perf_counter()
@@ -283,7 +283,8 @@ def deep_cursor(url, request_path, position_value, ordering_reverse=False):
 
 def pages(ids):
     """(name, username, url, api) for every list, queue, search and detail page."""
-    from cases.models import AuditEvent, Case, Patient
+    from audit.models import AuditEvent
+    from cases.models import Case, Patient
     from inference.models import AnalysisJob
 
     from cases.listing import _encode as keyset_token
@@ -469,7 +470,7 @@ def main(argv=None):
             from django.db import connection
 
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM cases_auditevent)")
+                cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM audit_auditevent)")
                 db_size, events = cursor.fetchone()
             log(f"== measuring at {case_count():,} cases, {events:,} audit events, database {db_size}")
             with Contention() as contention:

@@ -112,7 +112,7 @@ def run(args, work):
     from inference import batching, worker
     from inference.models import AnalysisJob, Prediction
     from training.default_model import ensure_default_model
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     call_command("migrate", verbosity=0, interactive=False)
     (version, *_) = ensure_default_model()

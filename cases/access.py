@@ -9,8 +9,7 @@ from django.db.models import Q
 from django.http import Http404
 
 from accounts.models import Organisation
-
-from cases.models import AuditEvent, Case, Patient, Smear, urgent_first
+from cases.models import Case, Patient, Smear, urgent_first
 
 
 def patients_visible_to(user):
@@ -58,16 +57,6 @@ def review_queue_for(user):
         .select_related("patient", "site")
         .order_by(urgent_first(), "created_at", "pk")  # read off the case_review_queue index
     )
-
-
-def audit_events_visible_to(user):
-    """Lab admins read the trail of their organisation: its people and its cases."""
-    if not user.is_authenticated or not user.is_lab_admin:
-        return AuditEvent.objects.none()
-    org = user.organisation_id
-    return AuditEvent.objects.filter(
-        Q(actor_organisation_id=org) | Q(case__site_id=org) | Q(case__laboratory_id=org) | Q(patient__organisation_id=org)
-    ).select_related("actor", "case", "patient")
 
 
 def get_case_for(user, pk):

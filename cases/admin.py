@@ -1,24 +1,7 @@
 from django.contrib import admin
 
-from cases.listing import CappedPaginator
-from cases.models import AuditEvent, Case, Patient, Review, Smear
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Clinical records change only through the services (with audit); the admin only reads."""
-
-    # Millions of rows: count at most 10,000 (cases.listing), never the whole table twice.
-    paginator = CappedPaginator
-    show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from cases.models import Case, Patient, Review, Smear
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Patient)
@@ -49,10 +32,3 @@ class CaseAdmin(ReadOnlyAdmin):
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["case", "kind", "diagnosis", "signed_by", "signed_at"]
     list_select_related = ["case", "signed_by"]
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "action", "case", "patient", "ip_address"]
-    list_select_related = ["actor", "case", "patient"]
-    list_filter = ["action"]

@@ -12,7 +12,7 @@ The jobs' own messages, when they arrive, find their job running or done and do 
 the batch comes back and takes its own job over; the others are recovered by the sweeper (running
 longer than the hard time limit + 60 s: queued again).
 
-The batched graph is the serving graph of ``training.ml.export`` with a free batch dimension, in
+The batched graph is the serving graph of ``ml.export`` with a free batch dimension, in
 TensorFlow (a GPU when the node has one). It is checked once per loaded model against the verified
 one-image runtime (probabilities within 1e-4 on smear-like probes); a model that fails the check, or
 whose Grad-CAM is not available, is served one image at a time as before.
@@ -23,12 +23,14 @@ import time
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from inference import services, worker
 from inference.models import AnalysisJob
+from inference.smear_gate import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def claim_waiting(job, limit, task_id=""):
         ids = list(
             AnalysisJob.objects.select_for_update(skip_locked=True)
             .filter(status=AnalysisJob.Status.QUEUED, model_version_id=job.model_version_id,
-                    attempts__lt=worker._max_attempts())
+                    attempts__lt=settings.INFERENCE_MAX_ATTEMPTS)
             .exclude(pk=job.pk)
             .order_by("enqueued_at", "pk")
             .values_list("pk", flat=True)[:limit]
@@ -78,7 +80,7 @@ class BatchedGraph:
     def __init__(self, model):
         import tensorflow as tf
 
-        from training.ml import export
+        from ml import export
 
         feature_layer = export.find_feature_layer(model)
         if feature_layer is None:
@@ -123,7 +125,7 @@ def batched_graph(loaded):
         return loaded._batched_graph
     graph = None
     try:
-        from training.ml.export import smear_like_images
+        from ml.export import smear_like_images
 
         graph = BatchedGraph(loaded.model)
         probes = np.asarray(smear_like_images(loaded.input_size, count=4), dtype=np.float32)
@@ -157,11 +159,8 @@ def run_jobs(job_id, task_id=""):
         services.case_started(case_id, status=status)
     outcomes = {j.pk: "failed" for j in jobs}
     try:
-        worker._test_hooks()
         outcomes.update(_analyse_batch(jobs))
     except SoftTimeLimitExceeded:
-        from django.conf import settings
-
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
         for j in jobs:
             services.job_fail(j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id)
@@ -177,8 +176,8 @@ def run_jobs(job_id, task_id=""):
 
 def _analyse_batch(jobs):
     """Prepare every image, one model call for the smears, then store each result. {job id: outcome}."""
-    from inference import heatmaps
-    from training.ml.images import ImageError, prepare_image
+    from ml import heatmaps
+    from ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     outcomes, ready = {}, []
@@ -193,7 +192,8 @@ def _analyse_batch(jobs):
                 raise worker.ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
             is_smear, reasons = worker._smear_verdict(version, data, image, loaded.input_size)
             if not is_smear:
-                worker._save_not_a_smear(job, job.smear, version, reasons, started)
+                worker._save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False,
+                             smear_reasons=list(reasons))
                 outcomes[job.pk] = "done"
             else:
                 ready.append((job, image))
@@ -233,10 +233,10 @@ def _analyse_batch(jobs):
             logger.exception("Heatmap failed for job %s", job.pk)
             png, method = b"", ""
         heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
-        queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
         try:
-            worker._save(job, job.smear, version, loaded, class_index, probability_map, heatmap_name, method,
-                         queue_wait_ms, inference_ms, started, timezone.now())
+            worker._save(job, started, heatmap_name, label=loaded.class_names[class_index],
+                         probabilities=probability_map, heatmap_method=method if heatmap_name else "",
+                         inference_ms=round(inference_ms), runtime=loaded.runtime)
         except BaseException:
             if heatmap_name:
                 worker._delete_stored(heatmap_name)

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
-from cases.api.common import StandardPagination
+from core.api import StandardPagination
 
 
 class KeysetPagination(CursorPagination):

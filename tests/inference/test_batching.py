@@ -41,7 +41,7 @@ def test_one_message_classifies_the_waiting_smears_in_one_call(world, model_vers
     statuses = [AnalysisJob.objects.get(pk=j.pk).status for j in jobs]
     assert statuses == ["done"] * 4 + ["queued"] * 2
     # Same results as one image at a time, heatmaps included.
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     for job in jobs[:4]:
         prediction = Prediction.objects.get(smear=job.smear)

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from cases.models import AuditEvent, Case, Review, Smear
+from audit.models import AuditEvent
+from cases.models import Case, Review, Smear
 from inference.models import AnalysisJob, Prediction
 from training.models import ModelVersion
 
