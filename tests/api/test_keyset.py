@@ -99,9 +99,9 @@ def test_failed_analyses_page_is_paginated(world, login, settings):
 
 
 def test_a_long_list_says_more_than_instead_of_counting(world, login, monkeypatch):
-    from cases import listing
+    from core import pagination
 
-    monkeypatch.setattr(listing, "COUNT_CAP", 30)
+    monkeypatch.setattr(pagination, "COUNT_CAP", 30)
     add_mixed_cases(world, 40)
     response = login(world.clinician).get("/cases/")
     paginator = response.context["page_obj"].paginator
