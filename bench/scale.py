@@ -284,10 +284,9 @@ def deep_cursor(url, request_path, position_value, ordering_reverse=False):
 def pages(ids):
     """(name, username, url, api) for every list, queue, search and detail page."""
     from audit.models import AuditEvent
+    from cases.listing import _encode as keyset_token
     from cases.models import Case, Patient
     from inference.models import AnalysisJob
-
-    from cases.listing import _encode as keyset_token
 
     site, lab = ids["sites"][0], ids["labs"][0]
     site_cases = Case.objects.filter(site_id=site).order_by("-created_at", "-pk")

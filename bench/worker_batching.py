@@ -111,8 +111,8 @@ def run(args, work):
     from cases.services import case_submit
     from inference import batching, worker
     from inference.models import AnalysisJob, Prediction
-    from training.default_model import ensure_default_model
     from ml.images import prepare_image
+    from training.default_model import ensure_default_model
 
     call_command("migrate", verbosity=0, interactive=False)
     (version, *_) = ensure_default_model()

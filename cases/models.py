@@ -3,8 +3,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, IntegerField, Q, Value, When
-from django.db.models import Case as Conditional
+from django.db.models import Case as Conditional, F, IntegerField, Q, Value, When
 from django.urls import reverse
 
 from accounts.models import Organisation

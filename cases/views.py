@@ -17,7 +17,6 @@ from audit.models import AuditEvent
 from audit.selectors import audit_events_visible_to
 from audit.services import audit
 from cases import access, services
-from cases.listing import case_page, keyset_page, paginate, with_case_counts
 from cases.forms import (
     AmendForm,
     CaseFilterForm,
@@ -26,12 +25,13 @@ from cases.forms import (
     PatientSearchForm,
     SignForm,
 )
+from cases.listing import case_page, keyset_page, paginate, with_case_counts
 from cases.media import smear_image_response
 from cases.models import Case
 from core import permissions
-from core.pagination import COUNT_CAP
 from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from core.forms import apply_domain_error
+from core.pagination import COUNT_CAP
 from core.permissions import require_role
 
 PAGE_SIZE = 25
