@@ -1,24 +1,13 @@
 from django.contrib import admin
 
-from cases.models import AuditEvent, Case, Patient, Review, Smear
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Clinical records change only through the services (with audit); the admin only reads."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from cases.models import Case, Patient, Review, Smear
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Patient)
 class PatientAdmin(ReadOnlyAdmin):
     list_display = ["mrn", "family_name", "given_name", "organisation", "created_at"]
+    list_select_related = ["organisation"]
     list_filter = ["organisation"]
     search_fields = ["mrn", "family_name"]
 
@@ -34,6 +23,7 @@ class SmearInline(admin.TabularInline):
 @admin.register(Case)
 class CaseAdmin(ReadOnlyAdmin):
     list_display = ["reference", "site", "laboratory", "priority", "status", "created_at"]
+    list_select_related = ["site", "laboratory"]
     list_filter = ["status", "priority", "site", "laboratory"]
     inlines = [SmearInline]
 
@@ -41,9 +31,4 @@ class CaseAdmin(ReadOnlyAdmin):
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["case", "kind", "diagnosis", "signed_by", "signed_at"]
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "action", "case", "patient", "ip_address"]
-    list_filter = ["action"]
+    list_select_related = ["case", "signed_by"]

@@ -6,49 +6,8 @@ from django.utils import timezone
 
 from cases.access import laboratories_for, patients_visible_to
 from cases.models import Case, Diagnosis, Patient
+from core.forms import BootstrapFormMixin
 from training.models import ModelVersion
-
-
-class BootstrapFormMixin:
-    """Bootstrap classes on every widget, and is-invalid on the fields that have errors."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for field in self.fields.values():
-            widget = field.widget
-            input_type = getattr(widget, "input_type", None)
-            if input_type in ("checkbox", "radio"):
-                base = "form-check-input"
-            elif isinstance(widget, forms.Select):
-                base = "form-select"
-            else:
-                base = "form-control"
-            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {base}".strip()
-
-    def add_error(self, field, error):
-        super().add_error(field, error)
-        names = [field] if field else []
-        if field is None and hasattr(error, "error_dict"):
-            names = list(error.error_dict)
-        for name in names:
-            if name in self.fields:
-                widget = self.fields[name].widget
-                if "is-invalid" not in widget.attrs.get("class", ""):
-                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
-
-
-def apply_domain_error(form, error):
-    """Show a DomainError on a form: details keyed by a form field go under that field."""
-    placed = False
-    for key, messages in (error.details or {}).items():
-        if key in form.fields:
-            if isinstance(messages, str):
-                messages = [messages]
-            for message in messages:
-                form.add_error(key, str(message))
-            placed = True
-    form.add_error(None, error.message)
-    return placed
 
 
 class PatientSearchForm(BootstrapFormMixin, forms.Form):
@@ -123,6 +82,7 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         if not self.is_bound:
             self.initial.setdefault("submission_token", uuid.uuid4().hex)
         self.fields["patient"].queryset = patients_visible_to(user)
+        self._limit_patient_choices(patients_visible_to(user))
         laboratories = laboratories_for(user)
         self.laboratory_count = laboratories.count()
         if self.laboratory_count > 1:
@@ -130,11 +90,31 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         else:
             # One laboratory (or none, which the service explains): nothing to choose.
             del self.fields["laboratory"]
-        versions = ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
+        versions = ModelVersion.objects.order_by("-is_active", "-created_at")
         if versions.count() > 1:
             self.fields["model_version"].queryset = versions
         else:
             del self.fields["model_version"]
+
+
+    PATIENT_CHOICES = 100
+
+    def _limit_patient_choices(self, patients):
+        """List the chosen patient and the most recently registered ones, never every patient of the site
+        (tens of thousands over the years); any visible patient is still accepted."""
+        field = self.fields["patient"]
+        chosen = self.data.get(self.add_prefix("patient")) if self.is_bound else self.initial.get("patient")
+        chosen = getattr(chosen, "pk", chosen)
+        recent = list(patients.order_by("-created_at", "-pk")[: self.PATIENT_CHOICES])
+        if chosen and str(chosen).isdigit() and all(str(p.pk) != str(chosen) for p in recent):
+            recent = list(patients.filter(pk=chosen)) + recent
+        recent.sort(key=lambda p: (p.family_name, p.given_name, p.mrn, p.pk))
+        field.widget.choices = [("", field.empty_label), *((p.pk, str(p)) for p in recent)]
+        if len(recent) >= self.PATIENT_CHOICES:
+            field.help_text = (
+                f"The {self.PATIENT_CHOICES} most recently registered patients are listed. For another, find the "
+                "patient on the Patients page and choose “New case” there."
+            )
 
 
 class SignForm(BootstrapFormMixin, forms.Form):
@@ -161,5 +141,9 @@ class AmendForm(BootstrapFormMixin, forms.Form):
 
 
 class CaseFilterForm(BootstrapFormMixin, forms.Form):
+    q = forms.CharField(
+        label="Case or MRN", required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "TD-000123 or medical record number", "type": "search"}),
+    )
     status = forms.ChoiceField(choices=[("", "All statuses"), *Case.Status.choices], required=False)
     priority = forms.ChoiceField(choices=[("", "All priorities"), *Case.Priority.choices], required=False)

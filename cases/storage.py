@@ -1,5 +1,5 @@
 """Failures of the file storage that a user can do nothing about but wait (a full disk)."""
-from cases.errors import DomainError
+from core.errors import DomainError
 
 
 class StorageUnavailable(DomainError):

@@ -9,15 +9,14 @@ Access rules, in this order:
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from audit.models import AuditEvent
+from audit.selectors import audit_events_visible_to
+from audit.services import audit
 from cases import access, services
-from cases.audit import audit
-from cases.media import smear_image_response
-from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from cases.forms import (
     AmendForm,
     CaseFilterForm,
@@ -25,24 +24,20 @@ from cases.forms import (
     PatientForm,
     PatientSearchForm,
     SignForm,
-    apply_domain_error,
 )
-from cases.models import AuditEvent, Case
+from cases.listing import case_page, keyset_page, paginate, with_case_counts
+from cases.media import smear_image_response
+from cases.models import Case
 from cases.submit_once import case_submit_once
+from core import permissions
+from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
+from core.forms import apply_domain_error
+from core.pagination import COUNT_CAP
+from core.permissions import require_role
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 
-
-
-def paginate(request, queryset, per_page=PAGE_SIZE):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-def require_role(user, *checks):
-    """403 unless the user has one of the roles (e.g. "is_clinician")."""
-    if not any(getattr(user, check, False) for check in checks):
-        raise PermissionDenied("Your role does not give access to this page.")
 
 
 # --- Home -------------------------------------------------------------------------------------
@@ -67,13 +62,9 @@ def home(request):
 
 @login_required
 def patient_list(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     search = PatientSearchForm(request.GET or None)
-    patients = (
-        access.patients_visible_to(request.user)
-        .annotate(case_count=Count("cases"))
-        .order_by("family_name", "given_name", "mrn", "pk")
-    )
+    patients = access.patients_visible_to(request.user).order_by("family_name", "given_name", "mrn", "pk")
     query = ""
     if search.is_valid():
         query = search.cleaned_data["q"].strip()
@@ -81,17 +72,15 @@ def patient_list(request):
         patients = patients.filter(
             Q(mrn__icontains=term) | Q(given_name__icontains=term) | Q(family_name__icontains=term)
         )
-    return render(
-        request,
-        "cases/patient_list.html",
-        {"page_obj": paginate(request, patients), "search": search, "query": query},
-    )
+    page = paginate(request, patients, PAGE_SIZE)
+    page.object_list = with_case_counts(page.object_list)
+    return render(request, "cases/patient_list.html", {"page_obj": page, "search": search, "query": query})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def patient_create(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -108,18 +97,17 @@ def patient_create(request):
 
 @login_required
 def patient_detail(request, pk):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     patient = access.get_patient_for(request.user, pk)
     cases = (
         access.cases_visible_to(request.user)
         .filter(patient=patient)
         .select_related("laboratory", "submitted_by")
-        .annotate(smear_count=Count("smears"))
-        .order_by("-created_at")
+        .order_by("-created_at", "-pk")
     )
     audit(AuditEvent.Action.VIEWED, actor=request.user, patient=patient, request=request, page="patient")
     return render(
-        request, "cases/patient_detail.html", {"patient": patient, "page_obj": paginate(request, cases)}
+        request, "cases/patient_detail.html", {"patient": patient, "page_obj": case_page(request, cases, PAGE_SIZE)}
     )
 
 
@@ -129,7 +117,7 @@ def patient_detail(request, pk):
 @login_required
 @require_http_methods(["GET", "POST"])
 def case_create(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     initial = {}
     patient_id = request.GET.get("patient")
     if patient_id:
@@ -190,12 +178,11 @@ def _reason_text(reason):
 
 @login_required
 def case_list(request):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     filters = CaseFilterForm(request.GET or None)
     cases = (
         access.cases_visible_to(request.user)
         .select_related("patient", "site", "laboratory", "signed_by")
-        .annotate(smear_count=Count("smears"))
         .order_by("-created_at", "-pk")
     )
     if filters.is_valid():
@@ -203,7 +190,11 @@ def case_list(request):
             cases = cases.filter(status=filters.cleaned_data["status"])
         if filters.cleaned_data["priority"]:
             cases = cases.filter(priority=filters.cleaned_data["priority"])
-    return render(request, "cases/case_list.html", {"page_obj": paginate(request, cases), "filters": filters})
+        if filters.cleaned_data["q"].strip():
+            cases = access.search_cases(cases, filters.cleaned_data["q"])
+    return render(
+        request, "cases/case_list.html", {"page_obj": case_page(request, cases, PAGE_SIZE), "filters": filters}
+    )
 
 
 def _case_context(case):
@@ -219,7 +210,7 @@ def _case_context(case):
 
 @login_required
 def case_detail(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)
     audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-detail")
     return render(request, "cases/case_detail.html", _case_context(case))
@@ -227,7 +218,7 @@ def case_detail(request, pk):
 
 @login_required
 def smear_image(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     return smear_image_response(access.get_smear_for(request.user, pk))
 
 
@@ -236,22 +227,22 @@ def smear_image(request, pk):
 
 @login_required
 def review_queue(request):
-    require_role(request.user, "is_pathologist")
-    queue = access.review_queue_for(request.user).annotate(smear_count=Count("smears"))
-    urgent_count = access.review_queue_for(request.user).filter(priority=Case.Priority.URGENT).count()
+    require_role(permissions.reviews_cases(request.user))
+    queue = access.review_queue_for(request.user)
+    urgent_count = queue.filter(priority=Case.Priority.URGENT).order_by()[: COUNT_CAP + 1].count()
     return render(
-        request, "cases/review_queue.html", {"page_obj": paginate(request, queue), "urgent_count": urgent_count}
+        request, "cases/review_queue.html",
+        {"page_obj": case_page(request, queue, PAGE_SIZE), "urgent_count": urgent_count, "count_cap": COUNT_CAP},
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def case_review(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)  # 404 outside the user's site or laboratory
     # Visible, but only the laboratory's pathologists review (a clinician gets 403).
-    if not (request.user.is_pathologist and case.laboratory_id == request.user.organisation_id):
-        raise PermissionDenied("Only pathologists of the reading laboratory review cases.")
+    require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory review cases.")
 
     sign_form = SignForm(prefix="sign")
     amend_form = AmendForm(prefix="amend")
@@ -307,8 +298,8 @@ def case_review(request, pk):
 
 @login_required
 def audit_log(request):
-    require_role(request.user, "is_lab_admin")
-    events = access.audit_events_visible_to(request.user).select_related("actor_organisation")
+    require_role(permissions.administers_organisation(request.user))
+    events = audit_events_visible_to(request.user).select_related("actor_organisation")
     action = request.GET.get("action", "")
     if action in AuditEvent.Action.values:
         events = events.filter(action=action)
@@ -318,7 +309,7 @@ def audit_log(request):
         request,
         "cases/audit_log.html",
         {
-            "page_obj": paginate(request, events, AUDIT_PAGE_SIZE),
+            "page_obj": keyset_page(request, events, AUDIT_PAGE_SIZE),
             "actions": AuditEvent.Action.choices,
             "current_action": action,
         },

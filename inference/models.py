@@ -13,13 +13,8 @@ from django.utils import timezone
 
 class AnalysisJobQuerySet(models.QuerySet):
     def with_version(self):
-        """Jobs with their model version in the same query, its training record left unread
-        (ModelVersion.RECORD_FIELDS: large JSON that workers and status pages never use)."""
-        from training.models import ModelVersion
-
-        return self.select_related("model_version").defer(
-            *(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)
-        )
+        """Jobs with their model version in the same query (its training record is a separate table)."""
+        return self.select_related("model_version")
 
 
 class AnalysisJob(models.Model):
@@ -68,7 +63,12 @@ class AnalysisJob(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["smear", "model_version"], name="one_job_per_smear_and_model_version"),
         ]
-        indexes = [models.Index(fields=["status", "enqueued_at"])]
+        indexes = [
+            models.Index(fields=["status", "enqueued_at"]),
+            # The job lists: newest first (API), failed ones by when they failed (portal).
+            models.Index(fields=["-enqueued_at", "-id"], name="job_newest"),
+            models.Index(fields=["-finished_at", "-id"], condition=models.Q(status="failed"), name="job_failed_newest"),
+        ]
 
     def __str__(self):
         return f"Analysis of smear {self.smear_id} with model {self.model_version_id} ({self.status})"

@@ -197,8 +197,8 @@ def wait_analysed(stack, case_ids, timeout_s=240):
                 )
                 if cursor.fetchone()[0] == 0:
                     return True
-        except Exception:  # noqa: BLE001 - the database may still be coming back
-            pass
+        except Exception as exc:  # noqa: BLE001 - the database may still be coming back
+            last_error = exc  # noqa: F841 - kept for a debugger; the loop tries again
         time.sleep(0.5)
     return False
 

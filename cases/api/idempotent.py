@@ -3,7 +3,7 @@ case its first request created (201 once, then 200 with the same body), never a 
 from rest_framework import status
 from rest_framework.response import Response
 
-from cases.errors import DomainError
+from core.errors import DomainError
 from idempotency import services as idempotency
 
 SCOPE = "cases.submit"

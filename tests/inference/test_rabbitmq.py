@@ -17,7 +17,12 @@ from inference.models import AnalysisJob
 from telediag import brokers
 from telediag.celery import app as celery_app
 from tests.inference.test_integration import (  # noqa: F401 - start_worker, version: fixtures
-    _unavailable, case_finished, start_worker, submit, version, wait_for,
+    _unavailable,
+    case_finished,
+    start_worker,
+    submit,
+    version,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -66,7 +71,7 @@ def queue_types(vhost):
     return {row.split()[0]: row.split()[1:] for row in rows if row.strip() and not row.startswith("name")}
 
 
-def test_a_case_is_analysed_over_rabbitmq_with_quorum_queues(client, world, version, start_worker, rabbit_url):
+def test_a_case_is_analysed_over_rabbitmq_with_quorum_queues(client, world, version, start_worker, rabbit_url):  # noqa: F811 - fixtures
     vhost, url = rabbit_url
     worker = start_worker(broker_url=url)
     case = submit(client, world, count=2)
@@ -75,11 +80,11 @@ def test_a_case_is_analysed_over_rabbitmq_with_quorum_queues(client, world, vers
     assert queue_types(vhost)["inference"][0] == "quorum"
 
 
-def test_a_whole_worker_killed_mid_task_loses_nothing(client, world, version, start_worker, rabbit_url):
+def test_a_whole_worker_killed_mid_task_loses_nothing(client, world, version, start_worker, rabbit_url):  # noqa: F811 - fixtures
     """RabbitMQ gives an unacknowledged message back as soon as its consumer's connection drops:
     a replacement worker finishes the job at once, with no visibility timeout to wait for."""
     vhost, url = rabbit_url
-    first = start_worker(broker_url=url, TELEDIAG_TEST_INFERENCE_DELAY_S="30")
+    first = start_worker(broker_url=url, FAULT_ANALYSIS_DELAY_S="30")
     case = submit(client, world)
     job = AnalysisJob.objects.get(smear__case=case)
 
@@ -98,7 +103,7 @@ def test_a_whole_worker_killed_mid_task_loses_nothing(client, world, version, st
     assert time.monotonic() - killed_at < 60
 
 
-def test_the_sweeper_keeps_one_message_per_job_on_rabbitmq(world, version, rabbit_url):
+def test_the_sweeper_keeps_one_message_per_job_on_rabbitmq(world, version, rabbit_url):  # noqa: F811 - fixtures
     from django.utils import timezone
 
     vhost, url = rabbit_url

@@ -5,7 +5,6 @@ worker that vanishes) and checks that nothing stored is lost and nothing stays s
 end-to-end fault suite with real services is ``reliability/`` (see docs/reliability.md).
 """
 import pytest
-from django.db import transaction
 
 from cases.models import Case, Smear
 from inference import services
@@ -204,9 +203,16 @@ def test_a_live_worker_keeps_its_lease_while_a_long_job_runs(world, model_versio
 
     from inference.tasks import analyse_smear
 
+    from inference import worker
+
     settings.INFERENCE_LEASE_S = 2
-    monkeypatch.setenv("TELEDIAG_TEST_HOOKS", "1")
-    monkeypatch.setenv("TELEDIAG_TEST_INFERENCE_DELAY_S", "5")  # the job runs 2.5 leases
+    real_analyse = worker.analyse
+
+    def slow_analyse(job):  # the job runs 2.5 leases
+        time.sleep(5)
+        return real_analyse(job)
+
+    monkeypatch.setattr(worker, "analyse", slow_analyse)
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     recovered, stop = [], threading.Event()
@@ -265,13 +271,15 @@ def test_a_database_blip_mid_analysis_neither_fails_nor_strands_the_job(world, m
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     blips = []
+    real_analyse = worker.analyse
 
-    def blip_once():
+    def analyse_after_a_blip(job):
         if not blips:
             blips.append(True)
             _terminate_own_connection()
+        return real_analyse(job)
 
-    monkeypatch.setattr(worker, "_test_hooks", blip_once)
+    monkeypatch.setattr(worker, "analyse", analyse_after_a_blip)
     assert analyse_smear(job.pk) == "done"
     job.refresh_from_db()
     case.refresh_from_db()
