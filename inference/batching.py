@@ -20,6 +20,7 @@ whose Grad-CAM is not available, is served one image at a time as before.
 import logging
 import os
 import time
+from contextlib import ExitStack
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -28,9 +29,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inference import services, worker
+from inference import leases, services, worker
 from inference.models import AnalysisJob
 from inference.smear_gate import NOT_A_SMEAR
+from inference.transient import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def claim_waiting(job, limit, task_id=""):
         AnalysisJob.objects.filter(pk__in=ids, status=AnalysisJob.Status.QUEUED).update(
             status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
             task_id=task_id, worker=services.worker_name(), reason="", updated_at=now,
+            lease_expires_at=leases.expiry(now),
         )
     return list(AnalysisJob.objects.with_version().select_related("smear__case").filter(pk__in=ids).order_by("enqueued_at", "pk"))
 
@@ -159,7 +162,12 @@ def run_jobs(job_id, task_id=""):
         services.case_started(case_id, status=status)
     outcomes = {j.pk: "failed" for j in jobs}
     try:
-        outcomes.update(_analyse_batch(jobs))
+        with ExitStack() as held:  # every job's lease renewed while the batch runs
+            for j in jobs:
+                held.enter_context(leases.held(j))
+            outcomes.update(_analyse_batch(jobs))
+    except TRANSIENT_ERRORS:
+        raise  # the database went away: never "failed" for that; the leases hand the jobs back
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
         for j in jobs:
