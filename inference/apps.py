@@ -6,4 +6,6 @@ class InferenceConfig(AppConfig):
     verbose_name = "AI analysis"
 
     def ready(self):
-        from inference import receivers  # noqa: F401 - connects the signal receivers
+        # receivers: connects the signal receivers. tasks: registers the tasks in every process (web
+        # servers too): services publish them by name (core.task_lookup); only workers autodiscover.
+        from inference import receivers, tasks  # noqa: F401
