@@ -201,9 +201,8 @@ def test_a_live_worker_keeps_its_lease_while_a_long_job_runs(world, model_versio
     import threading
     import time
 
-    from inference.tasks import analyse_smear
-
     from inference import worker
+    from inference.tasks import analyse_smear
 
     settings.INFERENCE_LEASE_S = 2
     real_analyse = worker.analyse
