@@ -133,6 +133,7 @@ _s3_options = {
     "default_acl": None,
     "querystring_auth": True,
     "querystring_expire": env_int("TELEDIAG_S3_URL_EXPIRE_S", 300),
+    "signature_version": "s3v4",
     "file_overwrite": False,
 }
 _extra_storages = {}
