@@ -104,6 +104,8 @@ def base_env(**overrides):
         "PYTHONUNBUFFERED": "1",
         "CUDA_VISIBLE_DEVICES": "",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # `python`, `celery`, `gunicorn` of this virtualenv, as on an image's PATH.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return env
