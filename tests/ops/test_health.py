@@ -36,6 +36,14 @@ def test_healthz_and_readyz_answer_probes_by_ip_and_say_what_is_missing(postgres
     status, headers, body = http_get(base + "/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok"}
     assert "no-cache" in headers.get("Cache-Control", "")
+    # The compose file's health check of `web`, as the container runs it.
+    import yaml
+
+    test = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())["services"]["web"]["healthcheck"]["test"]
+    port = base.rsplit(":", 1)[1]
+    command = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in test[1:]]
+    assert command[0] == "python" and f":{port}/healthz" in command[-1]
+    assert subprocess.run([sys.executable, *command[1:]], cwd=ROOT, timeout=60).returncode == 0
 
     # No active model yet: not ready, and the answer says why.
     status, _, body = http_get(base + "/readyz")
@@ -99,3 +107,36 @@ def test_worker_heartbeat_file_is_a_container_health_check(postgres, redis_url, 
     worker.stop()
     result = subprocess.run(check, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and "unhealthy" in result.stderr
+
+
+def test_worker_heartbeat_goes_stale_while_the_broker_is_lost_and_resumes(postgres, start_worker, processes, tmp_path):
+    """A worker whose broker is gone still runs, but its health check fails until it is back."""
+    import shutil
+
+    from tests.ops.conftest import Process, unavailable
+
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+    def start_redis():
+        process = Process(command, None, tmp_path / f"redis-{len(processes)}.log")
+        processes.append(process)
+        return process
+
+    redis_process = start_redis()
+    heartbeat = tmp_path / "heartbeat"
+    check = [sys.executable, "-m", "ops.heartbeat", str(heartbeat), "--max-age", "4"]
+    worker = start_worker(broker_url=f"redis://127.0.0.1:{port}/0", TELEDIAG_WORKER_HEARTBEAT_FILE=str(heartbeat),
+                          TELEDIAG_WORKER_HEARTBEAT_S="1")
+    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0, "a fresh heartbeat", worker)
+
+    redis_process.stop()
+    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1,
+               "the heartbeat to go stale", worker, timeout=60)
+    assert worker.process.poll() is None  # the process lives on: only the check tells
+
+    start_redis()
+    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0,
+               "the heartbeat to resume once the broker is back", worker, timeout=120)

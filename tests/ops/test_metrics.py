@@ -108,3 +108,19 @@ def test_scrape_reports_requests_queues_and_predictions_by_label_flag_and_versio
 
     # Nothing about patients in the exposition.
     assert world.patient.family_name.encode() not in body and world.patient.mrn.encode() not in body
+
+
+def test_several_gunicorn_workers_add_up_their_request_counts(postgres, redis_url, start_gunicorn, tmp_path):
+    """compose's web: 3 gunicorn workers and PROMETHEUS_MULTIPROC_DIR, so any scrape counts all requests."""
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    base, _ = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=folder,
+                             workers=3)
+    for _ in range(30):
+        assert http_get(base + "/accounts/login/")[0] == 200
+    assert len(list(folder.glob("counter_*.db"))) >= 2  # the requests went to several processes
+    found = samples(http_get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[2])
+    views = {labels: count for (name, labels), count in found.items()
+             if name == "django_http_responses_total_by_status_view_method_total" and ("status", "200") in labels
+             and ("view", "login") in labels}
+    assert sum(views.values()) == 30
