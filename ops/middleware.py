@@ -13,14 +13,15 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class HealthProbeMiddleware:
-    """Answer /healthz and /readyz first: orchestrators probe by IP address over plain HTTP, which
-    ALLOWED_HOSTS and the HTTPS redirect would refuse. Nothing else is bypassed."""
+    """Answer /healthz, /readyz and /metrics first: orchestrators probe by IP address and Prometheus
+    scrapes by container name, over plain HTTP, which ALLOWED_HOSTS and the HTTPS redirect would
+    refuse. These views build no URL from the Host header; /metrics checks its own token."""
 
     def __init__(self, get_response):
         self.get_response = get_response
         from ops import views
 
-        self.routes = {"/healthz": views.healthz, "/readyz": views.ReadinessView.as_view()}
+        self.routes = {"/healthz": views.healthz, "/readyz": views.ReadinessView.as_view(), "/metrics": views.metrics}
 
     def __call__(self, request):
         view = self.routes.get(request.path_info)

@@ -258,8 +258,6 @@ _https = env_bool("TELEDIAG_HTTPS", not (DEBUG or DEMO_MODE))
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
 SECURE_SSL_REDIRECT = env_bool("TELEDIAG_SSL_REDIRECT", True) and _https
-# Prometheus scrapes over the internal network (the probes never reach the redirect).
-SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("TELEDIAG_HSTS_SECONDS", 31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https

@@ -71,14 +71,20 @@ def test_scrape_reports_requests_queues_and_predictions_by_label_flag_and_versio
     finally:
         app.conf.broker_url = saved
 
-    base, _ = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_METRICS_TOKEN=TOKEN)
-    assert http_get(base + "/accounts/login/")[0] == 200
-    assert http_get(base + "/no-such-page/")[0] == 404
-    status, headers, body = http_get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+    # Production-like: Prometheus scrapes over HTTP by a host name that is not in ALLOWED_HOSTS.
+    base, _ = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_METRICS_TOKEN=TOKEN, TELEDIAG_HTTPS="true",
+                             ALLOWED_HOSTS="telediag.example.org", TELEDIAG_BEHIND_PROXY="true")
+    proxied = {"Host": "telediag.example.org", "X-Forwarded-Proto": "https"}
+    assert http_get(base + "/accounts/login/", proxied)[0] == 200
+    assert http_get(base + "/no-such-page/", proxied)[0] == 404
+    assert http_get(base + "/accounts/login/", {"Host": "telediag.example.org"})[0] == 301  # plain HTTP: redirected...
+    status, headers, body = http_get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})  # ...not scrapes
+    assert http_get(base + "/metrics", {"Authorization": "Bearer wrong"})[0] == 401
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     found = samples(body)
 
     # Web: requests, latency, errors (django-prometheus).
+    assert value(found, "django_http_requests_before_middlewares_total") >= 3  # the redirect included
     assert value(found, "django_http_requests_total_by_method_total", method="GET") >= 2
     assert value(found, "django_http_responses_total_by_status_total", status="404") >= 1
     assert any(name == "django_http_requests_latency_seconds_by_view_method_count" for name, _ in found)
