@@ -29,3 +29,11 @@ class ContextFilter(logging.Filter):
                 parts.append(f"{name}={value}")
         record.context = (" [" + " ".join(parts) + "]") if parts else ""
         return True
+
+
+def json_formatter(**options):
+    """python-json-logger's formatter, without the plain format's ``context`` text (the ids are fields)."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(reserved_attrs=[*RESERVED_ATTRS, "context"], **options)

@@ -273,7 +273,7 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "telediag.log_context.json_formatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(case_id)s %(task_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },

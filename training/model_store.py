@@ -1,7 +1,8 @@
 """Model files in shared object storage (S3) for deployments whose workers share no folder.
 
 With ``TELEDIAG_S3_BUCKET`` set, a registered model's folder (model.keras, metadata.json, plots) is
-also uploaded to the bucket under ``models/<version name>/`` (the ``models`` storage alias). A
+also uploaded to the bucket under ``models/<version name>/`` (the ``models`` storage alias), and
+a model report's folder under ``reports/``. A
 worker that does not have a version's file in its own ``MODEL_DIR`` downloads it from there, checks
 its sha256 against the one recorded in the database and only then moves it into place (atomic
 rename), so a truncated or altered download never serves. The shipped default model is part of
@@ -63,6 +64,21 @@ def publish_folder(name):
                 storage().save(key, handle)
         keys.append(key)
     logger.info("Model version %s uploaded to the model store (%d files).", name, len(keys))
+    return keys
+
+
+def publish_report(folder):
+    """With S3, upload a model report's folder (manage.py model_report) to ``reports/<folder>/`` in
+    the bucket, beside the model files; returns the keys written (none without S3)."""
+    if not enabled():
+        return []
+    from django.core.files.storage import default_storage
+
+    folder = Path(folder)
+    keys = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as handle:
+            keys.append(default_storage.save(f"reports/{folder.name}/{path.relative_to(folder).as_posix()}", handle))
     return keys
 
 

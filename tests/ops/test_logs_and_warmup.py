@@ -24,6 +24,7 @@ def json_lines(text):
             records.append(json.loads(line))
         else:  # TensorFlow's C++ start-up lines and Celery's banner are not Python logging
             assert not line[:4].isdigit() or " INFO " not in line, f"a plain log line in JSON mode: {line}"
+            assert "[INFO]" not in line, f"a plain gunicorn line in JSON mode: {line}"
     return records
 
 
@@ -55,9 +56,10 @@ def test_json_logs_carry_request_case_and_task_ids_and_no_patient_names(
     server.stop(), worker.stop()
 
     web = json_lines(server.output())
+    assert any(r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker") for r in web)
     upload = [r for r in web if r.get("path") == "/api/cases/" and r.get("method") == "POST"]
     assert len(upload) == 1 and upload[0]["request_id"] == request_id and upload[0]["status"] == 201
-    assert {"time", "level", "logger", "message"} <= set(upload[0])
+    assert {"time", "level", "logger", "message"} <= set(upload[0]) and "context" not in upload[0]
     detail = [r for r in web if r.get("path") == f"/api/cases/{case.pk}/"]
     assert detail and detail[0]["case_id"] == str(case.pk) and len(detail[0]["request_id"]) == 32
 

@@ -111,3 +111,17 @@ def test_a_model_file_altered_in_the_bucket_is_refused_by_the_worker(postgres, s
     s3_settings.client().delete_object(Bucket=S3_BUCKET, Key=f"models/{version.file_path}")
     with pytest.raises(registry.ModelFileMissing):
         registry.load_model(version)
+
+
+def test_model_reports_are_copied_to_the_bucket(postgres, s3_settings, tmp_path):
+    from training import model_store
+
+    folder = tmp_path / "v1-20261205-220000"
+    folder.mkdir()
+    (folder / "report.json").write_text('{"accuracy": 0.95}')
+    (folder / "report.txt").write_text("accuracy 95 %\n")
+    keys = model_store.publish_report(folder)
+    assert keys == ["reports/v1-20261205-220000/report.json", "reports/v1-20261205-220000/report.txt"]
+    body = s3_settings.client().get_object(Bucket=S3_BUCKET, Key=keys[1])["Body"].read()
+    assert body == b"accuracy 95 %\n"
+    assert anonymous_status(f"{s3_settings.endpoint}/{S3_BUCKET}/{keys[0]}") == 403
