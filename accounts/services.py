@@ -23,9 +23,10 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from accounts.models import Organisation, User
-from cases.audit import audit
-from cases.errors import DomainError, NotAllowed
-from cases.models import AuditEvent
+from audit.models import AuditEvent
+from audit.services import audit
+from core.errors import DomainError, NotAllowed
+from core.permissions import administers_organisation, require_role
 
 # Which roles make sense in which kind of organisation: a pathologist reads a laboratory's cases,
 # a clinician submits a site's cases; every organisation can have administrators.
@@ -63,11 +64,6 @@ class _Problems:
     def raise_if_any(self):
         if self.details:
             raise DomainError(" ".join(self.messages), details=self.details)
-
-
-def _require_admin(admin):
-    if not getattr(admin, "is_authenticated", False) or not admin.is_lab_admin:
-        raise NotAllowed(NOT_A_LAB_ADMIN)
 
 
 def _require_managed(admin, user):
@@ -124,7 +120,7 @@ def _clean_email(value):
 
 def user_create(*, admin, username, password, role, first_name="", last_name="", email="", request=None):
     """Create an account in ``admin``'s own organisation (never staff, never superuser)."""
-    _require_admin(admin)
+    require_role(administers_organisation(admin), NOT_A_LAB_ADMIN)
     organisation = admin.organisation
     problems = _Problems()
     username = _clean_username(problems, username)
@@ -158,7 +154,7 @@ def user_update(
     ``None`` leaves a value as it is. Nothing is saved unless every change is allowed. The audit
     event lists each changed field as ``[before, after]``; a new password shows as ``password_reset``.
     """
-    _require_admin(admin)
+    require_role(administers_organisation(admin), NOT_A_LAB_ADMIN)
     _require_managed(admin, user)
 
     wanted = {}

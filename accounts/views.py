@@ -14,19 +14,15 @@ from accounts import services
 from accounts.forms import UserCreateForm, UserEditForm
 from accounts.models import User
 from accounts.selectors import get_managed_user, users_managed_by
-from cases.errors import DomainError, NotAllowed
+from core.errors import DomainError, NotAllowed
+from core.permissions import administers_organisation, require_role
 
 PAGE_SIZE = 25
 
 
-def _require_lab_admin(user):
-    if not user.is_lab_admin:
-        raise PermissionDenied(services.NOT_A_LAB_ADMIN)
-
-
 @login_required
 def user_list(request):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     query = request.GET.get("q", "").strip()[:120]
     role = request.GET.get("role", "")
     if role not in User.Role.values:
@@ -45,7 +41,7 @@ def user_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def user_create(request):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     form = UserCreateForm(request.POST or None, organisation=request.user.organisation)
     if request.method == "POST" and form.is_valid():
         try:
@@ -63,7 +59,7 @@ def user_create(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def user_edit(request, pk):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     managed = get_managed_user(request.user, pk)  # 404 for another organisation's users
     action = request.POST.get("action") if request.method == "POST" else None
 

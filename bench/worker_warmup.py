@@ -28,7 +28,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telediag.settings")
 os.environ.setdefault("TELEDIAG_DEMO", "true")
 import django; django.setup()
 from inference import worker
-from training.ml.images import prepare_image
+from ml.images import prepare_image
 model_dir, warm, images = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 meta = json.load(open(os.path.join(model_dir, "metadata.json")))
 version = types.SimpleNamespace(pk=1, name=meta.get("version_name") or "bench", sha256=meta["sha256"],

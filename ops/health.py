@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 
 from django.db import connections
-
 from health_check.base import HealthCheck
 from health_check.checks import Database, Storage
 from health_check.exceptions import ServiceUnavailable
@@ -29,7 +28,7 @@ class Broker(_ClosesConnections, HealthCheck):
     timeout: datetime.timedelta = dataclasses.field(default=datetime.timedelta(seconds=3), repr=False)
 
     def check(self):
-        from telediag.celery import app
+        from celery import current_app as app  # the project's app (telediag.celery), set as current
 
         try:
             with app.connection_for_write() as connection:

@@ -18,7 +18,7 @@ BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 6
 
 def queue_lengths():
     """{queue: messages waiting}; raises when the broker is unreachable."""
-    from telediag.celery import app
+    from celery import current_app as app  # the project's app (telediag.celery), set as current
 
     lengths = {}
     with app.connection_for_read() as connection:

@@ -6,7 +6,7 @@ import uuid
 
 from asgiref.sync import async_to_sync
 
-from telediag import log_context
+from core import log_context
 
 logger = logging.getLogger("telediag.requests")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

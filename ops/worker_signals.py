@@ -1,7 +1,7 @@
 """Celery signal hooks of every worker: the task id on each log line of the task."""
 from celery.signals import task_postrun, task_prerun
 
-from telediag import log_context
+from core import log_context
 
 _tokens = {}
 

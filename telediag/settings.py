@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from telediag.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from core.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Writable state of an embedded install: database, media, broker queue, model files.
@@ -37,10 +37,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "audit",
     "accounts",
     "cases",
     "training",
     "inference",
+    "research",
     "ops",
     "django_prometheus",
 ]
@@ -167,12 +169,15 @@ DATASET_DIR = Path(env_str("TELEDIAG_DATASET_DIR", str(BASE_DIR.parent / "shared
 MODEL_DIR = Path(env_str("TELEDIAG_MODEL_DIR", str(VAR_DIR / "models")))
 SHIPPED_MODEL_DIR = BASE_DIR / "models"
 LOCAL_WEIGHTS_DIR = env_str("TELEDIAG_LOCAL_WEIGHTS_DIR")
+# Commit recorded with each registered model where the checkout has no .git (container images).
+GIT_COMMIT = env_str("TELEDIAG_GIT_COMMIT")
 
 # Inference: a case is flagged for attention when its top probability is below this.
 ATTENTION_THRESHOLD = env_float("TELEDIAG_ATTENTION_THRESHOLD", 0.6)
 # A job queued longer than this is re-enqueued by the sweeper.
 INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 120)
-INFERENCE_MAX_ATTEMPTS = env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3)
+# Starts of one job (a worker that dies mid-analysis costs one) before it is failed with the reason.
+INFERENCE_MAX_ATTEMPTS = max(1, env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3))
 
 # Celery. No result backend: the database is the source of truth for job state.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("TELEDIAG_TASK_SOFT_TIME_LIMIT", 240)
@@ -225,6 +230,13 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Model versions kept loaded in each worker process.
 INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
+# How a worker runs a model: TFLite when its export reproduces the Keras model (auto), or always one.
+INFERENCE_RUNTIME = env_choice("TELEDIAG_INFERENCE_RUNTIME", "auto", ("auto", "tflite", "keras"))
+# Where TFLite exports are cached when the model folder is read-only (default: beside the model file).
+INFERENCE_SERVING_CACHE_DIR = env_str("TELEDIAG_SERVING_CACHE_DIR")
+# Threads per worker child for the model (0: TensorFlow's default, all cores).
+INFERENCE_TF_INTRA_OP_THREADS = env_int("TELEDIAG_TF_INTRA_OP_THREADS", 0)
+INFERENCE_TF_INTER_OP_THREADS = env_int("TELEDIAG_TF_INTER_OP_THREADS", 0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -235,7 +247,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "telediag.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telediag API",
@@ -265,15 +277,15 @@ if env_bool("TELEDIAG_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Logs: one line per event; "json" for log collectors, with the request, case and task ids.
-LOG_FORMAT = env_choice("TELEDIAG_LOG_FORMAT", ("plain", "json"), "plain")
+LOG_FORMAT = env_choice("TELEDIAG_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "telediag.log_context.ContextFilter"}},
+    "filters": {"context": {"()": "core.log_context.ContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
         "json": {
-            "()": "telediag.log_context.json_formatter",
+            "()": "core.log_context.json_formatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(case_id)s %(task_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },

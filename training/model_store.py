@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import storages
 
-from training.ml import artifacts
+from ml import artifacts
 
 logger = logging.getLogger(__name__)
 MODELS_ALIAS = "models"
@@ -41,6 +41,12 @@ def enabled():
 
 def storage():
     return storages[MODELS_ALIAS]
+
+
+def _local_path(version):
+    """Where this node keeps the version's file (as training.registry.model_path)."""
+    path = Path(version.file_path)
+    return path if path.is_absolute() else Path(settings.MODEL_DIR) / path
 
 
 def _is_remote_candidate(version):
@@ -90,9 +96,7 @@ def publish(version):
 
 def is_available(version):
     """The version's file is in this node's MODEL_DIR, or in the model store to download."""
-    from training import registry
-
-    if registry.model_path(version).is_file():
+    if _local_path(version).is_file():
         return True
     return _is_remote_candidate(version) and storage().exists(_key(version.file_path))
 
@@ -102,9 +106,7 @@ def fetch(version):
 
     Returns the local path. Raises ModelStoreError when the store lacks it or its bytes differ.
     """
-    from training import registry
-
-    path = registry.model_path(version)
+    path = _local_path(version)
     if path.is_file() or not _is_remote_candidate(version):
         return path
     key = _key(version.file_path)

@@ -10,12 +10,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 import yaml
 
-from telediag.env_catalogue import CATALOGUE
+from core.env_catalogue import CATALOGUE
 from tests.ops.conftest import ROOT, Process, base_env, free_port, http_get, wait_until
 
 DOCKER = ROOT / "docker"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from telediag.env import SettingError, env_bool, env_int, env_str
+from core.env import SettingError, env_bool, env_int, env_str
 from tests.ops.conftest import ROOT
 from tests.test_settings import _clean_env
 
@@ -67,7 +67,7 @@ def _source_variables():
             parts = path.relative_to(ROOT).parts
             if path.is_file() and parts[0] not in (".venv", "tests", "var", "node_modules"):
                 names |= set(re.findall(r"\bTELEDIAG_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")))
-    from telediag.env_catalogue import CATALOGUE
+    from core.env_catalogue import CATALOGUE
 
     # NAME_FILE is NAME given as a secret file, unless NAME_FILE is itself a variable.
     return {name if name in CATALOGUE else name.removesuffix("_FILE") for name in names
@@ -75,18 +75,18 @@ def _source_variables():
 
 
 def test_every_variable_is_described_and_nothing_described_is_stale():
-    from telediag.env_catalogue import CATALOGUE
+    from core.env_catalogue import CATALOGUE
 
     # What the settings read, in a fresh process (this one's registry also holds the tests' names).
-    code = "import django; django.setup(); from telediag.env import REGISTRY; print(*REGISTRY)"
+    code = "import django; django.setup(); from core.env import REGISTRY; print(*REGISTRY)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env({"DEBUG": "true"}),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     REGISTRY = set(result.stdout.split())
     assert {"SECRET_KEY", "TELEDIAG_S3_BUCKET", "TELEDIAG_WORKER_WARMUP"} <= REGISTRY
     in_source = _source_variables()
-    assert set(REGISTRY) - set(CATALOGUE) == set(), "read by the settings but not in telediag/env_catalogue.py"
-    assert in_source - set(CATALOGUE) == set(), "read by the code but not in telediag/env_catalogue.py"
+    assert set(REGISTRY) - set(CATALOGUE) == set(), "read by the settings but not in core/env_catalogue.py"
+    assert in_source - set(CATALOGUE) == set(), "read by the code but not in core/env_catalogue.py"
     assert set(CATALOGUE) - set(REGISTRY) - in_source == set(), "described but read nowhere"
 
 

@@ -31,8 +31,9 @@ def json_lines(text):
 def test_json_logs_carry_request_case_and_task_ids_and_no_patient_names(
     world, postgres, redis_url, start_gunicorn, start_worker, model_file, tmp_path,  # noqa: F811
 ):
-    from cases.models import Case, Patient
     from rest_framework.authtoken.models import Token
+
+    from cases.models import Case, Patient
 
     register_version(*model_file, name="json-logs-model")
     patient = Patient.objects.create(organisation=world.site, mrn="MRN-JSON-7", given_name=GIVEN, family_name=FAMILY,

@@ -1,0 +1,41 @@
+"""The audit trail: who did what to which record, when, from where."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """Append-only trail: who did what to which record, when, from where."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        VIEWED = "viewed", "Viewed"
+        CHANGED = "changed", "Changed"
+        SUBMITTED = "submitted", "Submitted"
+        SIGNED = "signed", "Signed"
+        AMENDED = "amended", "Amended"
+        SIGN_REFUSED = "sign_refused", "Signature refused"
+        ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    actor_organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, null=True, related_name="+")
+    action = models.CharField(max_length=24, choices=Action.choices)
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    patient = models.ForeignKey("cases.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are append-only.")
