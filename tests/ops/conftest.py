@@ -115,14 +115,14 @@ def base_env(**overrides):
 def start_gunicorn(processes, tmp_path):
     """gunicorn telediag.wsgi on a free loopback port; returns its base URL once /healthz answers."""
 
-    def start(workers=1, **env_overrides):
+    def start(workers=1, extra_args=(), **env_overrides):
         from tests.inference.test_integration import worker_database_url
 
         port = free_port()
         env = base_env(TELEDIAG_TEST_DATABASE_URL=worker_database_url(), MEDIA_ROOT=settings.MEDIA_ROOT,
                        **env_overrides)
         command = [sys.executable, "-m", "gunicorn", "telediag.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                   "--workers", str(workers), "--timeout", "120"]
+                   "--workers", str(workers), "--timeout", "120", *extra_args]
         process = Process(command, env, tmp_path / f"gunicorn-{uuid.uuid4().hex[:6]}.log")
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
