@@ -16,6 +16,8 @@ class AuditEvent(models.Model):
         AMENDED = "amended", "Amended"
         SIGN_REFUSED = "sign_refused", "Signature refused"
         ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
+        MODEL_REGISTERED = "model_registered", "Model version registered"
+        MODEL_PROMOTED = "model_promoted", "Model version promoted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
@@ -28,6 +30,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        # The trail filtered by a rare action (sign_refused): newest first without scanning every event.
+        indexes = [models.Index(fields=["action", "-created_at", "-id"], name="audit_action_newest")]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases import access
+from cases.api.keyset import JobKeysetPagination
 from core import permissions
 from core.permissions import require_role
 from inference import selectors, services
@@ -88,6 +89,7 @@ class CaseRerunView(APIView):
 
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
+    pagination_class = JobKeysetPagination  # newest first, ?page_size=, ?cursor= (or ?page=N)
 
     def get_queryset(self):
         user = self.request.user
