@@ -62,8 +62,9 @@ CATALOGUE = {
     "TELEDIAG_WORKER_HEARTBEAT_S": (None, "Seconds between two heartbeats."),
     "TELEDIAG_INFERENCE_RUNTIME": ("`auto`", "`auto` (verified TFLite export, else Keras), `tflite` or `keras`.", "auto|tflite|keras"),
     "TELEDIAG_SERVING_CACHE_DIR": ("beside the model file", "Folder for TFLite exports when the model folder is read-only."),
-    "TELEDIAG_TF_INTRA_OP_THREADS": ("all cores", "Threads of one model call in each worker process.", "integer"),
-    "TELEDIAG_TF_INTER_OP_THREADS": ("TensorFlow's", "Parallel operations of one model call.", "integer"),
+    "TELEDIAG_TF_INTRA_OP_THREADS": (None, "Threads of one model call in each worker process; 0: all cores."),
+    "TELEDIAG_TF_INTER_OP_THREADS": (None, "Parallel operations of one model call; 0: TensorFlow's default."),
+    "TELEDIAG_INFERENCE_BATCH_MAX": (None, "Most waiting smears a worker classifies in one model call (GPU nodes: 8-32)."),
     # Training
     "TELEDIAG_DATASET_DIR": ("`../shared/data/all-leukemia`", "Data set of the smoke tests and examples."),
     "TELEDIAG_LOCAL_WEIGHTS_DIR": (None, "Folder with local ImageNet weight files for training."),
