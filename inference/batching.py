@@ -18,7 +18,6 @@ one-image runtime (probabilities within 1e-4 on smear-like probes); a model that
 whose Grad-CAM is not available, is served one image at a time as before.
 """
 import logging
-import os
 import time
 from contextlib import ExitStack
 
@@ -40,11 +39,8 @@ TOLERANCE = 1e-4
 
 
 def batch_max():
-    """TELEDIAG_INFERENCE_BATCH_MAX: most images per model call (default 1: no batching)."""
-    try:
-        return max(1, int(os.environ.get("TELEDIAG_INFERENCE_BATCH_MAX") or 1))
-    except ValueError:
-        return 1
+    """Most images per model call (INFERENCE_BATCH_MAX; 1: no batching)."""
+    return settings.INFERENCE_BATCH_MAX
 
 
 # --- Claiming waiting jobs ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("telediag.api_urls")),
     path("accounts/", include("accounts.urls")),
+    path("", include("ops.urls")),
     path("", include("inference.urls")),
     path("", include("cases.urls")),
 ]

@@ -18,9 +18,9 @@ def _cases(world, count, images=2):
 
 
 @pytest.fixture
-def batch_of(monkeypatch):
+def batch_of(settings):
     def set_max(n):
-        monkeypatch.setenv("TELEDIAG_INFERENCE_BATCH_MAX", str(n))
+        settings.INFERENCE_BATCH_MAX = n
 
     return set_max
 
@@ -96,10 +96,3 @@ def test_an_unreadable_image_fails_only_its_job(world, model_version, batch_of):
     assert "cannot be read" in AnalysisJob.objects.get(pk=jobs[1].pk).reason
 
 
-@pytest.mark.parametrize("value, expected", [(None, 1), ("", 1), ("16", 16), ("0", 1), ("lots", 1)])
-def test_batch_max_setting(monkeypatch, value, expected):
-    if value is None:
-        monkeypatch.delenv("TELEDIAG_INFERENCE_BATCH_MAX", raising=False)
-    else:
-        monkeypatch.setenv("TELEDIAG_INFERENCE_BATCH_MAX", value)
-    assert batching.batch_max() == expected
