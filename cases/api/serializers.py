@@ -13,7 +13,7 @@ from rest_framework.utils import html
 from accounts.api import OrganisationRefSerializer, UserRefSerializer
 from accounts.models import Organisation
 from cases.access import laboratories_for, patients_visible_to
-from cases.api.common import StrictFieldsMixin
+from cases.api.common import MAX_ID, StrictFieldsMixin
 from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
 from training.models import ModelVersion
 
@@ -207,13 +207,13 @@ class AmendSerializer(StrictFieldsMixin, serializers.Serializer):
 class CaseFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Case.Status.choices, required=False, allow_blank=True)
     priority = serializers.ChoiceField(choices=Case.Priority.choices, required=False, allow_blank=True)
-    patient = serializers.IntegerField(required=False, min_value=1, help_text="Only this patient's cases.")
+    patient = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only this patient's cases.")
 
 
 class AuditEventFilterSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False, allow_blank=True)
-    case = serializers.IntegerField(required=False, min_value=1, help_text="Only events about this case.")
-    actor = serializers.IntegerField(required=False, min_value=1, help_text="Only events by this user.")
+    case = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events about this case.")
+    actor = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events by this user.")
 
 
 # --------------------------------------------------------------------------------------------
