@@ -22,6 +22,7 @@ from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
 from cases.api.common import StandardPagination, StrictFieldsMixin, require_role
 from telediag.api_errors import error_responses
+from telediag.client_ip import client_ip
 
 # --------------------------------------------------------------------------------------------
 # Serializers
@@ -112,6 +113,10 @@ class MeView(APIView):
 class TokenThrottle(AnonRateThrottle):
     scope = "auth-token"
     rate = "20/minute"
+
+    def get_ident(self, request):
+        # The real client behind the trusted proxies, never an address the client chose.
+        return client_ip(request) or "unknown"
 
 
 class TokenView(ObtainAuthToken):

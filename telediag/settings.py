@@ -26,6 +26,12 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+_behind_proxy = env_bool("TELEDIAG_BEHIND_PROXY", False)
+# Reverse proxies in front of Telediag that append to X-Forwarded-For: the client's address is
+# the one the outermost of them saw (telediag.client_ip). 0 ignores the header (clients set it).
+TRUSTED_PROXY_COUNT = env_int("TELEDIAG_TRUSTED_PROXIES", 1 if _behind_proxy else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TELEDIAG_TRUSTED_PROXIES must be 0 or more.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -41,6 +47,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "inference",
+    "security",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +95,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker) share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One cache shared by every web process (throttle counters must not be per process): the
+# database by default (its table is created by `migrate`), or Redis when TELEDIAG_CACHE_URL is set.
+_cache_url = env_str("TELEDIAG_CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "telediag_cache"}
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -216,6 +232,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "telediag.api_errors.exception_handler",
+    # Throttles key on telediag.client_ip; DRF's own reading of X-Forwarded-For uses the same count.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telediag API",
@@ -241,7 +259,7 @@ SECURE_SSL_REDIRECT = _https and env_bool("TELEDIAG_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env_int("TELEDIAG_HSTS_SECONDS", 31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
-if env_bool("TELEDIAG_BEHIND_PROXY", False):
+if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {
