@@ -22,6 +22,9 @@ from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
 from cases.api.common import StandardPagination, StrictFieldsMixin, require_role
 from telediag.api_errors import error_responses
+from cases.models import AuditEvent
+from security.audit import security_event
+from security.errors import LockedOut
 from telediag.client_ip import client_ip
 
 # --------------------------------------------------------------------------------------------
@@ -128,16 +131,22 @@ class TokenView(ObtainAuthToken):
     @extend_schema(
         operation_id="auth_token_create",
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, **error_responses(400, 429)},
+        responses={200: TokenSerializer, **error_responses(400, 413, 429)},
         tags=["accounts"],
         description="Exchange a username and password for an API token. Send the token on every later "
         'request as the header "Authorization: Token <token>". Wrong credentials or an inactive account '
-        "answer 400. Deactivating an account revokes its tokens.",
+        "answer 400; after too many failures for one account from one address, 429 (locked_out) until the "
+        "lockout ends, even with the right password. Deactivating an account revokes its tokens.",
     )
     def post(self, request, *args, **kwargs):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        token, _created = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        if not serializer.is_valid():
+            if getattr(request, "axes_locked_out", False):  # set by django-axes' backend
+                raise LockedOut()
+            raise serializers.ValidationError(serializer.errors)
+        user = serializer.validated_data["user"]
+        token, _created = Token.objects.get_or_create(user=user)
+        security_event(AuditEvent.Action.TOKEN_ISSUED, user=user, request=request)
         return Response({"token": token.key})
 
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "training",
     "inference",
     "security",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a lockout raised by the authentication backend into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "telediag.urls"
@@ -104,6 +107,23 @@ CACHES = {
     if _cache_url
     else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "telediag_cache"}
 }
+
+# django-axes checks every login (portal, admin, API token) before the password is even tried.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lockout (django-axes), stored in the database so every web process sees the same count;
+# keyed by the account and the client's real address together, so an attacker elsewhere cannot
+# lock a pathologist out of their own workstation.
+AXES_FAILURE_LIMIT = env_int("TELEDIAG_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("TELEDIAG_LOGIN_LOCKOUT_MINUTES", 15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "telediag.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "security/locked_out.html"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -268,4 +288,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every attempt at INFO; the audit trail records them already.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
