@@ -18,7 +18,7 @@
       if (value === null || value === undefined || value === false) return;
       if (key === "text") node.textContent = value;
       else if (key === "className") node.className = value;
-      else if (key === "style") node.setAttribute("style", value);
+      else if (key === "style") node.style.cssText = value;  // CSSOM: allowed by the Content-Security-Policy
       else node.setAttribute(key, value === true ? "" : String(value));
     });
     (children || []).forEach(function (child) {
@@ -285,6 +285,10 @@
   };
 
   function start() {
+    // Server-rendered bars carry their width as data (no inline style under the Content-Security-Policy).
+    document.querySelectorAll("[data-td-width]").forEach(function (node) {
+      node.style.width = node.getAttribute("data-td-width") + "%";
+    });
     document.querySelectorAll("[data-inference-analysis]").forEach(function (section) {
       if (!section.telediagPanel) section.telediagPanel = new Panel(section);
     });
