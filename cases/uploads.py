@@ -16,8 +16,9 @@ otherwise. The checks run in this order, and the first one that fails gives the 
    followed by an HTML page") are refused;
 6. orientation: the EXIF orientation is applied.
 
-What is stored: the original bytes unchanged when a browser can display them as they are (8-bit
-JPEG in RGB or greyscale, PNG of at most 8 bits per channel) and no rotation is needed; otherwise a
+What is stored: the original bytes, less their metadata (cases.image_metadata), when a browser can
+display them as they are (8-bit JPEG in RGB or greyscale, PNG of at most 8 bits per channel) and no
+rotation is needed; otherwise a
 lossless PNG re-encoding of the oriented pixels in a displayable 8-bit mode, without metadata such as
 EXIF (GPS, camera serial numbers), so pathologists can see every image in a browser at full
 resolution.
@@ -39,6 +40,7 @@ from django.conf import settings
 from PIL import ExifTags, Image, ImageOps
 
 from cases.errors import UploadRejected
+from cases.image_metadata import strip_jpeg_metadata, strip_png_metadata
 
 __all__ = ["InvalidImage", "ValidatedImage", "validate_upload", "validate_uploads"]
 
@@ -442,9 +444,10 @@ def _build(im, data: bytes, fmt: str, structure: _Structure | None, filename: st
         "original_filename": filename,
     }
     if not rotated and _displayable_as_is(im, fmt, structure):
-        content = data
-        if im.format == "MPO":  # keep only the primary picture, not the ones after it
-            content = data[: structure.end]
+        # Only the primary picture of an MPO (structure.end is where it ends), and no metadata
+        # (GPS, maker notes, comments, the MPO's index of the pictures left out); pixels untouched.
+        strip = strip_jpeg_metadata if fmt == "JPEG" else strip_png_metadata
+        content = strip(data, structure.end)
         return ValidatedImage(
             content=content,
             extension="jpg" if fmt == "JPEG" else "png",
