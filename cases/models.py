@@ -161,6 +161,13 @@ class Review(models.Model):
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     signed_at = models.DateTimeField()
 
+    class SignatureMethod(models.TextChoices):
+        PASSWORD = "password", "Password re-entered"
+        TOTP = "totp", "Authentication code"
+
+    # How the signer proved it was them when signing (electronic signature); blank before it was asked.
+    signature_method = models.CharField(max_length=16, choices=SignatureMethod.choices, blank=True)
+
     class Meta:
         ordering = ["case", "signed_at", "pk"]
         constraints = [

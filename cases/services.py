@@ -158,7 +158,14 @@ def case_move_if(case_id, to_status, condition):
     return bool(changed)
 
 
-def case_sign(*, user, case, diagnosis, comment="", request=None):
+def _check_signature_method(signature_method):
+    # The caller verified the signer's identity (security.signature.verify_signature) and says how.
+    if signature_method not in Review.SignatureMethod.values:
+        raise DomainError("A signature needs the signer's password or authentication code.",
+                          details={"password": ["Required to sign."]})
+
+
+def case_sign(*, user, case, diagnosis, comment="", request=None, signature_method):
     """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds.
 
     The AI's case-level suggestion at that moment is kept with the signature (how often the
@@ -167,6 +174,7 @@ def case_sign(*, user, case, diagnosis, comment="", request=None):
     from inference.services import case_ai_suggestion
 
     _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists sign.")
+    _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
     ai_suggestion = case_ai_suggestion(case)
@@ -179,9 +187,10 @@ def case_sign(*, user, case, diagnosis, comment="", request=None):
         if claimed:
             review = Review.objects.create(
                 case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
-                ai_suggestion=ai_suggestion, signed_by=user, signed_at=now,
+                ai_suggestion=ai_suggestion, signed_by=user, signed_at=now, signature_method=signature_method,
             )
-            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis)
+            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis,
+                  signature_method=signature_method)
     case.refresh_from_db()
     if claimed:
         return review
@@ -199,9 +208,10 @@ def _signable_statuses():
     return [s for s, targets in Case.TRANSITIONS.items() if Case.Status.SIGNED in targets]
 
 
-def case_amend(*, user, case, diagnosis, reason, comment="", request=None):
+def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signature_method):
     """Correct a signed case. The signed version stays; the amendment says who, what and why."""
     _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists amend.")
+    _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
     if not reason or not reason.strip():
@@ -214,12 +224,13 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None):
         previous = locked.current_diagnosis
         review = Review.objects.create(
             case=locked, kind=Review.Kind.AMENDMENT, diagnosis=diagnosis, comment=comment, reason=reason.strip(),
-            supersedes=previous, signed_by=user, signed_at=now,
+            supersedes=previous, signed_by=user, signed_at=now, signature_method=signature_method,
         )
         Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
         audit(
             AuditEvent.Action.AMENDED, actor=user, case=locked, request=request,
             previous=previous.diagnosis if previous else None, diagnosis=diagnosis, reason=reason.strip(),
+            signature_method=signature_method,
         )
     case.refresh_from_db()
     return review

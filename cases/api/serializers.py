@@ -63,7 +63,7 @@ class DiagnosisEntrySerializer(serializers.ModelSerializer):
         model = Review
         fields = [
             "id", "kind", "diagnosis", "diagnosis_label", "comment", "reason", "ai_suggestion", "supersedes",
-            "signed_by", "signed_at",
+            "signed_by", "signed_at", "signature_method",
         ]
         read_only_fields = fields
 
@@ -189,12 +189,24 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
             self.fields["laboratory"].queryset = laboratories_for(request.user)
 
 
-class SignSerializer(StrictFieldsMixin, serializers.Serializer):
+class ElectronicSignatureFields(serializers.Serializer):
+    # The electronic signature: one of the two, entered again for this signature.
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, trim_whitespace=False, max_length=128,
+        style={"input_type": "password"}, help_text="Your password, entered again to sign (or send otp_code).",
+    )
+    otp_code = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, max_length=16,
+        help_text="A current code from your authenticator app, instead of the password.",
+    )
+
+
+class SignSerializer(StrictFieldsMixin, ElectronicSignatureFields):
     diagnosis = serializers.ChoiceField(choices=Diagnosis.choices)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, default="")
 
 
-class AmendSerializer(StrictFieldsMixin, serializers.Serializer):
+class AmendSerializer(StrictFieldsMixin, ElectronicSignatureFields):
     diagnosis = serializers.ChoiceField(choices=Diagnosis.choices)
     reason = serializers.CharField(max_length=MAX_TEXT, help_text="Why the signed diagnosis is amended.")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, default="")

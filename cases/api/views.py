@@ -45,6 +45,7 @@ from cases.audit import audit
 from cases.media import smear_image_response
 from cases.models import AuditEvent, Case, Patient, Review, Smear
 from cases.services import case_amend, case_sign, case_submit, patient_register
+from security.signature import verify_signature
 from telediag.api_errors import error_responses
 
 CASE_ROLES_ONLY = "Only clinicians and pathologists work with cases."
@@ -227,7 +228,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self._case_for_review()
         serializer = SignSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        case_sign(user=request.user, case=case, request=request, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        method = verify_signature(request, request.user, password=data.pop("password"), otp_code=data.pop("otp_code"))
+        case_sign(user=request.user, case=case, request=request, signature_method=method, **data)
         return self._detail(case)
 
     @action(detail=True, methods=["post"], parser_classes=[JSONParser, FormParser, MultiPartParser])
@@ -235,7 +238,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self._case_for_review()
         serializer = AmendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        case_amend(user=request.user, case=case, request=request, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        method = verify_signature(request, request.user, password=data.pop("password"), otp_code=data.pop("otp_code"))
+        case_amend(user=request.user, case=case, request=request, signature_method=method, **data)
         return self._detail(case)
 
 

@@ -128,7 +128,7 @@ def test_superusers_are_not_managed_by_lab_admins(world, client_for):
 
 
 def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
     client = client_for(world.lab_admin)
 
     events = client.get("/api/audit-events/").json()["results"]
@@ -137,7 +137,7 @@ def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
     assert signed["case"] == case.pk and signed["patient"] == world.patient.pk
     assert signed["actor"]["username"] == "paula_pathologist"
     assert signed["actor_organisation"]["name"] == world.lab.name
-    assert signed["detail"] == {"diagnosis": "benign"}
+    assert signed["detail"] == {"diagnosis": "benign", "signature_method": "password"}
 
     assert [e["action"] for e in client.get("/api/audit-events/", {"action": "submitted"}).json()["results"]] == ["submitted"]
     assert {e["case"] for e in client.get("/api/audit-events/", {"case": case.pk}).json()["results"]} == {case.pk}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cases.models import Case
+from tests.conftest import DEMO_PASSWORD
 
 SCREENSHOT = Path("/tmp/review.png")
 
@@ -103,6 +104,7 @@ def test_clinician_submits_and_pathologist_signs(live_server, world, browser, sm
 
     page.check("input[name=sign-diagnosis][value=pre_b]")
     page.fill("#id_sign-comment", "Lymphoblasts with fine chromatin; consistent with Pre-B ALL.")
+    page.fill("#id_sign-password", DEMO_PASSWORD)  # the electronic signature
     page.click("button:has-text('Sign final diagnosis')")
     page.wait_for_selector("[data-testid=signed-state]")
     assert page.locator("text=Signed — read-only").count() == 1
