@@ -25,6 +25,7 @@ from telediag.api_errors import error_responses
 from cases.models import AuditEvent
 from security.audit import security_event
 from security.errors import LockedOut
+from security.tokens import require_second_factor_for_token
 from telediag.client_ip import client_ip
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +96,10 @@ class UserUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    otp_code = serializers.CharField(
+        required=False, help_text="Pathologists, lab admins and superusers: a current code from the authenticator "
+        "app (or a recovery code). Enrol in the portal first.",
+    )
 
 
 class TokenSerializer(serializers.Serializer):
@@ -136,7 +141,8 @@ class TokenView(ObtainAuthToken):
         description="Exchange a username and password for an API token. Send the token on every later "
         'request as the header "Authorization: Token <token>". Wrong credentials or an inactive account '
         "answer 400; after too many failures for one account from one address, 429 (locked_out) until the "
-        "lockout ends, even with the right password. Deactivating an account revokes its tokens.",
+        "lockout ends, even with the right password. Pathologists, lab admins and superusers also send otp_code "
+        "(second factor; enrol in the portal first). Deactivating an account revokes its tokens.",
     )
     def post(self, request, *args, **kwargs):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
@@ -145,6 +151,7 @@ class TokenView(ObtainAuthToken):
                 raise LockedOut()
             raise serializers.ValidationError(serializer.errors)
         user = serializer.validated_data["user"]
+        require_second_factor_for_token(request, user, request.data.get("otp_code"))
         token, _created = Token.objects.get_or_create(user=user)
         security_event(AuditEvent.Action.TOKEN_ISSUED, user=user, request=request)
         return Response({"token": token.key})

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from cases.models import AuditEvent
 from tests.api.conftest import assert_error
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, current_totp_code
 
 NEW = {
     "username": "nina_newpath",
@@ -28,7 +28,11 @@ def test_lab_admin_creates_a_pathologist_who_can_then_log_in(world, client_for):
     assert body["role"] == "pathologist" and body["is_active"] is True and body["email"] == "nina@example.org"
     assert user.organisation == world.lab and user.check_password(NEW["password"])
     assert AuditEvent.objects.filter(action="created", actor=world.lab_admin, detail__username="nina_newpath").exists()
-    token = APIClient().post("/api/auth/token/", {"username": "nina_newpath", "password": NEW["password"]}, format="json")
+    credentials = {"username": "nina_newpath", "password": NEW["password"]}
+    # A pathologist gets API tokens once their second factor is set up (in the portal), with a code.
+    refused = APIClient().post("/api/auth/token/", credentials, format="json")
+    assert refused.status_code == 400 and "otp_code" in refused.json()["error"]["details"]
+    token = APIClient().post("/api/auth/token/", {**credentials, "otp_code": current_totp_code(user)}, format="json")
     assert token.status_code == 200
 
 

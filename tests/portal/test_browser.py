@@ -46,6 +46,14 @@ def sign_in(page, base_url, user):
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("button:has-text('Sign in')")
     page.wait_for_load_state()
+    from security.policy import requires_second_factor
+    from tests.conftest import current_totp_code
+
+    if requires_second_factor(user):  # the second step: a code from the authenticator app
+        page.wait_for_url("**/accounts/two-factor/verify/**")
+        page.fill("#id_code", current_totp_code(user))
+        page.click("button:has-text('Verify')")
+        page.wait_for_load_state()
 
 
 def test_clinician_submits_and_pathologist_signs(live_server, world, browser, smear_file):
