@@ -62,3 +62,82 @@ class SecondFactorMiddleware:
             ), status=403)
         target = "two-factor-verify" if has_second_factor(user) else "two-factor-setup"
         return redirect(f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}")
+
+
+class PasswordChangeRequiredMiddleware:
+    """A user whose password was set by someone else chooses their own before anything else."""
+
+    EXEMPT_PREFIXES = ("/accounts/password/change/", "/accounts/two-factor/", "/accounts/logout/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not request.path_info.startswith(self.EXEMPT_PREFIXES):
+            from security.passwords import must_change_password
+
+            if must_change_password(user):
+                return self._refuse(request)
+        return self.get_response(request)
+
+    def _refuse(self, request):
+        from django.http import JsonResponse
+        from django.shortcuts import redirect
+        from django.urls import reverse
+        from django.utils.http import urlencode
+
+        from telediag.api_errors import error_body
+
+        if request.path_info.startswith("/api/"):
+            return JsonResponse(error_body(
+                "password_change_required", "Choose your own password in the portal first.",
+            ), status=403)
+        return redirect(f"{reverse('password-change')}?{urlencode({'next': request.get_full_path()})}")
+
+
+class SessionIdleTimeoutMiddleware:
+    """Signs a portal session out after ``SESSION_IDLE_TIMEOUT_S`` without the user doing anything.
+
+    Background refreshes (the analysis panel's polling, sent with ``X-Telediag-Background: 1``)
+    do not count as activity, so a page left open on a shared workstation still times out.
+    """
+
+    KEY = "telediag_last_activity"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        import time
+
+        from django.conf import settings
+        from django.contrib.auth import logout
+
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and hasattr(request, "session"):
+            now = int(time.time())
+            last = request.session.get(self.KEY)
+            if last is not None and now - last > settings.SESSION_IDLE_TIMEOUT_S:
+                logout(request)
+                return self._timed_out(request)
+            # Written at most once a minute: not a session save on every request.
+            if last is None or (request.headers.get("X-Telediag-Background") != "1" and now - last >= 60):
+                request.session[self.KEY] = now
+        return self.get_response(request)
+
+    def _timed_out(self, request):
+        from django.contrib import messages
+        from django.http import JsonResponse
+        from django.shortcuts import redirect
+        from django.urls import reverse
+        from django.utils.http import urlencode
+
+        from telediag.api_errors import WWW_AUTHENTICATE, error_body
+
+        if request.path_info.startswith("/api/") or request.headers.get("X-Telediag-Background") == "1":
+            response = JsonResponse(error_body("session_expired", "Signed out after a period of inactivity."), status=401)
+            response["WWW-Authenticate"] = WWW_AUTHENTICATE
+            return response
+        messages.info(request, "You were signed out after a period of inactivity.")
+        return redirect(f"{reverse('login')}?{urlencode({'next': request.get_full_path()})}")

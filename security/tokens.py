@@ -4,11 +4,19 @@ from rest_framework import serializers
 from cases.models import AuditEvent
 from security import two_factor
 from security.audit import security_event
+from security.passwords import must_change_password
 from security.policy import requires_second_factor
 
 
 def require_second_factor_for_token(request, user, code):
-    """Raise a 400 naming otp_code unless ``user`` needs no second factor or ``code`` is accepted."""
+    """Raise a 400 naming otp_code unless ``user`` needs no second factor or ``code`` is accepted.
+
+    A temporary password (set by an admin) gets no token either: it is changed in the portal first.
+    """
+    if must_change_password(user):
+        raise serializers.ValidationError({"password": [
+            "This is a temporary password: sign in to the portal and choose your own first.",
+        ]})
     if not requires_second_factor(user):
         return
     if not two_factor.has_second_factor(user):

@@ -1,6 +1,8 @@
 """Portal pages of the second factor: enrolment, verification at sign-in, recovery codes, reset."""
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -10,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.selectors import get_managed_user
 from cases.models import AuditEvent
 from security import two_factor
+from security.passwords import must_change_password, password_change
 from security.audit import security_event
 from security.forms import CodeForm
 from security.policy import requires_second_factor
@@ -92,3 +95,19 @@ def two_factor_reset(request, pk):
     two_factor.second_factor_reset(admin=request.user, user=managed, request=request)
     messages.success(request, f"Second factor of {managed.username} reset: they set it up again at their next sign-in.")
     return redirect("user-edit", pk=managed.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change_view(request):
+    """Change one's own password: the current one, then the new one twice (the password rules apply)."""
+    forced = must_change_password(request.user)
+    form = PasswordChangeForm(request.user, request.POST or None)
+    for field in form.fields.values():
+        field.widget.attrs.setdefault("class", "form-control")
+    if request.method == "POST" and form.is_valid():
+        password_change(user=request.user, new_password=form.cleaned_data["new_password1"], request=request)
+        update_session_auth_hash(request, request.user)  # stay signed in (and keep the second factor)
+        messages.success(request, "Your password has been changed.")
+        return redirect(_next_url(request) if forced else "account-security")
+    return render(request, "security/password_change.html", {"form": form, "forced": forced, "next": _next_url(request)})

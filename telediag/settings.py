@@ -66,9 +66,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "security.middleware.SessionIdleTimeoutMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "security.middleware.SecondFactorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "security.middleware.PasswordChangeRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a lockout raised by the authentication backend into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -306,6 +308,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("TELEDIAG_SESSION_AGE_S", 8 * 3600)
+# A session unused this long is signed out (security.middleware.SessionIdleTimeoutMiddleware).
+SESSION_IDLE_TIMEOUT_S = env_int("TELEDIAG_SESSION_IDLE_MINUTES", 30) * 60
 _https = env_bool("TELEDIAG_HTTPS", not (DEBUG or DEMO_MODE))
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https

@@ -244,7 +244,10 @@
   Panel.prototype.refresh = function () {
     var self = this;
     if (document.hidden) { this.schedule(this.pollMs); return; } // no polling in a background tab
-    fetch(this.jsonUrl(), {headers: {Accept: "application/json"}, credentials: "same-origin", cache: "no-store"})
+    fetch(this.jsonUrl(), {
+      // A background refresh: not user activity for the session's inactivity timeout.
+      headers: {Accept: "application/json", "X-Telediag-Background": "1"}, credentials: "same-origin", cache: "no-store"
+    })
       .then(function (response) {
         if (response.status === 401 || response.status === 403 || response.status === 404) {
           throw Object.assign(new Error("stop"), {fatal: true});

@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from cases.models import AuditEvent
 from tests.api.conftest import assert_error
+from security.passwords import password_change
 from tests.conftest import DEMO_PASSWORD, current_totp_code
 
 NEW = {
@@ -29,7 +30,12 @@ def test_lab_admin_creates_a_pathologist_who_can_then_log_in(world, client_for):
     assert user.organisation == world.lab and user.check_password(NEW["password"])
     assert AuditEvent.objects.filter(action="created", actor=world.lab_admin, detail__username="nina_newpath").exists()
     credentials = {"username": "nina_newpath", "password": NEW["password"]}
-    # A pathologist gets API tokens once their second factor is set up (in the portal), with a code.
+    # The password is temporary: she chooses her own (in the portal) before getting API tokens...
+    refused = APIClient().post("/api/auth/token/", credentials, format="json")
+    assert refused.status_code == 400 and "temporary password" in refused.json()["error"]["details"]["password"][0]
+    password_change(user=user, new_password="nina-chose-this-1")
+    credentials["password"] = "nina-chose-this-1"
+    # ...and, as a pathologist, sets up her second factor and sends a code with it.
     refused = APIClient().post("/api/auth/token/", credentials, format="json")
     assert refused.status_code == 400 and "otp_code" in refused.json()["error"]["details"]
     token = APIClient().post("/api/auth/token/", {**credentials, "otp_code": current_totp_code(user)}, format="json")

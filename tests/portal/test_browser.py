@@ -40,15 +40,17 @@ def smear_file(tmp_path, settings):
 def sign_in(page, base_url, user):
     from tests.conftest import DEMO_PASSWORD
 
+    from security.policy import requires_second_factor
+    from tests.conftest import current_totp_code, enrol_second_factor
+
+    if requires_second_factor(user):
+        enrol_second_factor(user)  # set up earlier (tests/security covers enrolment in the browser)
     page.goto(base_url + "/")
     page.wait_for_url("**/accounts/login/**")
     page.fill("#id_username", user.username)
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("button:has-text('Sign in')")
     page.wait_for_load_state()
-    from security.policy import requires_second_factor
-    from tests.conftest import current_totp_code
-
     if requires_second_factor(user):  # the second step: a code from the authenticator app
         page.wait_for_url("**/accounts/two-factor/verify/**")
         page.fill("#id_code", current_totp_code(user))
