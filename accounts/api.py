@@ -158,7 +158,7 @@ class TokenView(ObtainAuthToken):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Users of your organisation (lab admins)", responses={200: UserSerializer(many=True), **error_responses(400, 401, 403)}),
+    list=extend_schema(summary="Users of your organisation (lab admins)", responses={200: UserSerializer(many=True), **error_responses(400, 401, 403, 404)}),
     retrieve=extend_schema(summary="One user of your organisation (lab admins)", responses={200: UserSerializer, **error_responses(401, 403, 404)}),
     create=extend_schema(
         summary="Create a user in your organisation (lab admins)",

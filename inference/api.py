@@ -9,7 +9,7 @@ Access: the case selectors of cases.access (invisible → 404); a visible object
 not act → 403. Errors use the project's {"error": {...}} body (telediag.api_errors).
 """
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from inference import services
 from inference.models import AnalysisJob
 from inference.status import case_analysis_data, job_status_text
 from training.models import ModelVersion
+from telediag.api_errors import error_responses
 
 
 class AnalysisJobSerializer(serializers.ModelSerializer):
@@ -66,14 +67,17 @@ def _case_for(user, pk):
 
 
 class CaseAnalysisView(APIView):
-    @extend_schema(responses={200: ANALYSIS_SCHEMA}, summary="AI analysis of a case")
+    @extend_schema(responses={200: ANALYSIS_SCHEMA, **error_responses(401, 403, 404)}, summary="AI analysis of a case")
     def get(self, request, pk):
         case = _case_for(request.user, pk)
         return Response(case_analysis_data(case, request.user, version_id=request.query_params.get("version")))
 
 
 class CaseRerunView(APIView):
-    @extend_schema(request=RerunSerializer, responses={202: ANALYSIS_SCHEMA}, summary="Re-run the analysis with a model version")
+    @extend_schema(
+        request=RerunSerializer, responses={202: ANALYSIS_SCHEMA, **error_responses(400, 401, 403, 404)},
+        summary="Re-run the analysis with a model version",
+    )
     def post(self, request, pk):
         case = _case_for(request.user, pk)
         if not services.can_rerun(request.user, case):
@@ -94,6 +98,7 @@ def _laboratory_jobs(user):
     )
 
 
+@extend_schema_view(get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)}))
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
 
@@ -109,7 +114,10 @@ class AnalysisJobList(generics.ListAPIView):
 
 
 class AnalysisJobRetry(APIView):
-    @extend_schema(request=None, responses={202: AnalysisJobSerializer}, summary="Retry a failed analysis")
+    @extend_schema(
+        request=None, responses={202: AnalysisJobSerializer, **error_responses(400, 401, 403, 404)},
+        summary="Retry a failed analysis",
+    )
     def post(self, request, pk):
         user = request.user
         cases = Case.objects.filter(laboratory_id=user.organisation_id) if user.is_lab_admin else access.cases_visible_to(user)

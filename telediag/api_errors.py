@@ -195,7 +195,7 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input (details name each field at fault), a broken rule or an impossible state change.",
     401: "Not authenticated, or the token is invalid.",
     403: "Your role may not do this.",
-    404: "No such object, or not one you may see.",
+    404: "No such object, or not one you may see (for a list: no such page).",
     409: "Conflict: someone else changed this first (for example, the case is already signed).",
     413: "The request body (outside of files) is too large.",
     415: "Unsupported content type for the request body.",

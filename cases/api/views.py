@@ -61,7 +61,7 @@ DIAGNOSES = Prefetch("diagnoses", queryset=Review.objects.select_related("signed
     list=extend_schema(
         summary="Patients of your organisation (clinicians)",
         description="search matches the medical record number, given or family name; every word must match.",
-        responses={200: PatientSerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: PatientSerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(summary="One patient (clinicians)", responses={200: PatientSerializer, **error_responses(401, 403, 404)}),
     create=extend_schema(
@@ -114,7 +114,7 @@ def _prefers_minimal(request):
     list=extend_schema(
         summary="Cases you may see (clinicians: your site's; pathologists: your laboratory's)",
         parameters=[CaseFilterSerializer],
-        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(
         summary="One case with its smear images and diagnosis history",
@@ -251,7 +251,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 @extend_schema_view(
     get=extend_schema(
         summary="Your laboratory's unsigned cases, urgent first, then oldest first (pathologists)",
-        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ReviewQueueView(ListAPIView):
@@ -288,7 +288,7 @@ class SmearImageView(APIView):
     list=extend_schema(
         summary="Your organisation's audit trail, newest first (lab admins)",
         parameters=[AuditEventFilterSerializer],
-        responses={200: AuditEventSerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: AuditEventSerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(
         summary="One audit event (lab admins)", responses={200: AuditEventSerializer, **error_responses(401, 403, 404)}
