@@ -122,7 +122,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = queryset.get()
         try:
-            registry.activate(version, verify=True)
+            registry.activate(version, verify=True, by=request.user)
         except registry.RegistryError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

@@ -42,6 +42,7 @@ from django.utils.dateparse import parse_datetime
 from training.ml import artifacts
 from training.ml.classes import CLASS_NAMES
 from training.models import ModelVersion
+from training.signals import model_promoted
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -239,13 +240,15 @@ def classify(version, sources, *, batch_size=32, model=None):
     return results
 
 
-def activate(version, verify=True):
+def activate(version, verify=True, by=None):
     """Make ``version`` (ModelVersion, name or id) the one active model; with ``verify``, refuse a
-    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate)."""
+    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate).
+    ``by`` is the user who promoted it (None: a command), for the audit trail."""
     version = get_version(version)
     if verify:
         verify_file(version)
     version.activate()
+    model_promoted.send(sender=ModelVersion, version=version, by=by)
     return version
 
 
