@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11+:
 #   make run    - embedded install: SQLite, local media, Celery on a filesystem broker; portal on :8000
 #   make test   - the whole test suite (needs PostgreSQL and Redis on 127.0.0.1, see README)
+#   make lint   - ruff's checks (configured in pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export TELEDIAG_DEMO ?= true
 
-.PHONY: run test install install-dev migrate worker bench clean-var
+.PHONY: run test lint install install-dev migrate worker bench clean-var
 
 $(VENV)/.installed: requirements.txt requirements-base.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ run: migrate
 
 test: install-dev
 	$(PY) -m pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
 
 worker: install
 	$(VENV)/bin/celery -A telediag worker -Q inference,default -c 1 -l info

@@ -20,13 +20,14 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
-from cases.api.common import StandardPagination, StrictFieldsMixin, require_role
-from telediag.api_errors import error_responses
-from cases.models import AuditEvent
+from audit.models import AuditEvent
+from core.api import StandardPagination, StrictFieldsMixin
+from core.api_errors import error_responses
+from core.client_ip import client_ip
+from core.permissions import administers_organisation, require_role
 from security.audit import security_event
 from security.errors import LockedOut
 from security.tokens import require_second_factor_for_token
-from telediag.client_ip import client_ip
 
 # --------------------------------------------------------------------------------------------
 # Serializers
@@ -179,17 +180,17 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return users_managed_by(self.request.user).order_by("username")
 
     def get_object(self):
-        require_role(self.request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
+        require_role(administers_organisation(self.request.user), services.NOT_A_LAB_ADMIN)
         user = get_managed_user(self.request.user, self.kwargs[self.lookup_field])  # 404 for others' users
         self.check_object_permissions(self.request, user)
         return user
 
     def list(self, request, *args, **kwargs):
-        require_role(request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
+        require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
         return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
-        require_role(request.user.is_lab_admin, services.NOT_A_LAB_ADMIN)
+        require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
         serializer = UserCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_create(admin=request.user, request=request, **serializer.validated_data)

@@ -11,8 +11,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from accounts.models import User
 from accounts.services import allowed_roles
-from cases.errors import DomainError
-from cases.forms import BootstrapFormMixin, apply_domain_error
+from core.errors import DomainError
+from core.forms import BootstrapFormMixin, apply_domain_error
 
 # The services name the password "password"; the forms ask for it twice.
 FIELD_FOR_DETAIL = {"password": "password1"}

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.http import Http404
 
 from accounts.models import User
+from core.permissions import administers_organisation
 
 
 def users_managed_by(admin, *, search="", role=""):
@@ -16,7 +17,7 @@ def users_managed_by(admin, *, search="", role=""):
     ``search`` keeps the users whose username, names or email contain every word of it;
     ``role`` (a ``User.Role`` value) keeps that role only. Empty values filter nothing.
     """
-    if not getattr(admin, "is_authenticated", False) or not admin.is_lab_admin:
+    if not administers_organisation(admin):
         return User.objects.none()
     users = User.objects.filter(organisation_id=admin.organisation_id, is_superuser=False)
     for term in (search or "").split():

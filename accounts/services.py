@@ -23,9 +23,10 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from accounts.models import Organisation, User
-from cases.audit import audit
-from cases.errors import DomainError, NotAllowed
-from cases.models import AuditEvent
+from audit.models import AuditEvent
+from audit.services import audit
+from core.errors import DomainError, NotAllowed
+from core.permissions import administers_organisation, require_role
 from security.passwords import password_set_by_admin
 
 # Which roles make sense in which kind of organisation: a pathologist reads a laboratory's cases,
@@ -64,11 +65,6 @@ class _Problems:
     def raise_if_any(self):
         if self.details:
             raise DomainError(" ".join(self.messages), details=self.details)
-
-
-def _require_admin(admin):
-    if not getattr(admin, "is_authenticated", False) or not admin.is_lab_admin:
-        raise NotAllowed(NOT_A_LAB_ADMIN)
 
 
 def _require_managed(admin, user):
@@ -125,7 +121,7 @@ def _clean_email(value):
 
 def user_create(*, admin, username, password, role, first_name="", last_name="", email="", request=None):
     """Create an account in ``admin``'s own organisation (never staff, never superuser)."""
-    _require_admin(admin)
+    require_role(administers_organisation(admin), NOT_A_LAB_ADMIN)
     organisation = admin.organisation
     problems = _Problems()
     username = _clean_username(problems, username)
@@ -160,7 +156,7 @@ def user_update(
     ``None`` leaves a value as it is. Nothing is saved unless every change is allowed. The audit
     event lists each changed field as ``[before, after]``; a new password shows as ``password_reset``.
     """
-    _require_admin(admin)
+    require_role(administers_organisation(admin), NOT_A_LAB_ADMIN)
     _require_managed(admin, user)
 
     wanted = {}

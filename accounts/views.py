@@ -8,25 +8,22 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
 from accounts.forms import UserCreateForm, UserEditForm
 from accounts.models import User
 from accounts.selectors import get_managed_user, users_managed_by
-from cases.errors import DomainError, NotAllowed
+from core.errors import DomainError, NotAllowed
+from core.permissions import administers_organisation, require_role
+from security.two_factor import second_factor_reset
 
 PAGE_SIZE = 25
 
 
-def _require_lab_admin(user):
-    if not user.is_lab_admin:
-        raise PermissionDenied(services.NOT_A_LAB_ADMIN)
-
-
 @login_required
 def user_list(request):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     query = request.GET.get("q", "").strip()[:120]
     role = request.GET.get("role", "")
     if role not in User.Role.values:
@@ -45,7 +42,7 @@ def user_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def user_create(request):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     form = UserCreateForm(request.POST or None, organisation=request.user.organisation)
     if request.method == "POST" and form.is_valid():
         try:
@@ -63,7 +60,7 @@ def user_create(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def user_edit(request, pk):
-    _require_lab_admin(request.user)
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
     managed = get_managed_user(request.user, pk)  # 404 for another organisation's users
     action = request.POST.get("action") if request.method == "POST" else None
 
@@ -96,3 +93,16 @@ def user_edit(request, pk):
             messages.success(request, f"User {user.username} updated.")
             return redirect("user-list")
     return render(request, "accounts/user_form.html", {"form": form, "creating": False, "managed": managed})
+
+
+@login_required
+@require_POST
+def user_reset_two_factor(request, pk):
+    """A lab admin removes a user's second factor (lost phone); they set it up again at next sign-in."""
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
+    managed = get_managed_user(request.user, pk)  # 404 for other organisations' users
+    if managed == request.user:
+        raise PermissionDenied("Ask another lab admin or a superuser to reset your own second factor.")
+    second_factor_reset(admin=request.user, user=managed, request=request)
+    messages.success(request, f"Second factor of {managed.username} reset: they set it up again at their next sign-in.")
+    return redirect("user-edit", pk=managed.pk)

@@ -208,9 +208,9 @@ def build_model_file(args, work, images):
     import keras
     import numpy as np
 
-    from training.ml import artifacts
-    from training.ml.architectures import build_model
-    from training.ml.images import prepare_image
+    from ml import artifacts
+    from ml.architectures import build_model
+    from ml.images import prepare_image
 
     size = args.image_size
     x = np.stack([prepare_image(data, size) for _, data, _ in images[:64]]).astype("float32")
@@ -241,7 +241,7 @@ def setup_django_world(model_path, sha256, architecture):
 
     from accounts.models import Organisation, ReferralLink, User
     from cases.models import Patient
-    from training.ml.classes import CLASS_NAMES
+    from ml.classes import CLASS_NAMES
     from training.models import ModelVersion
 
     site = Organisation.objects.create(name="Bench Clinic", kind="referring")
@@ -254,7 +254,7 @@ def setup_django_world(model_path, sha256, architecture):
     token = Token.objects.create(user=clinician).key
     import keras  # noqa: F401 - only to read the input size below
 
-    from training.ml import artifacts
+    from ml import artifacts
 
     model = artifacts.load_model_verified(model_path, sha256)
     metadata_path = Path(model_path).with_name("metadata.json")
@@ -613,7 +613,7 @@ def raw_batched(model, prepared, batch_size=32):
 
 
 class _LegacyServing:
-    """What the worker did per image before training.ml.export: predict, then Grad-CAM (for comparisons)."""
+    """What the worker did per image before ml.export: predict, then Grad-CAM (for comparisons)."""
 
     runtime = "keras"
     fallback_reason = "older code: predict_on_batch, then a separate Grad-CAM pass"
@@ -644,8 +644,9 @@ def image_work(version, serving, images):
 
     from PIL import Image
 
-    from inference import heatmaps, smear_gate
-    from training.ml.images import prepare_image
+    from inference import smear_gate
+    from ml import heatmaps
+    from ml.images import prepare_image
 
     check = smear_gate.check_for(version)
     size = version.input_size
@@ -803,7 +804,7 @@ def main(argv=None):
     images, source, data_root = load_real_images(args.data, args.images, args.image_size)
     log(f"   {len(images)} {source} images from {data_root}")
     if args.model_file:
-        from training.ml import artifacts
+        from ml import artifacts
 
         model_path = Path(args.model_file).resolve()
         sha256 = artifacts.sha256_file(model_path)
@@ -821,7 +822,7 @@ def main(argv=None):
 
     import numpy as np
 
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     prepared = np.stack([prepare_image(data, size) for _, data, _ in images])
     raw_model(model, prepared[:10])  # warm

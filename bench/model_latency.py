@@ -18,7 +18,7 @@ from _common import DEFAULT_DATA, Contention, machine_line, median, percentile, 
 
 
 def _images(size, count=8):
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     root = DEFAULT_DATA
     if not root.is_dir():
@@ -47,7 +47,7 @@ def measure(path, runs):
 
     import numpy as np
 
-    from training.ml import artifacts, export
+    from ml import artifacts, export
 
     sha256 = artifacts.sha256_file(path)
     model = artifacts.load_model_verified(path, sha256)

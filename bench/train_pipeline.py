@@ -7,7 +7,7 @@
 For each architecture, three ways of training the same architecture for the same steps, timed in
 interleaved rounds (so background load hits all of them alike):
 
-  real      what training.ml.pipeline/train do: images decoded by ``dataset.load_arrays``
+  real      what ml.pipeline/train do: images decoded by ``dataset.load_arrays``
             (``prepare_image``, a thread pool), the model built WITH its in-model augmentation,
             compiled as train.py compiles it (Adam, sparse categorical cross-entropy, accuracy,
             jit_compile="auto") and fitted on the uint8 arrays with shuffle=True and class weights.
@@ -75,7 +75,7 @@ def pick_samples(data_dir, count, image_size):
 
     The folder is scanned once per process (scan_dataset hashes and decodes every file, which a
     training run also does once, before its epochs)."""
-    from training.ml.dataset import scan_dataset
+    from ml.dataset import scan_dataset
 
     key = (str(data_dir), image_size)
     if key not in _scanned:
@@ -103,11 +103,11 @@ def pick_samples(data_dir, count, image_size):
 
 
 def compiled(architecture, image_size, augment, seed=42):
-    """A model built and compiled exactly as training.ml.train.train_model does."""
+    """A model built and compiled exactly as ml.train.train_model does."""
     import keras
 
-    from training.ml.architectures import build_model
-    from training.ml.train import TrainConfig
+    from ml.architectures import build_model
+    from ml.train import TrainConfig
 
     config = TrainConfig(architecture=architecture, image_size=image_size, augment=augment)
     model = build_model(architecture, image_size=image_size, num_classes=config.num_classes, augment=augment,
@@ -128,8 +128,8 @@ def premade_dataset(x, y, batch_size):
 def bench_architecture(architecture, args, log):
     import numpy as np
 
-    from training.ml.dataset import load_arrays
-    from training.ml.train import class_weights
+    from ml.dataset import load_arrays
+    from ml.train import class_weights
 
     steps = args.steps or DEFAULT_STEPS.get(architecture, 4)
     count = steps * args.batch_size
@@ -234,7 +234,7 @@ def augmentation_breakdown(batch, image_size, per_layer=True):
     """Forward time per image of the augmentation block (and of each of its layers), training=True, ms."""
     import tensorflow as tf
 
-    from training.ml.augmentation import build_augmentation
+    from ml.augmentation import build_augmentation
 
     block = build_augmentation(seed=1)
     block.build((None, image_size, image_size, 3))

@@ -3,12 +3,11 @@
 Anything a user may not see is simply absent from their querysets, so views answer 404 (not 403)
 and ids of other organisations don't leak.
 """
-from django.db.models import Case as Conditional, IntegerField, Q, Value, When
+from django.db.models import Case as Conditional, IntegerField, Value, When
 from django.http import Http404
 
 from accounts.models import Organisation
-
-from cases.models import AuditEvent, Case, Patient, Smear
+from cases.models import Case, Patient, Smear
 
 
 def patients_visible_to(user):
@@ -38,16 +37,6 @@ def review_queue_for(user):
         .select_related("patient", "site")
         .order_by(urgent_first, "created_at", "pk")
     )
-
-
-def audit_events_visible_to(user):
-    """Lab admins read the trail of their organisation: its people and its cases."""
-    if not user.is_authenticated or not user.is_lab_admin:
-        return AuditEvent.objects.none()
-    org = user.organisation_id
-    return AuditEvent.objects.filter(
-        Q(actor_organisation_id=org) | Q(case__site_id=org) | Q(case__laboratory_id=org) | Q(patient__organisation_id=org)
-    ).select_related("actor", "case", "patient")
 
 
 def get_case_for(user, pk):

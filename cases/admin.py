@@ -1,19 +1,7 @@
 from django.contrib import admin
 
-from cases.models import AuditEvent, Case, Patient, Review, Smear
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Clinical records change only through the services (with audit); the admin only reads."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from cases.models import Case, Patient, Review, Smear
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Patient)
@@ -41,9 +29,3 @@ class CaseAdmin(ReadOnlyAdmin):
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["case", "kind", "diagnosis", "signed_by", "signed_at"]
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "action", "case", "patient", "ip_address"]
-    list_filter = ["action"]

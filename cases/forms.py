@@ -4,49 +4,8 @@ from django.utils import timezone
 
 from cases.access import laboratories_for, patients_visible_to
 from cases.models import Case, Diagnosis, Patient
+from core.forms import BootstrapFormMixin
 from training.models import ModelVersion
-
-
-class BootstrapFormMixin:
-    """Bootstrap classes on every widget, and is-invalid on the fields that have errors."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for field in self.fields.values():
-            widget = field.widget
-            input_type = getattr(widget, "input_type", None)
-            if input_type in ("checkbox", "radio"):
-                base = "form-check-input"
-            elif isinstance(widget, forms.Select):
-                base = "form-select"
-            else:
-                base = "form-control"
-            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {base}".strip()
-
-    def add_error(self, field, error):
-        super().add_error(field, error)
-        names = [field] if field else []
-        if field is None and hasattr(error, "error_dict"):
-            names = list(error.error_dict)
-        for name in names:
-            if name in self.fields:
-                widget = self.fields[name].widget
-                if "is-invalid" not in widget.attrs.get("class", ""):
-                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
-
-
-def apply_domain_error(form, error):
-    """Show a DomainError on a form: details keyed by a form field go under that field."""
-    placed = False
-    for key, messages in (error.details or {}).items():
-        if key in form.fields:
-            if isinstance(messages, str):
-                messages = [messages]
-            for message in messages:
-                form.add_error(key, str(message))
-            placed = True
-    form.add_error(None, error.message)
-    return placed
 
 
 class PatientSearchForm(BootstrapFormMixin, forms.Form):
@@ -124,7 +83,7 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         else:
             # One laboratory (or none, which the service explains): nothing to choose.
             del self.fields["laboratory"]
-        versions = ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
+        versions = ModelVersion.objects.order_by("-is_active", "-created_at")
         if versions.count() > 1:
             self.fields["model_version"].queryset = versions
         else:

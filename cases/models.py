@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from accounts.models import Organisation
+from security.choices import SignatureMethod
 
 
 class Diagnosis(models.TextChoices):
@@ -110,9 +111,6 @@ class Case(models.Model):
     def is_final(self):
         return self.status in self.FINAL_STATUSES
 
-    def can_move_to(self, status):
-        return status in self.TRANSITIONS.get(self.status, set())
-
     @property
     def current_diagnosis(self):
         return self.diagnoses.order_by("-signed_at", "-pk").first()
@@ -161,9 +159,7 @@ class Review(models.Model):
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     signed_at = models.DateTimeField()
 
-    class SignatureMethod(models.TextChoices):
-        PASSWORD = "password", "Password re-entered"
-        TOTP = "totp", "Authentication code"
+    SignatureMethod = SignatureMethod
 
     # How the signer proved it was them when signing (electronic signature); blank before it was asked.
     signature_method = models.CharField(max_length=16, choices=SignatureMethod.choices, blank=True)
@@ -179,56 +175,6 @@ class Review(models.Model):
         return f"{self.get_kind_display()} of {self.case}: {self.get_diagnosis_display()}"
 
     def save(self, *args, **kwargs):
-        if self.pk is not None and not kwargs.pop("_allow_update", False):
+        if self.pk is not None:
             raise ValidationError("A signed diagnosis is read-only; record an amendment instead.")
         super().save(*args, **kwargs)
-
-
-class AuditEvent(models.Model):
-    """Append-only trail: who did what to which record, when, from where."""
-
-    class Action(models.TextChoices):
-        CREATED = "created", "Created"
-        VIEWED = "viewed", "Viewed"
-        CHANGED = "changed", "Changed"
-        SUBMITTED = "submitted", "Submitted"
-        SIGNED = "signed", "Signed"
-        AMENDED = "amended", "Amended"
-        SIGN_REFUSED = "sign_refused", "Signature refused"
-        ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
-        # Security events (no case or patient): sign-ins, lockouts, credentials.
-        LOGGED_IN = "logged_in", "Signed in"
-        LOGGED_OUT = "logged_out", "Signed out"
-        LOGIN_FAILED = "login_failed", "Sign-in failed"
-        LOCKED_OUT = "locked_out", "Locked out"
-        TOKEN_ISSUED = "token_issued", "API token issued"
-        PASSWORD_CHANGED = "password_changed", "Password changed"
-        PASSWORD_RESET = "password_reset", "Password reset by an admin"
-        TWO_FACTOR_ENROLLED = "2fa_enrolled", "Second factor enrolled"
-        TWO_FACTOR_RESET = "2fa_reset", "Second factor reset"
-        RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
-        MODEL_REGISTERED = "model_registered", "AI model registered"
-        MODEL_PROMOTED = "model_promoted", "AI model promoted"
-
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
-    actor_organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, null=True, related_name="+")
-    action = models.CharField(max_length=24, choices=Action.choices)
-    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    detail = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-
-    def __str__(self):
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValidationError("Audit events are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValidationError("Audit events are append-only.")

@@ -5,22 +5,21 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import audit
 from cases.access import laboratories_for
-from cases.audit import audit
-from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed
-from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
+from cases.models import Case, Diagnosis, Patient, Review, Smear
+from cases.signals import case_signed, case_submitted
 from cases.uploads import validate_uploads
+from core import permissions
+from core.errors import AlreadySigned, DomainError, InvalidTransition
+from core.permissions import require_role
 
 logger = logging.getLogger(__name__)
 
 
-def _require(condition, message):
-    if not condition:
-        raise NotAllowed(message)
-
-
 def patient_register(*, user, mrn, given_name, family_name, sex, date_of_birth, request=None):
-    _require(user.is_clinician, "Only clinicians register patients.")
+    require_role(permissions.works_with_patients(user), "Only clinicians register patients.")
     mrn = mrn.strip()
     if not mrn:
         raise DomainError("The medical record number is required.", details={"mrn": ["This field is required."]})
@@ -69,7 +68,7 @@ def case_submit(
     model_version=None, request=None,
 ):
     """Create a case with its smears, all or nothing: one bad file and no case is created."""
-    _require(user.is_clinician, "Only clinicians submit cases.")
+    require_role(permissions.works_with_patients(user), "Only clinicians submit cases.")
     if patient.organisation_id != user.organisation_id:
         raise DomainError("That patient is not registered at your organisation.", details={"patient": ["Unknown patient."]})
     if priority not in Case.Priority.values:
@@ -105,9 +104,7 @@ def case_submit(
                 smear.save()
                 smears.append(smear)
             audit(AuditEvent.Action.SUBMITTED, actor=user, case=case, request=request, smears=len(images))
-            from inference.services import case_analysis_request
-
-            case_analysis_request(case, model_version=model_version, smears=smears)
+            case_submitted.send(sender=Case, case=case, smears=smears, model_version=model_version)
     except BaseException:
         # The database rolled back; remove the files it no longer points to.
         _delete_stored_files(stored)
@@ -168,16 +165,13 @@ def _check_signature_method(signature_method):
 def case_sign(*, user, case, diagnosis, comment="", request=None, signature_method):
     """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds.
 
-    The AI's case-level suggestion at that moment is kept with the signature (how often the
-    pathologist agreed is part of how the model is judged).
+    Receivers of ``case_signed`` add to the signature in the same transaction (the analysis app
+    records the AI's case-level suggestion at that moment).
     """
-    from inference.services import case_ai_suggestion
-
-    _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists sign.")
+    require_role(permissions.is_case_pathologist(user, case), "Only the laboratory's pathologists sign.")
     _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
-    ai_suggestion = case_ai_suggestion(case)
     now = timezone.now()
     with transaction.atomic():
         # The conditional update is the lock: only one signer finds the case still unsigned.
@@ -187,8 +181,9 @@ def case_sign(*, user, case, diagnosis, comment="", request=None, signature_meth
         if claimed:
             review = Review.objects.create(
                 case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
-                ai_suggestion=ai_suggestion, signed_by=user, signed_at=now, signature_method=signature_method,
+                signed_by=user, signed_at=now, signature_method=signature_method,
             )
+            case_signed.send(sender=Case, case=case, review=review)
             audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis,
                   signature_method=signature_method)
     case.refresh_from_db()
@@ -210,7 +205,7 @@ def _signable_statuses():
 
 def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signature_method):
     """Correct a signed case. The signed version stays; the amendment says who, what and why."""
-    _require(user.is_pathologist and case.laboratory_id == user.organisation_id, "Only the laboratory's pathologists amend.")
+    require_role(permissions.is_case_pathologist(user, case), "Only the laboratory's pathologists amend.")
     _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})

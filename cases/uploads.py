@@ -40,9 +40,9 @@ from typing import NoReturn
 from django.conf import settings
 from PIL import ExifTags, Image, ImageOps
 
-from cases.errors import UploadRejected
 from cases.image_metadata import strip_jpeg_metadata, strip_png_metadata
 from cases.upload_memory import decode_cost
+from core.errors import UploadRejected
 
 __all__ = ["InvalidImage", "ValidatedImage", "validate_upload", "validate_uploads"]
 
@@ -198,7 +198,7 @@ def _validate(uploaded_file, filename: str) -> ValidatedImage:
                 im.load()
             except MemoryError:
                 raise InvalidImage("is too large to process") from None
-            except Exception:
+            except Exception:  # noqa: BLE001 - any decoder error means the pixels are bad
                 raise InvalidImage("is damaged or truncated") from None
             # (5) An MPO (multi-picture JPEG from some cameras) has further pictures after the
             # first; only the first is stored, so what follows it is never kept.
@@ -256,7 +256,7 @@ def _open_header(data: bytes, fmt: str, max_pixels: int):
         raise
     except MemoryError:
         raise InvalidImage("is too large to process") from None
-    except Exception:
+    except Exception:  # noqa: BLE001 - Pillow raises many types on hostile headers
         _unreadable(fmt)
     if im.format not in _PILLOW_FORMATS[fmt]:
         im.close()
@@ -275,7 +275,7 @@ def _open_with_plugin(data: bytes, fmt: str):
     factory, _accept = Image.OPEN[fmt]
     try:
         return factory(io.BytesIO(data), "")
-    except Exception:
+    except Exception:  # noqa: BLE001 - any plugin error means unreadable
         _unreadable(fmt)
 
 
@@ -328,12 +328,12 @@ def _check_frames(im, fmt: str) -> None:
                 other_full_pages = True
     except EOFError:
         pass
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile TIFF directories raise many types
         raise InvalidImage("is damaged or truncated") from None
     if pages > 1:
         try:
             im.seek(0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - hostile TIFF directories raise many types
             raise InvalidImage("is damaged or truncated") from None
     if other_full_pages or pages > _MAX_TIFF_PAGES:
         more = "more than " if pages > _MAX_TIFF_PAGES else ""
@@ -498,7 +498,7 @@ def _build(im, data: bytes, fmt: str, structure: _Structure | None, filename: st
         raise
     except MemoryError:
         raise InvalidImage("is too large to process") from None
-    except Exception:
+    except Exception:  # noqa: BLE001 - any error on hostile pixels means damaged
         raise InvalidImage("is damaged or truncated") from None
     return ValidatedImage(
         content=content,
@@ -515,7 +515,7 @@ def _orientation(im) -> int:
     try:
         value = im.getexif().get(ExifTags.Base.Orientation, 1)
         return int(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 - EXIF is optional metadata
         return 1  # unreadable EXIF: nothing trustworthy to apply
 
 

@@ -14,10 +14,10 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from audit.models import AuditEvent
+from audit.selectors import audit_events_visible_to
+from audit.services import audit
 from cases import access, services
-from cases.audit import audit
-from cases.media import smear_image_response
-from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from cases.forms import (
     AmendForm,
     CaseFilterForm,
@@ -25,9 +25,13 @@ from cases.forms import (
     PatientForm,
     PatientSearchForm,
     SignForm,
-    apply_domain_error,
 )
-from cases.models import AuditEvent, Case
+from cases.media import smear_image_response
+from cases.models import Case
+from core import permissions
+from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
+from core.forms import apply_domain_error
+from core.permissions import require_role
 from security.signature import verify_signature
 
 PAGE_SIZE = 25
@@ -37,12 +41,6 @@ AUDIT_PAGE_SIZE = 50
 
 def paginate(request, queryset, per_page=PAGE_SIZE):
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-def require_role(user, *checks):
-    """403 unless the user has one of the roles (e.g. "is_clinician")."""
-    if not any(getattr(user, check, False) for check in checks):
-        raise PermissionDenied("Your role does not give access to this page.")
 
 
 # --- Home -------------------------------------------------------------------------------------
@@ -67,7 +65,7 @@ def home(request):
 
 @login_required
 def patient_list(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     search = PatientSearchForm(request.GET or None)
     patients = (
         access.patients_visible_to(request.user)
@@ -91,7 +89,7 @@ def patient_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def patient_create(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -108,7 +106,7 @@ def patient_create(request):
 
 @login_required
 def patient_detail(request, pk):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     patient = access.get_patient_for(request.user, pk)
     cases = (
         access.cases_visible_to(request.user)
@@ -129,7 +127,7 @@ def patient_detail(request, pk):
 @login_required
 @require_http_methods(["GET", "POST"])
 def case_create(request):
-    require_role(request.user, "is_clinician")
+    require_role(permissions.works_with_patients(request.user))
     initial = {}
     patient_id = request.GET.get("patient")
     if patient_id:
@@ -186,7 +184,7 @@ def _reason_text(reason):
 
 @login_required
 def case_list(request):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     filters = CaseFilterForm(request.GET or None)
     cases = (
         access.cases_visible_to(request.user)
@@ -215,7 +213,7 @@ def _case_context(case):
 
 @login_required
 def case_detail(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)
     audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-detail")
     return render(request, "cases/case_detail.html", _case_context(case))
@@ -223,7 +221,7 @@ def case_detail(request, pk):
 
 @login_required
 def smear_image(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     return smear_image_response(access.get_smear_for(request.user, pk))
 
 
@@ -232,7 +230,7 @@ def smear_image(request, pk):
 
 @login_required
 def review_queue(request):
-    require_role(request.user, "is_pathologist")
+    require_role(permissions.reviews_cases(request.user))
     queue = access.review_queue_for(request.user).annotate(smear_count=Count("smears"))
     urgent_count = access.review_queue_for(request.user).filter(priority=Case.Priority.URGENT).count()
     return render(
@@ -243,11 +241,10 @@ def review_queue(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def case_review(request, pk):
-    require_role(request.user, "is_clinician", "is_pathologist")
+    require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)  # 404 outside the user's site or laboratory
     # Visible, but only the laboratory's pathologists review (a clinician gets 403).
-    if not (request.user.is_pathologist and case.laboratory_id == request.user.organisation_id):
-        raise PermissionDenied("Only pathologists of the reading laboratory review cases.")
+    require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory review cases.")
 
     sign_form = SignForm(prefix="sign")
     amend_form = AmendForm(prefix="amend")
@@ -309,8 +306,8 @@ def case_review(request, pk):
 
 @login_required
 def audit_log(request):
-    require_role(request.user, "is_lab_admin")
-    events = access.audit_events_visible_to(request.user).select_related("actor_organisation")
+    require_role(permissions.administers_organisation(request.user))
+    events = audit_events_visible_to(request.user).select_related("actor_organisation")
     action = request.GET.get("action", "")
     if action in AuditEvent.Action.values:
         events = events.filter(action=action)

@@ -1,27 +1,27 @@
 """REST API of the AI analysis (DRF). Wired under /api/ by inference.api_urls.
 
-- GET  /api/cases/<pk>/analysis/           the analysis of a case (same body as /cases/<pk>/analysis.json)
+- GET  /api/cases/<pk>/analysis/           the analysis of a case (the portal's panel polls it too)
 - POST /api/cases/<pk>/analysis/rerun/     {"model_version": id} — pathologists of the laboratory
 - GET  /api/analysis/jobs/?status=failed   jobs of the user's laboratory (pathologists, lab admins)
 - POST /api/analysis/jobs/<id>/retry/      queue a failed job again — pathologists, lab admins
 
 Access: the case selectors of cases.access (invisible → 404); a visible object but a role that may
-not act → 403. Errors use the project's {"error": {...}} body (telediag.api_errors).
+not act → 403. Errors use the project's {"error": {...}} body (core.api_errors).
 """
-from django.http import Http404
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases import access
-from cases.models import Case
-from inference import services
+from core import permissions
+from core.api_errors import error_responses
+from core.permissions import require_role
+from inference import selectors, services
 from inference.models import AnalysisJob
 from inference.status import case_analysis_data, job_status_text
 from training.models import ModelVersion
-from telediag.api_errors import error_responses
 
 
 class AnalysisJobSerializer(serializers.ModelSerializer):
@@ -45,7 +45,7 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
 
 
 class RerunSerializer(serializers.Serializer):
-    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.without_record())
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
 
 
 ANALYSIS_SCHEMA = inline_serializer(
@@ -61,8 +61,7 @@ ANALYSIS_SCHEMA = inline_serializer(
 
 
 def _case_for(user, pk):
-    if not (user.is_clinician or user.is_pathologist):
-        raise PermissionDenied("Your role does not give access to cases.")
+    require_role(permissions.works_with_cases(user), "Your role does not give access to cases.")
     return access.get_case_for(user, pk)
 
 
@@ -70,7 +69,9 @@ class CaseAnalysisView(APIView):
     @extend_schema(responses={200: ANALYSIS_SCHEMA, **error_responses(401, 403, 404)}, summary="AI analysis of a case")
     def get(self, request, pk):
         case = _case_for(request.user, pk)
-        return Response(case_analysis_data(case, request.user, version_id=request.query_params.get("version")))
+        response = Response(case_analysis_data(case, request.user, version_id=request.query_params.get("version")))
+        add_never_cache_headers(response)  # polled by the portal: always the current state
+        return response
 
 
 class CaseRerunView(APIView):
@@ -80,8 +81,7 @@ class CaseRerunView(APIView):
     )
     def post(self, request, pk):
         case = _case_for(request.user, pk)
-        if not services.can_rerun(request.user, case):
-            raise PermissionDenied("Only pathologists of the reading laboratory re-run an analysis.")
+        require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory re-run an analysis.")
         serializer = RerunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.case_rerun(
@@ -90,23 +90,14 @@ class CaseRerunView(APIView):
         return Response(case_analysis_data(case, request.user), status=status.HTTP_202_ACCEPTED)
 
 
-def _laboratory_jobs(user):
-    if not (user.is_pathologist or user.is_lab_admin):
-        return AnalysisJob.objects.none()
-    return AnalysisJob.objects.with_version().select_related("smear__case").filter(
-        smear__case__laboratory_id=user.organisation_id
-    )
-
-
 @extend_schema_view(get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)}))
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
 
     def get_queryset(self):
         user = self.request.user
-        if not (user.is_pathologist or user.is_lab_admin):
-            raise PermissionDenied("Only the reading laboratory's staff list analysis jobs.")
-        jobs = _laboratory_jobs(user).order_by("-enqueued_at", "-pk")
+        require_role(permissions.watches_analyses(user), "Only the reading laboratory's staff list analysis jobs.")
+        jobs = selectors.laboratory_jobs(user).order_by("-enqueued_at", "-pk")
         wanted = self.request.query_params.get("status")
         if wanted in AnalysisJob.Status.values:
             jobs = jobs.filter(status=wanted)
@@ -119,11 +110,6 @@ class AnalysisJobRetry(APIView):
         summary="Retry a failed analysis",
     )
     def post(self, request, pk):
-        user = request.user
-        cases = Case.objects.filter(laboratory_id=user.organisation_id) if user.is_lab_admin else access.cases_visible_to(user)
-        try:
-            job = AnalysisJob.objects.with_version().select_related("smear__case").get(pk=pk, smear__case__in=cases)
-        except (AnalysisJob.DoesNotExist, ValueError, TypeError):
-            raise Http404 from None
-        job = services.job_retry(user=user, job=job, request=request)
+        job = selectors.get_job_for_retry(request.user, pk)
+        job = services.job_retry(user=request.user, job=job, request=request)
         return Response(AnalysisJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

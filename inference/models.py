@@ -13,13 +13,8 @@ from django.utils import timezone
 
 class AnalysisJobQuerySet(models.QuerySet):
     def with_version(self):
-        """Jobs with their model version in the same query, its training record left unread
-        (ModelVersion.RECORD_FIELDS: large JSON that workers and status pages never use)."""
-        from training.models import ModelVersion
-
-        return self.select_related("model_version").defer(
-            *(f"model_version__{name}" for name in ModelVersion.RECORD_FIELDS)
-        )
+        """Jobs with their model version in the same query (its training record is a separate table)."""
+        return self.select_related("model_version")
 
 
 class AnalysisJob(models.Model):

@@ -2,7 +2,7 @@
 
 The flow, with the database as the only source of truth:
 
-1. ``case_analysis_request`` (called by ``cases.services.case_submit`` inside its transaction)
+1. ``case_analysis_request`` (on ``cases.signals.case_submitted``, inside the submission's transaction)
    creates one queued ``AnalysisJob`` per smear and, *after the transaction commits*, publishes one
    task message per job carrying the job id only. With no model to use, no job is created and the
    case shows "waiting for a model"; the sweeper analyses it once a model is active.
@@ -28,15 +28,20 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from cases.audit import audit
-from cases.errors import DomainError, InvalidTransition, NotAllowed
-from cases.models import AuditEvent, Case, Smear
+from audit.models import AuditEvent
+from audit.services import audit
+from cases.models import Case, Smear
+from core import permissions
+from core.errors import DomainError, InvalidTransition
+from core.permissions import require_role
+from core.task_lookup import task_named
 from inference.models import AnalysisJob
 from training.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_QUEUE = "inference"
+ANALYSE_SMEAR_TASK = "inference.analyse_smear"  # inference.tasks.analyse_smear
 # Publishing with the broker down: one quick retry, then give up (the sweeper tries again later).
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 # A job never handed to the broker is left alone this long (its publish may be under way).
@@ -47,21 +52,12 @@ STALE_RUNNING_GRACE_S = 60
 ANALYSABLE_CASE_STATUSES = (Case.Status.SUBMITTED, Case.Status.ANALYSING, Case.Status.AWAITING_REVIEW)
 
 
-def _require(condition, message):
-    if not condition:
-        raise NotAllowed(message)
-
-
-def _max_attempts():
-    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
-
-
 # --- Requesting analysis ----------------------------------------------------------------------
 
 
 def model_version_for(case, model_version=None):
     """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
-    return model_version or case.requested_model_version or ModelVersion.active(with_record=False)
+    return model_version or case.requested_model_version or ModelVersion.active()
 
 
 def case_analysis_request(case, model_version=None, *, requested_by=None, smears=None):
@@ -165,8 +161,7 @@ def publish_jobs(job_ids):
     The connection is kept for the thread's next publish (see _BrokerConnections); the broker's
     connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT) bounds each try, the retry policy the tries.
     """
-    from inference.tasks import analyse_smear
-
+    analyse_smear = task_named(ANALYSE_SMEAR_TASK)
     job_ids = list(job_ids)
     if not job_ids:
         return 0
@@ -198,23 +193,10 @@ def publish_jobs(job_ids):
 # --- What people can do -----------------------------------------------------------------------
 
 
-def can_retry(user, case):
-    """Pathologists and lab admins of the case's reading laboratory may retry a failed job."""
-    return bool(
-        user.is_authenticated and (user.is_pathologist or user.is_lab_admin)
-        and case.laboratory_id == user.organisation_id
-    )
-
-
-def can_rerun(user, case):
-    """Pathologists of the case's reading laboratory may re-run the analysis with another version."""
-    return bool(user.is_authenticated and user.is_pathologist and case.laboratory_id == user.organisation_id)
-
-
 def job_retry(*, user, job, request=None):
     """Queue a failed job again (attempts reset). Pathologists and lab admins of the laboratory."""
     case = job.smear.case
-    _require(can_retry(user, case), "Only pathologists and lab admins of the reading laboratory retry an analysis.")
+    require_role(permissions.retries_analysis(user, case), "Only pathologists and lab admins of the reading laboratory retry an analysis.")
     now = timezone.now()
     with transaction.atomic():
         if not _reset_failed(job, user, now):
@@ -231,7 +213,7 @@ def job_retry(*, user, job, request=None):
 
 def case_rerun(*, user, case, model_version, request=None):
     """Analyse every smear of ``case`` again with ``model_version`` (a pathologist of the laboratory)."""
-    _require(can_rerun(user, case), "Only pathologists of the reading laboratory re-run an analysis.")
+    require_role(permissions.is_case_pathologist(user, case), "Only pathologists of the reading laboratory re-run an analysis.")
     if model_version is None:
         raise DomainError("Choose the model version to run.", details={"model_version": ["This field is required."]})
     with transaction.atomic():
@@ -246,7 +228,7 @@ def case_rerun(*, user, case, model_version, request=None):
 
 def rerun_choices():
     """Model versions a pathologist may pick for a re-run (newest first)."""
-    return ModelVersion.objects.without_record().order_by("-is_active", "-created_at")
+    return ModelVersion.objects.order_by("-is_active", "-created_at")
 
 
 # --- Case status (called by the worker) -------------------------------------------------------
@@ -328,7 +310,7 @@ def sweep(*, requeue_after_s=None, now=None):
     stale_before = now - timedelta(seconds=stale_running_after_s())
     recovered = []
     for job in AnalysisJob.objects.filter(status=AnalysisJob.Status.RUNNING, started_at__lt=stale_before):
-        if job.attempts >= _max_attempts():
+        if job.attempts >= settings.INFERENCE_MAX_ATTEMPTS:
             reason = (
                 f"The worker running this analysis stopped without reporting back {job.attempts} times "
                 f"(crash, out of memory or shut down); giving up. Retry it once the workers are healthy."
@@ -365,7 +347,7 @@ def sweep(*, requeue_after_s=None, now=None):
         counts["republished"] = publish_jobs(due_ids)
 
     # 3. Cases submitted while there was no model.
-    if ModelVersion.active(with_record=False) is not None:
+    if ModelVersion.active() is not None:
         waiting = (
             Case.objects.filter(status__in=ANALYSABLE_CASE_STATUSES)
             .filter(smears__isnull=False)
@@ -396,19 +378,8 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# --- Reading the state (portal, API, templates) -----------------------------------------------
-
-
-def case_ai_suggestion(case):
-    """The AI's case-level label for the current model version, or "" (what the sign form records)."""
-    from inference.status import case_analysis_data
-
-    result = case_analysis_data(case).get("result") or {}
-    return result.get("label") or ""
-
-
 __all__ = [
     "AnalysisJob", "case_analysis_request", "case_rerun", "job_retry", "publish_jobs",
-    "publish_on_commit", "sweep", "case_started", "case_maybe_finished", "job_fail", "can_retry", "can_rerun",
-    "case_ai_suggestion", "model_version_for", "rerun_choices",
+    "publish_on_commit", "sweep", "case_started", "case_maybe_finished", "job_fail",
+    "model_version_for", "rerun_choices",
 ]

@@ -1,11 +1,11 @@
-"""Is an uploaded image a stained blood smear at all? The serving side of training.ml.smear_check.
+"""Is an uploaded image a stained blood smear at all? The serving side of ml.smear_check.
 
 The classifier always answers one of its subtypes, even for a photo, a screenshot, a blank or a badly
 out-of-focus frame. Before (or beside) the model, the worker asks:
 
     is_smear, reasons = smear_verdict(version, image)
 
-``image`` is the upload prepared by ``training.ml.images.prepare_image(data, 224)`` (uint8 RGB,
+``image`` is the upload prepared by ``ml.images.prepare_image(data, 224)`` (uint8 RGB,
 224 x 224 x 3, padding black), ``version`` a ModelVersion. The check is the one fitted on the
 version's training split and stored in ``ModelVersion.smear_check`` (by ``retrain``, or by
 ``manage.py model_report --attach-smear-check`` / ``attach_smear_check`` for older versions). A
@@ -18,21 +18,19 @@ same (a re-attached check is picked up).
 """
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 
 import numpy as np
+
+from core.cache import LRUCache
 
 NOT_A_SMEAR = "not_a_smear"  # the Prediction label the worker stores for a flagged image
 CACHE_SIZE = 8
 
-_cache = OrderedDict()  # version pk -> (digest of the stored parameters, SmearCheck or None)
-_lock = threading.Lock()
+_cache = LRUCache(CACHE_SIZE)  # version pk -> (digest of the stored parameters, SmearCheck or None)
 
 
 def clear_cache():
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def _digest(params):
@@ -47,17 +45,11 @@ def check_for(version):
     if not params:
         return None
     key, digest = version.pk, _digest(params)
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and cached[0] == digest:
-            _cache.move_to_end(key)
-            return cached[1]
+    cached = _cache.get(key)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
     check = registry.smear_check_for(version)  # None (and a warning) for unusable parameters
-    with _lock:
-        _cache[key] = (digest, check)
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    _cache.put(key, (digest, check))
     return check
 
 

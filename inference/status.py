@@ -1,4 +1,4 @@
-"""The AI analysis of a case as people read it: one dict for the JSON endpoint, the API and the template.
+"""The AI analysis of a case as people read it: one dict for the API and the panel template.
 
 Nothing here checks access: callers pass a case the user may see (cases.access.get_case_for).
 """
@@ -7,6 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from cases.models import Diagnosis
+from core import permissions
 from inference import services
 from inference.aggregation import aggregate
 from inference.models import AnalysisJob, Prediction
@@ -99,6 +100,38 @@ def _version_dict(version):
     return {"id": version.pk, "name": version.name, "is_active": version.is_active} if version else None
 
 
+def _case_result(predictions, class_names, *, failed, names=None):
+    names = names or {}
+    return aggregate(
+        [{"smear": p.smear_id, "label": p.label, "probabilities": p.probabilities, "is_smear": p.is_smear,
+          "smear_reasons": p.smear_reasons, "name": names.get(p.smear_id)} for p in predictions],
+        threshold=settings.ATTENTION_THRESHOLD,
+        class_names=class_names or None,
+        failed=failed,
+    )
+
+
+def case_ai_suggestion(case):
+    """The AI's case-level label for the most recently requested model version, or "" (none yet).
+
+    The same result as ``case_analysis_data(case)["result"]["label"]``, without building the page.
+    """
+    latest = (
+        AnalysisJob.objects.filter(smear__case=case).order_by("-created_at", "-pk")
+        .values_list("model_version_id", flat=True).first()
+    )
+    if latest is None:
+        return ""
+    predictions = list(Prediction.objects.filter(smear__case=case, model_version_id=latest))
+    if not predictions:
+        return ""
+    class_names = ModelVersion.objects.filter(pk=latest).values_list("class_names", flat=True).first()
+    failed = AnalysisJob.objects.filter(
+        smear__case=case, model_version_id=latest, status=AnalysisJob.Status.FAILED
+    ).count()
+    return _case_result(predictions, class_names, failed=failed).label or ""
+
+
 def case_analysis_data(case, user=None, *, version_id=None, now=None):
     """Everything about the AI analysis of ``case`` (one model version at a time), JSON-ready.
 
@@ -115,14 +148,14 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             versions.append(job.model_version)
     selected = next((v for v in versions if str(v.pk) == str(version_id)), None) if version_id else None
     selected = selected or (versions[0] if versions else None)
-    active = ModelVersion.active(with_record=False)
+    active = ModelVersion.active()
 
     jobs_by_smear = {job.smear_id: job for job in jobs if selected and job.model_version_id == selected.pk}
     predictions = {
         p.smear_id: p for p in Prediction.objects.filter(smear__case=case, model_version=selected)
     } if selected else {}
-    may_retry = bool(user is not None and services.can_retry(user, case))
-    may_rerun = bool(user is not None and services.can_rerun(user, case))
+    may_retry = bool(user is not None and permissions.retries_analysis(user, case))
+    may_rerun = bool(user is not None and permissions.is_case_pathologist(user, case))
 
     class_names = list(selected.class_names or []) if selected else []
     smear_rows = []
@@ -193,12 +226,8 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     result = None
     names = {s.pk: s.original_filename or f"Image {s.pk}" for s in smears}
     if predictions:
-        case_result = aggregate(
-            [{"smear": p.smear_id, "label": p.label, "probabilities": p.probabilities, "is_smear": p.is_smear,
-              "smear_reasons": p.smear_reasons, "name": names.get(p.smear_id)} for p in predictions.values()],
-            threshold=settings.ATTENTION_THRESHOLD,
-            class_names=class_names or None,
-            failed=sum(1 for s in statuses if s == AnalysisJob.Status.FAILED),
+        case_result = _case_result(
+            predictions.values(), class_names, failed=statuses.count(AnalysisJob.Status.FAILED), names=names,
         ).as_dict()
         case_result["label_display"] = label_display(case_result["label"]) or (
             "No subtype: no image is a blood smear" if case_result["not_smear"] else "")
@@ -236,9 +265,9 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
         "attention_threshold": settings.ATTENTION_THRESHOLD,
         "permissions": {"can_retry": may_retry, "can_rerun": may_rerun},
         "rerun": rerun,
-        "urls": {"json": _url("inference-case-analysis-json", case.pk)},
+        "urls": {"panel": _url("inference-case-analysis-panel", case.pk)},
         "advisory": "The AI only advises: the diagnosis is the pathologist's.",
     }
 
 
-__all__ = ["case_analysis_data", "job_status_text", "duration_text", "label_display"]
+__all__ = ["case_ai_suggestion", "case_analysis_data", "job_status_text", "duration_text", "label_display"]

@@ -1,6 +1,6 @@
 """Portal views of the AI analysis (session auth). Same access rules as the case pages:
 
-1. anonymous → login page (the JSON endpoint answers 401 JSON instead: it is polled by script);
+1. anonymous → login page (the panel that htmx polls answers "signed out" and stops the polling);
 2. a role that never sees cases → 403 whatever the id;
 3. a case, smear or prediction the user may not see → 404 (cases.access selectors);
 4. visible, but an action the role may not do (a clinician retrying) → 403.
@@ -8,46 +8,36 @@ Lab admins see no case, but may retry failed jobs of their laboratory from their
 """
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.template.loader import select_template
 from django.utils.cache import add_never_cache_headers, patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import access
-from cases.errors import DomainError, NotAllowed
-from cases.models import Case
-from inference import services
+from core import permissions
+from core.errors import DomainError, NotAllowed
+from core.permissions import require_role
+from inference import selectors, services
 from inference.models import AnalysisJob, Prediction
 from inference.status import case_analysis_data
 from training.models import ModelVersion
 
-
-def _error(status, code, message):
-    return JsonResponse({"error": {"code": code, "message": message, "details": {}}}, status=status)
+CASES_ONLY = "Your role does not give access to cases."
 
 
-def _sees_cases(user):
-    return user.is_clinician or user.is_pathologist
+# htmx stops polling an element whose response has this status (and still swaps it in).
+STOP_POLLING = 286
 
 
-def _wants_json(request):
-    return "application/json" in request.headers.get("Accept", "") or request.path.endswith(".json")
+def _is_htmx(request):
+    return request.headers.get("HX-Request") == "true"
 
 
-@require_GET
-def case_analysis_json(request, pk):
-    user = request.user
-    if not user.is_authenticated:
-        return _error(401, "not_authenticated", "Sign in to see this analysis.")
-    if not _sees_cases(user):
-        return _error(403, "permission_denied", "Your role does not give access to cases.")
-    try:
-        case = access.get_case_for(user, pk)
-    except Http404:
-        return _error(404, "not_found", "Not found.")
-    response = JsonResponse(case_analysis_data(case, user, version_id=request.GET.get("version")))
+def _panel(request, case, *, version_id=None, notice=None, status=200):
+    """The analysis panel alone: what htmx swaps in when it polls or after an action."""
+    response = render(request, "inference/case_analysis.html", {
+        "case": case, "analysis": case_analysis_data(case, request.user, version_id=version_id), "notice": notice,
+    }, status=status)
     add_never_cache_headers(response)
     return response
 
@@ -55,21 +45,30 @@ def case_analysis_json(request, pk):
 @login_required
 @require_GET
 def case_analysis_page(request, pk):
-    if not _sees_cases(request.user):
-        raise PermissionDenied("Your role does not give access to cases.")
+    require_role(permissions.works_with_cases(request.user), CASES_ONLY)
     case = access.get_case_for(request.user, pk)
-    base = select_template(["base.html", "inference/standalone_base.html"])
     return render(request, "inference/case_analysis_page.html", {
-        "case": case, "base_template": base.template.name,
+        "case": case,
         "analysis": case_analysis_data(case, request.user, version_id=request.GET.get("version")),
     })
+
+
+@require_GET
+def case_analysis_panel(request, pk):
+    """The panel polled by htmx. No login redirect: a signed-out poll would swap the login page in."""
+    if not request.user.is_authenticated:
+        response = render(request, "inference/panel_signed_out.html", status=STOP_POLLING)
+        add_never_cache_headers(response)
+        return response
+    require_role(permissions.works_with_cases(request.user), CASES_ONLY)
+    case = access.get_case_for(request.user, pk)
+    return _panel(request, case, version_id=request.GET.get("version"))
 
 
 @login_required
 @require_GET
 def heatmap(request, pk):
-    if not _sees_cases(request.user):
-        raise PermissionDenied("Your role does not give access to cases.")
+    require_role(permissions.works_with_cases(request.user), CASES_ONLY)
     try:
         prediction = Prediction.objects.get(pk=pk, smear__case__in=access.cases_visible_to(request.user))
     except (Prediction.DoesNotExist, ValueError, TypeError):
@@ -88,21 +87,9 @@ def heatmap(request, pk):
     return response
 
 
-def _job_for_retry(user, pk):
-    """A job on a case the user sees, or (lab admins) on a case referred to their laboratory."""
-    cases = access.cases_visible_to(user)
-    if user.is_lab_admin:
-        cases = Case.objects.filter(laboratory_id=user.organisation_id)
-    try:
-        return AnalysisJob.objects.with_version().select_related("smear__case").get(pk=pk, smear__case__in=cases)
-    except (AnalysisJob.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such analysis.") from None
-
-
 def _after_action(request, case, ok_message):
-    if _wants_json(request):
-        data = case_analysis_data(case, request.user) if access.cases_visible_to(request.user).filter(pk=case.pk).exists() else {}
-        return JsonResponse({"ok": True, "message": ok_message, "analysis": data}, status=202)
+    if _is_htmx(request):
+        return _panel(request, case, notice={"level": "success", "text": ok_message}, status=202)
     messages.success(request, ok_message)
     if request.user.is_lab_admin:
         return redirect("inference-failed-jobs")
@@ -110,10 +97,10 @@ def _after_action(request, case, ok_message):
 
 
 def _refused(request, error, case):
-    if _wants_json(request):
-        return _error(error.http_status, error.code, error.message)
     if isinstance(error, NotAllowed):
-        raise PermissionDenied(error.message)
+        raise error
+    if _is_htmx(request):
+        return _panel(request, case, notice={"level": "danger", "text": error.message})
     messages.error(request, error.message)
     if request.user.is_lab_admin:
         return redirect("inference-failed-jobs")
@@ -123,9 +110,8 @@ def _refused(request, error, case):
 @login_required
 @require_POST
 def job_retry(request, pk):
-    if not (_sees_cases(request.user) or request.user.is_lab_admin):
-        raise PermissionDenied("Your role does not give access to cases.")
-    job = _job_for_retry(request.user, pk)
+    require_role(permissions.reads_case(request.user), CASES_ONLY)
+    job = selectors.get_job_for_retry(request.user, pk)
     case = job.smear.case
     try:
         services.job_retry(user=request.user, job=job, request=request)
@@ -137,13 +123,12 @@ def job_retry(request, pk):
 @login_required
 @require_POST
 def case_rerun(request, pk):
-    if not _sees_cases(request.user):
-        raise PermissionDenied("Your role does not give access to cases.")
+    require_role(permissions.works_with_cases(request.user), CASES_ONLY)
     case = access.get_case_for(request.user, pk)
     version = None
     raw = request.POST.get("model_version", "")
     if raw:
-        version = ModelVersion.objects.without_record().filter(pk=raw).first() if raw.isdigit() else None
+        version = ModelVersion.objects.filter(pk=raw).first() if raw.isdigit() else None
         if version is None:
             return _refused(request, DomainError("Unknown model version."), case)
     try:
@@ -160,12 +145,10 @@ def case_rerun(request, pk):
 def failed_jobs(request):
     """Failed analyses of the user's laboratory (lab admins and pathologists), with a retry button."""
     user = request.user
-    if not (user.is_lab_admin or user.is_pathologist):
-        raise PermissionDenied("Only the reading laboratory's staff see failed analyses.")
+    require_role(permissions.watches_analyses(user), "Only the reading laboratory's staff see failed analyses.")
     jobs = (
         AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED, smear__case__laboratory_id=user.organisation_id)
         .with_version().select_related("smear__case")
         .order_by("-finished_at", "-pk")[:200]
     )
-    base = select_template(["base.html", "inference/standalone_base.html"])
-    return render(request, "inference/failed_jobs.html", {"jobs": jobs, "base_template": base.template.name})
+    return render(request, "inference/failed_jobs.html", {"jobs": jobs})

@@ -7,25 +7,25 @@ until it is recycled (``worker_max_tasks_per_child``). Loading is lazy (the firs
 child pays a few seconds): loading in ``worker_process_init`` would overrun the pool's start-up
 timeout.
 
-Serving runtime (``training.ml.export``): with the Keras model loaded (sha256-checked), the child
+Serving runtime (``ml.export``): with the Keras model loaded (sha256-checked), the child
 gets its verified serving runtime: the model's TFLite export, cached beside the model file keyed by
 its sha256 and used only if it reproduces the Keras model (max abs diff < 1e-4, checked at export
 and at every load), else the same graph in TensorFlow. Either way ONE forward pass gives the
-probabilities and the Grad-CAM map of the top class. TELEDIAG_INFERENCE_RUNTIME=keras|tflite|auto
-(default auto), TELEDIAG_SERVING_CACHE_DIR (a folder for the exports when the model folder is
-read-only), TELEDIAG_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
+probabilities and the Grad-CAM map of the top class. Settings: INFERENCE_RUNTIME (keras, tflite or
+auto), INFERENCE_SERVING_CACHE_DIR (a folder for the exports when the model folder is read-only),
+INFERENCE_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
 
 One job (``run_job``), all state in the database:
 
 1. claim: ``queued → running`` with a conditional update (attempts + 1), then one SELECT of the job
-   with its smear, case and version (the version's large training record deferred). Only one
+   with its smear, case and version (its large training record is another table). Only one
    message wins; duplicates (sweeper re-publish, redelivery) find the job running or done and do
    nothing. A message that comes back after its worker died (acks_late + reject_on_worker_lost)
    carries the same task id as the claim, so it may take the running job over, up to
    INFERENCE_MAX_ATTEMPTS starts: then the job fails with the reason, instead of killing workers
    forever.
 2. the case moves to analysing (no query when it already is); the model is loaded once per child;
-   the image goes through ``training.ml.images.prepare_image``; one pass gives the probabilities and
+   the image goes through ``ml.images.prepare_image``; one pass gives the probabilities and
    the Grad-CAM map (a model Grad-CAM cannot explain gets an occlusion map: many passes); the PNG
    overlay is written to storage.
 3. in one transaction: INSERT the Prediction (unique per smear and version; the heatmap's name is in
@@ -36,10 +36,8 @@ A missing/corrupt model, an unreadable image or a soft time limit fails the job 
 """
 import logging
 import os
-import signal
-import threading
 import time
-from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -49,8 +47,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inference import services
+from core.cache import LRUCache
+from inference import services, smear_gate
 from inference.models import AnalysisJob, Prediction
+from inference.smear_gate import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def configure_backend():
                 tf.config.experimental.set_memory_growth(gpu, True)
             except (ValueError, RuntimeError) as exc:  # already initialised: too late, but harmless
                 logger.warning("Could not enable memory growth on %s: %s", gpu, exc)
-        intra = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
-        inter = os.environ.get("TELEDIAG_TF_INTER_OP_THREADS")
+        intra, inter = settings.INFERENCE_TF_INTRA_OP_THREADS, settings.INFERENCE_TF_INTER_OP_THREADS
         try:
             if intra:
                 tf.config.threading.set_intra_op_parallelism_threads(int(intra))
@@ -109,7 +108,7 @@ def configure_backend():
 class LoadedModel:
     """A model version ready to serve: the Keras model and its verified serving runtime.
 
-    ``serving`` (training.ml.export) gives the probabilities and the Grad-CAM map of the top class
+    ``serving`` (ml.export) gives the probabilities and the Grad-CAM map of the top class
     in one forward pass: TFLite when the export reproduces the Keras model (checked on every load),
     else TensorFlow. ``runtime`` says which ("tflite" or "keras").
     """
@@ -124,7 +123,7 @@ class LoadedModel:
         outputs = int(model.outputs[0].shape[-1])
         names = list(version.class_names or [])
         if not names:
-            from training.ml.classes import CLASS_NAMES
+            from ml.classes import CLASS_NAMES
 
             names = list(CLASS_NAMES)
         if len(names) != outputs:
@@ -149,30 +148,16 @@ class LoadedModel:
 
     def occlusion_heatmap(self, image, class_index):
         """The gradient-free map, for models Grad-CAM cannot explain (many forward passes)."""
-        from inference import heatmaps
+        from ml import heatmaps
 
         return heatmaps.occlusion_map(self.predict, image, class_index)
 
 
-_cache = OrderedDict()
-_cache_pid = None
-_cache_lock = threading.Lock()
-
-
-def cache_size():
-    return max(1, int(getattr(settings, "INFERENCE_MODEL_CACHE_SIZE", 2)))
+_cache = LRUCache(lambda: settings.INFERENCE_MODEL_CACHE_SIZE)
 
 
 def clear_cache():
-    global _cache_pid
-    with _cache_lock:
-        _cache.clear()
-        _cache_pid = os.getpid()
-
-
-def cached_versions():
-    """Keys (file path, sha256, class names) of the models loaded here, least recently used first."""
-    return list(_cache)
+    _cache.clear()
 
 
 def _load_keras_model(version):
@@ -189,43 +174,31 @@ def _load_keras_model(version):
         ) from exc
 
 
-def serving_runtime():
-    """TELEDIAG_INFERENCE_RUNTIME: "auto" (TFLite when verified, else Keras), "tflite" or "keras"."""
-    value = (os.environ.get("TELEDIAG_INFERENCE_RUNTIME") or "auto").strip().lower()
-    return value if value in ("auto", "tflite", "keras") else "auto"
-
-
 def _serving_cache_dir(version):
-    """Where the version's TFLite export is cached: beside its file (None), or TELEDIAG_SERVING_CACHE_DIR;
+    """Where the version's TFLite export is cached: beside its file (None), or INFERENCE_SERVING_CACHE_DIR;
     the shipped model's folder is part of the checkout, so its export goes under the var folder."""
-    configured = os.environ.get("TELEDIAG_SERVING_CACHE_DIR")
-    if configured:
-        return configured
+    if settings.INFERENCE_SERVING_CACHE_DIR:
+        return settings.INFERENCE_SERVING_CACHE_DIR
     from training import registry
 
     shipped = getattr(settings, "SHIPPED_MODEL_DIR", None)
-    if shipped and registry._is_within(registry.model_path(version), shipped):
+    if shipped and registry.model_path(version).resolve().is_relative_to(Path(shipped).resolve()):
         return str(settings.VAR_DIR / "serving-cache")
     return None
 
 
 def _threads():
-    value = os.environ.get("TELEDIAG_TF_INTRA_OP_THREADS")
-    try:
-        return max(1, int(value)) if value else (os.cpu_count() or 1)
-    except ValueError:
-        return os.cpu_count() or 1
+    return settings.INFERENCE_TF_INTRA_OP_THREADS or os.cpu_count() or 1
 
 
 def _load_serving(version, model):
-    """The verified serving runtime of ``model`` (TFLite or Keras; see training.ml.export)."""
+    """The verified serving runtime of ``model`` (TFLite or Keras; see ml.export)."""
+    from ml import export
     from training import registry
-    from training.ml import export
 
-    runtime = serving_runtime()
     try:
         return export.load_serving(
-            model, registry.model_path(version), version.sha256, runtime=runtime,
+            model, registry.model_path(version), version.sha256, runtime=settings.INFERENCE_RUNTIME,
             cache_dir=_serving_cache_dir(version), num_threads=_threads(),
         )
     except export.ExportError as exc:  # only with TELEDIAG_INFERENCE_RUNTIME=tflite
@@ -234,16 +207,11 @@ def _load_serving(version, model):
 
 def get_model(version):
     """The loaded model of ``version`` for this process (loaded once, kept in a small LRU cache)."""
-    global _cache_pid
     # Same file, same bytes, same classes: the same model, whichever version row points at it.
     key = (version.file_path, version.sha256, tuple(version.class_names or ()))
-    with _cache_lock:
-        if _cache_pid != os.getpid():  # a forked child never reuses its parent's objects
-            _cache.clear()
-            _cache_pid = os.getpid()
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
     configure_backend()
     started = time.perf_counter()
     model = _load_keras_model(version)
@@ -257,18 +225,10 @@ def get_model(version):
         os.getpid(), loaded.runtime,
         f": {loaded.serving.fallback_reason}" if loaded.serving.fallback_reason else "",
     )
-    with _cache_lock:
-        _cache[key] = loaded
-        while len(_cache) > cache_size():
-            _cache.popitem(last=False)
-    return loaded
+    return _cache.put(key, loaded)
 
 
 # --- One job ------------------------------------------------------------------------------------
-
-
-def _max_attempts():
-    return max(1, int(getattr(settings, "INFERENCE_MAX_ATTEMPTS", 3)))
 
 
 def claim(job_id, task_id=""):
@@ -276,7 +236,7 @@ def claim(job_id, task_id=""):
     now = timezone.now()
     worker = services.worker_name()
     jobs = AnalysisJob.objects.with_version().select_related("smear__case")
-    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=_max_attempts()).update(
+    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=settings.INFERENCE_MAX_ATTEMPTS).update(
         status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
         task_id=task_id, worker=worker, reason="", updated_at=now,
     )
@@ -294,10 +254,10 @@ def claim(job_id, task_id=""):
     if job.status == AnalysisJob.Status.RUNNING and job.task_id == task_id:
         # The message that claimed the job is back: its worker died mid-task (the broker redelivers
         # only then; Redis's visibility timeout is longer than the hard time limit).
-        if job.attempts >= _max_attempts():
+        if job.attempts >= settings.INFERENCE_MAX_ATTEMPTS:
             reason = (
                 f"The analysis stopped its worker process {job.attempts} times (crash or out of memory); "
-                f"gave up after {_max_attempts()} attempts."
+                f"gave up after {settings.INFERENCE_MAX_ATTEMPTS} attempts."
             )
             if services.job_fail(job.pk, reason, task_id=task_id):
                 services.case_maybe_finished(job.smear.case_id)
@@ -309,17 +269,6 @@ def claim(job_id, task_id=""):
             logger.warning("Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1)
             return jobs.get(pk=job_id)
     return None  # done, failed, or running under another message: nothing to do
-
-
-def _test_hooks():
-    """Test-only behaviour, active only with TELEDIAG_TEST_HOOKS=1 (integration tests set it)."""
-    if os.environ.get("TELEDIAG_TEST_HOOKS") != "1":
-        return
-    if os.environ.get("TELEDIAG_TEST_INFERENCE_CRASH") == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
-    delay = float(os.environ.get("TELEDIAG_TEST_INFERENCE_DELAY_S") or 0)
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _read_image(smear):
@@ -355,9 +304,8 @@ def analyse(job):
     one INSERT of the Prediction (heatmap file already written, its name in the row) and one
     UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
     """
-    from training.ml.images import ImageError, prepare_image
-
-    from inference import heatmaps
+    from ml import heatmaps
+    from ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     version = job.model_version
@@ -370,7 +318,7 @@ def analyse(job):
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
     is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
     if not is_smear:  # no subtype, no heatmap: the Prediction says why
-        return _save_not_a_smear(job, smear, version, smear_reasons, started)
+        return _save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(smear_reasons))
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
 
@@ -396,11 +344,11 @@ def analyse(job):
         png, method = b"", ""
     heatmap_name = _store_heatmap(png, smear) if png else ""
 
-    queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
-    now = timezone.now()
     try:
-        prediction = _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method,
-                           queue_wait_ms, inference_ms, started, now)
+        prediction = _save(
+            job, started, heatmap_name, label=loaded.class_names[class_index], probabilities=probabilities,
+            heatmap_method=method if heatmap_name else "", inference_ms=round(inference_ms), runtime=loaded.runtime,
+        )
     except BaseException:
         if heatmap_name:  # nothing refers to the file: the row was not stored
             _delete_stored(heatmap_name)
@@ -412,8 +360,7 @@ def _smear_verdict(version, data, image, size):
     """(is_smear, reasons) from the version's stored smear check (inference.smear_gate) on the image
     prepared at the check's size (224 px; reused when the model's input is that size). A version
     without a check passes everything; a failing check is logged and lets the image through."""
-    from inference import smear_gate
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     try:
         check = smear_gate.check_for(version)
@@ -428,47 +375,25 @@ def _smear_verdict(version, data, image, size):
         return True, []
 
 
-def _save_not_a_smear(job, smear, version, reasons, started):
-    """The Prediction of an image that is not a smear (label not_a_smear, no probabilities, no heatmap)
-    and running -> done, in one transaction; a duplicate run keeps the stored row."""
-    from inference.smear_gate import NOT_A_SMEAR
-
+def _save(job, started, heatmap_name="", **fields):
+    """The job's Prediction (``fields``) and running → done in one transaction (no savepoint on the
+    usual path). A duplicate run finds the row stored by the other: that one counts, and this run's
+    heatmap file is deleted."""
     now = timezone.now()
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
-    finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
-    done = dict(status=AnalysisJob.Status.DONE, finished_at=now, reason="", updated_at=now)
-    try:
-        with transaction.atomic():
-            prediction = Prediction.objects.create(
-                smear=smear, model_version=version, job=job, label=NOT_A_SMEAR, probabilities={},
-                is_smear=False, smear_reasons=list(reasons), queue_wait_ms=queue_wait_ms,
-                worker=services.worker_name(), total_ms=round((time.perf_counter() - started) * 1000.0),
-            )
-            finish.update(**done)
-    except IntegrityError:
-        with transaction.atomic():
-            prediction = Prediction.objects.get(smear=smear, model_version=version)
-            finish.update(**done)
-    return prediction
-
-
-def _save(job, smear, version, loaded, class_index, probabilities, heatmap_name, method, queue_wait_ms,
-          inference_ms, started, now):
-    """The Prediction and running → done in one transaction (no savepoint on the usual path)."""
     finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
     done = {"status": AnalysisJob.Status.DONE, "finished_at": now, "reason": "", "updated_at": now}
     try:
         with transaction.atomic():
             prediction = Prediction.objects.create(
-                smear=smear, model_version=version, job=job, label=loaded.class_names[class_index],
-                probabilities=probabilities, heatmap=heatmap_name, heatmap_method=method if heatmap_name else "",
-                queue_wait_ms=queue_wait_ms, inference_ms=round(inference_ms), worker=services.worker_name(),
-                runtime=loaded.runtime, total_ms=round((time.perf_counter() - started) * 1000.0),
+                smear=job.smear, model_version=job.model_version, job=job, heatmap=heatmap_name,
+                queue_wait_ms=queue_wait_ms, worker=services.worker_name(),
+                total_ms=round((time.perf_counter() - started) * 1000.0), **fields,
             )
             finish.update(**done)
-    except IntegrityError:  # stored concurrently by a duplicate run: that one counts
+    except IntegrityError:
         with transaction.atomic():
-            prediction = Prediction.objects.get(smear=smear, model_version=version)
+            prediction = Prediction.objects.get(smear=job.smear, model_version=job.model_version)
             finish.update(**done)
         if heatmap_name:
             _delete_stored(heatmap_name)
@@ -484,7 +409,6 @@ def run_job(job_id, task_id=""):
     services.case_started(case_id, status=job.smear.case.status)
     outcome = "failed"
     try:
-        _test_hooks()
         analyse(job)
         outcome = "done"
     except SoftTimeLimitExceeded:

@@ -1,5 +1,4 @@
-"""Security events in the audit trail: sign-ins, failures, lockouts, credential changes, and the
-registration and promotion of AI models.
+"""Security events in the audit trail: sign-ins, failures, lockouts, credential changes.
 
 They carry no case or patient. The account concerned is the actor when it is known (a failed
 sign-in names an existing account in detail.username and still belongs to its organisation, so
@@ -7,14 +6,11 @@ that organisation's lab admins see attacks on their people).
 """
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from axes.signals import user_locked_out
-from cases.models import AuditEvent
-from telediag.client_ip import client_ip
-from training.models import ModelVersion
-from training.signals import model_promoted
+from audit.models import AuditEvent
+from core.client_ip import client_ip
 
 Action = AuditEvent.Action
 _USERNAME_LIMIT = 150  # what is recorded of a username typed at a sign-in form
@@ -66,15 +62,3 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 def _locked_out(sender, request, username, ip_address, **kwargs):
     security_event(Action.LOCKED_OUT, request=request, username=username or "")
 
-
-@receiver(post_save, sender=ModelVersion, dispatch_uid="security-audit-model-registered")
-def _model_registered(sender, instance, created, **kwargs):
-    if created:
-        security_event(Action.MODEL_REGISTERED, user=instance.trained_by, model_version=instance.name,
-                       model_version_id=instance.pk, sha256=instance.sha256)
-
-
-@receiver(model_promoted, dispatch_uid="security-audit-model-promoted")
-def _model_promoted(sender, version, by=None, **kwargs):
-    security_event(Action.MODEL_PROMOTED, user=by, model_version=version.name, model_version_id=version.pk,
-                   channel="admin" if by is not None else "command")

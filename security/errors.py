@@ -1,4 +1,4 @@
-"""API errors of the security layer (rendered with the one error body by telediag.api_errors)."""
+"""API errors of the security layer (rendered with the one error body by core.api_errors)."""
 from rest_framework import exceptions, status
 
 

@@ -51,7 +51,7 @@ class SecondFactorMiddleware:
 
         from security.policy import requires_second_factor
         from security.two_factor import has_second_factor
-        from telediag.api_errors import error_body
+        from core.api_errors import error_body
 
         path = request.path_info
         if path.startswith(self.EXEMPT_PREFIXES) or not requires_second_factor(user):
@@ -87,7 +87,7 @@ class PasswordChangeRequiredMiddleware:
         from django.urls import reverse
         from django.utils.http import urlencode
 
-        from telediag.api_errors import error_body
+        from core.api_errors import error_body
 
         if request.path_info.startswith("/api/"):
             return JsonResponse(error_body(
@@ -99,8 +99,9 @@ class PasswordChangeRequiredMiddleware:
 class SessionIdleTimeoutMiddleware:
     """Signs a portal session out after ``SESSION_IDLE_TIMEOUT_S`` without the user doing anything.
 
-    Background refreshes (the analysis panel's polling, sent with ``X-Telediag-Background: 1``)
-    do not count as activity, so a page left open on a shared workstation still times out.
+    Background refreshes (the analysis panel's htmx polling, a GET sent with
+    ``X-Telediag-Background: 1``) do not count as activity, so a page left open on a shared
+    workstation still times out.
     """
 
     KEY = "telediag_last_activity"
@@ -122,7 +123,8 @@ class SessionIdleTimeoutMiddleware:
                 logout(request)
                 return self._timed_out(request)
             # Written at most once a minute: not a session save on every request.
-            if last is None or (request.headers.get("X-Telediag-Background") != "1" and now - last >= 60):
+            background = request.method == "GET" and request.headers.get("X-Telediag-Background") == "1"
+            if last is None or (not background and now - last >= 60):
                 request.session[self.KEY] = now
         return self.get_response(request)
 
@@ -133,7 +135,7 @@ class SessionIdleTimeoutMiddleware:
         from django.urls import reverse
         from django.utils.http import urlencode
 
-        from telediag.api_errors import WWW_AUTHENTICATE, error_body
+        from core.api_errors import WWW_AUTHENTICATE, error_body
 
         if request.path_info.startswith("/api/") or request.headers.get("X-Telediag-Background") == "1":
             response = JsonResponse(error_body("session_expired", "Signed out after a period of inactivity."), status=401)

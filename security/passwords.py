@@ -6,7 +6,7 @@ set at the command line (createsuperuser, seed_demo) are the operator's own choi
 """
 from django.utils import timezone
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from security.audit import security_event
 from security.models import PasswordState
 

@@ -8,10 +8,10 @@ from django.db import transaction
 from django_otp import devices_for_user
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.errors import DomainError
-from cases.models import Review
+from core.errors import DomainError
+from security.choices import SignatureMethod
 
-Method = Review.SignatureMethod
+Method = SignatureMethod
 MISSING = "Re-enter your password, or a current code from your authenticator app, to sign."
 
 

@@ -1,7 +1,7 @@
 """API tokens are issued only after the second factor, for the roles that must use one."""
 from rest_framework import serializers
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from security import two_factor
 from security.audit import security_event
 from security.passwords import must_change_password

@@ -14,7 +14,7 @@ from django_otp import devices_for_user, login as otp_login, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from security.audit import security_event
 
 Action = AuditEvent.Action

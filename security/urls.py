@@ -7,5 +7,4 @@ urlpatterns = [
     path("password/change/", views.password_change_view, name="password-change"),
     path("two-factor/setup/", views.two_factor_setup, name="two-factor-setup"),
     path("two-factor/verify/", views.two_factor_verify, name="two-factor-verify"),
-    path("users/<int:pk>/reset-two-factor/", views.two_factor_reset, name="two-factor-reset"),
 ]

@@ -7,10 +7,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
-from accounts.selectors import get_managed_user
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from security import two_factor
 from security.passwords import must_change_password, password_change
 from security.audit import security_event
@@ -81,20 +80,6 @@ def account_security(request):
     return render(request, "security/account_security.html", {
         "has_second_factor": two_factor.has_second_factor(user), "required": requires_second_factor(user),
     })
-
-
-@login_required
-@require_POST
-def two_factor_reset(request, pk):
-    """A lab admin removes a user's second factor (lost phone); they enrol again at next sign-in."""
-    if not request.user.is_lab_admin:
-        raise PermissionDenied("Only lab admins reset another user's second factor.")
-    managed = get_managed_user(request.user, pk)  # 404 for other organisations' users
-    if managed == request.user:
-        raise PermissionDenied("Ask another lab admin or a superuser to reset your own second factor.")
-    two_factor.second_factor_reset(admin=request.user, user=managed, request=request)
-    messages.success(request, f"Second factor of {managed.username} reset: they set it up again at their next sign-in.")
-    return redirect("user-edit", pk=managed.pk)
 
 
 @login_required

@@ -10,7 +10,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from telediag.env import env_bool, env_float, env_int, env_list, env_str
+from core.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Writable state of an embedded install: database, media, broker queue, model files.
@@ -29,7 +29,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 _behind_proxy = env_bool("TELEDIAG_BEHIND_PROXY", False)
 # Reverse proxies in front of Telediag that append to X-Forwarded-For: the client's address is
-# the one the outermost of them saw (telediag.client_ip). 0 ignores the header (clients set it).
+# the one the outermost of them saw (core.client_ip). 0 ignores the header (clients set it).
 TRUSTED_PROXY_COUNT = env_int("TELEDIAG_TRUSTED_PROXIES", 1 if _behind_proxy else 0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TELEDIAG_TRUSTED_PROXIES must be 0 or more.")
@@ -45,10 +45,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI files served from here: no CDN, and a strict CSP
+    "audit",
     "accounts",
     "cases",
     "training",
     "inference",
+    "research",
     "security",
     "axes",
     # Second factor (django-otp): TOTP authenticator apps, and single-use recovery codes.
@@ -131,7 +133,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("TELEDIAG_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_float("TELEDIAG_LOGIN_LOCKOUT_MINUTES", 15.0) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "telediag.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "security/locked_out.html"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
@@ -199,12 +201,15 @@ DATASET_DIR = Path(env_str("TELEDIAG_DATASET_DIR", str(BASE_DIR.parent / "shared
 MODEL_DIR = Path(env_str("TELEDIAG_MODEL_DIR", str(VAR_DIR / "models")))
 SHIPPED_MODEL_DIR = BASE_DIR / "models"
 LOCAL_WEIGHTS_DIR = env_str("TELEDIAG_LOCAL_WEIGHTS_DIR")
+# Commit recorded with each registered model where the checkout has no .git (container images).
+GIT_COMMIT = env_str("TELEDIAG_GIT_COMMIT")
 
 # Inference: a case is flagged for attention when its top probability is below this.
 ATTENTION_THRESHOLD = env_float("TELEDIAG_ATTENTION_THRESHOLD", 0.6)
 # A job queued longer than this is re-enqueued by the sweeper.
 INFERENCE_REQUEUE_AFTER_S = env_int("TELEDIAG_INFERENCE_REQUEUE_AFTER_S", 120)
-INFERENCE_MAX_ATTEMPTS = env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3)
+# Starts of one job (a worker that dies mid-analysis costs one) before it is failed with the reason.
+INFERENCE_MAX_ATTEMPTS = max(1, env_int("TELEDIAG_INFERENCE_MAX_ATTEMPTS", 3))
 
 # Celery. No result backend: the database is the source of truth for job state.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("TELEDIAG_TASK_SOFT_TIME_LIMIT", 240)
@@ -257,6 +262,13 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Model versions kept loaded in each worker process.
 INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
+# How a worker runs a model: TFLite when its export reproduces the Keras model (auto), or always one.
+INFERENCE_RUNTIME = env_choice("TELEDIAG_INFERENCE_RUNTIME", "auto", ("auto", "tflite", "keras"))
+# Where TFLite exports are cached when the model folder is read-only (default: beside the model file).
+INFERENCE_SERVING_CACHE_DIR = env_str("TELEDIAG_SERVING_CACHE_DIR")
+# Threads per worker child for the model (0: TensorFlow's default, all cores).
+INFERENCE_TF_INTRA_OP_THREADS = env_int("TELEDIAG_TF_INTRA_OP_THREADS", 0)
+INFERENCE_TF_INTER_OP_THREADS = env_int("TELEDIAG_TF_INTER_OP_THREADS", 0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -267,8 +279,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "telediag.api_errors.exception_handler",
-    # Throttles key on telediag.client_ip; DRF's own reading of X-Forwarded-For uses the same count.
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
+    # Throttles key on core.client_ip; DRF's own reading of X-Forwarded-For uses the same count.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {

@@ -16,5 +16,5 @@ urlpatterns = [
 ]
 
 # Unknown /api/ addresses answer with the API's error body; portal pages keep their templates.
-handler404 = "telediag.api_errors.page_not_found"
-handler500 = "telediag.api_errors.server_error"
+handler404 = "core.api_errors.page_not_found"
+handler500 = "core.api_errors.server_error"

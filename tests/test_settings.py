@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from telediag.env import SettingError, env_bool, env_int, env_list
+from core.env import SettingError, env_bool, env_int, env_list
 
 ROOT = Path(__file__).resolve().parent.parent
 

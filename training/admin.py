@@ -6,15 +6,19 @@ Training run: saving the form queues ``training.tasks.retrain_task`` on the `tra
 """
 import base64
 import json
+import shlex
 from pathlib import Path
 
-from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils.html import format_html, format_html_join
 
 from training import registry, services
-from training.models import ModelVersion, TrainingRun
+from training.errors import TrainingError
+from training.forms import OPTION_NAMES, TrainingRunForm
+from training.models import ModelRecord, ModelVersion, TrainingRun
+from training.options import RetrainOptions
 
 MAX_INLINE_PLOT_BYTES = 2 * 1024 * 1024
 
@@ -25,6 +29,11 @@ def _percent(value):
 
 def _pretty_json(value):
     return format_html("<pre class='td-pre-wrap'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+def _record(version):
+    """The version's training record (an empty one for a version registered without)."""
+    return getattr(version, "record", None) or ModelRecord()
 
 
 @admin.register(ModelVersion)
@@ -53,19 +62,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return False  # promote another version first
         return super().has_delete_permission(request, obj)
 
+    def get_queryset(self, request):
+        # The accuracies come out of the record's JSON in the database: the list never loads records.
+        return super().get_queryset(request).annotate(
+            recorded_val_accuracy=KeyTextTransform("accuracy", KeyTransform("val", "record__metrics")),
+            recorded_test_accuracy=KeyTextTransform("accuracy", KeyTransform("test", "record__metrics")),
+        )
+
     @admin.display(description="Val. accuracy")
     def val_accuracy_display(self, obj):
-        return _percent(obj.val_accuracy)
+        return _percent(obj.recorded_val_accuracy)
 
     @admin.display(description="Test accuracy")
     def test_accuracy_display(self, obj):
-        return _percent(obj.test_accuracy)
+        return _percent(obj.recorded_test_accuracy)
 
     @admin.display(description="Summary")
     def metrics_summary(self, obj):
         rows = []
         for split in ("val", "test"):
-            values = (obj.metrics or {}).get(split) or {}
+            values = (_record(obj).metrics or {}).get(split) or {}
             if values:
                 rows.append((split, _percent(values.get("accuracy")), _percent(values.get("macro_f1")),
                              values.get("ece", "—"), values.get("n", "—")))
@@ -79,26 +95,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metrics (recorded)")
     def metrics_display(self, obj):
-        return _pretty_json(obj.metrics)
+        return _pretty_json(_record(obj).metrics)
 
     @admin.display(description="Preprocessing")
     def preprocessing_display(self, obj):
-        return _pretty_json(obj.preprocessing)
+        return _pretty_json(_record(obj).preprocessing)
 
     @admin.display(description="Library versions")
     def versions_display(self, obj):
-        return _pretty_json(obj.versions)
+        return _pretty_json(_record(obj).versions)
 
     @admin.display(description="Split")
     def split_summary(self, obj):
-        split = obj.split or {}
+        split = _record(obj).split or {}
         summary = {k: v for k, v in split.items() if k != "splits"}
         return _pretty_json(summary)
 
     @admin.display(description="Plots")
     def plots_display(self, obj):
         images = []
-        for name, path in sorted((obj.plots or {}).items()):
+        for name, path in sorted((_record(obj).plots or {}).items()):
             full = registry.resolve_path(path)
             try:
                 if full.stat().st_size > MAX_INLINE_PLOT_BYTES:
@@ -122,40 +138,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = queryset.get()
         try:
-            registry.activate(version, verify=True, by=request.user)
+            registry.activate(version, verify=True, actor=request.user, source="admin", request=request)
         except registry.RegistryError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
-
-
-class TrainingRunForm(forms.ModelForm):
-    architectures = forms.MultipleChoiceField(
-        choices=[(name, name) for name in services.available_architectures()],
-        initial=list(services.STUDY_ARCHITECTURES),
-        widget=forms.CheckboxSelectMultiple,
-    )
-    split_mode = forms.ChoiceField(choices=[(m, m) for m in services.SPLIT_MODES], initial="grouped")
-
-    class Meta:
-        model = TrainingRun
-        fields = ["data_dir", "architectures", "epochs", "image_size", "split_mode", "seed", "batch_size",
-                  "augment", "promote", "weights_dir", "max_per_class", "output_dir"]
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        try:
-            services.RetrainOptions(
-                data_dir=cleaned["data_dir"], architectures=cleaned["architectures"], epochs=cleaned["epochs"],
-                image_size=cleaned["image_size"], split_mode=cleaned["split_mode"], seed=cleaned["seed"],
-                batch_size=cleaned["batch_size"], promote=cleaned.get("promote") or None,
-                weights_dir=cleaned.get("weights_dir") or None, max_per_class=cleaned.get("max_per_class"),
-            ).validate(check_paths=False)
-        except services.TrainingError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return cleaned
 
 
 @admin.register(TrainingRun)
@@ -164,8 +151,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         css = {"all": ["css/admin-training.css"]}
 
     form = TrainingRunForm
-    list_display = ["id", "status", "architectures_display", "epochs", "image_size", "split_mode", "progress",
-                    "requested_by", "created_at", "finished_at"]
+    list_display = ["id", "status", "architectures_display", "epochs_display", "image_size_display",
+                    "split_display", "progress", "requested_by", "created_at", "finished_at"]
     list_filter = ["status"]
     actions = ["requeue"]
     readonly_fields = ["status", "requested_by", "created_at", "started_at", "finished_at", "progress",
@@ -173,7 +160,38 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Architectures")
     def architectures_display(self, obj):
-        return ", ".join(obj.architectures or [])
+        return ", ".join(obj.options.get("architectures") or [])
+
+    @admin.display(description="Epochs")
+    def epochs_display(self, obj):
+        return obj.options.get("epochs")
+
+    @admin.display(description="Image size")
+    def image_size_display(self, obj):
+        return obj.options.get("image_size")
+
+    @admin.display(description="Split")
+    def split_display(self, obj):
+        return obj.options.get("split_mode")
+
+    @admin.display(description="Options")
+    def options_display(self, obj):
+        return _pretty_json(obj.options)
+
+    @admin.display(description="Same run from the command line")
+    def command_line_display(self, obj):
+        try:
+            options = RetrainOptions.from_json(obj.options).validate(check_paths=False)
+        except TrainingError as exc:
+            return f"— ({exc})"
+        words = ["python", "manage.py", "retrain", "--data", str(options.data_dir), *options.arguments()]
+        if options.promote:
+            words += ["--promote", options.promote]
+        if options.weights_dir:
+            words += ["--weights-dir", str(options.weights_dir)]
+        if options.output_dir:
+            words += ["--output", str(options.output_dir)]
+        return format_html("<code>{}</code>", shlex.join(words))
 
     @admin.display(description="Comparison")
     def summary_display(self, obj):
@@ -185,13 +203,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return list(TrainingRunForm.Meta.fields)
-        return list(TrainingRunForm.Meta.fields) + self.readonly_fields
+            return list(OPTION_NAMES)
+        return ["options_display", "command_line_display", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return list(TrainingRunForm.Meta.fields) + self.readonly_fields  # a run's request never changes
+        return ["options_display", "command_line_display", *self.readonly_fields]  # a run's request never changes
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ml import artifacts
 from training import registry
-from training.ml import artifacts
 from training.models import ModelVersion
 
 

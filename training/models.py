@@ -1,20 +1,15 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Q
 
-
-class ModelVersionQuerySet(models.QuerySet):
-    def without_record(self):
-        """Versions without their training record (ModelVersion.RECORD_FIELDS), for serving paths."""
-        return self.defer(*ModelVersion.RECORD_FIELDS)
+from training.errors import TrainingError
+from training.options import RetrainOptions
 
 
 class ModelVersion(models.Model):
-    """One trained classifier: its file, how it was made and how well it did."""
-
-    # How the version was made: large JSON (the split alone lists every training file, ~300 KB for
-    # the shipped model) that uploads, workers and status pages never read; they defer it.
-    RECORD_FIELDS = ("preprocessing", "metrics", "plots", "split", "versions", "notes", "data_fingerprint", "git_commit")
+    """One trained classifier: its file and what serving needs; how it was made and how well it did
+    is its ModelRecord (``version.record``)."""
 
     name = models.CharField(max_length=100, unique=True, help_text="Version label, e.g. mobilenetv2-20261126-0930.")
     architecture = models.CharField(max_length=40)
@@ -22,16 +17,11 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     class_names = models.JSONField(default=list)
     input_size = models.PositiveIntegerField(default=224)
-    preprocessing = models.JSONField(default=dict, blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    plots = models.JSONField(default=dict, blank=True, help_text="Plot name → PNG path.")
     data_fingerprint = models.CharField(max_length=64, blank=True)
-    split = models.JSONField(default=dict, blank=True)
-    versions = models.JSONField(default=dict, blank=True, help_text="Keras, backend and library versions.")
     smear_check = models.JSONField(
         default=dict, blank=True, db_default={},
         help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
-                  "(training.ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
+                  "(ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
     )
     git_commit = models.CharField(max_length=40, blank=True)
     trained_by = models.ForeignKey(
@@ -41,8 +31,6 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     is_active = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
-
-    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -54,10 +42,9 @@ class ModelVersion(models.Model):
         return self.name
 
     @classmethod
-    def active(cls, *, with_record=True):
-        """The active version or None; ``with_record=False`` leaves the training record unread."""
-        versions = cls.objects.all() if with_record else cls.objects.without_record()
-        return versions.filter(is_active=True).first()
+    def active(cls):
+        """The active version or None."""
+        return cls.objects.filter(is_active=True).first()
 
     @classmethod
     def _lock_activation(cls):
@@ -72,23 +59,51 @@ class ModelVersion(models.Model):
                 cursor.execute(f'LOCK TABLE "{cls._meta.db_table}" IN SHARE ROW EXCLUSIVE MODE')
 
     def activate(self):
-        """Make this the one active model, switched in one transaction (nobody ever sees two or none)."""
+        """Make this the one active model, switched in one transaction (nobody ever sees two or none).
+
+        Returns the version that was active just before (None if none was; this one if it was)."""
         model = type(self)
         with transaction.atomic():
             model._lock_activation()
             if not model.objects.filter(pk=self.pk).exists():
                 raise model.DoesNotExist(f"Model version {self.pk} no longer exists.")
+            previous = model.objects.filter(is_active=True).first()
             model.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             model.objects.filter(pk=self.pk).update(is_active=True)
         self.is_active = True
+        return previous
 
     @property
     def val_accuracy(self):
-        return (self.metrics or {}).get("val", {}).get("accuracy")
+        return self._recorded_metrics.get("val", {}).get("accuracy")
 
     @property
     def test_accuracy(self):
-        return (self.metrics or {}).get("test", {}).get("accuracy")
+        return self._recorded_metrics.get("test", {}).get("accuracy")
+
+    @property
+    def _recorded_metrics(self):
+        record = getattr(self, "record", None)  # None for a version registered without one
+        return (record.metrics if record is not None else None) or {}
+
+
+class ModelRecord(models.Model):
+    """How a version was made and how well it did, as recorded in its metadata.json.
+
+    Kept apart from ModelVersion because it is large (the split alone lists every training file,
+    ~300 KB for the shipped model) and only the registry, reports and the admin read it: uploads,
+    workers and status pages load ModelVersion rows without it.
+    """
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, primary_key=True, related_name="record")
+    preprocessing = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    plots = models.JSONField(default=dict, blank=True, help_text="Plot name → PNG path.")
+    split = models.JSONField(default=dict, blank=True)
+    versions = models.JSONField(default=dict, blank=True, help_text="Keras, backend and library versions.")
+
+    def __str__(self):
+        return f"Training record of {self.version_id}"
 
 
 class TrainingRun(models.Model):
@@ -100,24 +115,10 @@ class TrainingRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    class Promote(models.TextChoices):
-        NONE = "", "Do not promote"
-        BEST = "best", "Promote the best validation accuracy"
-
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    data_dir = models.CharField(max_length=500, help_text="Labelled image folder (<root>/<Class>/*.jpg) on the worker.")
-    architectures = models.JSONField(default=list, help_text="Architectures to train, e.g. [\"convnet\", \"vgg19\"].")
-    epochs = models.PositiveIntegerField(default=30)
-    image_size = models.PositiveIntegerField(default=224)
-    split_mode = models.CharField(max_length=16, default="grouped")
-    seed = models.IntegerField(default=42)
-    batch_size = models.PositiveIntegerField(default=32)
-    augment = models.BooleanField(default=True)
-    promote = models.CharField(max_length=8, choices=Promote.choices, blank=True, default=Promote.NONE)
-    weights_dir = models.CharField(max_length=500, blank=True, help_text="Folder of local ImageNet weight files.")
-    max_per_class = models.PositiveIntegerField(null=True, blank=True, help_text="Smoke runs only.")
-    output_dir = models.CharField(
-        max_length=500, blank=True, help_text="Work folder (checkpoints); re-running with it resumes."
+    options = models.JSONField(
+        default=dict, help_text="What to train: training.options.RetrainOptions.to_json() (data folder, "
+                                "architectures, epochs, image size, split, colour and augmentation settings, ...).",
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -135,5 +136,12 @@ class TrainingRun(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        archs = ", ".join(self.architectures or [])
+        archs = ", ".join((self.options or {}).get("architectures") or [])
         return f"Training run {self.pk} ({archs or 'no architecture'}, {self.get_status_display().lower()})"
+
+    def clean(self):
+        """The stored options must be ones RetrainOptions accepts (the folders are checked by the worker)."""
+        try:
+            self.options = RetrainOptions.from_json(self.options).validate(check_paths=False).to_json()
+        except (TrainingError, TypeError) as exc:
+            raise ValidationError({"options": str(exc)}) from exc

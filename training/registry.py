@@ -1,19 +1,21 @@
 """The model registry: where trained models live, which one is active, and loading them safely.
 
-Inference workers use three calls:
+Inference workers use two calls (and keep loaded models in their own cache, inference.worker):
 
     version = registry.get_active_version()        # ModelVersion or None (require_active_version raises)
     model = registry.load_model(version)           # keras.Model, sha256-checked, safe_mode=True
-    version, model = registry.load_active_model()  # both at once, cached per process
-    results = registry.classify(version, [upload])  # prepare_image + model: label, probabilities
 
-``classify`` (and ``predict_prepared`` for arrays already made by prepare_image) is what the
-`diagnose` command uses too, so serving and diagnosis cannot prepare images differently.
+``predict_prepared`` runs a model on arrays made by ml.images.prepare_image, the serving
+preparation; the `diagnose` command uses it, so serving and diagnosis cannot prepare images differently.
 
 "Is this a stained blood smear at all?": ``ModelVersion.smear_check`` holds the parameters of the
-check (training.ml.smear_check) fitted on the version's training split; ``register_model`` copies
+check (ml.smear_check) fitted on the version's training split; ``register_model`` copies
 them from the run's metadata, ``attach_smear_check`` stores one on an older version, and
 ``smear_check_for(version)`` gives the SmearCheck (None when the version has none).
+
+A registered version is a ModelVersion (what serving needs) and its ModelRecord (how it was made
+and how well it did: preprocessing, metrics, plots, split, library versions; the same facts as its
+metadata.json), created together by ``register_model``.
 
 Files: a registered model lives in ``settings.MODEL_DIR/<version name>/`` (model.keras,
 metadata.json, plots/*.png); ``ModelVersion.file_path`` and the plot paths are recorded relative to
@@ -30,8 +32,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from django.conf import settings
@@ -39,10 +39,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from training.ml import artifacts
-from training.ml.classes import CLASS_NAMES
-from training.models import ModelVersion
-from training.signals import model_promoted
+from ml import artifacts
+from ml.classes import CLASS_NAMES
+from training.audit_events import COMMAND_LINE, audit_promotion, audit_registration
+from training.models import ModelRecord, ModelVersion
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -159,7 +159,7 @@ def verify_file(version):
 def load_model(version):
     """Load the version's model with safe_mode=True, refusing a file whose sha256 is not the recorded one.
 
-    The bytes are checked and loaded from one private copy (training.ml.artifacts.load_model_verified),
+    The bytes are checked and loaded from one private copy (ml.artifacts.load_model_verified),
     so the file cannot be swapped between the check and the load. Raises ModelFileMissing or
     ModelIntegrityError (both RegistryError), naming the version.
     """
@@ -174,45 +174,15 @@ def load_model(version):
         raise ModelIntegrityError(f"Refusing model version {version.name!r}: {exc}") from exc
 
 
-_cache = OrderedDict()
-_cache_lock = threading.Lock()
-CACHE_SIZE = 2
-
-
-def get_model(version):
-    """load_model with a small per-process cache keyed by (id, sha256): repeated calls are free."""
-    key = (version.pk, version.sha256)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        model = load_model(version)
-        _cache[key] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model
-
-
-def clear_model_cache():
-    with _cache_lock:
-        _cache.clear()
-
-
-def load_active_model():
-    """(active ModelVersion, its loaded keras.Model), cached per process; raises NoActiveModel."""
-    version = require_active_version()
-    return version, get_model(version)
-
-
 def predict_prepared(model, arrays, batch_size=32):
-    """Softmax probabilities (N, K) for images already made by training.ml.images.prepare_image.
+    """Softmax probabilities (N, K) for images already made by ml.images.prepare_image.
 
     Columns follow the version's ``class_names``. The model takes float32 RGB 0..255; its own
     layers scale pixels for the architecture, so nothing else may be done to the arrays.
     """
     import numpy as np
 
-    from training.ml.evaluate import predict_probabilities
+    from ml.evaluate import predict_probabilities
 
     batch = np.asarray(arrays)
     if batch.ndim == 3:
@@ -220,35 +190,16 @@ def predict_prepared(model, arrays, batch_size=32):
     return predict_probabilities(model, batch.astype("float32"), batch_size=batch_size)
 
 
-def classify(version, sources, *, batch_size=32, model=None):
-    """Classify images (paths, bytes, file objects, PIL images) exactly as serving must.
-
-    Each source goes through training.ml.images.prepare_image(source, version.input_size) (raises
-    training.ml.images.ImageError for an unreadable image), then the version's verified model.
-    Returns one dict per source: label, confidence, probabilities {class name: p}.
-    """
-    from training.ml.images import prepare_batch
-
-    model = model or get_model(version)
-    names = list(version.class_names or CLASS_NAMES)
-    probabilities = predict_prepared(model, prepare_batch(sources, version.input_size), batch_size=batch_size)
-    results = []
-    for row in probabilities:
-        best = int(row.argmax())
-        results.append({"label": names[best], "confidence": float(row[best]),
-                        "probabilities": {name: float(p) for name, p in zip(names, row)}})
-    return results
-
-
-def activate(version, verify=True, by=None):
+def activate(version, verify=True, *, actor=None, source=COMMAND_LINE, request=None):
     """Make ``version`` (ModelVersion, name or id) the one active model; with ``verify``, refuse a
-    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate).
-    ``by`` is the user who promoted it (None: a command), for the audit trail."""
+    version whose file is missing or altered. Exclusive and atomic (see ModelVersion.activate), and
+    audited in the same transaction (training.audit_events: ``actor``, ``source``, ``request``)."""
     version = get_version(version)
     if verify:
         verify_file(version)
-    version.activate()
-    model_promoted.send(sender=ModelVersion, version=version, by=by)
+    with transaction.atomic():
+        previous = version.activate()
+        audit_promotion(version, previous, actor=actor, source=source, request=request)
     return version
 
 
@@ -257,8 +208,8 @@ def activate(version, verify=True, by=None):
 
 
 def current_git_commit():
-    """HEAD of the repository (or $TELEDIAG_GIT_COMMIT in images without .git), else ""."""
-    commit = os.environ.get("TELEDIAG_GIT_COMMIT", "").strip()
+    """HEAD of the repository (or settings.GIT_COMMIT, for images without .git), else ""."""
+    commit = settings.GIT_COMMIT.strip()
     if commit:
         return commit[:40]
     try:
@@ -328,15 +279,17 @@ def find_registered(result):
     return ModelVersion.objects.filter(sha256=sha256, architecture=result.get("architecture", "")).first()
 
 
-def register_model(result, *, name=None, trained_by=None, notes=""):
-    """Register a ``training.ml.pipeline.run_training`` result (or its metadata.json dict + paths).
+def register_model(result, *, name=None, trained_by=None, notes="", actor=None, source=COMMAND_LINE, request=None):
+    """Register a ``ml.pipeline.run_training`` result (or its metadata.json dict + paths).
 
     Copies the .keras file, its plots and metadata into ``MODEL_DIR/<name>/``: everything is written
     into a temporary folder beside it, checked against the recorded sha256, then renamed into place
     (one atomic rename), and only then is the ModelVersion row created. A model already under
     SHIPPED_MODEL_DIR is recorded in place with its absolute path. Registering the same trained file
-    twice returns the existing version (a resumed retrain does not duplicate versions).
+    twice returns the existing version (a resumed retrain does not duplicate versions). A new version
+    is audited (training.audit_events: ``actor``, ``source``, ``request``).
     """
+    audit_context = dict(actor=actor, source=source, request=request)
     source = Path(result["model_path"]).resolve()
     output_dir = Path(result.get("output_dir") or source.parent)
     if not source.is_file():
@@ -357,17 +310,19 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
 
     class_names = list(result.get("class_names") or CLASS_NAMES)
     trained_at = _trained_at(result)
+    record = dict(
+        preprocessing=result.get("preprocessing") or {},
+        metrics=_metrics_record(result),
+        split=result.get("split") or {},
+        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
+                                                       else {})},
+    )
     fields = dict(
         architecture=result["architecture"],
         sha256=sha256,
         class_names=class_names,
         input_size=int(result["input_size"]),
-        preprocessing=result.get("preprocessing") or {},
-        metrics=_metrics_record(result),
         data_fingerprint=result.get("data_fingerprint") or "",
-        split=result.get("split") or {},
-        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
-                                                       else {})},
         smear_check=_smear_check_from_result(result),
         git_commit=current_git_commit(),
         trained_by=trained_by,
@@ -378,9 +333,10 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
     if _is_within(source, settings.SHIPPED_MODEL_DIR):
         plots = {key: str((output_dir / rel).resolve()) for key, rel in (result.get("plots") or {}).items()
                  if (output_dir / rel).is_file()}
-        return ModelVersion.objects.create(
-            name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
-            file_path=str(source), plots=plots, **fields,
+        return _create_version(
+            dict(name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
+                 file_path=str(source), **fields),
+            dict(record, plots=plots), audit_context,
         )
 
     root = model_dir()
@@ -408,11 +364,20 @@ def register_model(result, *, name=None, trained_by=None, notes=""):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        with transaction.atomic():
-            return ModelVersion.objects.create(name=name, file_path=f"{name}/{MODEL_FILE}", plots=plots, **fields)
+        return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots),
+                               audit_context)
     except Exception:
         shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
         raise
+
+
+def _create_version(fields, record, audit_context):
+    """The ModelVersion row, its ModelRecord and its audit event: all or nothing."""
+    with transaction.atomic():
+        version = ModelVersion.objects.create(**fields)
+        ModelRecord.objects.create(version=version, **record)
+        audit_registration(version, **audit_context)
+    return version
 
 
 # --------------------------------------------------------------------------------------------------
@@ -426,7 +391,7 @@ def validate_smear_check(params):
     """The SmearCheck of ``params`` (a SmearCheck.to_dict() dict, possibly with extra keys such as
     "fitted_on" and "validation"); raises RegistryError when it is unusable or was fitted at
     another size than SMEAR_CHECK_SIZE."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     if not isinstance(params, dict) or not params:
         raise RegistryError("No smear-check parameters given.")
@@ -486,7 +451,7 @@ def attach_smear_check(version, params):
 
 def smear_check_for(version):
     """The version's SmearCheck, or None when it has none (or its stored parameters are unusable)."""
-    from training.ml.smear_check import SmearCheck
+    from ml.smear_check import SmearCheck
 
     params = getattr(version, "smear_check", None)
     if not params:

@@ -13,28 +13,25 @@ the person who typed the command or filled in the admin form.
 import datetime
 import logging
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.task_lookup import task_named
+from ml.classes import CLASS_NAMES
 from training import registry
-from training.ml.classes import CLASS_NAMES
+from training.audit_events import COMMAND_LINE
+from training.errors import TrainingError
 from training.models import ModelVersion, TrainingRun
+from training.options import RetrainOptions, check_data_dir
 
 logger = logging.getLogger(__name__)
 
-# The four architectures of the original study (what --all trains), and every one we can build.
-STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
-# Kept here so the admin form and argument checks need no Keras import; a test checks it matches
-# training.ml.architectures.ARCHITECTURE_NAMES.
-KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
-SPLIT_MODES = ("grouped", "random")
-PROMOTE_CHOICES = ("best",)
+RETRAIN_TASK = "training.tasks.retrain_task"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-DEFAULT_EPOCHS = 50
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
     "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
@@ -44,105 +41,9 @@ WEIGHT_FILE_PATTERNS = {
 }
 
 
-class TrainingError(Exception):
-    """A request that cannot be carried out as given; the message says what to change."""
-
-
-def available_architectures():
-    return KNOWN_ARCHITECTURES
-
-
-# --------------------------------------------------------------------------------------------------
-# Options
-
-
-@dataclass
-class RetrainOptions:
-    data_dir: object
-    architectures: list = field(default_factory=lambda: ["convnet"])
-    epochs: int = DEFAULT_EPOCHS
-    image_size: int = 224
-    split_mode: str = "grouped"
-    seed: int = 42
-    batch_size: int = 32
-    augment: bool = True
-    per_image_colour: bool = False  # PerImageColourStandardization instead of the usual scaling
-    grayscale_augment: float = 0.0  # probability of a gray training image
-    stain_augment: float = 0.0  # sigma of the per-image stain-amount jitter
-    learning_rate: float = None  # Adam's initial rate; None: each architecture's default
-    promote: str = None  # None or "best"
-    weights_dir: object = None
-    max_per_class: int = None
-    output_dir: object = None
-
-    @property
-    def normalisation(self):
-        return "per_image" if self.per_image_colour else None
-
-    def validate(self, check_paths=True):
-        """Check every argument; with ``check_paths`` also the folders. Returns a normalised copy."""
-        archs = list(dict.fromkeys(self.architectures or []))
-        if not archs:
-            raise TrainingError("Name at least one architecture (or use --all).")
-        unknown = [a for a in archs if a not in KNOWN_ARCHITECTURES]
-        if unknown:
-            raise TrainingError(
-                f"Unknown architecture(s): {', '.join(unknown)}. Choose from {', '.join(KNOWN_ARCHITECTURES)}."
-            )
-        for label, value, minimum in (("--epochs", self.epochs, 1), ("--image-size", self.image_size, 8),
-                                      ("--batch-size", self.batch_size, 1)):
-            if not isinstance(value, int) or value < minimum:
-                raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
-        if self.learning_rate is not None and (
-                isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
-                or not 0 < self.learning_rate < 1):
-            raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
-        if (isinstance(self.grayscale_augment, bool) or not isinstance(self.grayscale_augment, (int, float))
-                or not 0 <= self.grayscale_augment <= 1):
-            raise TrainingError(f"--grayscale-augment must be a probability between 0 and 1, not "
-                                f"{self.grayscale_augment!r}.")
-        if (isinstance(self.stain_augment, bool) or not isinstance(self.stain_augment, (int, float))
-                or not 0 <= self.stain_augment < 1):
-            raise TrainingError(f"--stain-augment must be a number from 0 up to (not including) 1, not "
-                                f"{self.stain_augment!r}.")
-        if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
-            raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
-        if self.split_mode not in SPLIT_MODES:
-            raise TrainingError(f"--split must be one of {', '.join(SPLIT_MODES)}, not {self.split_mode!r}.")
-        if self.promote not in (None, "", *PROMOTE_CHOICES):
-            raise TrainingError(f"--promote accepts only 'best', not {self.promote!r}.")
-        if not str(self.data_dir or "").strip():
-            raise TrainingError("--data is required: the labelled image folder (<root>/<Class>/*.jpg).")
-        options = replace(self, architectures=archs, promote=self.promote or None,
-                          data_dir=Path(self.data_dir).expanduser(),
-                          weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
-                          output_dir=Path(self.output_dir).expanduser() if self.output_dir else None)
-        if check_paths:
-            check_data_dir(options.data_dir)
-            if options.weights_dir is not None and not options.weights_dir.is_dir():
-                raise TrainingError(f"Weights folder not found: {options.weights_dir}")
-            if options.output_dir is not None and options.output_dir.exists() and not options.output_dir.is_dir():
-                raise TrainingError(f"--output {options.output_dir} exists and is not a folder.")
-        return options
-
-
-def check_data_dir(data_dir):
-    path = Path(data_dir).expanduser()
-    if not path.exists():
-        raise TrainingError(f"Data folder not found: {path}")
-    if not path.is_dir():
-        raise TrainingError(f"Data path is not a folder: {path}")
-    if not any(p for p in path.iterdir() if not p.name.startswith(".")):
-        raise TrainingError(
-            f"Data folder {path} is empty: expected one sub-folder of images per class "
-            "(Benign, Early, Pre, Pro)."
-        )
-    return path
-
-
 def scan(data_dir, require_all_classes=True):
-    """training.ml.dataset.scan_dataset with its errors turned into TrainingError."""
-    from training.ml.dataset import DatasetError, scan_dataset
+    """ml.dataset.scan_dataset with its errors turned into TrainingError."""
+    from ml.dataset import DatasetError, scan_dataset
 
     check_data_dir(data_dir)
     try:
@@ -190,10 +91,10 @@ class RetrainResult:
 
 def _completed_result(arch_dir, options, architecture, data_fingerprint):
     """metadata of a finished run in ``arch_dir`` with the same settings, whose model file is intact."""
-    from training.ml import artifacts
-    from training.ml.architectures import default_learning_rate
-    from training.ml.pipeline import METADATA_FILE, MODEL_FILE
-    from training.ml.train import with_config_defaults
+    from ml import artifacts
+    from ml.architectures import default_learning_rate
+    from ml.pipeline import METADATA_FILE, MODEL_FILE
+    from ml.train import with_config_defaults
 
     metadata_path, model_file = arch_dir / METADATA_FILE, arch_dir / MODEL_FILE
     if not (metadata_path.is_file() and model_file.is_file()):
@@ -221,7 +122,7 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
 
 
 def _check_image_size(architectures, image_size):
-    from training.ml.architectures import ARCHITECTURES
+    from ml.architectures import ARCHITECTURES
 
     too_small = [f"{a} (needs >= {ARCHITECTURES[a].min_image_size})" for a in architectures
                  if image_size < ARCHITECTURES[a].min_image_size]
@@ -232,9 +133,9 @@ def _check_image_size(architectures, image_size):
 def _comparison_rows(versions):
     rows = []
     for version in versions:
-        training = (version.metrics or {}).get("training") or {}
+        training = (version.record.metrics or {}).get("training") or {}
         rows.append({
-            "architecture": version.architecture, "metrics": version.metrics,
+            "architecture": version.architecture, "metrics": version.record.metrics,
             "params": training.get("params"), "epochs_run": training.get("epochs_run"),
             "training_seconds": training.get("training_seconds"),
         })
@@ -243,7 +144,7 @@ def _comparison_rows(versions):
 
 def comparison_table(versions):
     """The study's Table II for registered versions (test-split metrics), plus validation accuracy."""
-    from training.ml.evaluate import format_comparison_table
+    from ml.evaluate import format_comparison_table
 
     table = format_comparison_table(_comparison_rows(versions))
     lines = table.splitlines()
@@ -272,9 +173,9 @@ def seed_spread(versions, part="test"):
     Versions without that part are left out; returns {metric: {...}} and "n"."""
     import statistics
 
-    rows = [(version.metrics or {}).get(part) for version in versions]
+    rows = [(version.record.metrics or {}).get(part) for version in versions]
     rows = [row for row in rows if row]
-    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.metrics or {}).get(part)]}
+    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.record.metrics or {}).get(part)]}
     for metric in SPREAD_METRICS:
         values = [float(row[metric]) for row in rows if row.get(metric) is not None]
         summary[metric] = {
@@ -305,7 +206,7 @@ def describe_metrics(version):
     lines = [f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",
              f"  sha256 {version.sha256}"]
     for part, label in (("val", "validation"), ("test", "test")):
-        metrics = (version.metrics or {}).get(part)
+        metrics = (version.record.metrics or {}).get(part)
         if metrics:
             lines.extend("  " + line for line in format_metrics(metrics, title=f"{label} split").splitlines())
     return "\n".join(lines)
@@ -333,17 +234,18 @@ def format_metrics(metrics, title=None):
     return "\n".join(lines)
 
 
-def retrain(options, *, trained_by=None, log=None, progress=2):
+def retrain(options, *, trained_by=None, log=None, progress=2, source=COMMAND_LINE):
     """Train, evaluate, register (and optionally promote) each requested architecture.
 
     ``options``: RetrainOptions. ``log``: callable receiving progress lines. ``progress``: Keras
     verbosity for fit (False, True or 2 = one line per epoch). All architectures share one split: the
     first one's split record is reused for the others, so the comparison is on the same test images.
     Re-running with the same ``output_dir`` skips finished architectures and resumes an interrupted
-    one from its last finished epoch. Returns a RetrainResult.
+    one from its last finished epoch. ``trained_by`` and ``source`` go into the audit events of the
+    registrations and the promotion (training.audit_events). Returns a RetrainResult.
     """
-    from training.ml.dataset import DatasetError
-    from training.ml.pipeline import run_training
+    from ml.dataset import DatasetError
+    from ml.pipeline import run_training
 
     log = log or (lambda line: None)
     options = options.validate(check_paths=True)
@@ -369,19 +271,15 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
                 f"({options.epochs} epochs, {options.image_size}px, {options.split_mode} split)")
             try:
                 result = run_training(
-                    dataset.root, architecture, arch_dir, epochs=options.epochs, image_size=options.image_size,
-                    split_mode=options.split_mode, seed=options.seed, batch_size=options.batch_size,
-                    augment=options.augment, weights_path=weights[architecture], split_record=split_record,
-                    progress=progress, max_per_class=options.max_per_class,
-                    normalisation=options.normalisation, learning_rate=options.learning_rate,
-                    augment_grayscale=options.grayscale_augment, augment_stain=options.stain_augment,
+                    dataset.root, architecture, arch_dir, weights_path=weights[architecture],
+                    split_record=split_record, progress=progress, **options.run_training_kwargs(),
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc
             trained.append(architecture)
         if split_record is None:
             split_record = result.get("split")
-        version = registry.register_model(result, trained_by=trained_by)
+        version = registry.register_model(result, trained_by=trained_by, actor=trained_by, source=source)
         versions.append(version)
         log(describe_metrics(version))
 
@@ -391,7 +289,7 @@ def retrain(options, *, trained_by=None, log=None, progress=2):
     promoted = None
     if options.promote == "best":
         promoted = best_version(versions)
-        registry.activate(promoted)
+        registry.activate(promoted, actor=trained_by, source=source)
         log(f"\nPromoted {promoted.name} (best validation accuracy {_pct(promoted.val_accuracy)}): now the active model.")
     elif registry.get_active_version() is None:
         log("\nNo model is active yet: promote one with `manage.py promote VERSION` or in the admin.")
@@ -403,7 +301,7 @@ def best_version(versions):
     """Highest validation accuracy; ties go to the lower validation loss, then the earlier one."""
     def key(item):
         index, version = item
-        val = (version.metrics or {}).get("val") or {}
+        val = (version.record.metrics or {}).get("val") or {}
         return (val.get("accuracy") or 0.0, -(val.get("loss") if val.get("loss") is not None else float("inf")), -index)
 
     return max(enumerate(versions), key=key)[1]
@@ -421,21 +319,10 @@ def promote(ref):
 # Training runs (admin + Celery)
 
 
-def run_options(run):
-    return RetrainOptions(
-        data_dir=run.data_dir, architectures=list(run.architectures or []), epochs=run.epochs,
-        image_size=run.image_size, split_mode=run.split_mode, seed=run.seed, batch_size=run.batch_size,
-        augment=run.augment, promote=run.promote or None, weights_dir=run.weights_dir or None,
-        max_per_class=run.max_per_class, output_dir=run.output_dir or None,
-    )
-
-
 def enqueue_training_run(run):
     """Queue ``retrain_task`` for ``run``; if the broker cannot be reached, the run is marked failed."""
-    from training.tasks import retrain_task
-
     try:
-        retrain_task.delay(run.pk)
+        task_named(RETRAIN_TASK).delay(run.pk)
     except Exception as exc:  # any broker failure: say so on the run
         logger.exception("Could not queue training run %s", run.pk)
         TrainingRun.objects.filter(pk=run.pk).update(
@@ -462,9 +349,9 @@ def execute_training_run(run_id, progress=2):
         logger.warning("Training run %s is not queued (missing or %s); not started", run_id,
                        run.status if run else "deleted")
         return run
-    if not run.output_dir:
-        run.output_dir = str(default_output_dir(f"run-{run.pk}"))
-        TrainingRun.objects.filter(pk=run.pk).update(output_dir=run.output_dir)
+    if not run.options.get("output_dir"):
+        run.options = {**run.options, "output_dir": str(default_output_dir(f"run-{run.pk}"))}
+        TrainingRun.objects.filter(pk=run.pk).update(options=run.options)
 
     lines = [run.log] if run.log else []
 
@@ -478,7 +365,8 @@ def execute_training_run(run_id, progress=2):
         TrainingRun.objects.filter(pk=run.pk).update(**update)
 
     try:
-        result = retrain(run_options(run), trained_by=run.requested_by, log=log, progress=progress)
+        result = retrain(RetrainOptions.from_json(run.options), trained_by=run.requested_by, log=log,
+                         progress=progress, source=f"training run {run.pk}")
     except BaseException as exc:
         message = str(exc) if isinstance(exc, TrainingError) else "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -520,15 +408,15 @@ def _label_map(version):
 
 
 def _samples_of_recorded_split(version, dataset, part):
-    from training.ml.dataset import DatasetError
-    from training.ml.splits import SPLIT_NAMES, from_record
+    from ml.dataset import DatasetError
+    from ml.splits import SPLIT_NAMES, from_record
 
     if part not in SPLIT_NAMES:
         raise TrainingError(f"Unknown split part {part!r}; choose from {', '.join(SPLIT_NAMES)}.")
-    if not (version.split or {}).get("splits"):
+    if not (version.record.split or {}).get("splits"):
         raise TrainingError(f"Model {version.name} has no recorded split to take the {part} images from.")
     try:
-        samples = getattr(from_record(version.split, dataset), part)
+        samples = getattr(from_record(version.record.split, dataset), part)
     except DatasetError as exc:
         raise TrainingError(f"The split recorded with {version.name} does not match {dataset.root}: {exc}") from exc
     if not samples:
@@ -541,14 +429,14 @@ def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None, sp
 
     ``split_part`` ("train", "val" or "test"): only that part of the split recorded with the model
     (the folder must hold the images it was trained on, unchanged). ``flips``: test-time
-    augmentation, the mean over the image and its three flips (training.ml.evaluate.predict_with_flips).
+    augmentation, the mean over the image and its three flips (ml.evaluate.predict_with_flips).
     Returns {"model": ..., "data": ..., "metrics": metrics_from_probabilities(...)}; the metrics use
     the model's own class order.
     """
     import numpy as np
 
-    from training.ml.dataset import DatasetError, limit_per_class, load_arrays
-    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities, predict_with_flips
+    from ml.dataset import DatasetError, limit_per_class, load_arrays
+    from ml.evaluate import metrics_from_probabilities, predict_probabilities, predict_with_flips
 
     dataset = scan(data_dir, require_all_classes=False)
     samples = dataset.samples if split_part is None else _samples_of_recorded_split(version, dataset, split_part)
@@ -609,14 +497,14 @@ def collect_image_files(paths):
 def diagnose_paths(paths, version, *, batch_size=32, model=None):
     """Classify image files/folders with exactly the serving preprocessing.
 
-    Each file goes through training.ml.images.prepare_image(path, version.input_size) and the model's
+    Each file goes through ml.images.prepare_image(path, version.input_size) and the model's
     softmax. Returns one dict per file, in order: path, label (class name or None), confidence,
     probabilities {class: p}, error (None, or why the file could not be read). Unreadable files are
     reported, not fatal.
     """
     import numpy as np
 
-    from training.ml.images import ImageError, prepare_image
+    from ml.images import ImageError, prepare_image
 
     files, problems = collect_image_files(paths)
     names = list(version.class_names or CLASS_NAMES)
@@ -651,12 +539,4 @@ def diagnose_paths(paths, version, *, batch_size=32, model=None):
             flush()
     flush()
     return rows
-
-
-def real_dataset_dir():
-    """The real image folder: settings.DATASET_DIR itself, or its original/ sub-folder."""
-    root = Path(settings.DATASET_DIR)
-    if (root / "original").is_dir():
-        return root / "original"
-    return root
 

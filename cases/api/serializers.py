@@ -12,9 +12,10 @@ from rest_framework.utils import html
 
 from accounts.api import OrganisationRefSerializer, UserRefSerializer
 from accounts.models import Organisation
+from audit.models import AuditEvent
 from cases.access import laboratories_for, patients_visible_to
-from cases.api.common import MAX_ID, StrictFieldsMixin
-from cases.models import AuditEvent, Case, Diagnosis, Patient, Review, Smear
+from cases.models import Case, Diagnosis, Patient, Review, Smear
+from core.api import MAX_ID, StrictFieldsMixin
 from training.models import ModelVersion
 
 MAX_TEXT = 20_000
@@ -175,7 +176,7 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         help_text="Reading laboratory to send the case to; required when your site refers to several.",
     )
     model_version = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.without_record(), required=False, allow_null=True, default=None,
+        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
         help_text="Model to analyse the smears with; empty means the active model.",
     )
     images = SmearFilesField(help_text="Smear images (JPEG, PNG, TIFF or BMP); repeat the field for several.")

@@ -5,7 +5,7 @@ Access rules, in this order (the same as the portal's):
 2. a role that never uses the endpoint → 403, whatever the id (nothing leaks);
 3. an object the user may not see → 404 (the selectors simply don't return it);
 4. a visible object but an action the role may not do (a clinician signing) → 403.
-Every failure has the body described in telediag.api_errors.
+Every failure has the body described in core.api_errors.
 """
 from django.db.models import Prefetch
 from django.urls import reverse
@@ -19,8 +19,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import AuditEvent
+from audit.selectors import audit_events_visible_to
+from audit.services import audit
 from cases.access import (
-    audit_events_visible_to,
     cases_visible_to,
     get_case_for,
     get_patient_for,
@@ -28,7 +30,6 @@ from cases.access import (
     patients_visible_to,
     review_queue_for,
 )
-from cases.api.common import StandardPagination, require_role, validated_query
 from cases.api.serializers import (
     AmendSerializer,
     AuditEventFilterSerializer,
@@ -41,12 +42,14 @@ from cases.api.serializers import (
     PatientSerializer,
     SignSerializer,
 )
-from cases.audit import audit
 from cases.media import smear_image_response
-from cases.models import AuditEvent, Case, Patient, Review, Smear
+from cases.models import Case, Patient, Review, Smear
 from cases.services import case_amend, case_sign, case_submit, patient_register
+from core import permissions
+from core.api import StandardPagination, validated_query
+from core.api_errors import error_responses
+from core.permissions import require_role
 from security.signature import verify_signature
-from telediag.api_errors import error_responses
 
 CASE_ROLES_ONLY = "Only clinicians and pathologists work with cases."
 SUMMARY_RELATED = ("patient", "site", "laboratory", "submitted_by", "signed_by")
@@ -77,7 +80,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        require_role(request.user.is_clinician, "Only clinicians work with patients.")
+        require_role(permissions.works_with_patients(request.user), "Only clinicians work with patients.")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -153,7 +156,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        require_role(request.user.is_clinician or request.user.is_pathologist, CASE_ROLES_ONLY)
+        require_role(permissions.works_with_cases(request.user), CASE_ROLES_ONLY)
 
     def get_serializer_class(self):
         return {
@@ -193,7 +196,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return self._detail(case)
 
     def create(self, request, *args, **kwargs):
-        require_role(request.user.is_clinician, "Only clinicians submit cases.")
+        require_role(permissions.works_with_patients(request.user), "Only clinicians submit cases.")
         serializer = CaseCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -218,7 +221,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self.get_object()  # 404 outside the user's site or laboratory
         user = self.request.user
         require_role(
-            user.is_pathologist and case.laboratory_id == user.organisation_id,
+            permissions.is_case_pathologist(user, case),
             "Only pathologists of the reading laboratory review cases.",
         )
         return case
@@ -260,7 +263,7 @@ class ReviewQueueView(ListAPIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        require_role(request.user.is_pathologist, "Only pathologists have a review queue.")
+        require_role(permissions.reviews_cases(request.user), "Only pathologists have a review queue.")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -276,7 +279,7 @@ class SmearImageView(APIView):
         responses={(200, "image/*"): OpenApiTypes.BINARY, **error_responses(401, 403, 404)},
     )
     def get(self, request, pk):
-        require_role(request.user.is_clinician or request.user.is_pathologist, CASE_ROLES_ONLY)
+        require_role(permissions.works_with_cases(request.user), CASE_ROLES_ONLY)
         return smear_image_response(get_smear_for(request.user, pk))
 
 
@@ -300,7 +303,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        require_role(request.user.is_lab_admin, "Only lab admins read the audit trail.")
+        require_role(permissions.administers_organisation(request.user), "Only lab admins read the audit trail.")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -19,11 +19,3 @@ def case_analysis(context, case, version=None):
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }
-
-
-@register.simple_tag
-def ai_suggestion(case):
-    """The AI's case-level label ("" when none): what the sign form records as the AI suggestion."""
-    from inference.services import case_ai_suggestion
-
-    return case_ai_suggestion(case)

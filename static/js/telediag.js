@@ -38,6 +38,38 @@
     setZoom(viewer, "fit");
   });
 
+  // Heatmap opacity sliders of the AI panel. The panel is re-rendered by the server while the
+  // analysis runs (htmx swaps it in), so the chosen opacities are kept and applied again.
+  var heatmapOpacity = {};
+  function applyOpacity(slider) {
+    var overlay = slider.closest(".card").querySelector("[data-inference-heatmap]");
+    if (overlay) { overlay.style.opacity = String(slider.value / 100); }
+  }
+  document.addEventListener("input", function (event) {
+    var slider = event.target.closest && event.target.closest("[data-inference-opacity]");
+    if (!slider) { return; }
+    heatmapOpacity[slider.id] = slider.value;
+    applyOpacity(slider);
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    document.querySelectorAll("[data-inference-opacity]").forEach(function (slider) {
+      if (heatmapOpacity[slider.id] !== undefined) {
+        slider.value = heatmapOpacity[slider.id];
+        applyOpacity(slider);
+      }
+    });
+  });
+
+  // Bars carry their width as data: the Content-Security-Policy allows no inline style, but
+  // setting it through the DOM (CSSOM) is fine. Again for every panel htmx swaps in.
+  function applyWidths(root) {
+    root.querySelectorAll("[data-td-width]").forEach(function (node) {
+      node.style.width = node.getAttribute("data-td-width") + "%";
+    });
+  }
+  applyWidths(document);
+  document.body.addEventListener("htmx:load", function (event) { applyWidths(event.target); });
+
   // Show the chosen file names under a multiple file input.
   document.querySelectorAll("[data-file-list-for]").forEach(function (list) {
     var input = document.getElementById(list.getAttribute("data-file-list-for"));

@@ -10,8 +10,8 @@ from rest_framework.authtoken.models import Token
 from accounts import services
 from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
-from cases.errors import DomainError, NotAllowed
-from cases.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import DomainError, NotAllowed
 from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db

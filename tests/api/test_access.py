@@ -10,7 +10,8 @@ from datetime import date
 import pytest
 
 from accounts.models import User
-from cases.models import AuditEvent, Case, Patient, Review
+from audit.models import AuditEvent
+from cases.models import Case, Patient, Review
 from tests.api.conftest import assert_error, who
 from tests.conftest import smear_upload
 from tests.conftest import DEMO_PASSWORD

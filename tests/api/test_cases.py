@@ -3,7 +3,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Organisation, ReferralLink
-from cases.models import AuditEvent, Case, Smear
+from audit.models import AuditEvent
+from cases.models import Case, Smear
 from tests.api.conftest import assert_error
 from tests.conftest import smear_upload
 from training.models import ModelVersion

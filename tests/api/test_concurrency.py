@@ -27,7 +27,7 @@ def test_concurrent_signatures_one_wins_one_gets_409(world):
             barrier.wait()
             response = client.post(url, {"password": DEMO_PASSWORD, "diagnosis": diagnosis}, format="json")
             results[user.username] = (response.status_code, response.json())
-        except Exception as exc:  # reported by the assertions below
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
             results[user.username] = ("exception", repr(exc))
         finally:
             connection.close()  # each thread has its own connection

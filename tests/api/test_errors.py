@@ -7,8 +7,8 @@ from django.http import Http404
 from django.test import RequestFactory
 from rest_framework.authtoken.models import Token
 
-from cases.errors import AlreadySigned, UploadRejected
-from telediag.api_errors import exception_handler, page_not_found, server_error
+from core.api_errors import exception_handler, page_not_found, server_error
+from core.errors import AlreadySigned, UploadRejected
 from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD
 

@@ -3,7 +3,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from cases.models import AuditEvent, Patient
+from audit.models import AuditEvent
+from cases.models import Patient
 from tests.api.conftest import assert_error
 
 VALID = {"mrn": "MRN-9", "given_name": "Ana", "family_name": "Ruiz", "sex": "F", "date_of_birth": "2016-03-01"}

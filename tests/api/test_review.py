@@ -1,7 +1,8 @@
 """Pathologists: review queue, signing, amending; state rules and malformed input."""
 import pytest
 
-from cases.models import AuditEvent, Case, Review
+from audit.models import AuditEvent
+from cases.models import Case, Review
 from cases.services import case_move
 from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD

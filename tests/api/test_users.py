@@ -4,7 +4,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from tests.api.conftest import assert_error
 from security.passwords import password_change
 from tests.conftest import DEMO_PASSWORD, current_totp_code

@@ -8,9 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from accounts.models import Organisation, ReferralLink
-from cases.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
-from cases.models import AuditEvent, Case, Review, Smear
+from audit.models import AuditEvent
+from cases.models import Case, Review, Smear
 from cases.services import case_amend, case_move, case_sign, patient_register
+from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from tests.conftest import smear_upload
 
 

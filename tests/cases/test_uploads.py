@@ -9,8 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
 
-from cases.errors import UploadRejected
 from cases.uploads import InvalidImage, ValidatedImage, sanitize_filename, validate_upload, validate_uploads
+from core.errors import UploadRejected
 
 MB = 1024 * 1024
 

@@ -1,8 +1,8 @@
 """Fixtures of the inference tests: a small real Keras model, registered as a ModelVersion.
 
-The model is a `convnet_bn` built with training.ml.architectures.build_model at 32 px (augmentation
+The model is a `convnet_bn` built with ml.architectures.build_model at 32 px (augmentation
 included, as in real models; it is the identity at inference), with a head bias set so its outputs
-are clearly non-uniform, saved once per session with training.ml.artifacts.
+are clearly non-uniform, saved once per session with ml.artifacts.
 """
 import os
 from pathlib import Path
@@ -17,9 +17,9 @@ def build_test_model_file(directory, image_size=MODEL_IMAGE_SIZE, bias=HEAD_BIAS
     """Build, adjust and save a small model; returns (path, sha256)."""
     import numpy as np
 
-    from training.ml import artifacts
-    from training.ml.architectures import build_model
-    from training.ml.classes import CLASS_NAMES
+    from ml import artifacts
+    from ml.architectures import build_model
+    from ml.classes import CLASS_NAMES
 
     model = build_model("convnet_bn", image_size=image_size, num_classes=len(CLASS_NAMES), augment=True, seed=seed)
     head = model.get_layer("predictions")
@@ -36,7 +36,7 @@ def model_file(tmp_path_factory):
 
 
 def register_version(path, sha256, name="convnet-test", active=True, **fields):
-    from training.ml.classes import CLASS_NAMES
+    from ml.classes import CLASS_NAMES
     from training.models import ModelVersion
 
     fields.setdefault("input_size", MODEL_IMAGE_SIZE)

@@ -102,7 +102,6 @@ class Worker:
             "CELERY_BROKER_URL": broker_url,
             "TELEDIAG_VAR_DIR": str(var_dir),
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "TELEDIAG_TEST_HOOKS": "1",
             "TELEDIAG_TF_INTRA_OP_THREADS": "2",
             "TELEDIAG_TF_INTER_OP_THREADS": "1",
             "CUDA_VISIBLE_DEVICES": "",
@@ -111,7 +110,7 @@ class Worker:
             **(extra_env or {}),
         }
         command = [
-            sys.executable, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default",
+            sys.executable, "-m", "tests.inference.faulty_worker", "worker", "-Q", "inference,default",
             "-P", "prefork", "-c", "1", "-n", f"itest-{uuid.uuid4().hex[:8]}@%h", "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
@@ -196,7 +195,7 @@ def test_worker_analyses_a_case_submitted_through_the_api(client, world, service
     assert all(p.heatmap and p.heatmap_method == "grad-cam" for p in predictions)
     assert all(p.worker and p.worker != f"{socket.gethostname()}:{os.getpid()}" for p in predictions)
     assert set(AnalysisJob.objects.filter(smear__case=case).values_list("status", "attempts")) == {("done", 1)}
-    data = client.get(f"/cases/{case.pk}/analysis.json").json()
+    data = client.get(f"/api/cases/{case.pk}/analysis/").json()
     assert data["state"] == "done" and data["result"]["label"]
 
 
@@ -222,7 +221,7 @@ def test_filesystem_broker_needs_no_server(client, world, db, version, start_wor
 
 def test_worker_child_killed_mid_task_the_task_runs_again(client, world, services_up, version, start_worker, broker_settings):
     redis_broker()
-    worker = start_worker(TELEDIAG_TEST_INFERENCE_DELAY_S="4")
+    worker = start_worker(FAULT_ANALYSIS_DELAY_S="4")
     case = submit(client, world)
     job = AnalysisJob.objects.get(smear__case=case)
 
@@ -246,7 +245,7 @@ def test_task_that_kills_its_worker_every_time_fails_after_max_attempts(
     client, world, services_up, version, start_worker, broker_settings
 ):
     redis_broker()
-    worker = start_worker(TELEDIAG_TEST_INFERENCE_CRASH="1", TELEDIAG_INFERENCE_MAX_ATTEMPTS="3")
+    worker = start_worker(FAULT_ANALYSIS_KILLS_WORKER="1", TELEDIAG_INFERENCE_MAX_ATTEMPTS="3")
     case = submit(client, world)
     job = AnalysisJob.objects.get(smear__case=case)
 

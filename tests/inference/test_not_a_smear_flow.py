@@ -10,10 +10,10 @@ from PIL import Image
 from inference import smear_gate, status
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
+from ml.smear_check import SmearCheck
 from tests.conftest import smear_upload
 from tests.inference.test_smear_gate import synthetic_smear
 from training import registry
-from training.ml.smear_check import SmearCheck
 
 
 def png_upload(name, pixels):

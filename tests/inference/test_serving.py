@@ -9,14 +9,14 @@ from PIL import Image
 from inference import services
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
+from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
-from training.ml.classes import CLASS_NAMES
 
 
 def _keras_probabilities(version, smear):
-    from training.ml import artifacts
-    from training.ml.images import prepare_image
+    from ml import artifacts
+    from ml.images import prepare_image
 
     model = artifacts.load_model_verified(version.file_path, version.sha256)
     with smear.image.open("rb") as handle:
@@ -36,8 +36,8 @@ def test_prediction_comes_from_the_verified_export_and_equals_keras(world, model
     assert prediction.label == max(expected, key=expected.get)
 
 
-def test_keras_runtime_when_asked_gives_the_same_result(world, model_version, monkeypatch, fresh_model_cache):
-    monkeypatch.setenv("TELEDIAG_INFERENCE_RUNTIME", "keras")
+def test_keras_runtime_when_asked_gives_the_same_result(world, model_version, settings, fresh_model_cache):
+    settings.INFERENCE_RUNTIME = "keras"
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     assert analyse_smear(job.pk) == "done"
@@ -87,7 +87,7 @@ def test_a_duplicate_run_keeps_the_stored_prediction_and_leaves_no_stray_file(wo
 def test_model_without_a_feature_map_gets_an_occlusion_heatmap(world, tmp_path):
     import keras
 
-    from training.ml import artifacts
+    from ml import artifacts
 
     inputs = keras.Input((16, 16, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
@@ -134,7 +134,7 @@ def test_broker_connection_is_reused_and_dropped_after_a_failure(
 
 
 def test_heatmap_png_is_small_and_fast_to_write():
-    from inference.heatmaps import overlay_png
+    from ml.heatmaps import overlay_png
 
     png = overlay_png(np.random.default_rng(1).random((7, 7)), 224, (224, 224))
     image = Image.open(io.BytesIO(png))

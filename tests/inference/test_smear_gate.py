@@ -8,7 +8,7 @@ from PIL import Image
 
 from inference import smear_gate
 from inference.smear_gate import smear_verdict
-from training.ml import smear_check as sc
+from ml import smear_check as sc
 from training.models import ModelVersion
 
 SIZE = 224
@@ -139,6 +139,6 @@ def test_a_check_stored_on_a_version_round_trips_through_the_database(params):
     stored = ModelVersion.objects.get(pk=version.pk)
     assert smear_verdict(stored, blank())[0] is False
     assert smear_verdict(stored, synthetic_smear(960)) == (True, [])
-    # The worker loads the job's version with its training record deferred: the gate still works.
+    # A version loaded with its smear_check column deferred: the gate reads it itself.
     deferred = ModelVersion.objects.defer("smear_check").get(pk=version.pk)
     assert smear_verdict(deferred, defocused(5))[0] is False

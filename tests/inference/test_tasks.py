@@ -10,10 +10,10 @@ from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
+from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
-from training.ml.classes import CLASS_NAMES
-from training.models import ModelVersion
+from training.models import ModelRecord, ModelVersion
 
 
 def two_smears():
@@ -39,7 +39,7 @@ def test_submission_publishes_one_id_only_message_per_smear_after_commit(
 
 
 def test_rolled_back_submission_publishes_nothing(world, model_version, published, django_capture_on_commit_callbacks):
-    from cases.errors import DomainError
+    from core.errors import DomainError
 
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(DomainError):
@@ -77,7 +77,7 @@ def test_task_stores_prediction_heatmap_and_moves_the_case(world, model_version)
 
 
 def test_inference_uses_the_shared_preprocessing(world, model_version, monkeypatch):
-    import training.ml.images as images
+    import ml.images as images
 
     calls = []
     original = images.prepare_image
@@ -321,7 +321,7 @@ def test_sweeper_recovers_jobs_abandoned_in_running_state(world, model_version, 
 def test_retry_of_failed_job_and_rerun_with_another_version(
     world, model_file, published, run_jobs, tmp_path, django_capture_on_commit_callbacks
 ):
-    from cases.errors import InvalidTransition, NotAllowed
+    from core.errors import InvalidTransition, NotAllowed
 
     path, sha256 = model_file
     broken = register_version(tmp_path / "missing.keras", sha256, name="broken")
@@ -378,8 +378,8 @@ def test_importing_the_tasks_does_not_import_tensorflow():
 def test_heatmap_overlay_geometry_matches_prepare_image_padding():
     import numpy as np
 
-    from inference.heatmaps import content_box, overlay_png
-    from training.ml.images import prepare_image
+    from ml.heatmaps import content_box, overlay_png
+    from ml.images import prepare_image
 
     image = np.zeros((30, 90, 3), dtype=np.uint8)
     image[:] = 200
@@ -394,8 +394,8 @@ def test_heatmap_overlay_geometry_matches_prepare_image_padding():
 
 def test_another_model_build_serves_too(tmp_path, world):
     """A model without BatchNormalization (the study's convnet) also gets a Grad-CAM heatmap."""
-    from training.ml import artifacts
-    from training.ml.architectures import build_model
+    from ml import artifacts
+    from ml.architectures import build_model
 
     model = build_model("convnet", image_size=16, num_classes=len(CLASS_NAMES), augment=False, seed=3)
     sha256 = artifacts.save_model_atomically(model, tmp_path / "convnet.keras")
@@ -449,12 +449,12 @@ def test_submission_does_not_read_the_model_versions_training_record(world, mode
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    ModelVersion.objects.filter(pk=model_version.pk).update(split={"train": ["x.jpg"] * 1000})
+    ModelRecord.objects.update_or_create(version=model_version, defaults={"split": {"train": ["x.jpg"] * 1000}})
     with CaptureQueriesContext(connection) as queries:
         case = world.submit_case(files=two_smears())
     sql = [q["sql"] for q in queries.captured_queries]
     version_reads = [s for s in sql if s.startswith("SELECT") and '"training_modelversion"' in s.split("WHERE")[0]]
-    assert version_reads and not any('"split"' in s or '"metrics"' in s for s in version_reads), version_reads
+    assert version_reads and not any('"training_modelrecord"' in s for s in sql), sql
     # Both jobs in one INSERT, no savepoint: the smears were created by this very submission.
     assert sum(s.startswith('INSERT INTO "inference_analysisjob"') for s in sql) == 1
     assert AnalysisJob.objects.filter(smear__case=case, status="queued").count() == 2
@@ -463,8 +463,8 @@ def test_submission_does_not_read_the_model_versions_training_record(world, mode
 @pytest.mark.slow
 def test_nested_backbone_model_gets_grad_cam(tmp_path, world):
     """Application backbones (MobileNetV2 here) are one nested layer: Grad-CAM still explains them."""
-    from training.ml import artifacts
-    from training.ml.architectures import build_model
+    from ml import artifacts
+    from ml.architectures import build_model
 
     model = build_model("mobilenetv2", image_size=64, num_classes=len(CLASS_NAMES), augment=True, seed=5)
     sha256 = artifacts.save_model_atomically(model, tmp_path / "mobilenet.keras")
@@ -483,8 +483,7 @@ def test_workers_reuse_database_connections_and_replace_broken_ones(settings, mo
     set; each task then starts with close_old_connections(), which drops an old or broken one."""
     from celery.fixups.django import DjangoWorkerFixup
 
-    from inference import tasks
-    from inference import worker as worker_module
+    from inference import tasks, worker as worker_module
     from telediag.celery import app
 
     assert settings.CELERY_DB_REUSE_MAX >= 10
@@ -496,3 +495,11 @@ def test_workers_reuse_database_connections_and_replace_broken_ones(settings, mo
     monkeypatch.setattr(worker_module, "run_job", lambda job_id, task_id="": calls.append(("run", job_id)) or "done")
     assert tasks.analyse_smear.run("5") == "done"
     assert calls == ["close_old", ("run", 5)]  # old connections are dealt with before the job
+
+
+def test_services_publish_the_analysis_task_by_its_registered_name():
+    from core.task_lookup import task_named
+    from inference.services import ANALYSE_SMEAR_TASK
+    from inference.tasks import analyse_smear
+
+    assert task_named(ANALYSE_SMEAR_TASK) is analyse_smear._get_current_object()  # shared_task gives a Proxy

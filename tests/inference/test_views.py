@@ -9,8 +9,6 @@ from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
 
-pytestmark = pytest.mark.urls("tests.inference.urls")
-
 
 @pytest.fixture
 def analysed(world, model_version):
@@ -25,7 +23,7 @@ def analysed(world, model_version):
 
 
 def json_url(case):
-    return reverse("inference-case-analysis-json", args=[case.pk])
+    return reverse("api-case-analysis", args=[case.pk])
 
 
 def heatmap_url(case):
@@ -79,7 +77,7 @@ def test_heatmap_access(client, world, analysed, who, expected):
 
 def test_unknown_ids_are_404(client, world, analysed):
     client.force_login(world.pathologist)
-    assert client.get(reverse("inference-case-analysis-json", args=[999999])).status_code == 404
+    assert client.get(reverse("api-case-analysis", args=[999999])).status_code == 404
     assert client.get(reverse("inference-heatmap", args=[999999])).status_code == 404
 
 
@@ -139,7 +137,7 @@ def test_retry_endpoint_access(client, world, analysed, published, who, expected
     job = AnalysisJob.objects.get(smear__case=analysed, status="failed")
     client.force_login(getattr(world, who))
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("inference-job-retry", args=[job.pk]), HTTP_ACCEPT="application/json")
+        response = client.post(reverse("inference-job-retry", args=[job.pk]), HTTP_HX_REQUEST="true")
     assert response.status_code == expected
     job.refresh_from_db()
     if expected == 202:
@@ -155,9 +153,11 @@ def test_retry_without_script_redirects_and_anonymous_goes_to_login(client, worl
     client.force_login(world.pathologist)
     response = client.post(reverse("inference-job-retry", args=[job.pk]))
     assert response.status_code == 302 and response["Location"] == analysed.get_absolute_url()
-    # Retrying what is no longer failed is refused with a clear message.
-    response = client.post(reverse("inference-job-retry", args=[job.pk]), HTTP_ACCEPT="application/json")
-    assert response.status_code == 400 and "Only a failed analysis" in response.json()["error"]["message"]
+    # Retrying what is no longer failed is refused with a clear message, in the panel htmx swaps in.
+    response = client.post(reverse("inference-job-retry", args=[job.pk]), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200 and "data-inference-analysis" in html
+    assert 'data-testid="ai-notice"' in html and "Only a failed analysis" in html
 
 
 def test_rerun_endpoint(client, world, analysed, model_file, published, django_capture_on_commit_callbacks):
@@ -165,15 +165,17 @@ def test_rerun_endpoint(client, world, analysed, model_file, published, django_c
     other = register_version(path, sha256, name="second-version", active=False)
     url = reverse("inference-case-rerun", args=[analysed.pk])
     client.force_login(world.clinician)
-    assert client.post(url, {"model_version": other.pk}, HTTP_ACCEPT="application/json").status_code == 403
+    assert client.post(url, {"model_version": other.pk}, HTTP_HX_REQUEST="true").status_code == 403
     client.force_login(world.other_pathologist)
-    assert client.post(url, {"model_version": other.pk}, HTTP_ACCEPT="application/json").status_code == 404
+    assert client.post(url, {"model_version": other.pk}, HTTP_HX_REQUEST="true").status_code == 404
     client.force_login(world.pathologist)
-    assert client.post(url, {"model_version": "nope"}, HTTP_ACCEPT="application/json").status_code == 400
+    refused = client.post(url, {"model_version": "nope"}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 200 and "Unknown model version." in refused.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(url, {"model_version": other.pk}, HTTP_ACCEPT="application/json")
+        response = client.post(url, {"model_version": other.pk}, HTTP_HX_REQUEST="true")
     assert response.status_code == 202
-    assert response.json()["analysis"]["model_version"]["name"] == "second-version"
+    html = response.content.decode()
+    assert "Model second-version" in html and "hx-trigger=\"every 3s\"" in html  # queued: it polls
     assert len(published) == 2
     assert AnalysisJob.objects.filter(smear__case=analysed, model_version=other).count() == 2
 
@@ -189,6 +191,34 @@ def test_failed_jobs_page_for_lab_admins(client, world, analysed):
     assert client.get(reverse("inference-failed-jobs")).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "who, expected",
+    [
+        ("clinician", 200), ("pathologist", 200), ("lab_admin", 403), ("site_admin", 403),
+        ("outsider", 404), ("other_pathologist", 404),
+        (None, 286),  # signed out: a page that says so, and htmx stops polling (no login page swapped in)
+    ],
+)
+def test_panel_endpoint_access(client, world, analysed, who, expected):
+    url = reverse("inference-case-analysis-panel", args=[analysed.pk])
+    response = as_user(client, getattr(world, who) if who else None).get(url)
+    assert response.status_code == expected
+    html = response.content.decode()
+    if expected == 200:
+        assert "data-inference-analysis" in html
+        assert 'data-testid="ai-case-label"' in html and "no-store" in response["Cache-Control"]
+    if expected == 286:
+        assert "session has ended" in html and "hx-get" not in html
+
+
+def test_panel_polls_while_work_is_pending(client, world, model_version):
+    case = world.submit_case()
+    client.force_login(world.clinician)
+    html = client.get(reverse("inference-case-analysis-panel", args=[case.pk])).content.decode()
+    assert f'hx-get="/cases/{case.pk}/analysis/panel/?version={model_version.pk}"' in html
+    assert 'hx-trigger="every 3s"' in html and 'hx-swap="outerHTML"' in html
+
+
 def render_panel(user, case):
     request = RequestFactory().get("/")
     request.user = user
@@ -198,12 +228,11 @@ def render_panel(user, case):
 
 def test_panel_template(world, analysed):
     html = render_panel(world.pathologist, analysed)
-    assert 'data-inference-analysis' in html and 'data-json-url="/cases/' in html
+    assert 'data-inference-analysis' in html and "hx-get=" not in html  # done: nothing to poll
     assert 'type="range"' in html and "data-inference-heatmap" in html  # heatmap overlay with slider
     assert 'class="progress' in html  # probability bars
     assert "Needs attention." in html  # one image failed
     assert "Retry analysis" in html and "Re-run analysis" in html
-    assert "js/inference.js" in html
     clinician_html = render_panel(world.clinician, analysed)
     assert "Retry analysis" not in clinician_html and "Re-run analysis" not in clinician_html
     assert "failed: The image file" in clinician_html
@@ -215,9 +244,16 @@ def test_panel_escapes_untrusted_file_names(world, model_version):
     assert "<img src=x" not in html
 
 
-def test_ai_suggestion_tag(world, analysed):
-    html = Template("{% load inference_tags %}{% ai_suggestion case %}").render(Context({"case": analysed}))
-    assert html in {"benign", "early_pre_b", "pre_b", "pro_b"}
+def test_signing_records_the_ai_suggestion(world, analysed):
+    from cases.services import case_sign
+    from inference.status import case_ai_suggestion, case_analysis_data
+
+    expected = case_analysis_data(analysed)["result"]["label"]
+    assert expected in {"benign", "early_pre_b", "pre_b", "pro_b"}
+    assert case_ai_suggestion(analysed) == expected
+    review = case_sign(signature_method="password", user=world.pathologist, case=analysed, diagnosis="non_diagnostic")
+    review.refresh_from_db()
+    assert review.ai_suggestion == expected
 
 
 # --- API ---------------------------------------------------------------------------------------

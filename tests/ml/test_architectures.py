@@ -4,16 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-from training.ml import architectures
-from training.ml.architectures import (
+from ml import architectures
+from ml.architectures import (
     ARCHITECTURE_NAMES,
     BATCHNORM_MOMENTUM,
     build_model,
     describe_preprocessing,
     normalisation_of,
 )
-from training.ml.augmentation import build_augmentation
-from training.ml.layers import CaffeNormalization
+from ml.augmentation import build_augmentation
+from ml.layers import CaffeNormalization
 
 SIZE = 32  # the smallest size keras.applications accept; keeps ResNet50/VGG19 fast enough
 
@@ -198,7 +198,7 @@ def test_grayscale_augmentation_at_probability_one_turns_every_image_gray():
 
 
 def test_stain_jitter_changes_each_images_stain_amounts_and_keeps_padding():
-    from training.ml.layers import RandomStainJitter
+    from ml.layers import RandomStainJitter
 
     rng = np.random.default_rng(4)
     x = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
@@ -232,7 +232,7 @@ def test_batchnorm_moving_mean_moves_with_momentum_0_9():
 
 
 def test_per_image_colour_standardisation_removes_each_images_channel_statistics(tmp_path):
-    from training.ml.layers import PerImageColourStandardization
+    from ml.layers import PerImageColourStandardization
 
     rng = np.random.default_rng(0)
     x = rng.uniform(40, 200, (2, 16, 16, 3)).astype("float32")

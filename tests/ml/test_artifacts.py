@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from training.ml.architectures import build_model
-from training.ml.artifacts import (
+from ml.architectures import build_model
+from ml.artifacts import (
     ModelIntegrityError,
     load_model_verified,
     save_model_atomically,

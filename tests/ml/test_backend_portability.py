@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_AND_SAVE = textwrap.dedent("""
     import json, sys
     import keras, numpy as np
-    from training.ml.architectures import ARCHITECTURE_NAMES, build_model
-    from training.ml.train import TrainConfig, train_model
+    from ml.architectures import ARCHITECTURE_NAMES, build_model
+    from ml.train import TrainConfig, train_model
 
     out = sys.argv[1]
     report = {"backend": keras.backend.backend()}
@@ -59,8 +59,8 @@ TRAIN_AND_SAVE = textwrap.dedent("""
 LOAD_UNDER_TENSORFLOW = textwrap.dedent("""
     import json, sys
     import keras, numpy as np
-    from training.ml.architectures import ARCHITECTURE_NAMES
-    from training.ml import layers  # registers the telediag layers
+    from ml.architectures import ARCHITECTURE_NAMES
+    from ml import layers  # registers the telediag layers
 
     out = sys.argv[1]
     probe = np.load(f"{out}/probe.npy")
@@ -79,7 +79,7 @@ def _run(script, backend, out, timeout=420):
     completed = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO_ROOT, env=env,
                                capture_output=True, text=True, timeout=timeout, check=False)
     assert completed.returncode == 0, completed.stderr[-4000:]
-    line = next(l for l in completed.stdout.splitlines() if l.startswith("REPORT "))
+    line = next(row for row in completed.stdout.splitlines() if row.startswith("REPORT "))
     return json.loads(line[len("REPORT "):])
 
 

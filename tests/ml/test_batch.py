@@ -1,14 +1,14 @@
-"""training.ml.batch: runs of the training pipeline side by side, all ended inside a time slot."""
+"""ml.batch: runs of the training pipeline side by side, all ended inside a time slot."""
 
 import json
 
 import pytest
 
-from training.ml.batch import Job, main, parse_jobs, run_batch
+from ml.batch import Job, main, parse_jobs, run_batch
 
 from .synthetic import write_dataset
 
-TINY = ["--arch", "convnet", "--size", "16", "--split", "random", "--batch-size", "8"]
+TINY = ["--arch", "convnet", "--image-size", "16", "--split", "random", "--batch-size", "8"]
 
 
 def test_parse_jobs_reads_names_settings_arguments_and_comments():
@@ -21,7 +21,7 @@ def test_parse_jobs_reads_names_settings_arguments_and_comments():
 @pytest.mark.parametrize("text, message", [
     ("a --arch convnet\na --arch vgg19", "used twice"),
     ("bad/name --arch convnet", "letters, digits"),
-    ("a --arch convnet --out elsewhere", "--out is set by the runner"),
+    ("a --arch convnet --output elsewhere", "--output is set by the runner"),
     ("a --time-limit=5", "--time-limit=5 is set by the runner"),
     ("# nothing\n", "names no job"),
 ])
@@ -71,7 +71,7 @@ def test_jobs_that_cannot_start_in_the_time_left_are_not_started(tmp_path):
 
 
 def test_cli_refuses_a_bad_jobs_file(tmp_path, capsys):
-    (tmp_path / "jobs").write_text("x --out y\n")
+    (tmp_path / "jobs").write_text("x --output y\n")
     code = main(["--jobs", str(tmp_path / "jobs"), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--seconds", "10"])
     assert code == 2 and "set by the runner" in capsys.readouterr().err

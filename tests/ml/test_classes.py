@@ -1,6 +1,6 @@
 import pytest
 
-from training.ml.classes import CLASS_NAMES, HUMAN_LABELS, class_for_folder, class_index
+from ml.classes import CLASS_NAMES, HUMAN_LABELS, class_for_folder, class_index
 
 
 def test_class_order_and_labels():
@@ -30,6 +30,6 @@ def test_classes_module_does_not_import_keras():
     import subprocess
     import sys
 
-    code = "import sys, training.ml.classes; print('keras' in sys.modules)"
+    code = "import sys, ml.classes; print('keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from training.ml.classes import CLASS_NAMES
-from training.ml.dataset import DatasetError, limit_per_class, load_arrays, scan_dataset
+from ml.classes import CLASS_NAMES
+from ml.dataset import DatasetError, limit_per_class, load_arrays, scan_dataset
 
 from .synthetic import write_dataset
 

@@ -1,9 +1,9 @@
-"""training.ml.ensemble: the members' probabilities averaged, whatever input size each member takes."""
+"""ml.ensemble: the members' probabilities averaged, whatever input size each member takes."""
 import keras
 import numpy as np
 import pytest
 
-from training.ml.ensemble import build_ensemble
+from ml.ensemble import build_ensemble
 
 
 def _member(size, seed, name):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from training.ml.evaluate import (
+from ml.evaluate import (
     expected_calibration_error,
     flip_views,
     format_comparison_table,

@@ -1,4 +1,4 @@
-"""training.ml.export: the same model served by TFLite, verified against Keras, cached by sha256."""
+"""ml.export: the same model served by TFLite, verified against Keras, cached by sha256."""
 import json
 
 import numpy as np
@@ -8,9 +8,9 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":  # serving export is TensorFlow-only
     pytest.skip("serving export needs the TensorFlow backend", allow_module_level=True)
 
-from training.ml import artifacts, export  # noqa: E402
-from training.ml.architectures import build_model  # noqa: E402
-from training.ml.classes import CLASS_NAMES  # noqa: E402
+from ml import artifacts, export  # noqa: E402
+from ml.architectures import build_model  # noqa: E402
+from ml.classes import CLASS_NAMES  # noqa: E402
 
 SIZE = 32
 

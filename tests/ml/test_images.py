@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.ml.images import PAD_VALUE, ImageError, prepare_batch, prepare_image
+from ml.images import PAD_VALUE, ImageError, prepare_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -135,10 +135,3 @@ def test_truncated_jpeg_and_missing_file_raise_image_error(tmp_path):
         prepare_image(data[: len(data) // 2], 8)
     with pytest.raises(ImageError, match="missing.png"):
         prepare_image(tmp_path / "missing.png", 8)
-
-
-def test_prepare_batch_stacks_in_order():
-    sources = [Image.new("RGB", (5, 5), (i, i, i)) for i in range(3)]
-    batch = prepare_batch(sources, 5)
-    assert batch.shape == (3, 5, 5, 3) and batch.dtype == np.uint8
-    assert [int(b[0, 0, 0]) for b in batch] == [0, 1, 2]

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from training.ml.artifacts import load_model_verified, sha256_file
-from training.ml.classes import CLASS_NAMES
-from training.ml.dataset import DatasetError, scan_dataset
-from training.ml.images import prepare_image
-from training.ml.pipeline import main, run_training
+from ml.artifacts import load_model_verified, sha256_file
+from ml.classes import CLASS_NAMES
+from ml.dataset import DatasetError, scan_dataset
+from ml.images import prepare_image
+from ml.pipeline import main, run_training
 
 from .synthetic import write_dataset
 
@@ -104,8 +104,8 @@ def test_saved_model_serves_prepared_uploads(separable_run):
 @pytest.mark.slow
 def test_cli_reproduces_a_recorded_split(separable_run, tmp_path, capsys):
     root, out, result = separable_run
-    code = main(["--data", str(root), "--arch", "convnet", "--out", str(tmp_path / "again"),
-                 "--epochs", "1", "--size", "16", "--quiet",
+    code = main(["--data", str(root), "--arch", "convnet", "--output", str(tmp_path / "again"),
+                 "--epochs", "1", "--image-size", "16", "--quiet",
                  "--split-record", str(out / "metadata.json")])
     assert code == 0
     printed = capsys.readouterr().out
@@ -117,7 +117,7 @@ def test_cli_reproduces_a_recorded_split(separable_run, tmp_path, capsys):
 
 def test_cli_reports_bad_data(tmp_path, capsys):
     (tmp_path / "data" / "Mystery").mkdir(parents=True)
-    code = main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "1"])
+    code = main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--epochs", "1"])
     assert code == 2
     assert "Mystery" in capsys.readouterr().err
 

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from training.ml import pipeline
-from training.ml.dataset import fingerprint_samples, scan_dataset
-from training.ml.pipeline import SMEAR_CHECK_FILE, SMEAR_CHECK_SIZE, fit_smear_check, run_training
-from training.ml.smear_check import BLANK, SmearCheck
-from training.ml.splits import make_split
+from ml import pipeline
+from ml.dataset import fingerprint_samples, scan_dataset
+from ml.pipeline import SMEAR_CHECK_FILE, SMEAR_CHECK_SIZE, fit_smear_check, run_training
+from ml.smear_check import BLANK, SmearCheck
+from ml.splits import make_split
 
 from .synthetic import write_dataset
 

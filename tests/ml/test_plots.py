@@ -1,6 +1,6 @@
 from PIL import Image
 
-from training.ml.plots import plot_confusion_matrix, plot_training_curves
+from ml.plots import plot_confusion_matrix, plot_training_curves
 
 
 def test_training_curves_png(tmp_path):

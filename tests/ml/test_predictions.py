@@ -1,11 +1,11 @@
-"""training.ml.predictions: ensembles measured from runs' saved predictions."""
+"""ml.predictions: ensembles measured from runs' saved predictions."""
 
 import json
 
 import numpy as np
 import pytest
 
-from training.ml.predictions import main, mean_prediction_metrics
+from ml.predictions import main, mean_prediction_metrics
 
 CLASSES = ["benign", "early_pre_b", "pre_b", "pro_b"]
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from training.ml import robustness as rb
-from training.ml.images import prepare_image
+from ml import robustness as rb
+from ml.images import prepare_image
 
 from .synthetic import CLASS_COLOURS, make_cell_image
 
@@ -140,7 +140,7 @@ def test_reference_serialises_to_json():
 
 
 def test_rgb_normalisation_takes_away_the_baselines_six_numbers():
-    from training.ml.colour_baseline import colour_features
+    from ml.colour_baseline import colour_features
 
     x, _ = coloured_set(per_class=3)
     reference = rb.ColourReference.fit(x, "rgb")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.ml import artifacts
-from training.ml.classes import CLASS_NAMES
-from training.ml.pipeline import SMEAR_CHECK_SIZE
+from ml import artifacts
+from ml.classes import CLASS_NAMES
+from ml.pipeline import SMEAR_CHECK_SIZE
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MAX_BYTES = 15 * 1024 * 1024  # the shipping limit (issue 5)
@@ -50,9 +50,9 @@ def test_shipped_model_matches_its_metadata(shipped):
 
 @pytest.mark.slow
 def test_shipped_model_scores_its_recorded_test_accuracy(shipped, real_data_root):
-    from training.ml.dataset import load_arrays, scan_dataset
-    from training.ml.evaluate import metrics_from_probabilities, predict_probabilities
-    from training.ml.splits import from_record
+    from ml.dataset import load_arrays, scan_dataset
+    from ml.evaluate import metrics_from_probabilities, predict_probabilities
+    from ml.splits import from_record
 
     _, metadata, _, model = shipped
     split = from_record(metadata["split"], scan_dataset(real_data_root, require_all_classes=False))

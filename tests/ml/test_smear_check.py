@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.ml import smear_check as sc
-from training.ml.images import prepare_image
+from ml import smear_check as sc
+from ml.images import prepare_image
 
 SIZE = 224
 
@@ -174,8 +174,8 @@ def test_calibrate_moves_the_threshold_to_a_quantile_of_other_images():
 
 @pytest.fixture(scope="module")
 def real_split(real_data_root):
-    from training.ml.dataset import scan_dataset
-    from training.ml.splits import split_grouped
+    from ml.dataset import scan_dataset
+    from ml.splits import split_grouped
 
     return split_grouped(scan_dataset(real_data_root).samples, block_size=40, seed=1)
 
@@ -184,7 +184,7 @@ def real_split(real_data_root):
 def test_false_flag_rate_on_real_validation_images(real_split):
     """Fitted on every 4th real training image, the check flags few real validation images (other
     patients) and still flags every kind of non-smear."""
-    from training.ml.dataset import load_arrays
+    from ml.dataset import load_arrays
 
     x_train, _ = load_arrays(real_split.train[::4], SIZE)
     x_val, _ = load_arrays(real_split.val[::2], SIZE)
@@ -208,7 +208,7 @@ def _features_the_plain_way(image):
     ``image_features`` must equal, however it is made fast."""
     import cv2
 
-    from training.ml.robustness import content_mask
+    from ml.robustness import content_mask
 
     mask = _mask_the_plain_way(np.all(image == 0, axis=-1))  # black padding rows/columns at the edges
     assert (content_mask(image) == mask).all()

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from training.ml.classes import CLASS_NAMES
-from training.ml.dataset import Dataset, DatasetError, Sample
-from training.ml.splits import (
+from ml.classes import CLASS_NAMES
+from ml.dataset import Dataset, DatasetError, Sample
+from ml.splits import (
     Split,
     from_record,
     make_split,

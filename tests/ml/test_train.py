@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.ml.train import (
+from ml.train import (
     TrainConfig,
     class_weights,
     cosine_learning_rate,

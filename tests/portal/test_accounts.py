@@ -3,7 +3,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import User
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

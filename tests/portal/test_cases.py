@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Organisation, ReferralLink
-from cases.models import AuditEvent, Case, Patient, Smear
+from audit.models import AuditEvent
+from cases.models import Case, Patient, Smear
 from tests.conftest import DEMO_PASSWORD, png_bytes, smear_upload
 
 pytestmark = pytest.mark.django_db

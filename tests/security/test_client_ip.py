@@ -3,8 +3,8 @@ import pytest
 from django.core.cache import caches
 from django.test import RequestFactory
 
-from cases.models import AuditEvent
-from telediag.client_ip import client_ip
+from audit.models import AuditEvent
+from core.client_ip import client_ip
 from tests.api.conftest import assert_error
 
 

@@ -1,7 +1,7 @@
 """Login lockout (django-axes) for the portal, the admin and the API token, and its audit trail."""
 from django.test import Client
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD
 

@@ -4,7 +4,7 @@ import time
 from django.test import Client
 
 from accounts.services import user_create, user_update
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from security.middleware import SessionIdleTimeoutMiddleware
 from tests.conftest import DEMO_PASSWORD
 

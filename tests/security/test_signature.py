@@ -6,7 +6,8 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.models import AuditEvent, Case, Review
+from audit.models import AuditEvent
+from cases.models import Case, Review
 from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD
 

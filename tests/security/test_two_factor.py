@@ -10,7 +10,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD, current_totp_code
 

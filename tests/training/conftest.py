@@ -51,7 +51,7 @@ def trained_runs(tmp_path_factory, synthetic_data):
 
     `retrain --output <copy of it>` with the same settings reuses these instead of training again.
     """
-    from training.ml.pipeline import run_training
+    from ml.pipeline import run_training
 
     root = tmp_path_factory.mktemp("trained")
     results = {}
@@ -74,7 +74,7 @@ def trained_output(tmp_path, trained_runs):
 
 @pytest.fixture
 def convnet_result(trained_output):
-    from training.ml import artifacts
+    from ml import artifacts
 
     folder = trained_output / "convnet"
     metadata = artifacts.read_json(folder / "metadata.json")
@@ -85,11 +85,6 @@ def convnet_result(trained_output):
 @pytest.fixture(autouse=True)
 def _training_dirs(settings, tmp_path):
     """Registered models and default run folders go to this test's temporary folder."""
-    from training import registry
-
     settings.MODEL_DIR = tmp_path / "models"
     settings.VAR_DIR = tmp_path / "var"
     settings.SHIPPED_MODEL_DIR = tmp_path / "shipped"
-    registry.clear_model_cache()
-    yield
-    registry.clear_model_cache()

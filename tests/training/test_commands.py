@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 
 from tests.training.conftest import BATCH, EPOCHS, SIZE, make_image
 from training import registry, services
-from training.models import ModelVersion
+from training.models import ModelRecord, ModelVersion
+from training.options import KNOWN_ARCHITECTURES, STUDY_ARCHITECTURES
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +32,8 @@ def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_
     path = registry.model_path(version)
     assert path.is_file() and path.parent.parent == settings.MODEL_DIR
     registry.verify_file(version)
-    assert version.metrics["test"]["accuracy"] == 1.0
-    assert all((settings.MODEL_DIR / p).is_file() for p in version.plots.values())
+    assert version.record.metrics["test"]["accuracy"] == 1.0
+    assert all((settings.MODEL_DIR / p).is_file() for p in version.record.plots.values())
     assert not version.is_active  # no --promote
     # Per-model metrics and the comparison table.
     assert "test split" in out and "macro-F1" in out and "confusion matrix" in out
@@ -46,7 +47,7 @@ def test_retrain_end_to_end_registers_a_version_and_resumes(synthetic_data, tmp_
 
 
 def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synthetic_data, tmp_path):
-    from training.ml.architectures import normalisation_of
+    from ml.architectures import normalisation_of
 
     output = tmp_path / "run"
     run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
@@ -55,7 +56,7 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
     plain, per_image = ModelVersion.objects.order_by("pk")
     assert normalisation_of(registry.load_model(plain)) == "unit"
     assert normalisation_of(registry.load_model(per_image)) == "per_image"
-    assert "PerImageColourStandardization" in per_image.preprocessing["in_model_normalisation"]
+    assert "PerImageColourStandardization" in per_image.record.preprocessing["in_model_normalisation"]
     options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
                                       image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False,
                                       per_image_colour=True)
@@ -120,7 +121,9 @@ def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_outp
 
 def test_best_version_uses_validation_accuracy_then_loss():
     def version(name, acc, loss, test_acc):
-        return ModelVersion(name=name, metrics={"val": {"accuracy": acc, "loss": loss}, "test": {"accuracy": test_acc}})
+        version = ModelVersion(name=name)
+        ModelRecord(version=version, metrics={"val": {"accuracy": acc, "loss": loss}, "test": {"accuracy": test_acc}})
+        return version
 
     a, b, c = version("a", 0.9, 0.3, 0.99), version("b", 0.95, 0.5, 0.5), version("c", 0.95, 0.2, 0.4)
     assert services.best_version([a, b, c]).name == "c"  # test accuracy is never used to choose
@@ -228,7 +231,7 @@ def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
 def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_folder):
     import numpy as np
 
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     version = registry.register_model(convnet_result)
     out, _ = run("diagnose", str(diagnose_folder / "red.png"), str(diagnose_folder / "broken.png"),
@@ -295,18 +298,21 @@ def test_weights_are_found_by_keras_file_name(tmp_path):
 
 
 def test_known_architectures_match_the_ml_package():
-    from training.ml.architectures import ARCHITECTURE_NAMES
+    from ml.architectures import ARCHITECTURE_NAMES
 
-    assert set(services.KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
-    assert set(services.STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
+    assert set(KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
+    assert set(STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
 
 
 
 def test_compare_models_prints_mean_and_spread_over_seeds():
     for seed, (accuracy, f1) in enumerate([(0.90, 0.88), (0.95, 0.94), (1.0, 1.0)], start=1):
-        ModelVersion.objects.create(
+        version = ModelVersion.objects.create(
             name=f"recipe-s{seed}", architecture="mobilenetv2", file_path=f"recipe-s{seed}/model.keras",
-            sha256="0" * 64, split={"mode": "grouped", "seed": seed},
+            sha256="0" * 64,
+        )
+        ModelRecord.objects.create(
+            version=version, split={"mode": "grouped", "seed": seed},
             metrics={"test": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.02 * seed, "loss": 0.1},
                      "val": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.01, "loss": 0.1}},
         )
@@ -328,7 +334,7 @@ def test_compare_models_prints_mean_and_spread_over_seeds():
 
 
 def _registered(trained_output, arch):
-    from training.ml import artifacts
+    from ml import artifacts
 
     folder = trained_output / arch
     metadata = artifacts.read_json(folder / "metadata.json")
@@ -338,17 +344,18 @@ def _registered(trained_output, arch):
 def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_output, synthetic_data, tmp_path):
     import numpy as np
 
-    from training.ml.images import prepare_image
+    from ml.images import prepare_image
 
     convnet, convnet_bn = _registered(trained_output, "convnet"), _registered(trained_output, "convnet_bn")
     out, _ = run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data), "--name", "duo",
                  "--output", str(tmp_path / "ens"))
     ensemble = ModelVersion.objects.get(name="duo")
     assert "Registered the ensemble as duo" in out and "test split" in out
-    assert ensemble.architecture == "ensemble" and ensemble.split == convnet.split
-    assert ensemble.input_size == SIZE and ensemble.metrics["test"]["n"] == len(convnet.split["splits"]["test"])
+    assert ensemble.architecture == "ensemble" and ensemble.record.split == convnet.record.split
+    assert ensemble.input_size == SIZE
+    assert ensemble.record.metrics["test"]["n"] == len(convnet.record.split["splits"]["test"])
     assert ensemble.smear_check == convnet.smear_check
-    assert set(ensemble.preprocessing["members"]) == {convnet.name, convnet_bn.name}
+    assert set(ensemble.record.preprocessing["members"]) == {convnet.name, convnet_bn.name}
 
     # Served like any version: its probabilities are the mean of the members'.
     image = next(synthetic_data.glob("*/*.png"))
@@ -359,8 +366,8 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
 
     with pytest.raises(CommandError, match="at least two"):
         run("build_ensemble", convnet.name, "--data", str(synthetic_data))
-    ModelVersion.objects.filter(pk=convnet_bn.pk).update(split={**convnet.split, "splits": {"train": [], "val": [],
-                                                                                           "test": []}})
+    ModelRecord.objects.filter(version=convnet_bn).update(split={**convnet.record.split,
+                                                                 "splits": {"train": [], "val": [], "test": []}})
     with pytest.raises(CommandError, match="same split"):
         run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data))
 

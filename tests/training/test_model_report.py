@@ -7,10 +7,10 @@ import shutil
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml.artifacts import read_json
+from ml.smear_check import SmearCheck
 from training import registry
-from training.ml.artifacts import read_json
-from training.ml.smear_check import SmearCheck
-from training.models import ModelVersion
+from training.models import ModelRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
 
     assert report["model"]["name"] == active_version.name
     assert report["model"]["file_size_bytes"] == registry.model_path(active_version).stat().st_size
-    split = active_version.split
+    split = active_version.record.split
     assert report["data"]["split_mode"] == split["mode"] == "random"
     assert report["data"]["counts"] == split["counts"]
     n_test = len(split["splits"]["test"])
@@ -104,7 +104,7 @@ def test_text_report_names_every_part(active_version, synthetic_data, tmp_path, 
 
 
 def test_a_model_without_a_recorded_split_is_refused(active_version, synthetic_data):
-    ModelVersion.objects.filter(pk=active_version.pk).update(split={})
+    ModelRecord.objects.filter(version=active_version).update(split={})
     with pytest.raises(CommandError, match="no recorded split"):
         run("--data", str(synthetic_data), *FAST)
 
@@ -117,7 +117,7 @@ def test_data_that_does_not_match_the_recorded_split_is_refused(active_version, 
 def test_changed_image_bytes_are_refused(active_version, synthetic_data, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(synthetic_data, copy)
-    test_file = active_version.split["splits"]["test"][0]["file"]
+    test_file = active_version.record.split["splits"]["test"][0]["file"]
     (copy / test_file).write_bytes((synthetic_data / test_file).read_bytes() + b"\0")
     with pytest.raises(CommandError, match="changed"):
         run("--data", str(copy), *FAST)

@@ -4,20 +4,23 @@ Skipped when the data folder is absent, except in CI (CI=true), where a missing 
 """
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from tests.real_data import require_real_data
-from training import registry, services
+from training import registry
 from training.models import ModelVersion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
-def real_data():
-    return require_real_data(services.real_dataset_dir(), "settings.DATASET_DIR")
+def real_data(settings):
+    """settings.DATASET_DIR itself, or its original/ sub-folder."""
+    root = Path(settings.DATASET_DIR)
+    return require_real_data(root / "original" if (root / "original").is_dir() else root, "settings.DATASET_DIR")
 
 
 def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):
@@ -28,9 +31,9 @@ def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):
 
     version = ModelVersion.objects.get(is_active=True)
     assert version.input_size == 48 and registry.model_path(version).is_file()
-    assert version.split["max_per_class"] == 10
-    assert sum(version.split["counts"]["test"].values()) > 0
-    assert 0.0 <= version.metrics["test"]["accuracy"] <= 1.0
+    assert version.record.split["max_per_class"] == 10
+    assert sum(version.record.split["counts"]["test"].values()) > 0
+    assert 0.0 <= version.record.metrics["test"]["accuracy"] <= 1.0
     assert "Architecture" in out.getvalue()
 
     # The same model through `diagnose`, on two real files.

@@ -1,11 +1,12 @@
 import hashlib
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from training import registry
+from training import registry, services
 from training.default_model import ensure_default_model
 from training.models import ModelVersion
 
@@ -28,18 +29,18 @@ def test_register_model_copies_files_and_records_facts(convnet_result, settings,
     assert hashlib.sha256(path.read_bytes()).hexdigest() == version.sha256 == convnet_result["sha256"]
     assert version.architecture == "convnet" and version.input_size == 32
     assert version.class_names == ["benign", "early_pre_b", "pre_b", "pro_b"]
-    assert version.metrics["val"]["accuracy"] == 1.0 and "test" in version.metrics
-    assert version.metrics["training"]["epochs_run"] == 3
+    assert version.record.metrics["val"]["accuracy"] == 1.0 and "test" in version.record.metrics
+    assert version.record.metrics["training"]["epochs_run"] == 3
     assert version.val_accuracy == 1.0 and version.test_accuracy == 1.0
-    assert set(version.plots) == {"training_curves", "confusion_matrix_val", "confusion_matrix_test"}
-    for plot in version.plots.values():
+    assert set(version.record.plots) == {"training_curves", "confusion_matrix_val", "confusion_matrix_test"}
+    for plot in version.record.plots.values():
         assert (settings.MODEL_DIR / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert plot.startswith(f"{version.name}/plots/")
     assert (settings.MODEL_DIR / version.name / "metadata.json").is_file()
     assert version.data_fingerprint == convnet_result["data_fingerprint"]
-    assert version.split["mode"] == "random" and version.split["splits"]["test"]
-    assert version.preprocessing["function"] == "training.ml.images.prepare_image"
-    assert version.versions["keras"] and version.versions["backend"]
+    assert version.record.split["mode"] == "random" and version.record.split["splits"]["test"]
+    assert version.record.preprocessing["function"] == "ml.images.prepare_image"
+    assert version.record.versions["keras"] and version.record.versions["backend"]
     assert version.git_commit == "" or len(version.git_commit) == 40
     assert version.trained_by == world.lab_admin and version.trained_at is not None
     assert not version.is_active
@@ -67,7 +68,6 @@ def test_load_model_verifies_and_predicts(convnet_result):
     model = registry.load_model(version)
     probabilities = np.asarray(model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0))
     assert probabilities.shape == (1, 4)
-    assert registry.get_model(version) is registry.get_model(version)  # cached per process
 
 
 def test_load_model_refuses_a_tampered_file(convnet_result):
@@ -93,13 +93,13 @@ def test_load_model_reports_a_missing_file(convnet_result):
         registry.load_model(version)
 
 
-def test_load_active_model(convnet_result):
+def test_require_active_version(convnet_result):
     with pytest.raises(registry.NoActiveModel):
-        registry.load_active_model()
+        registry.require_active_version()
     version = registry.register_model(convnet_result)
     registry.activate(version)
-    active, model = registry.load_active_model()
-    assert active == version and model.output_shape == (None, 4)
+    active = registry.require_active_version()
+    assert active == version and registry.load_model(active).output_shape == (None, 4)
 
 
 def test_get_version_by_name_or_id():
@@ -189,21 +189,17 @@ def test_shipped_default_model_is_registered_in_place_and_activated(trained_outp
     assert ModelVersion.objects.count() == 1
 
 
-def test_classify_prepares_like_serving(convnet_result, tmp_path):
-    import io
-
+def test_diagnose_prepares_like_serving(convnet_result, tmp_path):
     from PIL import Image
 
-    from training.ml.images import ImageError
-
     version = registry.register_model(convnet_result)
-    buffer = io.BytesIO()
-    Image.new("RGB", (60, 30), (40, 40, 220)).save(buffer, format="PNG")  # not square: padded like serving
-    results = registry.classify(version, [buffer.getvalue(), Image.new("RGB", (32, 32), (220, 40, 40))])
-    assert [r["label"] for r in results][1] == "benign"
-    assert sum(results[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(ImageError):
-        registry.classify(version, [b"not an image"])
+    Image.new("RGB", (60, 30), (40, 40, 220)).save(tmp_path / "wide.png")  # not square: padded like serving
+    Image.new("RGB", (32, 32), (220, 40, 40)).save(tmp_path / "red.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    rows = {Path(row["path"]).name: row for row in services.diagnose_paths([tmp_path], version)}
+    assert rows["red.png"]["label"] == "benign"
+    assert sum(rows["wide.png"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert rows["broken.png"]["label"] is None and rows["broken.png"]["error"]
 
 
 def test_admin_bulk_delete_keeps_the_active_version(admin_client):
@@ -243,8 +239,8 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
 
     from django.core.management import CommandError, call_command
 
-    from training import shipping
-    from training.ml import artifacts
+    from ml import artifacts
+    from research import shipping
 
     version = registry.register_model(convnet_result)
     stale = settings.SHIPPED_MODEL_DIR / "old-default"
@@ -256,7 +252,7 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     folder = settings.SHIPPED_MODEL_DIR / "default"
     assert "Shipped" in out.getvalue() and not stale.exists()  # one default model only
     metadata = artifacts.read_json(folder / "metadata.json")
-    assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.split
+    assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.record.split
     assert metadata["sha256"] == artifacts.sha256_file(folder / "model.keras")
     assert metadata["shipped_from"] == {"version": version.name, "run_model_sha256": version.sha256,
                                         "note": "same weights, saved without optimizer state"}
@@ -277,3 +273,8 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     assert not (settings.SHIPPED_MODEL_DIR / "too-big").exists()
     with pytest.raises(CommandError, match="No model version"):
         call_command("ship_model", "nope")
+
+
+def test_registered_version_records_the_configured_commit(convnet_result, settings):
+    settings.GIT_COMMIT = "a" * 40  # TELEDIAG_GIT_COMMIT, for checkouts without .git
+    assert registry.register_model(convnet_result).git_commit == "a" * 40

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml.artifacts import read_json
+from ml.smear_check import BLANK, SmearCheck
 from training import registry
-from training.ml.artifacts import read_json
-from training.ml.smear_check import BLANK, SmearCheck
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +113,6 @@ def test_model_report_attaches_the_check_it_fits(convnet_result, synthetic_data,
     stored = ModelVersion.objects.get(pk=version.pk)
     saved = read_json(tmp_path / "report" / "smear_check.json")
     assert stored.smear_check == saved and saved["fitted_on"]["model"] == version.name
-    assert saved["validation"]["n"] == len(version.split["splits"]["val"])
+    assert saved["validation"]["n"] == len(version.record.split["splits"]["val"])
     assert registry.smear_check_for(stored).image_size == 224
     assert read_json(tmp_path / "report" / "report.json")["smear_check"]["attached"] is True

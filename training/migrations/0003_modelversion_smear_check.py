@@ -15,6 +15,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='modelversion',
             name='smear_check',
-            field=models.JSONField(blank=True, db_default={}, default=dict, help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split (training.ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed."),
+            field=models.JSONField(blank=True, db_default={}, default=dict, help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split (ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed."),
         ),
     ]

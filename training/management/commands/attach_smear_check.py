@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.artifacts import read_json
 from training import registry
-from training.ml.artifacts import read_json
 
 
 class Command(BaseCommand):

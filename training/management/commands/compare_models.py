@@ -21,8 +21,8 @@ class Command(BaseCommand):
         summary = {part: services.seed_spread(versions, part) for part in ("val", "test")}
         if options["format"] == "json":
             rows = [{"name": v.name, "architecture": v.architecture, "input_size": v.input_size,
-                     "split": (v.split or {}).get("mode"), "seed": (v.split or {}).get("seed"),
-                     "val": (v.metrics or {}).get("val"), "test": (v.metrics or {}).get("test")} for v in versions]
+                     "split": (v.record.split or {}).get("mode"), "seed": (v.record.split or {}).get("seed"),
+                     "val": (v.record.metrics or {}).get("val"), "test": (v.record.metrics or {}).get("test")} for v in versions]
             self.stdout.write(json.dumps({"versions": rows, "spread": summary}, indent=2))
             return
         self.stdout.write(services.comparison_table(versions))
