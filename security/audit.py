@@ -4,11 +4,11 @@ They carry no case or patient. The account concerned is the actor when it is kno
 sign-in names an existing account in detail.username and still belongs to its organisation, so
 that organisation's lab admins see attacks on their people).
 """
+from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from axes.signals import user_locked_out
 from audit.models import AuditEvent
 from core.client_ip import client_ip
 

@@ -49,9 +49,9 @@ class SecondFactorMiddleware:
         from django.urls import reverse
         from django.utils.http import urlencode
 
+        from core.api_errors import error_body
         from security.policy import requires_second_factor
         from security.two_factor import has_second_factor
-        from core.api_errors import error_body
 
         path = request.path_info
         if path.startswith(self.EXEMPT_PREFIXES) or not requires_second_factor(user):

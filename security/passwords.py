@@ -11,7 +11,6 @@ from security.audit import security_event
 from security.models import PasswordState
 
 
-
 def must_change_password(user):
     state = PasswordState.objects.filter(user=user).only("must_change").first()
     return bool(state and state.must_change)

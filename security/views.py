@@ -11,9 +11,9 @@ from django.views.decorators.http import require_http_methods
 
 from audit.models import AuditEvent
 from security import two_factor
-from security.passwords import must_change_password, password_change
 from security.audit import security_event
 from security.forms import CodeForm
+from security.passwords import must_change_password, password_change
 from security.policy import requires_second_factor
 
 

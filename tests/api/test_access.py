@@ -13,8 +13,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from cases.models import Case, Patient, Review
 from tests.api.conftest import assert_error, who
-from tests.conftest import smear_upload
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, smear_upload
 
 ANON = "anonymous"
 

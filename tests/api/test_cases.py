@@ -6,9 +6,8 @@ from accounts.models import Organisation, ReferralLink
 from audit.models import AuditEvent
 from cases.models import Case, Smear
 from tests.api.conftest import assert_error
-from tests.conftest import smear_upload
+from tests.conftest import DEMO_PASSWORD, smear_upload
 from training.models import ModelVersion
-from tests.conftest import DEMO_PASSWORD
 
 
 def _submit(client, world, **overrides):

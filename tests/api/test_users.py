@@ -5,8 +5,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from audit.models import AuditEvent
-from tests.api.conftest import assert_error
 from security.passwords import password_change
+from tests.api.conftest import assert_error
 from tests.conftest import DEMO_PASSWORD, current_totp_code
 
 NEW = {

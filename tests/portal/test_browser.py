@@ -38,10 +38,8 @@ def smear_file(tmp_path, settings):
 
 
 def sign_in(page, base_url, user):
-    from tests.conftest import DEMO_PASSWORD
-
     from security.policy import requires_second_factor
-    from tests.conftest import current_totp_code, enrol_second_factor
+    from tests.conftest import DEMO_PASSWORD, current_totp_code, enrol_second_factor
 
     if requires_second_factor(user):
         enrol_second_factor(user)  # set up earlier (tests/security covers enrolment in the browser)

@@ -47,7 +47,7 @@ def _run_operation(operation, token, failures, mode):
             return
         try:
             case.validate_response(response, checks=[status_code_conformance])
-        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected, reported together below
+        except (Exception, BaseExceptionGroup):  # noqa: BLE001 - collected, reported together below
             failures.append(f"undocumented status: {label}")
 
     try:
