@@ -16,6 +16,8 @@ class AuditEvent(models.Model):
         AMENDED = "amended", "Amended"
         SIGN_REFUSED = "sign_refused", "Signature refused"
         ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
+        MODEL_REGISTERED = "model_registered", "Model version registered"
+        MODEL_PROMOTED = "model_promoted", "Model version promoted"
         # Security events (no case or patient): sign-ins, lockouts, credentials (security app).
         LOGGED_IN = "logged_in", "Signed in"
         LOGGED_OUT = "logged_out", "Signed out"
@@ -27,9 +29,6 @@ class AuditEvent(models.Model):
         TWO_FACTOR_ENROLLED = "2fa_enrolled", "Second factor enrolled"
         TWO_FACTOR_RESET = "2fa_reset", "Second factor reset"
         RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
-        # The AI model in use (training.audit_events).
-        MODEL_REGISTERED = "model_registered", "AI model registered"
-        MODEL_PROMOTED = "model_promoted", "AI model promoted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
@@ -42,6 +41,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        # The trail filtered by a rare action (sign_refused): newest first without scanning every event.
+        indexes = [models.Index(fields=["action", "-created_at", "-id"], name="audit_action_newest")]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

@@ -7,6 +7,7 @@ from core.admin import ReadOnlyAdmin
 @admin.register(Patient)
 class PatientAdmin(ReadOnlyAdmin):
     list_display = ["mrn", "family_name", "given_name", "organisation", "created_at"]
+    list_select_related = ["organisation"]
     list_filter = ["organisation"]
     search_fields = ["mrn", "family_name"]
 
@@ -22,6 +23,7 @@ class SmearInline(admin.TabularInline):
 @admin.register(Case)
 class CaseAdmin(ReadOnlyAdmin):
     list_display = ["reference", "site", "laboratory", "priority", "status", "created_at"]
+    list_select_related = ["site", "laboratory"]
     list_filter = ["status", "priority", "site", "laboratory"]
     inlines = [SmearInline]
 
@@ -29,3 +31,4 @@ class CaseAdmin(ReadOnlyAdmin):
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["case", "kind", "diagnosis", "signed_by", "signed_at"]
+    list_select_related = ["case", "signed_by"]

@@ -76,6 +76,7 @@ class CaseForm(BootstrapFormMixin, forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["patient"].queryset = patients_visible_to(user)
+        self._limit_patient_choices(patients_visible_to(user))
         laboratories = laboratories_for(user)
         self.laboratory_count = laboratories.count()
         if self.laboratory_count > 1:
@@ -88,6 +89,26 @@ class CaseForm(BootstrapFormMixin, forms.Form):
             self.fields["model_version"].queryset = versions
         else:
             del self.fields["model_version"]
+
+
+    PATIENT_CHOICES = 100
+
+    def _limit_patient_choices(self, patients):
+        """List the chosen patient and the most recently registered ones, never every patient of the site
+        (tens of thousands over the years); any visible patient is still accepted."""
+        field = self.fields["patient"]
+        chosen = self.data.get(self.add_prefix("patient")) if self.is_bound else self.initial.get("patient")
+        chosen = getattr(chosen, "pk", chosen)
+        recent = list(patients.order_by("-created_at", "-pk")[: self.PATIENT_CHOICES])
+        if chosen and str(chosen).isdigit() and all(str(p.pk) != str(chosen) for p in recent):
+            recent = list(patients.filter(pk=chosen)) + recent
+        recent.sort(key=lambda p: (p.family_name, p.given_name, p.mrn, p.pk))
+        field.widget.choices = [("", field.empty_label), *((p.pk, str(p)) for p in recent)]
+        if len(recent) >= self.PATIENT_CHOICES:
+            field.help_text = (
+                f"The {self.PATIENT_CHOICES} most recently registered patients are listed. For another, find the "
+                "patient on the Patients page and choose “New case” there."
+            )
 
 
 class ElectronicSignatureMixin(forms.Form):
@@ -134,5 +155,9 @@ class AmendForm(BootstrapFormMixin, ElectronicSignatureMixin, forms.Form):
 
 
 class CaseFilterForm(BootstrapFormMixin, forms.Form):
+    q = forms.CharField(
+        label="Case or MRN", required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "TD-000123 or medical record number", "type": "search"}),
+    )
     status = forms.ChoiceField(choices=[("", "All statuses"), *Case.Status.choices], required=False)
     priority = forms.ChoiceField(choices=[("", "All priorities"), *Case.Priority.choices], required=False)

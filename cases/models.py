@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case as Conditional, F, IntegerField, Q, Value, When
 from django.urls import reverse
 
 from accounts.models import Organisation
@@ -39,6 +39,11 @@ class Patient(models.Model):
     class Meta:
         ordering = ["family_name", "given_name", "mrn"]
         constraints = [models.UniqueConstraint(fields=["organisation", "mrn"], name="unique_mrn_per_organisation")]
+        indexes = [
+            models.Index(fields=["organisation", "family_name", "given_name", "mrn", "id"], name="patient_org_by_name"),
+            models.Index(fields=["mrn"], name="patient_mrn"),  # case search by MRN across a laboratory's sites
+            models.Index(fields=["organisation", "-created_at", "-id"], name="patient_org_newest"),  # case form
+        ]
 
     def __str__(self):
         return f"{self.family_name}, {self.given_name} ({self.mrn})"
@@ -46,6 +51,11 @@ class Patient(models.Model):
     @property
     def full_name(self):
         return f"{self.given_name} {self.family_name}"
+
+
+def urgent_first():
+    """0 for urgent cases, 1 for routine ones: the review queue's first sort key (and its index's)."""
+    return Conditional(When(priority="urgent", then=Value(0)), default=Value(1), output_field=IntegerField())
 
 
 class Case(models.Model):
@@ -95,7 +105,17 @@ class Case(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["laboratory", "status", "priority", "created_at"])]
+        indexes = [
+            models.Index(fields=["laboratory", "status", "priority", "created_at"]),
+            # One per list: its filter, then its order, so a page is read straight off the index.
+            models.Index(fields=["site", "-created_at", "-id"], name="case_site_newest"),
+            models.Index(fields=["laboratory", "-created_at", "-id"], name="case_lab_newest"),
+            models.Index(fields=["site", "status", "-created_at", "-id"], name="case_site_status_newest"),
+            models.Index(
+                F("laboratory"), urgent_first(), F("created_at"), F("id"),
+                condition=~Q(status__in=["signed", "amended"]), name="case_review_queue",
+            ),
+        ]
 
     def __str__(self):
         return f"Case {self.reference}"
@@ -113,6 +133,8 @@ class Case(models.Model):
 
     @property
     def current_diagnosis(self):
+        if "diagnoses" in getattr(self, "_prefetched_objects_cache", {}):  # lists prefetch them (cases.listing)
+            return max(self.diagnoses.all(), key=lambda review: (review.signed_at, review.pk), default=None)
         return self.diagnoses.order_by("-signed_at", "-pk").first()
 
 

@@ -9,8 +9,7 @@ Access rules, in this order:
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -26,21 +25,19 @@ from cases.forms import (
     PatientSearchForm,
     SignForm,
 )
+from cases.listing import case_page, keyset_page, paginate, with_case_counts
 from cases.media import smear_image_response
 from cases.models import Case
 from core import permissions
 from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from core.forms import apply_domain_error
+from core.pagination import COUNT_CAP
 from core.permissions import require_role
 from security.signature import verify_signature
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 
-
-
-def paginate(request, queryset, per_page=PAGE_SIZE):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
 
 
 # --- Home -------------------------------------------------------------------------------------
@@ -67,11 +64,7 @@ def home(request):
 def patient_list(request):
     require_role(permissions.works_with_patients(request.user))
     search = PatientSearchForm(request.GET or None)
-    patients = (
-        access.patients_visible_to(request.user)
-        .annotate(case_count=Count("cases"))
-        .order_by("family_name", "given_name", "mrn", "pk")
-    )
+    patients = access.patients_visible_to(request.user).order_by("family_name", "given_name", "mrn", "pk")
     query = ""
     if search.is_valid():
         query = search.cleaned_data["q"].strip()
@@ -79,11 +72,9 @@ def patient_list(request):
         patients = patients.filter(
             Q(mrn__icontains=term) | Q(given_name__icontains=term) | Q(family_name__icontains=term)
         )
-    return render(
-        request,
-        "cases/patient_list.html",
-        {"page_obj": paginate(request, patients), "search": search, "query": query},
-    )
+    page = paginate(request, patients, PAGE_SIZE)
+    page.object_list = with_case_counts(page.object_list)
+    return render(request, "cases/patient_list.html", {"page_obj": page, "search": search, "query": query})
 
 
 @login_required
@@ -112,12 +103,11 @@ def patient_detail(request, pk):
         access.cases_visible_to(request.user)
         .filter(patient=patient)
         .select_related("laboratory", "submitted_by")
-        .annotate(smear_count=Count("smears"))
-        .order_by("-created_at")
+        .order_by("-created_at", "-pk")
     )
     audit(AuditEvent.Action.VIEWED, actor=request.user, patient=patient, request=request, page="patient")
     return render(
-        request, "cases/patient_detail.html", {"patient": patient, "page_obj": paginate(request, cases)}
+        request, "cases/patient_detail.html", {"patient": patient, "page_obj": case_page(request, cases, PAGE_SIZE)}
     )
 
 
@@ -189,7 +179,6 @@ def case_list(request):
     cases = (
         access.cases_visible_to(request.user)
         .select_related("patient", "site", "laboratory", "signed_by")
-        .annotate(smear_count=Count("smears"))
         .order_by("-created_at", "-pk")
     )
     if filters.is_valid():
@@ -197,7 +186,11 @@ def case_list(request):
             cases = cases.filter(status=filters.cleaned_data["status"])
         if filters.cleaned_data["priority"]:
             cases = cases.filter(priority=filters.cleaned_data["priority"])
-    return render(request, "cases/case_list.html", {"page_obj": paginate(request, cases), "filters": filters})
+        if filters.cleaned_data["q"].strip():
+            cases = access.search_cases(cases, filters.cleaned_data["q"])
+    return render(
+        request, "cases/case_list.html", {"page_obj": case_page(request, cases, PAGE_SIZE), "filters": filters}
+    )
 
 
 def _case_context(case):
@@ -231,10 +224,11 @@ def smear_image(request, pk):
 @login_required
 def review_queue(request):
     require_role(permissions.reviews_cases(request.user))
-    queue = access.review_queue_for(request.user).annotate(smear_count=Count("smears"))
-    urgent_count = access.review_queue_for(request.user).filter(priority=Case.Priority.URGENT).count()
+    queue = access.review_queue_for(request.user)
+    urgent_count = queue.filter(priority=Case.Priority.URGENT).order_by()[: COUNT_CAP + 1].count()
     return render(
-        request, "cases/review_queue.html", {"page_obj": paginate(request, queue), "urgent_count": urgent_count}
+        request, "cases/review_queue.html",
+        {"page_obj": case_page(request, queue, PAGE_SIZE), "urgent_count": urgent_count, "count_cap": COUNT_CAP},
     )
 
 
@@ -317,7 +311,7 @@ def audit_log(request):
         request,
         "cases/audit_log.html",
         {
-            "page_obj": paginate(request, events, AUDIT_PAGE_SIZE),
+            "page_obj": keyset_page(request, events, AUDIT_PAGE_SIZE),
             "actions": AuditEvent.Action.choices,
             "current_action": action,
         },

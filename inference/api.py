@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases import access
+from cases.api.keyset import JobKeysetPagination
 from core import permissions
 from core.api_errors import error_responses
 from core.permissions import require_role
@@ -93,6 +94,7 @@ class CaseRerunView(APIView):
 @extend_schema_view(get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)}))
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
+    pagination_class = JobKeysetPagination  # newest first, ?page_size=, ?cursor= (or ?page=N)
 
     def get_queryset(self):
         user = self.request.user

@@ -59,7 +59,12 @@ class AnalysisJob(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["smear", "model_version"], name="one_job_per_smear_and_model_version"),
         ]
-        indexes = [models.Index(fields=["status", "enqueued_at"])]
+        indexes = [
+            models.Index(fields=["status", "enqueued_at"]),
+            # The job lists: newest first (API), failed ones by when they failed (portal).
+            models.Index(fields=["-enqueued_at", "-id"], name="job_newest"),
+            models.Index(fields=["-finished_at", "-id"], condition=models.Q(status="failed"), name="job_failed_newest"),
+        ]
 
     def __str__(self):
         return f"Analysis of smear {self.smear_id} with model {self.model_version_id} ({self.status})"

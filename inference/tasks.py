@@ -19,12 +19,15 @@ def analyse_smear(self, job_id):
     """Analyse one smear for one AnalysisJob (id). Idempotent: a duplicate or redelivery is a no-op."""
     from django.db import close_old_connections, connection
 
+    from inference import batching
     from inference.worker import run_job
 
     # Workers reuse connections across tasks (settings.CELERY_DB_REUSE_MAX): drop an old or broken
     # one first, as Django does per request. Not inside a caller's transaction (tests, eager calls).
     if not connection.in_atomic_block:
         close_old_connections()
+    if batching.batch_max() > 1:  # TELEDIAG_INFERENCE_BATCH_MAX: take waiting smears along (GPU nodes)
+        return batching.run_jobs(int(job_id), task_id=self.request.id or "")
     return run_job(int(job_id), task_id=self.request.id or "")
 
 

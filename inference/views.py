@@ -14,6 +14,7 @@ from django.utils.cache import add_never_cache_headers, patch_cache_control, pat
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import access
+from cases.listing import keyset_page
 from core import permissions
 from core.errors import DomainError, NotAllowed
 from core.permissions import require_role
@@ -23,6 +24,7 @@ from inference.status import case_analysis_data
 from training.models import ModelVersion
 
 CASES_ONLY = "Your role does not give access to cases."
+FAILED_PAGE_SIZE = 50
 
 
 # htmx stops polling an element whose response has this status (and still swaps it in).
@@ -149,6 +151,8 @@ def failed_jobs(request):
     jobs = (
         AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED, smear__case__laboratory_id=user.organisation_id)
         .with_version().select_related("smear__case")
-        .order_by("-finished_at", "-pk")[:200]
+        .order_by("-finished_at", "-pk")
     )
-    return render(request, "inference/failed_jobs.html", {"jobs": jobs})
+    # Newest / older pages (no count: counting means joining every failed job to its case).
+    page = keyset_page(request, jobs, FAILED_PAGE_SIZE, field="finished_at")
+    return render(request, "inference/failed_jobs.html", {"jobs": page, "page_obj": page})

@@ -7,4 +7,4 @@ class SecurityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from security import audit  # noqa: F401  (connects the audit trail's signal receivers)
+        from security import audit, passwords  # noqa: F401  (connect their signal receivers)

@@ -65,7 +65,10 @@ class SecondFactorMiddleware:
 
 
 class PasswordChangeRequiredMiddleware:
-    """A user whose password was set by someone else chooses their own before anything else."""
+    """A user whose password was set by an admin chooses their own before anything else.
+
+    Whether they must is read at sign-in into the session, so a reset applies from the next sign-in.
+    """
 
     EXEMPT_PREFIXES = ("/accounts/password/change/", "/accounts/two-factor/", "/accounts/logout/")
 
@@ -75,9 +78,9 @@ class PasswordChangeRequiredMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and not request.path_info.startswith(self.EXEMPT_PREFIXES):
-            from security.passwords import must_change_password
+            from security.passwords import SESSION_KEY
 
-            if must_change_password(user):
+            if request.session.get(SESSION_KEY):  # set at sign-in (security.passwords)
                 return self._refuse(request)
         return self.get_response(request)
 

@@ -4,6 +4,8 @@ Accounts created, and passwords reset, by a lab admin (portal, API) or a superus
 carry a temporary password: PasswordState.must_change until the user picks their own. Passwords
 set at the command line (createsuperuser, seed_demo) are the operator's own choice.
 """
+from django.contrib.auth.signals import user_logged_in
+from django.dispatch import receiver
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -11,9 +13,19 @@ from security.audit import security_event
 from security.models import PasswordState
 
 
+SESSION_KEY = "telediag_must_change_password"
+
+
 def must_change_password(user):
     state = PasswordState.objects.filter(user=user).only("must_change").first()
     return bool(state and state.must_change)
+
+
+@receiver(user_logged_in, dispatch_uid="security-password-state-at-sign-in")
+def _remember_at_sign_in(sender, request, user, **kwargs):
+    # Read once at sign-in and kept in the session: no query on every later request.
+    if getattr(request, "session", None) is not None:
+        request.session[SESSION_KEY] = must_change_password(user)
 
 
 def password_change(*, user, new_password, request=None):
@@ -21,6 +33,8 @@ def password_change(*, user, new_password, request=None):
     user.set_password(new_password)
     user.save(update_fields=["password"])
     PasswordState.objects.update_or_create(user=user, defaults={"must_change": False, "changed_at": timezone.now()})
+    if request is not None and getattr(request, "session", None) is not None:
+        request.session[SESSION_KEY] = False
     security_event(AuditEvent.Action.PASSWORD_CHANGED, user=user, request=request)
 
 

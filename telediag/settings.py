@@ -269,6 +269,9 @@ INFERENCE_SERVING_CACHE_DIR = env_str("TELEDIAG_SERVING_CACHE_DIR")
 # Threads per worker child for the model (0: TensorFlow's default, all cores).
 INFERENCE_TF_INTRA_OP_THREADS = env_int("TELEDIAG_TF_INTRA_OP_THREADS", 0)
 INFERENCE_TF_INTER_OP_THREADS = env_int("TELEDIAG_TF_INTER_OP_THREADS", 0)
+# Micro-batching: a worker takes up to this many waiting smears of one model version into one model
+# call (GPU nodes: 8-32). 1: one image per call, the faster choice on CPUs.
+INFERENCE_BATCH_MAX = max(1, env_int("TELEDIAG_INFERENCE_BATCH_MAX", 1))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

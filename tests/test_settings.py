@@ -107,3 +107,20 @@ def test_s3_storage_is_selected_by_bucket_variable(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "storages.backends.s3.S3Storage"
+
+
+@pytest.mark.parametrize("value, expected", [("", "1"), ("16", "16"), ("0", "1")])
+def test_inference_batch_max(tmp_path, value, expected):
+    result = _run_settings(
+        {"DEBUG": "true", "TELEDIAG_VAR_DIR": str(tmp_path), "TELEDIAG_INFERENCE_BATCH_MAX": value},
+        "from django.conf import settings; print(settings.INFERENCE_BATCH_MAX)",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_a_malformed_number_stops_the_start(tmp_path):
+    result = _run_settings(
+        {"DEBUG": "true", "TELEDIAG_VAR_DIR": str(tmp_path), "TELEDIAG_INFERENCE_BATCH_MAX": "lots"}, "pass"
+    )
+    assert result.returncode != 0 and "TELEDIAG_INFERENCE_BATCH_MAX must be an integer" in result.stderr

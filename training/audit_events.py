@@ -5,10 +5,11 @@ registration and promotion leaves an AuditEvent: who (the admin user, or for a t
 user who requested it; no actor from the command line, where ``source`` says "command line"), the
 version's name and sha256 and, for a promotion, the version that was active before.
 """
+from audit.models import AuditEvent
 from audit.services import audit
 
-MODEL_REGISTERED = "model_registered"
-MODEL_PROMOTED = "model_promoted"
+MODEL_REGISTERED = AuditEvent.Action.MODEL_REGISTERED
+MODEL_PROMOTED = AuditEvent.Action.MODEL_PROMOTED
 COMMAND_LINE = "command line"
 
 

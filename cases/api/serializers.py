@@ -221,6 +221,10 @@ class CaseFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Case.Status.choices, required=False, allow_blank=True)
     priority = serializers.ChoiceField(choices=Case.Priority.choices, required=False, allow_blank=True)
     patient = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only this patient's cases.")
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=64,
+        help_text="A case reference (TD-000123 or 123) or a patient's medical record number (exact).",
+    )
 
 
 class AuditEventFilterSerializer(serializers.Serializer):

@@ -29,7 +29,9 @@ from cases.access import (
     get_smear_for,
     patients_visible_to,
     review_queue_for,
+    search_cases,
 )
+from cases.api.keyset import KeysetPagination
 from cases.api.serializers import (
     AmendSerializer,
     AuditEventFilterSerializer,
@@ -151,7 +153,7 @@ def _prefers_minimal(request):
     ),
 )
 class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    pagination_class = StandardPagination
+    pagination_class = KeysetPagination
     parser_classes = [MultiPartParser, FormParser]  # submission is a file upload
 
     def initial(self, request, *args, **kwargs):
@@ -185,7 +187,10 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def list(self, request, *args, **kwargs):
         filters = validated_query(CaseFilterSerializer, request)
+        query = filters.pop("q", "")
         cases = self.get_queryset().filter(**filters).order_by("-created_at", "-pk")
+        if query:
+            cases = search_cases(cases, query)
         page = self.paginate_queryset(cases)
         data = CaseSummarySerializer(page, many=True, context=self.get_serializer_context()).data
         return self.get_paginated_response(data)
@@ -299,7 +304,7 @@ class SmearImageView(APIView):
 )
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AuditEventSerializer
-    pagination_class = StandardPagination
+    pagination_class = KeysetPagination
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cases', '0002_auditevent_moved_to_audit'),
+        ('cases', '0004_patient_newest_index'),
     ]
 
     operations = [

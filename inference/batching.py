@@ -1,0 +1,241 @@
+"""Micro-batching: a worker that finds more smears waiting classifies them in one model call.
+
+With ``TELEDIAG_INFERENCE_BATCH_MAX`` above 1 (GPU nodes: 8–32), a worker that takes a job also
+claims up to that many minus one other queued jobs of the same model version, oldest first
+(``SELECT … FOR UPDATE SKIP LOCKED``: two workers never take the same job, and none waits for the
+other), and runs their images through the model together: one forward pass of N images gives the
+N probability vectors and the N Grad-CAM maps of their top classes. When the queue is empty the
+batch is the one job, exactly as without batching.
+
+The jobs' own messages, when they arrive, find their job running or done and do nothing
+(``inference.worker.claim`` is idempotent). If the worker dies mid-batch, the message that claimed
+the batch comes back and takes its own job over; the others are recovered by the sweeper (running
+longer than the hard time limit + 60 s: queued again).
+
+The batched graph is the serving graph of ``ml.export`` with a free batch dimension, in
+TensorFlow (a GPU when the node has one). It is checked once per loaded model against the verified
+one-image runtime (probabilities within 1e-4 on smear-like probes); a model that fails the check, or
+whose Grad-CAM is not available, is served one image at a time as before.
+"""
+import logging
+import time
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from inference import services, worker
+from inference.models import AnalysisJob
+from inference.smear_gate import NOT_A_SMEAR
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4
+
+
+def batch_max():
+    """Most images per model call (INFERENCE_BATCH_MAX; 1: no batching)."""
+    return settings.INFERENCE_BATCH_MAX
+
+
+# --- Claiming waiting jobs ------------------------------------------------------------------------
+
+
+def claim_waiting(job, limit, task_id=""):
+    """Claim up to ``limit`` more queued jobs of ``job``'s model version (oldest first) for this message."""
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            AnalysisJob.objects.select_for_update(skip_locked=True)
+            .filter(status=AnalysisJob.Status.QUEUED, model_version_id=job.model_version_id,
+                    attempts__lt=settings.INFERENCE_MAX_ATTEMPTS)
+            .exclude(pk=job.pk)
+            .order_by("enqueued_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        AnalysisJob.objects.filter(pk__in=ids, status=AnalysisJob.Status.QUEUED).update(
+            status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
+            task_id=task_id, worker=services.worker_name(), reason="", updated_at=now,
+        )
+    return list(AnalysisJob.objects.with_version().select_related("smear__case").filter(pk__in=ids).order_by("enqueued_at", "pk"))
+
+
+# --- The batched graph ------------------------------------------------------------------------------
+
+
+class BatchedGraph:
+    """(probabilities (N, K), cams (N, h, w)) of a float32 batch (N, S, S, 3) in one forward pass."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        from ml import export
+
+        feature_layer = export.find_feature_layer(model)
+        if feature_layer is None:
+            raise export.GradCamUnavailable("The model has no spatial feature map to explain.")
+        head = model.layers[-1]
+        use_logits = export._head_uses_logits(head)
+        explained = export.grad_model(model, feature_layer, head, use_logits)
+        kernel, bias = (head.kernel, head.bias) if use_logits else (None, None)
+        size = int(model.inputs[0].shape[1])
+        self.input_size = size
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], reduce_retracing=True)
+        def serve(images):
+            with tf.GradientTape() as tape:
+                features, last = explained(images, training=False)
+                tape.watch(features)
+                if use_logits:
+                    scores = tf.matmul(last, kernel) + (bias if bias is not None else 0.0)
+                    probabilities = tf.nn.softmax(scores, axis=-1)
+                else:
+                    scores = probabilities = last
+                top = tf.argmax(scores, axis=-1, output_type=tf.int32)
+                # Each image's top score depends on that image only: the gradient of their sum gives
+                # every image's own map in one backward pass.
+                score = tf.reduce_sum(tf.gather(scores, top, axis=1, batch_dims=1))
+            grads = tape.gradient(score, features)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            return probabilities, tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+
+        self._serve = serve
+
+    def __call__(self, images):
+        import tensorflow as tf
+
+        probabilities, cams = self._serve(tf.convert_to_tensor(np.asarray(images, dtype=np.float32)))
+        return probabilities.numpy().astype(np.float64), cams.numpy()
+
+
+def batched_graph(loaded):
+    """The checked batched graph of a loaded model, or None (then images go one at a time)."""
+    if hasattr(loaded, "_batched_graph"):
+        return loaded._batched_graph
+    graph = None
+    try:
+        from ml.export import smear_like_images
+
+        graph = BatchedGraph(loaded.model)
+        probes = np.asarray(smear_like_images(loaded.input_size, count=4), dtype=np.float32)
+        together, _ = graph(probes)
+        alone = np.stack([loaded.analyse(image.astype(np.uint8))[0] for image in probes])
+        difference = float(np.max(np.abs(together - alone)))
+        if difference > TOLERANCE:
+            logger.warning("Batched graph of %s differs from its runtime by %.2g: one image per call.", loaded.name, difference)
+            graph = None
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # noqa: BLE001 - batching is an optimisation; serving goes on without it
+        logger.warning("No batched graph for %s (%s: %s): one image per call.", loaded.name, type(exc).__name__, exc)
+        graph = None
+    loaded._batched_graph = graph
+    return graph
+
+
+# --- Running a batch -------------------------------------------------------------------------------
+
+
+def run_jobs(job_id, task_id=""):
+    """The task body with micro-batching: this message's job and up to BATCH_MAX - 1 waiting ones.
+
+    Returns the outcome of this message's own job ("done", "failed" or "skipped")."""
+    job = worker.claim(job_id, task_id or "")
+    if job is None:
+        return "skipped"
+    jobs = [job, *claim_waiting(job, batch_max() - 1, task_id or "")]
+    for case_id, status in {j.smear.case_id: j.smear.case.status for j in jobs}.items():
+        services.case_started(case_id, status=status)
+    outcomes = {j.pk: "failed" for j in jobs}
+    try:
+        outcomes.update(_analyse_batch(jobs))
+    except SoftTimeLimitExceeded:
+        limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
+        for j in jobs:
+            services.job_fail(j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id)
+    except Exception as exc:  # noqa: BLE001 - say what happened; a person can retry
+        logger.exception("Analysis batch of job %s failed", job.pk)
+        for j in jobs:
+            if outcomes.get(j.pk) != "done":
+                services.job_fail(j.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=j.task_id)
+    for case_id in sorted({j.smear.case_id for j in jobs}):
+        services.case_maybe_finished(case_id)
+    return outcomes[job.pk]
+
+
+def _analyse_batch(jobs):
+    """Prepare every image, one model call for the smears, then store each result. {job id: outcome}."""
+    from ml import heatmaps
+    from ml.images import ImageError, prepare_image
+
+    started = time.perf_counter()
+    outcomes, ready = {}, []
+    version = jobs[0].model_version
+    loaded = worker.get_model(version)
+    for job in jobs:
+        try:
+            data = worker._read_image(job.smear)
+            try:
+                image = prepare_image(data, loaded.input_size)
+            except (ImageError, OSError, ValueError) as exc:
+                raise worker.ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
+            is_smear, reasons = worker._smear_verdict(version, data, image, loaded.input_size)
+            if not is_smear:
+                worker._save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False,
+                             smear_reasons=list(reasons))
+                outcomes[job.pk] = "done"
+            else:
+                ready.append((job, image))
+        except worker.AnalysisError as exc:
+            services.job_fail(job.pk, str(exc), task_id=job.task_id)
+            outcomes[job.pk] = "failed"
+    if not ready:
+        return outcomes
+
+    graph = batched_graph(loaded) if len(ready) > 1 else None
+    t0 = time.perf_counter()
+    if graph is not None:
+        probabilities, cams = graph(np.stack([image for _, image in ready]).astype(np.float32))
+    else:
+        results = [loaded.analyse(image) for _, image in ready]
+        probabilities = np.stack([p for p, _ in results])
+        cams = [c for _, c in results]
+    inference_ms = (time.perf_counter() - t0) * 1000.0 / len(ready)  # each image's share of the call
+
+    for (job, image), probs, cam in zip(ready, probabilities, cams):
+        if not np.all(np.isfinite(probs)):
+            services.job_fail(job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id)
+            outcomes[job.pk] = "failed"
+            continue
+        class_index = int(np.argmax(probs))
+        probability_map = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
+        png, method = b"", ""
+        try:
+            if cam is not None:
+                method = "grad-cam"
+            else:
+                cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
+            png = heatmaps.overlay_png(cam, loaded.input_size, (job.smear.width, job.smear.height))
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
+            logger.exception("Heatmap failed for job %s", job.pk)
+            png, method = b"", ""
+        heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
+        try:
+            worker._save(job, started, heatmap_name, label=loaded.class_names[class_index],
+                         probabilities=probability_map, heatmap_method=method if heatmap_name else "",
+                         inference_ms=round(inference_ms), runtime=loaded.runtime)
+        except BaseException:
+            if heatmap_name:
+                worker._delete_stored(heatmap_name)
+            raise
+        outcomes[job.pk] = "done"
+    return outcomes
