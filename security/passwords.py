@@ -12,7 +12,6 @@ from audit.models import AuditEvent
 from security.audit import security_event
 from security.models import PasswordState
 
-
 SESSION_KEY = "telediag_must_change_password"
 
 
