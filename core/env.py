@@ -1,8 +1,14 @@
 """Small, strict parsers for settings read from environment variables.
 
 A typo in a boolean ("ture") must stop the start-up, not silently mean False.
+
+Every parser also accepts ``NAME_FILE``: the path of a file holding the value (Docker and
+Kubernetes secrets), read once at start-up, one trailing newline removed. Setting both NAME and
+NAME_FILE is an error. Every variable read through these parsers is recorded in ``REGISTRY``
+(name, kind, default), from which ``manage.py env_vars`` prints the documented table.
 """
 import os
+from dataclasses import dataclass
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -12,12 +18,40 @@ class SettingError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    kind: str
+    default: object
+
+
+REGISTRY = {}
+
+
+def _read(name, kind, default):
+    """The raw value of NAME, or the content of the file NAME_FILE names; None when neither is set."""
+    REGISTRY.setdefault(name, EnvVar(name, kind, default))
+    value = os.environ.get(name)
+    file_name = os.environ.get(f"{name}_FILE")
+    if not file_name:
+        return value
+    if value not in (None, ""):
+        raise SettingError(f"Set {name} or {name}_FILE, not both.")
+    try:
+        with open(file_name, encoding="utf-8") as handle:
+            content = handle.read()
+    except OSError as exc:
+        raise SettingError(f"{name}_FILE names {file_name!r}, which cannot be read: {exc.strerror}") from None
+    return content[:-1] if content.endswith("\n") else content
+
+
 def env_str(name, default=""):
-    return os.environ.get(name, default)
+    raw = _read(name, "text", default)
+    return default if raw is None else raw
 
 
 def env_bool(name, default=False):
-    raw = os.environ.get(name)
+    raw = _read(name, "true/false", default)
     if raw is None or raw == "":
         return default
     value = raw.strip().lower()
@@ -29,7 +63,7 @@ def env_bool(name, default=False):
 
 
 def env_int(name, default):
-    raw = os.environ.get(name)
+    raw = _read(name, "integer", default)
     if raw is None or raw == "":
         return default
     try:
@@ -39,7 +73,7 @@ def env_int(name, default):
 
 
 def env_float(name, default):
-    raw = os.environ.get(name)
+    raw = _read(name, "number", default)
     if raw is None or raw == "":
         return default
     try:
@@ -48,15 +82,18 @@ def env_float(name, default):
         raise SettingError(f"{name} must be a number, not {raw!r}") from None
 
 
-def env_choice(name, default, choices):
-    value = (os.environ.get(name) or default).strip().lower()
-    if value not in choices:
-        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
-
-
 def env_list(name, default=()):
-    raw = os.environ.get(name)
+    raw = _read(name, "list", list(default))
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name, default, choices):
+    raw = _read(name, "|".join(choices), default)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return value

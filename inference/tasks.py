@@ -7,7 +7,7 @@ import logging
 import sys
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init
+from celery.signals import celeryd_after_setup, worker_init, worker_process_init
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,25 @@ def _check_parent_is_clean(**kwargs):
         logger.warning("Worker parent imported %s before forking; children may hang.", ", ".join(loaded))
 
 
+_consumes_inference = False
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender=None, instance=None, **kwargs):
+    # In the parent, before forking: only workers of the inference queue warm a model up.
+    global _consumes_inference
+    _consumes_inference = "inference" in instance.app.amqp.queues.consume_from
+
+
 @worker_process_init.connect
 def _init_child(**kwargs):
-    # A fresh child starts with an empty model cache. Models are loaded lazily by the first job
-    # that needs them: loading here would exceed the pool's start-up timeout (worker_proc_alive_timeout).
+    # A fresh child starts with an empty model cache, then loads the active model (warm-up), so the
+    # first case after a deploy or a recycled child is as fast as the rest. The pool waits for this
+    # (worker_proc_alive_timeout, TELEDIAG_WORKER_START_TIMEOUT_S).
+    from django.conf import settings
+
     from inference import worker
 
     worker.clear_cache()
+    if _consumes_inference and getattr(settings, "WORKER_WARMUP", False):
+        worker.warm_up()

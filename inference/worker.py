@@ -3,9 +3,9 @@
 Process model (prefork): the parent process never imports Keras/TensorFlow (TensorFlow hangs in a
 child forked after it started its thread pools). Each child loads a model version the first time a
 job needs it and keeps the few most recently used ones (``INFERENCE_MODEL_CACHE_SIZE``, default 2)
-until it is recycled (``worker_max_tasks_per_child``). Loading is lazy (the first job of a fresh
-child pays a few seconds): loading in ``worker_process_init`` would overrun the pool's start-up
-timeout.
+until it is recycled (``worker_max_tasks_per_child``). A child of an inference worker loads the
+active version when it starts (``warm_up``, from ``worker_process_init``; the pool's start-up
+timeout is raised for it), so the first job after a deploy does not pay the load.
 
 Serving runtime (``ml.export``): with the Keras model loaded (sha256-checked), the child
 gets its verified serving runtime: the model's TFLite export, cached beside the model file keyed by
@@ -47,6 +47,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import log_context
 from core.cache import LRUCache
 from inference import services, smear_gate
 from inference.models import AnalysisJob, Prediction
@@ -228,6 +229,29 @@ def get_model(version):
     return _cache.put(key, loaded)
 
 
+def warm_up():
+    """Load the active model version into this process now (worker start), not on its first job.
+    Never raises: a missing or broken model fails that model's jobs with the reason, as before."""
+    from django.db import close_old_connections
+
+    from training import registry
+
+    started = time.perf_counter()
+    try:
+        close_old_connections()
+        version = registry.get_active_version()
+        if version is None:
+            logger.info("Warm-up: no active model version yet (pid %s).", os.getpid())
+            return None
+        get_model(version)
+    except Exception as exc:  # noqa: BLE001 - the worker must start anyway
+        logger.warning("Warm-up failed (pid %s): %s: %s", os.getpid(), type(exc).__name__, exc)
+        return None
+    logger.info("Warm-up: model version %s ready in %.1f s (pid %s).", version.name, time.perf_counter() - started,
+                os.getpid())
+    return version
+
+
 # --- One job ------------------------------------------------------------------------------------
 
 
@@ -406,6 +430,7 @@ def run_job(job_id, task_id=""):
     if job is None:
         return "skipped"
     case_id = job.smear.case_id
+    log_context.bind_case(case_id)
     services.case_started(case_id, status=job.smear.case.status)
     outcome = "failed"
     try:

@@ -221,6 +221,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json_atomically(output_dir / REPORT_FILE, report)
     (output_dir / REPORT_TEXT_FILE).write_text(format_report(report) + "\n", encoding="utf-8")
+    from training import model_store
+
+    model_store.publish_report(output_dir)  # with S3, a copy under reports/ in the bucket
     return report
 
 

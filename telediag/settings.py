@@ -57,9 +57,15 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "ops",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # First: probes answer before host checks and the HTTPS redirect (orchestrators call them by IP).
+    "ops.middleware.HealthProbeMiddleware",
+    "ops.middleware.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "security.middleware.NoStoreMiddleware",
@@ -76,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a lockout raised by the authentication backend into the lockout page.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "telediag.urls"
@@ -107,6 +114,10 @@ DATABASES = {
         conn_health_checks=True,  # a reused connection that broke (database restart) is replaced
     )
 }
+# The password can come from a secret file (DATABASE_PASSWORD_FILE) instead of the URL.
+_database_password = env_str("DATABASE_PASSWORD")
+if _database_password:
+    DATABASES["default"]["PASSWORD"] = _database_password
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Several processes (web, worker) share the file: wait for locks instead of failing.
@@ -161,22 +172,31 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 
 # Storage: local media by default, S3 (or any S3-compatible store) when a bucket is named.
+# Uploads, heatmaps and model files go to one private bucket; the portal streams them to authorised
+# users only, and any URL the storage signs expires after TELEDIAG_S3_URL_EXPIRE_S.
 S3_BUCKET = env_str("TELEDIAG_S3_BUCKET")
+_s3_options = {
+    "bucket_name": S3_BUCKET,
+    "endpoint_url": env_str("TELEDIAG_S3_ENDPOINT_URL") or None,
+    "region_name": env_str("TELEDIAG_S3_REGION") or None,
+    # Empty: boto3's usual chain (AWS_* variables, instance role).
+    "access_key": env_str("TELEDIAG_S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_str("TELEDIAG_S3_SECRET_ACCESS_KEY") or None,
+    "default_acl": None,
+    "querystring_auth": True,
+    "querystring_expire": env_int("TELEDIAG_S3_URL_EXPIRE_S", 300),
+    "signature_version": "s3v4",
+    "file_overwrite": False,
+}
+_extra_storages = {}
 if S3_BUCKET:
-    _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": S3_BUCKET,
-            "endpoint_url": env_str("TELEDIAG_S3_ENDPOINT_URL") or None,
-            "region_name": env_str("TELEDIAG_S3_REGION") or None,
-            "default_acl": None,
-            "querystring_auth": True,
-            "file_overwrite": False,
-        },
-    }
+    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+    # Model folders (training.model_store): workers without a shared model volume download from here.
+    _extra_storages["models"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3_options, "location": "models"}}
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
+    **_extra_storages,
     "default": _default_storage,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -328,19 +348,43 @@ SESSION_IDLE_TIMEOUT_S = env_int("TELEDIAG_SESSION_IDLE_MINUTES", 30) * 60
 _https = env_bool("TELEDIAG_HTTPS", not (DEBUG or DEMO_MODE))
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
-SECURE_SSL_REDIRECT = _https and env_bool("TELEDIAG_SSL_REDIRECT", True)
+SECURE_SSL_REDIRECT = env_bool("TELEDIAG_SSL_REDIRECT", True) and _https
 SECURE_HSTS_SECONDS = env_int("TELEDIAG_HSTS_SECONDS", 31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
 if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Logs: one line per event; "json" for log collectors, with the request, case and task ids.
+LOG_FORMAT = env_choice("TELEDIAG_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "core.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {
+            "()": "core.log_context.json_formatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(case_id)s %(task_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # django-axes logs every attempt at INFO; the audit trail records them already.
     "loggers": {"axes": {"level": "WARNING"}},
 }
+# Celery would replace this configuration with its own format in workers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Operations: metrics, worker warm-up and heartbeat (ops/).
+# /metrics (Prometheus) answers only with "Authorization: Bearer <token>"; no token: it is off.
+METRICS_TOKEN = env_str("TELEDIAG_METRICS_TOKEN")
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# An inference worker process loads the active model when it starts, not on its first case.
+WORKER_WARMUP = env_bool("TELEDIAG_WORKER_WARMUP", True)
+# Loading TensorFlow and a model in a fresh worker process takes seconds (Celery's default: 4 s).
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("TELEDIAG_WORKER_START_TIMEOUT_S", 120.0)
+# A worker touches this file while it is connected to the broker (container health check).
+WORKER_HEARTBEAT_FILE = env_str("TELEDIAG_WORKER_HEARTBEAT_FILE")
+WORKER_HEARTBEAT_S = env_float("TELEDIAG_WORKER_HEARTBEAT_S", 10.0)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("telediag.api_urls")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("security.urls")),
+    path("", include("ops.urls")),
     path("", include("inference.urls")),
     path("", include("cases.urls")),
 ]

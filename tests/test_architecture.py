@@ -10,6 +10,7 @@ reaching into another package's private names. Every import counts, also one ins
     cases      the clinical record; never imports inference
     inference  analysis jobs, worker, sweeper
     research   reports, ensembles, shipping, GPU batch runs
+    ops        health, metrics, request ids in logs, worker heartbeat
     telediag   the project: settings, URLs, Celery app
 """
 import ast
@@ -29,6 +30,7 @@ ALLOWED = {
     "cases": {"core", "audit", "security", "accounts", "training"},
     "inference": {"core", "audit", "security", "accounts", "training", "cases", "ml"},
     "research": {"core", "audit", "security", "accounts", "training", "cases", "inference", "ml"},
+    "ops": {"core", "audit", "security", "accounts", "training", "cases", "inference", "ml"},
 }
 PROJECT = "telediag"
 PACKAGES = (*ALLOWED, PROJECT)

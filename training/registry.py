@@ -140,9 +140,21 @@ def resolve_version(ref=None):
 # Verifying, loading, activating
 
 
+def _fetch_from_store(version):
+    """The version's local path, downloaded from the S3 model store first when this node lacks it."""
+    from training import model_store
+
+    try:
+        return model_store.fetch(version)
+    except model_store.NotInStore as exc:
+        raise ModelFileMissing(str(exc)) from exc
+    except model_store.DownloadMismatch as exc:
+        raise ModelIntegrityError(str(exc)) from exc
+
+
 def verify_file(version):
     """Check the version's file exists and has the recorded sha256; returns its absolute path."""
-    path = model_path(version)
+    path = _fetch_from_store(version)
     if not path.is_file():
         raise ModelFileMissing(f"Model file of version {version.name!r} is missing: {path}")
     if not version.sha256:
@@ -163,7 +175,7 @@ def load_model(version):
     so the file cannot be swapped between the check and the load. Raises ModelFileMissing or
     ModelIntegrityError (both RegistryError), naming the version.
     """
-    path = model_path(version)
+    path = _fetch_from_store(version)
     if not path.is_file():
         raise ModelFileMissing(f"Model file of version {version.name!r} is missing: {path}")
     if not version.sha256:
@@ -364,6 +376,10 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
+        from training import model_store
+
+        if model_store.enabled():  # other nodes download it from there (sha256-checked)
+            model_store.publish_folder(name)
         return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots),
                                audit_context)
     except Exception:
