@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 
 from accounts.models import Organisation, ReferralLink, User
 
@@ -32,3 +33,19 @@ class UserAdmin(BaseUserAdmin):
     list_filter = ["role", "organisation", "is_active", "is_superuser"]
     fieldsets = BaseUserAdmin.fieldsets + (("Telediag", {"fields": ("organisation", "role")}),)
     add_fieldsets = BaseUserAdmin.add_fieldsets + (("Telediag", {"fields": ("organisation", "role")}),)
+    change_password_form = AdminPasswordChangeForm
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:  # a new account's password is temporary
+            from security.passwords import password_set_by_admin
+
+            password_set_by_admin(obj, admin=request.user, request=request, new_account=True)
+
+    def user_change_password(self, request, id, form_url=""):
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:  # the new password was saved
+            from security.passwords import password_set_by_admin
+
+            password_set_by_admin(self.get_object(request, id), admin=request.user, request=request)
+        return response

@@ -20,9 +20,14 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import Organisation, User
 from accounts.selectors import get_managed_user, users_managed_by
+from audit.models import AuditEvent
 from core.api import StandardPagination, StrictFieldsMixin
 from core.api_errors import error_responses
+from core.client_ip import client_ip
 from core.permissions import administers_organisation, require_role
+from security.audit import security_event
+from security.errors import LockedOut
+from security.tokens import require_second_factor_for_token
 
 # --------------------------------------------------------------------------------------------
 # Serializers
@@ -92,6 +97,10 @@ class UserUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    otp_code = serializers.CharField(
+        required=False, help_text="Pathologists, lab admins and superusers: a current code from the authenticator "
+        "app (or a recovery code). Enrol in the portal first.",
+    )
 
 
 class TokenSerializer(serializers.Serializer):
@@ -114,6 +123,10 @@ class TokenThrottle(AnonRateThrottle):
     scope = "auth-token"
     rate = "20/minute"
 
+    def get_ident(self, request):
+        # The real client behind the trusted proxies, never an address the client chose.
+        return client_ip(request) or "unknown"
+
 
 class TokenView(ObtainAuthToken):
     """Exchange a username and password for an API token (the same token every time, until revoked)."""
@@ -124,21 +137,29 @@ class TokenView(ObtainAuthToken):
     @extend_schema(
         operation_id="auth_token_create",
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, **error_responses(400, 429)},
+        responses={200: TokenSerializer, **error_responses(400, 413, 429)},
         tags=["accounts"],
         description="Exchange a username and password for an API token. Send the token on every later "
         'request as the header "Authorization: Token <token>". Wrong credentials or an inactive account '
-        "answer 400. Deactivating an account revokes its tokens.",
+        "answer 400; after too many failures for one account from one address, 429 (locked_out) until the "
+        "lockout ends, even with the right password. Pathologists, lab admins and superusers also send otp_code "
+        "(second factor; enrol in the portal first). Deactivating an account revokes its tokens.",
     )
     def post(self, request, *args, **kwargs):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        token, _created = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        if not serializer.is_valid():
+            if getattr(request, "axes_locked_out", False):  # set by django-axes' backend
+                raise LockedOut()
+            raise serializers.ValidationError(serializer.errors)
+        user = serializer.validated_data["user"]
+        require_second_factor_for_token(request, user, request.data.get("otp_code"))
+        token, _created = Token.objects.get_or_create(user=user)
+        security_event(AuditEvent.Action.TOKEN_ISSUED, user=user, request=request)
         return Response({"token": token.key})
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Users of your organisation (lab admins)", responses={200: UserSerializer(many=True), **error_responses(400, 401, 403)}),
+    list=extend_schema(summary="Users of your organisation (lab admins)", responses={200: UserSerializer(many=True), **error_responses(400, 401, 403, 404)}),
     retrieve=extend_schema(summary="One user of your organisation (lab admins)", responses={200: UserSerializer, **error_responses(401, 403, 404)}),
     create=extend_schema(
         summary="Create a user in your organisation (lab admins)",

@@ -27,6 +27,7 @@ from audit.models import AuditEvent
 from audit.services import audit
 from core.errors import DomainError, NotAllowed
 from core.permissions import administers_organisation, require_role
+from security.passwords import password_set_by_admin
 
 # Which roles make sense in which kind of organisation: a pathologist reads a laboratory's cases,
 # a clinician submits a site's cases; every organisation can have administrators.
@@ -136,6 +137,7 @@ def user_create(*, admin, username, password, role, first_name="", last_name="",
     try:
         with transaction.atomic():
             user.save()
+            password_set_by_admin(user, admin=admin, request=request, new_account=True)  # a temporary password
             audit(
                 AuditEvent.Action.CREATED, actor=admin, request=request,
                 object="user", user_id=user.pk, username=user.username, role=role,
@@ -200,6 +202,8 @@ def user_update(
         user.save(update_fields=update_fields)
         if not user.is_active:
             Token.objects.filter(user=user).delete()
+        if password is not None:
+            password_set_by_admin(user, admin=admin, request=request)  # they choose their own at next sign-in
         audit(
             AuditEvent.Action.CHANGED, actor=admin, request=request,
             object="user", user_id=user.pk, username=user.username, **detail,

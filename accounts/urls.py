@@ -13,4 +13,5 @@ urlpatterns = [
     path("users/", views.user_list, name="user-list"),
     path("users/new/", views.user_create, name="user-create"),
     path("users/<int:pk>/", views.user_edit, name="user-edit"),
+    path("users/<int:pk>/reset-two-factor/", views.user_reset_two_factor, name="two-factor-reset"),
 ]

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
 from accounts.forms import UserCreateForm, UserEditForm
@@ -16,6 +16,7 @@ from accounts.models import User
 from accounts.selectors import get_managed_user, users_managed_by
 from core.errors import DomainError, NotAllowed
 from core.permissions import administers_organisation, require_role
+from security.two_factor import second_factor_reset
 
 PAGE_SIZE = 25
 
@@ -92,3 +93,16 @@ def user_edit(request, pk):
             messages.success(request, f"User {user.username} updated.")
             return redirect("user-list")
     return render(request, "accounts/user_form.html", {"form": form, "creating": False, "managed": managed})
+
+
+@login_required
+@require_POST
+def user_reset_two_factor(request, pk):
+    """A lab admin removes a user's second factor (lost phone); they set it up again at next sign-in."""
+    require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
+    managed = get_managed_user(request.user, pk)  # 404 for other organisations' users
+    if managed == request.user:
+        raise PermissionDenied("Ask another lab admin or a superuser to reset your own second factor.")
+    second_factor_reset(admin=request.user, user=managed, request=request)
+    messages.success(request, f"Second factor of {managed.username} reset: they set it up again at their next sign-in.")
+    return redirect("user-edit", pk=managed.pk)

@@ -18,6 +18,17 @@ class AuditEvent(models.Model):
         ANALYSIS_REQUESTED = "analysis_requested", "Analysis requested"
         MODEL_REGISTERED = "model_registered", "Model version registered"
         MODEL_PROMOTED = "model_promoted", "Model version promoted"
+        # Security events (no case or patient): sign-ins, lockouts, credentials (security app).
+        LOGGED_IN = "logged_in", "Signed in"
+        LOGGED_OUT = "logged_out", "Signed out"
+        LOGIN_FAILED = "login_failed", "Sign-in failed"
+        LOCKED_OUT = "locked_out", "Locked out"
+        TOKEN_ISSUED = "token_issued", "API token issued"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
+        PASSWORD_RESET = "password_reset", "Password reset by an admin"
+        TWO_FACTOR_ENROLLED = "2fa_enrolled", "Second factor enrolled"
+        TWO_FACTOR_RESET = "2fa_reset", "Second factor reset"
+        RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")

@@ -117,7 +117,27 @@ class CaseForm(BootstrapFormMixin, forms.Form):
             )
 
 
-class SignForm(BootstrapFormMixin, forms.Form):
+class ElectronicSignatureMixin(forms.Form):
+    """The signer's password or a current authenticator code, entered again to sign (e-signature)."""
+
+    password = forms.CharField(
+        label="Your password", required=False, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Signing is your electronic signature: enter your password, or a code from your authenticator app.",
+    )
+    otp_code = forms.CharField(
+        label="Or a code from your authenticator app", required=False, max_length=16,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def signature_credentials(self):
+        return {"password": self.cleaned_data.get("password", ""), "otp_code": self.cleaned_data.get("otp_code", "")}
+
+    def service_data(self):
+        return {k: v for k, v in self.cleaned_data.items() if k not in ("password", "otp_code")}
+
+
+class SignForm(BootstrapFormMixin, ElectronicSignatureMixin, forms.Form):
     diagnosis = forms.ChoiceField(label="Final diagnosis", choices=Diagnosis.choices, widget=forms.RadioSelect)
     comment = forms.CharField(
         required=False,
@@ -125,7 +145,7 @@ class SignForm(BootstrapFormMixin, forms.Form):
     )
 
 
-class AmendForm(BootstrapFormMixin, forms.Form):
+class AmendForm(BootstrapFormMixin, ElectronicSignatureMixin, forms.Form):
     diagnosis = forms.ChoiceField(label="Amended diagnosis", choices=Diagnosis.choices, widget=forms.RadioSelect)
     reason = forms.CharField(
         label="Reason for the amendment",

@@ -7,6 +7,7 @@ from django.db.models import Case as Conditional, F, IntegerField, Q, Value, Whe
 from django.urls import reverse
 
 from accounts.models import Organisation
+from security.choices import SignatureMethod
 
 
 class Diagnosis(models.TextChoices):
@@ -179,6 +180,11 @@ class Review(models.Model):
     )
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     signed_at = models.DateTimeField()
+
+    SignatureMethod = SignatureMethod
+
+    # How the signer proved it was them when signing (electronic signature); blank before it was asked.
+    signature_method = models.CharField(max_length=16, choices=SignatureMethod.choices, blank=True)
 
     class Meta:
         ordering = ["case", "signed_at", "pk"]

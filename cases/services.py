@@ -165,13 +165,21 @@ def case_move_if(case_id, to_status, condition):
     return bool(changed)
 
 
-def case_sign(*, user, case, diagnosis, comment="", request=None):
+def _check_signature_method(signature_method):
+    # The caller verified the signer's identity (security.signature.verify_signature) and says how.
+    if signature_method not in Review.SignatureMethod.values:
+        raise DomainError("A signature needs the signer's password or authentication code.",
+                          details={"password": ["Required to sign."]})
+
+
+def case_sign(*, user, case, diagnosis, comment="", request=None, signature_method):
     """Sign the final diagnosis. Of two pathologists signing at once exactly one succeeds.
 
     Receivers of ``case_signed`` add to the signature in the same transaction (the analysis app
     records the AI's case-level suggestion at that moment).
     """
     require_role(permissions.is_case_pathologist(user, case), "Only the laboratory's pathologists sign.")
+    _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
     now = timezone.now()
@@ -183,10 +191,11 @@ def case_sign(*, user, case, diagnosis, comment="", request=None):
         if claimed:
             review = Review.objects.create(
                 case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
-                signed_by=user, signed_at=now,
+                signed_by=user, signed_at=now, signature_method=signature_method,
             )
             case_signed.send(sender=Case, case=case, review=review)
-            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis)
+            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis,
+                  signature_method=signature_method)
     case.refresh_from_db()
     if claimed:
         return review
@@ -204,9 +213,10 @@ def _signable_statuses():
     return [s for s, targets in Case.TRANSITIONS.items() if Case.Status.SIGNED in targets]
 
 
-def case_amend(*, user, case, diagnosis, reason, comment="", request=None):
+def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signature_method):
     """Correct a signed case. The signed version stays; the amendment says who, what and why."""
     require_role(permissions.is_case_pathologist(user, case), "Only the laboratory's pathologists amend.")
+    _check_signature_method(signature_method)
     if diagnosis not in Diagnosis.values:
         raise DomainError(f"Unknown diagnosis {diagnosis!r}.", details={"diagnosis": ["Not a valid choice."]})
     if not reason or not reason.strip():
@@ -219,12 +229,13 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None):
         previous = locked.current_diagnosis
         review = Review.objects.create(
             case=locked, kind=Review.Kind.AMENDMENT, diagnosis=diagnosis, comment=comment, reason=reason.strip(),
-            supersedes=previous, signed_by=user, signed_at=now,
+            supersedes=previous, signed_by=user, signed_at=now, signature_method=signature_method,
         )
         Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
         audit(
             AuditEvent.Action.AMENDED, actor=user, case=locked, request=request,
             previous=previous.diagnosis if previous else None, diagnosis=diagnosis, reason=reason.strip(),
+            signature_method=signature_method,
         )
     case.refresh_from_db()
     return review

@@ -10,14 +10,16 @@ otherwise. The checks run in this order, and the first one that fails gives the 
    type); JPEG, PNG, TIFF and BMP are accepted, anything else is refused naming what it looks like;
 3. dimensions: the header is read by Pillow (lazily, without decoding pixels) and images over
    ``UPLOAD_MAX_PIXELS`` are refused before any pixel data is decoded (decompression bombs);
-   Pillow must agree with the detected type;
+   Pillow must agree with the detected type; so are images whose decoding, conversion and
+   re-encoding would need more than ``UPLOAD_MAX_DECODE_BYTES`` of memory (cases.upload_memory);
 4. decoding: the image is fully decoded, so damaged or truncated files are refused;
 5. hidden data: bytes appended after the end of a PNG or JPEG image (polyglot files such as "a PNG
    followed by an HTML page") are refused;
 6. orientation: the EXIF orientation is applied.
 
-What is stored: the original bytes unchanged when a browser can display them as they are (8-bit
-JPEG in RGB or greyscale, PNG of at most 8 bits per channel) and no rotation is needed; otherwise a
+What is stored: the original bytes, less their metadata (cases.image_metadata), when a browser can
+display them as they are (8-bit JPEG in RGB or greyscale, PNG of at most 8 bits per channel) and no
+rotation is needed; otherwise a
 lossless PNG re-encoding of the oriented pixels in a displayable 8-bit mode, without metadata such as
 EXIF (GPS, camera serial numbers), so pathologists can see every image in a browser at full
 resolution.
@@ -38,6 +40,8 @@ from typing import NoReturn
 from django.conf import settings
 from PIL import ExifTags, Image, ImageOps
 
+from cases.image_metadata import strip_jpeg_metadata, strip_png_metadata
+from cases.upload_memory import decode_cost
 from core.errors import UploadRejected
 
 __all__ = ["InvalidImage", "ValidatedImage", "validate_upload", "validate_uploads"]
@@ -189,6 +193,7 @@ def _validate(uploaded_file, filename: str) -> ValidatedImage:
             width, height = im.size
             _check_pixels(width, height, max_pixels)
             _check_frames(im, fmt)
+            _check_decode_memory(im, fmt, structure, len(data))
             try:  # (4)
                 im.load()
             except MemoryError:
@@ -285,6 +290,27 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         raise InvalidImage(f"is {width} × {height} pixels ({size}); the limit is {limit}")
 
 
+def _check_decode_memory(im, fmt: str, structure, data_bytes: int) -> None:
+    """Refuse, before decoding, an image whose processing would need more than the memory budget."""
+    if fmt == "PNG" and "exif" not in im.info:
+        # Pillow decodes a whole PNG to look for EXIF after its pixel data: assume the worst
+        # when the chunk walk saw one there, rather than decoding to find out.
+        rotated = structure is not None and structure.has_exif
+    else:
+        rotated = _orientation(im) in range(2, 9)
+    needed = data_bytes + decode_cost(
+        im.mode, im.width, im.height, stored_as_is=not rotated and _displayable_as_is(im, fmt, structure),
+        rotated=rotated, has_transparency="transparency" in im.info,
+    )
+    budget = settings.UPLOAD_MAX_DECODE_BYTES
+    if needed > budget:
+        raise InvalidImage(
+            f"is {im.width} × {im.height} pixels in a format ({im.mode}) that would need "
+            f"{_human_bytes(needed)} of memory to check and store, more than the {_human_bytes(budget)} "
+            "allowed for one image; upload a smaller image or one with 8 bits per channel"
+        )
+
+
 def _check_frames(im, fmt: str) -> None:
     """Refuse animations and multi-page TIFFs, whose other pictures would be silently lost."""
     if fmt == "PNG" and getattr(im, "n_frames", 1) > 1:
@@ -322,6 +348,7 @@ class _Structure:
     end: int  # offset just past the image's last byte (IEND chunk, EOI marker)
     high_bit_depth: bool = False  # PNG with 16 bits per channel
     browser_decodable: bool = True  # JPEG coding that every browser decodes (baseline/progressive)
+    has_exif: bool = False  # a PNG with an eXIf chunk
 
 
 def _check_structure(data: bytes, fmt: str) -> _Structure | None:
@@ -344,6 +371,7 @@ def _png_structure(data: bytes) -> _Structure:
     view = memoryview(data)  # no copies of the chunk bodies
     pos = 8
     high_bit_depth = False
+    has_exif = False
     first = True
     for _ in range(_MAX_PNG_CHUNKS):
         if pos + 12 > len(data):
@@ -363,9 +391,11 @@ def _png_structure(data: bytes) -> _Structure:
             first = False
         elif chunk_type in (b"acTL", b"fcTL", b"fdAT"):  # APNG, whatever frame count it claims
             raise InvalidImage(_ANIMATED)
+        elif chunk_type == b"eXIf":
+            has_exif = True
         pos = end
         if chunk_type == b"IEND":
-            return _Structure(end=pos, high_bit_depth=high_bit_depth)
+            return _Structure(end=pos, high_bit_depth=high_bit_depth, has_exif=has_exif)
     raise InvalidImage(_ABNORMAL)
 
 
@@ -442,9 +472,10 @@ def _build(im, data: bytes, fmt: str, structure: _Structure | None, filename: st
         "original_filename": filename,
     }
     if not rotated and _displayable_as_is(im, fmt, structure):
-        content = data
-        if im.format == "MPO":  # keep only the primary picture, not the ones after it
-            content = data[: structure.end]
+        # Only the primary picture of an MPO (structure.end is where it ends), and no metadata
+        # (GPS, maker notes, comments, the MPO's index of the pictures left out); pixels untouched.
+        strip = strip_jpeg_metadata if fmt == "JPEG" else strip_png_metadata
+        content = strip(data, structure.end)
         return ValidatedImage(
             content=content,
             extension="jpg" if fmt == "JPEG" else "png",
@@ -458,7 +489,9 @@ def _build(im, data: bytes, fmt: str, structure: _Structure | None, filename: st
     dpi = im.info.get("dpi")
     icc = im.info.get("icc_profile")
     try:
-        oriented = ImageOps.exif_transpose(im) if rotated else im
+        oriented = im
+        if rotated:  # turned in place: the unrotated pixels are freed at once (upload_memory)
+            ImageOps.exif_transpose(im, in_place=True)
         display = _to_display_mode(oriented)
         content = _encode_png(display, dpi=_oriented_dpi(dpi, orientation), icc=icc)
     except InvalidImage:
@@ -548,7 +581,7 @@ def _oriented_dpi(dpi, orientation: int):
 
 def _encode_png(im, *, dpi, icc) -> bytes:
     """Lossless PNG of ``im`` alone: no EXIF, text or other metadata of the upload."""
-    clean = im.copy()
+    clean = im  # ours alone (decoded for this upload): no copy, which would double the memory
     clean.info = {}  # EXIF, XMP, text chunks, comments... none of it is carried over
     options = {}
     if dpi:

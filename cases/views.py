@@ -34,6 +34,7 @@ from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowe
 from core.forms import apply_domain_error
 from core.pagination import COUNT_CAP
 from core.permissions import require_role
+from security.signature import verify_signature
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
@@ -252,8 +253,10 @@ def case_review(request, pk):
             sign_form = SignForm(request.POST, prefix="sign")
             if sign_form.is_valid():
                 try:
+                    method = verify_signature(request, request.user, **sign_form.signature_credentials())
                     services.case_sign(
-                        user=request.user, case=case, request=request, **sign_form.cleaned_data
+                        user=request.user, case=case, request=request, signature_method=method,
+                        **sign_form.service_data(),
                     )
                 except NotAllowed as error:
                     raise PermissionDenied(error.message) from None
@@ -269,7 +272,11 @@ def case_review(request, pk):
             amend_form = AmendForm(request.POST, prefix="amend")
             if amend_form.is_valid():
                 try:
-                    services.case_amend(user=request.user, case=case, request=request, **amend_form.cleaned_data)
+                    method = verify_signature(request, request.user, **amend_form.signature_credentials())
+                    services.case_amend(
+                        user=request.user, case=case, request=request, signature_method=method,
+                        **amend_form.service_data(),
+                    )
                 except NotAllowed as error:
                     raise PermissionDenied(error.message) from None
                 except InvalidTransition as error:

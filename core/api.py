@@ -5,6 +5,10 @@ from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 
+# The largest id any database backend stores (a signed 64-bit integer): larger ids in a filter are
+# refused at the API boundary, since SQLite cannot even compare with them (OverflowError).
+MAX_ID = 2**63 - 1
+
 # Sent by HTML forms and harmless: never reported as unknown.
 _ALWAYS_ALLOWED_INPUT = frozenset({"csrfmiddlewaretoken"})
 

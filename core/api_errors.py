@@ -17,7 +17,13 @@ same body to /api/ addresses that no view answers; wire them as ``handler404``/`
 import logging
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError as DjangoValidationError,
+)
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse
@@ -42,6 +48,9 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         set_rollback()
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    limit = _request_limit_error(exc)
+    if limit is not None:
+        return limit
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_detail(exc))
     elif isinstance(exc, Http404):
@@ -75,6 +84,25 @@ def exception_handler(exc, context):
             response["WWW-Authenticate"] = WWW_AUTHENTICATE
     response.data = error_body(code, message, details)
     return response
+
+
+def _request_limit_error(exc):
+    # Django's own limits on a request body (raised while the body is parsed): the client's fault.
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(
+            "request_too_large",
+            f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes accepted "
+            "outside of files.",
+        ), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, TooManyFilesSent):
+        return Response(error_body(
+            "too_many_files", f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files.",
+        ), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, TooManyFieldsSent):
+        return Response(error_body(
+            "too_many_fields", f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields.",
+        ), status=status.HTTP_400_BAD_REQUEST)
+    return None
 
 
 def _unexpected(exc, context):
@@ -167,8 +195,9 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input (details name each field at fault), a broken rule or an impossible state change.",
     401: "Not authenticated, or the token is invalid.",
     403: "Your role may not do this.",
-    404: "No such object, or not one you may see.",
+    404: "No such object, or not one you may see (for a list: no such page).",
     409: "Conflict: someone else changed this first (for example, the case is already signed).",
+    413: "The request body (outside of files) is too large.",
     415: "Unsupported content type for the request body.",
     429: "Too many requests; retry after details.retry_after seconds.",
 }

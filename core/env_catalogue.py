@@ -48,6 +48,13 @@ CATALOGUE = {
     "TELEDIAG_HSTS_SECONDS": ("`31536000` with HTTPS, else `0`", "HSTS max-age."),
     "TELEDIAG_BEHIND_PROXY": (None, "Trust `X-Forwarded-Proto` from your reverse proxy."),
     "TELEDIAG_SESSION_AGE_S": (None, "Seconds a portal login lasts."),
+    "TELEDIAG_TRUSTED_PROXIES": ("`1` behind a proxy, else `0`", "Reverse proxies appending to `X-Forwarded-For`; the client address is the one the outermost saw."),
+    "TELEDIAG_CACHE_URL": ("empty (a database cache table)", "Shared cache of throttle counters, e.g. `redis://redis:6379/1`."),
+    "TELEDIAG_LOGIN_FAILURE_LIMIT": (None, "Failed sign-ins for one account from one address before it is locked."),
+    "TELEDIAG_LOGIN_LOCKOUT_MINUTES": (None, "Minutes such a lockout lasts."),
+    "TELEDIAG_SESSION_IDLE_MINUTES": (None, "A portal session with no activity this long is signed out."),
+    "TELEDIAG_TOTP_ISSUER": (None, "The name authenticator apps show next to Telediag's codes."),
+    "TELEDIAG_UPLOAD_MAX_DECODE_MB": (None, "Memory one image may need to be checked and stored, known before decoding."),
     "TELEDIAG_METRICS_TOKEN": (None, "Bearer token of `/metrics`; empty: `/metrics` is off (404)."),
     # Analysis and workers
     "TELEDIAG_ATTENTION_THRESHOLD": (None, "A case whose top probability is below this is flagged for attention."),

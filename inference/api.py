@@ -9,7 +9,7 @@ Access: the case selectors of cases.access (invisible → 404); a visible object
 not act → 403. Errors use the project's {"error": {...}} body (core.api_errors).
 """
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from cases import access
 from cases.api.keyset import JobKeysetPagination
 from core import permissions
+from core.api_errors import error_responses
 from core.permissions import require_role
 from inference import selectors, services
 from inference.models import AnalysisJob
@@ -66,7 +67,7 @@ def _case_for(user, pk):
 
 
 class CaseAnalysisView(APIView):
-    @extend_schema(responses={200: ANALYSIS_SCHEMA}, summary="AI analysis of a case")
+    @extend_schema(responses={200: ANALYSIS_SCHEMA, **error_responses(401, 403, 404)}, summary="AI analysis of a case")
     def get(self, request, pk):
         case = _case_for(request.user, pk)
         response = Response(case_analysis_data(case, request.user, version_id=request.query_params.get("version")))
@@ -75,7 +76,10 @@ class CaseAnalysisView(APIView):
 
 
 class CaseRerunView(APIView):
-    @extend_schema(request=RerunSerializer, responses={202: ANALYSIS_SCHEMA}, summary="Re-run the analysis with a model version")
+    @extend_schema(
+        request=RerunSerializer, responses={202: ANALYSIS_SCHEMA, **error_responses(400, 401, 403, 404)},
+        summary="Re-run the analysis with a model version",
+    )
     def post(self, request, pk):
         case = _case_for(request.user, pk)
         require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory re-run an analysis.")
@@ -87,6 +91,7 @@ class CaseRerunView(APIView):
         return Response(case_analysis_data(case, request.user), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)}))
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
     pagination_class = JobKeysetPagination  # newest first, ?page_size=, ?cursor= (or ?page=N)
@@ -102,7 +107,10 @@ class AnalysisJobList(generics.ListAPIView):
 
 
 class AnalysisJobRetry(APIView):
-    @extend_schema(request=None, responses={202: AnalysisJobSerializer}, summary="Retry a failed analysis")
+    @extend_schema(
+        request=None, responses={202: AnalysisJobSerializer, **error_responses(400, 401, 403, 404)},
+        summary="Retry a failed analysis",
+    )
     def post(self, request, pk):
         job = selectors.get_job_for_retry(request.user, pk)
         job = services.job_retry(user=request.user, job=job, request=request)

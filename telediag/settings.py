@@ -7,6 +7,7 @@ on the local filesystem, so a fresh machine needs nothing but Python.
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.env import env_bool, env_choice, env_float, env_int, env_list, env_str
@@ -27,6 +28,12 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+_behind_proxy = env_bool("TELEDIAG_BEHIND_PROXY", False)
+# Reverse proxies in front of Telediag that append to X-Forwarded-For: the client's address is
+# the one the outermost of them saw (core.client_ip). 0 ignores the header (clients set it).
+TRUSTED_PROXY_COUNT = env_int("TELEDIAG_TRUSTED_PROXIES", 1 if _behind_proxy else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TELEDIAG_TRUSTED_PROXIES must be 0 or more.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -38,12 +45,19 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI files served from here: no CDN, and a strict CSP
     "audit",
     "accounts",
     "cases",
     "training",
     "inference",
     "research",
+    "security",
+    "axes",
+    # Second factor (django-otp): TOTP authenticator apps, and single-use recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "ops",
     "django_prometheus",
     "idempotency",
@@ -56,12 +70,20 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "security.middleware.NoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "security.middleware.SessionIdleTimeoutMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "security.middleware.SecondFactorMiddleware",
+    "security.middleware.PasswordChangeRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a lockout raised by the authentication backend into the lockout page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -103,6 +125,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker) share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One cache shared by every web process (throttle counters must not be per process): the
+# database by default (its table is created by `migrate`), or Redis when TELEDIAG_CACHE_URL is set.
+_cache_url = env_str("TELEDIAG_CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "telediag_cache"}
+}
+
+# django-axes checks every login (portal, admin, API token) before the password is even tried.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lockout (django-axes), stored in the database so every web process sees the same count;
+# keyed by the account and the client's real address together, so an attacker elsewhere cannot
+# lock a pathologist out of their own workstation.
+AXES_FAILURE_LIMIT = env_int("TELEDIAG_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("TELEDIAG_LOGIN_LOCKOUT_MINUTES", 15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "security/locked_out.html"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False
+# The name authenticator apps show next to the codes.
+OTP_TOTP_ISSUER = env_str("TELEDIAG_TOTP_ISSUER", "Telediag")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -161,6 +211,8 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env_int("TELEDIAG_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env_int("TELEDIAG_UPLOAD_MAX_PIXELS", 50_000_000)
 UPLOAD_MAX_FILES = env_int("TELEDIAG_UPLOAD_MAX_FILES", 20)
+# Memory one image may need to be checked and stored (cases.upload_memory), known before decoding.
+UPLOAD_MAX_DECODE_BYTES = env_int("TELEDIAG_UPLOAD_MAX_DECODE_MB", 100) * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 5
 FILE_UPLOAD_PERMISSIONS = 0o640
@@ -268,12 +320,17 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
+    # Throttles key on core.client_ip; DRF's own reading of X-Forwarded-For uses the same count.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telediag API",
     "DESCRIPTION": "Submit blood-smear cases, follow AI analysis and pathologist review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Two models have a "status": name their enums apart.
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",
@@ -281,11 +338,30 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Content-Security-Policy (django-csp): scripts and styles only from our own static files (no
+# inline script or style attribute anywhere), images from here or data: URIs, nothing framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 # Security. Off only for DEBUG; a production profile passes `manage.py check --deploy`.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("TELEDIAG_SESSION_AGE_S", 8 * 3600)
+# A session unused this long is signed out (security.middleware.SessionIdleTimeoutMiddleware).
+SESSION_IDLE_TIMEOUT_S = env_int("TELEDIAG_SESSION_IDLE_MINUTES", 30) * 60
 _https = env_bool("TELEDIAG_HTTPS", not (DEBUG or DEMO_MODE))
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
@@ -293,7 +369,7 @@ SECURE_SSL_REDIRECT = env_bool("TELEDIAG_SSL_REDIRECT", True) and _https
 SECURE_HSTS_SECONDS = env_int("TELEDIAG_HSTS_SECONDS", 31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
-if env_bool("TELEDIAG_BEHIND_PROXY", False):
+if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Logs: one line per event; "json" for log collectors, with the request, case and task ids.
@@ -312,6 +388,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every attempt at INFO; the audit trail records them already.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 # Celery would replace this configuration with its own format in workers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -1,13 +1,16 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Only for signed-in users; the split view serves its start-up script as a file (strict CSP).
+    path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include("telediag.api_urls")),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("security.urls")),
     path("", include("ops.urls")),
     path("", include("inference.urls")),
     path("", include("cases.urls")),

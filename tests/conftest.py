@@ -112,6 +112,51 @@ def world(db):
     return world
 
 
+def enrol_second_factor(user):
+    """The user's confirmed TOTP device (django-otp), made as the enrolment page would."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk").first()
+    return device or TOTPDevice.objects.create(user=user, name="Test authenticator", confirmed=True)
+
+
+def current_totp_code(user):
+    """A code the user's authenticator app would show now (enrolling it if needed)."""
+    from django_otp.oath import totp
+
+    device = enrol_second_factor(user)
+    # A code is accepted once per 30 s step: a test that signs in twice within one step needs this.
+    device.last_t = -1
+    device.throttle_reset(commit=False)
+    device.save()
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):0{device.digits}d}"
+
+
+@pytest.fixture(autouse=True)
+def _second_factor_with_force_login(monkeypatch):
+    """force_login() of a pathologist, lab admin or superuser also completes their second factor.
+
+    It enrols a TOTP device and marks the session verified by it through django-otp's own session
+    key, exactly what the portal's code prompt does; tests/security checks the prompt itself.
+    """
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        from django_otp import DEVICE_ID_SESSION_KEY
+
+        from security.policy import requires_second_factor
+
+        if requires_second_factor(user):
+            session = self.session
+            session[DEVICE_ID_SESSION_KEY] = enrol_second_factor(user).persistent_id
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"

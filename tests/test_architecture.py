@@ -5,6 +5,7 @@ reaching into another package's private names. Every import counts, also one ins
     ml         plain Keras; imports no app and no Django
     audit      the audit trail
     idempotency  the first answer of a request sent with an Idempotency-Key
+    security   second factor, lockout audit, e-signature check, passwords, security middleware
     accounts   organisations, users, roles
     training   the model registry and retraining
     cases      the clinical record; never imports inference
@@ -25,12 +26,13 @@ ALLOWED = {
     "ml": set(),
     "audit": {"core"},
     "idempotency": {"core"},
-    "accounts": {"core", "audit"},
-    "training": {"core", "audit", "accounts", "ml"},
-    "cases": {"core", "audit", "accounts", "training", "idempotency"},
-    "inference": {"core", "audit", "accounts", "training", "cases", "idempotency", "ml"},
-    "research": {"core", "audit", "accounts", "training", "cases", "idempotency", "inference", "ml"},
-    "ops": {"core", "audit", "accounts", "training", "cases", "idempotency", "inference", "ml"},
+    "security": {"core", "audit"},
+    "accounts": {"core", "audit", "security"},
+    "training": {"core", "audit", "security", "accounts", "ml"},
+    "cases": {"core", "audit", "security", "accounts", "training", "idempotency"},
+    "inference": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "ml"},
+    "research": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
+    "ops": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
 }
 PROJECT = "telediag"
 PACKAGES = (*ALLOWED, PROJECT)

@@ -15,7 +15,7 @@ from accounts.models import Organisation
 from audit.models import AuditEvent
 from cases.access import laboratories_for, patients_visible_to
 from cases.models import Case, Diagnosis, Patient, Review, Smear
-from core.api import StrictFieldsMixin
+from core.api import MAX_ID, StrictFieldsMixin
 from training.models import ModelVersion
 
 MAX_TEXT = 20_000
@@ -64,7 +64,7 @@ class DiagnosisEntrySerializer(serializers.ModelSerializer):
         model = Review
         fields = [
             "id", "kind", "diagnosis", "diagnosis_label", "comment", "reason", "ai_suggestion", "supersedes",
-            "signed_by", "signed_at",
+            "signed_by", "signed_at", "signature_method",
         ]
         read_only_fields = fields
 
@@ -190,12 +190,24 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
             self.fields["laboratory"].queryset = laboratories_for(request.user)
 
 
-class SignSerializer(StrictFieldsMixin, serializers.Serializer):
+class ElectronicSignatureFields(serializers.Serializer):
+    # The electronic signature: one of the two, entered again for this signature.
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, trim_whitespace=False, max_length=128,
+        style={"input_type": "password"}, help_text="Your password, entered again to sign (or send otp_code).",
+    )
+    otp_code = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, max_length=16,
+        help_text="A current code from your authenticator app, instead of the password.",
+    )
+
+
+class SignSerializer(StrictFieldsMixin, ElectronicSignatureFields):
     diagnosis = serializers.ChoiceField(choices=Diagnosis.choices)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, default="")
 
 
-class AmendSerializer(StrictFieldsMixin, serializers.Serializer):
+class AmendSerializer(StrictFieldsMixin, ElectronicSignatureFields):
     diagnosis = serializers.ChoiceField(choices=Diagnosis.choices)
     reason = serializers.CharField(max_length=MAX_TEXT, help_text="Why the signed diagnosis is amended.")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, default="")
@@ -208,7 +220,7 @@ class AmendSerializer(StrictFieldsMixin, serializers.Serializer):
 class CaseFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Case.Status.choices, required=False, allow_blank=True)
     priority = serializers.ChoiceField(choices=Case.Priority.choices, required=False, allow_blank=True)
-    patient = serializers.IntegerField(required=False, min_value=1, help_text="Only this patient's cases.")
+    patient = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only this patient's cases.")
     q = serializers.CharField(
         required=False, allow_blank=True, max_length=64,
         help_text="A case reference (TD-000123 or 123) or a patient's medical record number (exact).",
@@ -217,8 +229,8 @@ class CaseFilterSerializer(serializers.Serializer):
 
 class AuditEventFilterSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False, allow_blank=True)
-    case = serializers.IntegerField(required=False, min_value=1, help_text="Only events about this case.")
-    actor = serializers.IntegerField(required=False, min_value=1, help_text="Only events by this user.")
+    case = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events about this case.")
+    actor = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events by this user.")
 
 
 # --------------------------------------------------------------------------------------------

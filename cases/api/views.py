@@ -52,6 +52,7 @@ from core import permissions
 from core.api import StandardPagination, validated_query
 from core.api_errors import ApiErrorSerializer, error_responses
 from core.permissions import require_role
+from security.signature import verify_signature
 
 CASE_ROLES_ONLY = "Only clinicians and pathologists work with cases."
 SUMMARY_RELATED = ("patient", "site", "laboratory", "submitted_by", "signed_by")
@@ -66,7 +67,7 @@ DIAGNOSES = Prefetch("diagnoses", queryset=Review.objects.select_related("signed
     list=extend_schema(
         summary="Patients of your organisation (clinicians)",
         description="search matches the medical record number, given or family name; every word must match.",
-        responses={200: PatientSerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: PatientSerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(summary="One patient (clinicians)", responses={200: PatientSerializer, **error_responses(401, 403, 404)}),
     create=extend_schema(
@@ -119,7 +120,7 @@ def _prefers_minimal(request):
     list=extend_schema(
         summary="Cases you may see (clinicians: your site's; pathologists: your laboratory's)",
         parameters=[CaseFilterSerializer],
-        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(
         summary="One case with its smear images and diagnosis history",
@@ -252,7 +253,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self._case_for_review()
         serializer = SignSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        case_sign(user=request.user, case=case, request=request, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        method = verify_signature(request, request.user, password=data.pop("password"), otp_code=data.pop("otp_code"))
+        case_sign(user=request.user, case=case, request=request, signature_method=method, **data)
         return self._detail(case)
 
     @action(detail=True, methods=["post"], parser_classes=[JSONParser, FormParser, MultiPartParser])
@@ -260,7 +263,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self._case_for_review()
         serializer = AmendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        case_amend(user=request.user, case=case, request=request, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        method = verify_signature(request, request.user, password=data.pop("password"), otp_code=data.pop("otp_code"))
+        case_amend(user=request.user, case=case, request=request, signature_method=method, **data)
         return self._detail(case)
 
 
@@ -271,7 +276,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 @extend_schema_view(
     get=extend_schema(
         summary="Your laboratory's unsigned cases, urgent first, then oldest first (pathologists)",
-        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: CaseSummarySerializer(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ReviewQueueView(ListAPIView):
@@ -308,7 +313,7 @@ class SmearImageView(APIView):
     list=extend_schema(
         summary="Your organisation's audit trail, newest first (lab admins)",
         parameters=[AuditEventFilterSerializer],
-        responses={200: AuditEventSerializer(many=True), **error_responses(400, 401, 403)},
+        responses={200: AuditEventSerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
     retrieve=extend_schema(
         summary="One audit event (lab admins)", responses={200: AuditEventSerializer, **error_responses(401, 403, 404)}

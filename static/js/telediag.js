@@ -86,6 +86,16 @@
     });
   });
 
+  // Bars carry their width as data: the Content-Security-Policy allows no inline style, but
+  // setting it through the DOM (CSSOM) is fine. Again for every panel htmx swaps in.
+  function applyWidths(root) {
+    root.querySelectorAll("[data-td-width]").forEach(function (node) {
+      node.style.width = node.getAttribute("data-td-width") + "%";
+    });
+  }
+  applyWidths(document);
+  document.body.addEventListener("htmx:load", function (event) { applyWidths(event.target); });
+
   // Show the chosen file names under a multiple file input.
   document.querySelectorAll("[data-file-list-for]").forEach(function (list) {
     var input = document.getElementById(list.getAttribute("data-file-list-for"));

@@ -255,9 +255,12 @@ def test_password_reset_is_validated_and_audited_without_the_password(world):
     services.user_update(admin=world.lab_admin, user=world.pathologist2, password=STRONG)
     world.pathologist2.refresh_from_db()
     assert world.pathologist2.check_password(STRONG)
-    event = AuditEvent.objects.get()
+    event = AuditEvent.objects.get(action="changed")
     assert event.detail["changes"] == {} and event.detail["password_reset"] is True
     assert STRONG not in str(event.detail)
+    # And the security event about the account whose password was reset (changed at next sign-in).
+    reset = AuditEvent.objects.get(action="password_reset")
+    assert reset.actor == world.pathologist2 and STRONG not in str(reset.detail)
 
 
 def test_nothing_changed_records_nothing(world):

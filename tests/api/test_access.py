@@ -13,7 +13,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from cases.models import Case, Patient, Review
 from tests.api.conftest import assert_error, who
-from tests.conftest import smear_upload
+from tests.conftest import DEMO_PASSWORD, smear_upload
 
 ANON = "anonymous"
 
@@ -214,7 +214,7 @@ def test_smear_image(world, case, client_for, name, expected):
     ],
 )
 def test_case_sign(world, case, client_for, name, expected):
-    response = client_for(who(world, name)).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "pre_b"}, format="json")
+    response = client_for(who(world, name)).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json")
     _check(response, expected)
     case.refresh_from_db()
     assert (case.status == Case.Status.SIGNED) is (expected == 200)
@@ -235,9 +235,9 @@ def test_case_sign(world, case, client_for, name, expected):
     ],
 )
 def test_case_amend(world, case, client_for, name, expected):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "pre_b"}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json")
     response = client_for(who(world, name)).post(
-        f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "Second opinion."}, format="json"
+        f"/api/cases/{case.pk}/amend/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Second opinion."}, format="json"
     )
     _check(response, expected)
     case.refresh_from_db()

@@ -3,28 +3,32 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.api.conftest import assert_error
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, current_totp_code
 
 
-def _token(client, username, password=DEMO_PASSWORD, **kwargs):
-    return client.post("/api/auth/token/", {"username": username, "password": password}, **kwargs)
+def _token(client, username, password=DEMO_PASSWORD, otp_code=None, **kwargs):
+    data = {"username": username, "password": password}
+    if otp_code:
+        data["otp_code"] = otp_code  # pathologists and lab admins: the second factor
+    return client.post("/api/auth/token/", data, **kwargs)
 
 
 def test_a_script_gets_a_token_and_uses_it(world, case):
     client = APIClient()
-    response = _token(client, "paula_pathologist", format="json")
+    response = _token(client, "paula_pathologist", otp_code=current_totp_code(world.pathologist), format="json")
     assert response.status_code == 200
     key = response.json()["token"]
     assert Token.objects.get(user=world.pathologist).key == key
     # The same token every time, until revoked.
-    assert _token(client, "paula_pathologist", format="json").json()["token"] == key
+    again = _token(client, "paula_pathologist", otp_code=current_totp_code(world.pathologist), format="json")
+    assert again.json()["token"] == key
 
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/me/").json()["username"] == "paula_pathologist"
     queue = client.get("/api/review-queue/").json()
     assert [item["id"] for item in queue["results"]] == [case.pk]
     # Token requests are not subject to CSRF: a script can POST.
-    signed = client.post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"}, format="json")
+    signed = client.post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
     assert signed.status_code == 200 and signed.json()["status"] == "signed"
 
 
@@ -63,8 +67,10 @@ def test_browser_session_works_and_writes_need_the_csrf_token(world):
     assert "CSRF" in error["message"]
 
 
-def test_token_endpoint_is_in_the_schema(db):
-    schema = APIClient().get("/api/schema/?format=json").json()
+def test_token_endpoint_is_in_the_schema(world):
+    client = APIClient()
+    client.force_authenticate(world.clinician)  # the schema is for signed-in users only
+    schema = client.get("/api/schema/?format=json").json()
     operation = schema["paths"]["/api/auth/token/"]["post"]
     assert "security" not in operation or operation["security"] in ([], [{}])
     request_schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]

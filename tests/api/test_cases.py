@@ -6,7 +6,7 @@ from accounts.models import Organisation, ReferralLink
 from audit.models import AuditEvent
 from cases.models import Case, Smear
 from tests.api.conftest import assert_error
-from tests.conftest import smear_upload
+from tests.conftest import DEMO_PASSWORD, smear_upload
 from training.models import ModelVersion
 
 
@@ -120,9 +120,9 @@ def test_requesting_a_model_version(world, client_for):
 
 
 def test_detail_shows_diagnosis_history_and_is_audited(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "pre_b", "comment": "Blasts."}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b", "comment": "Blasts."}, format="json")
     client_for(world.pathologist2).post(
-        f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "Flow cytometry."}, format="json"
+        f"/api/cases/{case.pk}/amend/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Flow cytometry."}, format="json"
     )
     body = client_for(world.clinician).get(f"/api/cases/{case.pk}/").json()
     assert body["status"] == "amended"
@@ -141,7 +141,7 @@ def test_list_filters(world, client_for):
     urgent = world.submit_case(priority="urgent")
     other_patient = world.new_patient()
     theirs = world.submit_case(patient=other_patient)
-    client_for(world.pathologist).post(f"/api/cases/{routine.pk}/sign/", {"diagnosis": "benign"}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{routine.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
     client = client_for(world.clinician)
 
     def ids(**params):
@@ -169,7 +169,7 @@ def test_lists_use_a_constant_number_of_queries(world, client_for, django_assert
     for n in range(6):
         case = world.submit_case(priority="urgent" if n % 2 else "routine")
         if n % 3 == 0:
-            client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"}, format="json")
+            client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
     with django_assert_max_num_queries(4):  # count, page, diagnoses (+ savepoint slack)
         assert len(client_for(world.clinician).get("/api/cases/").json()["results"]) == 6
     with django_assert_max_num_queries(4):

@@ -6,6 +6,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from cases.models import Case, Review
+from tests.conftest import DEMO_PASSWORD
 
 
 @pytest.mark.integration
@@ -24,7 +25,7 @@ def test_concurrent_signatures_one_wins_one_gets_409(world):
             client = APIClient()
             client.force_authenticate(user)
             barrier.wait()
-            response = client.post(url, {"diagnosis": diagnosis}, format="json")
+            response = client.post(url, {"password": DEMO_PASSWORD, "diagnosis": diagnosis}, format="json")
             results[user.username] = (response.status_code, response.json())
         except Exception as exc:  # noqa: BLE001 - reported by the assertions below
             results[user.username] = ("exception", repr(exc))

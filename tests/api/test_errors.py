@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from core.api_errors import exception_handler, page_not_found, server_error
 from core.errors import AlreadySigned, UploadRejected
 from tests.api.conftest import assert_error
+from tests.conftest import DEMO_PASSWORD
 
 
 def test_anonymous_gets_401_with_the_body_and_a_token_challenge(client_for, db):
@@ -62,8 +63,8 @@ def test_json_case_submission_is_a_415(world, client_for):
 
 
 def test_domain_errors_keep_their_code_status_and_details(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"}, format="json")
-    response = client_for(world.pathologist2).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "pro_b"}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
+    response = client_for(world.pathologist2).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b"}, format="json")
     error = assert_error(response, 409, "already_signed")
     assert error["details"]["signed_by"] == "Paula Tester"
 

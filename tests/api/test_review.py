@@ -5,13 +5,16 @@ from audit.models import AuditEvent
 from cases.models import Case, Review
 from cases.services import case_move
 from tests.api.conftest import assert_error
+from tests.conftest import DEMO_PASSWORD
 
 
 def _sign(client, case, **payload):
+    payload.setdefault("password", DEMO_PASSWORD)  # the electronic signature
     return client.post(f"/api/cases/{case.pk}/sign/", payload, format="json")
 
 
 def _amend(client, case, **payload):
+    payload.setdefault("password", DEMO_PASSWORD)
     return client.post(f"/api/cases/{case.pk}/amend/", payload, format="json")
 
 
@@ -26,7 +29,7 @@ def test_sign_returns_the_signed_case(world, case, client_for):
 
 
 def test_sign_accepts_a_form_encoded_body(world, case, client_for):
-    response = client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"})
+    response = client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"})
     assert response.status_code == 200
 
 
@@ -92,7 +95,7 @@ def test_malformed_amendment_is_a_400_naming_the_field(world, case, client_for, 
 
 
 def test_sign_on_an_unknown_case_is_a_404(world, client_for):
-    assert_error(client_for(world.pathologist).post("/api/cases/999999/sign/", {"diagnosis": "benign"}, format="json"), 404)
+    assert_error(client_for(world.pathologist).post("/api/cases/999999/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"), 404)
 
 
 def test_sign_while_analysing_is_allowed(world, case, client_for):

@@ -17,8 +17,10 @@ def test_schema_generates_without_warnings_and_validates(tmp_path, db):
         assert f"  {path}:" in text, path
 
 
-def test_schema_documents_errors_uploads_and_auth(db):
-    schema = APIClient().get("/api/schema/?format=json").json()
+def test_schema_documents_errors_uploads_and_auth(world):
+    client = APIClient()
+    client.force_authenticate(world.clinician)  # the schema is for signed-in users only
+    schema = client.get("/api/schema/?format=json").json()
     components = schema["components"]
     assert set(components["schemas"]["ApiError"]["properties"]) == {"error"}
     assert set(components["schemas"]["ApiErrorBody"]["properties"]) == {"code", "message", "details"}
@@ -34,7 +36,11 @@ def test_schema_documents_errors_uploads_and_auth(db):
     assert schema["paths"]["/api/cases/{id}/"]["get"]["parameters"][0]["schema"]["type"] == "integer"
 
 
-def test_docs_page_renders(db):
-    response = APIClient().get("/api/docs/")
+def test_docs_page_renders(world):
+    client = APIClient()
+    client.force_login(world.clinician)  # the docs are for signed-in users only
+    response = client.get("/api/docs/")
     assert response.status_code == 200
-    assert b"swagger" in response.content.lower() and b"/api/schema/" in response.content
+    assert b"swagger" in response.content.lower()
+    script = client.get("/api/docs/?script=")  # its start-up script, a file for the CSP
+    assert script.status_code == 200 and b"/api/schema/" in script.content

@@ -5,8 +5,9 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from audit.models import AuditEvent
+from security.passwords import password_change
 from tests.api.conftest import assert_error
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, current_totp_code
 
 NEW = {
     "username": "nina_newpath",
@@ -28,7 +29,16 @@ def test_lab_admin_creates_a_pathologist_who_can_then_log_in(world, client_for):
     assert body["role"] == "pathologist" and body["is_active"] is True and body["email"] == "nina@example.org"
     assert user.organisation == world.lab and user.check_password(NEW["password"])
     assert AuditEvent.objects.filter(action="created", actor=world.lab_admin, detail__username="nina_newpath").exists()
-    token = APIClient().post("/api/auth/token/", {"username": "nina_newpath", "password": NEW["password"]}, format="json")
+    credentials = {"username": "nina_newpath", "password": NEW["password"]}
+    # The password is temporary: she chooses her own (in the portal) before getting API tokens...
+    refused = APIClient().post("/api/auth/token/", credentials, format="json")
+    assert refused.status_code == 400 and "temporary password" in refused.json()["error"]["details"]["password"][0]
+    password_change(user=user, new_password="nina-chose-this-1")
+    credentials["password"] = "nina-chose-this-1"
+    # ...and, as a pathologist, sets up her second factor and sends a code with it.
+    refused = APIClient().post("/api/auth/token/", credentials, format="json")
+    assert refused.status_code == 400 and "otp_code" in refused.json()["error"]["details"]
+    token = APIClient().post("/api/auth/token/", {**credentials, "otp_code": current_totp_code(user)}, format="json")
     assert token.status_code == 200
 
 
@@ -128,7 +138,7 @@ def test_superusers_are_not_managed_by_lab_admins(world, client_for):
 
 
 def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"diagnosis": "benign"}, format="json")
+    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
     client = client_for(world.lab_admin)
 
     events = client.get("/api/audit-events/").json()["results"]
@@ -137,7 +147,7 @@ def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
     assert signed["case"] == case.pk and signed["patient"] == world.patient.pk
     assert signed["actor"]["username"] == "paula_pathologist"
     assert signed["actor_organisation"]["name"] == world.lab.name
-    assert signed["detail"] == {"diagnosis": "benign"}
+    assert signed["detail"] == {"diagnosis": "benign", "signature_method": "password"}
 
     assert [e["action"] for e in client.get("/api/audit-events/", {"action": "submitted"}).json()["results"]] == ["submitted"]
     assert {e["case"] for e in client.get("/api/audit-events/", {"case": case.pk}).json()["results"]} == {case.pk}

@@ -110,13 +110,13 @@ def test_clinician_cannot_submit_for_another_organisations_patient(world):
 
 def test_sign_then_second_signature_names_the_first_signer(world):
     case = world.submit_case()
-    review = case_sign(user=world.pathologist, case=case, diagnosis="pre_b", comment="Typical blasts.")
+    review = case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", comment="Typical blasts.")
     assert review.kind == Review.Kind.SIGNATURE
     case.refresh_from_db()
     assert case.status == Case.Status.SIGNED and case.signed_by == world.pathologist
     stale = Case.objects.get(pk=case.pk)
     with pytest.raises(AlreadySigned) as error:
-        case_sign(user=world.pathologist2, case=stale, diagnosis="benign")
+        case_sign(signature_method="password", user=world.pathologist2, case=stale, diagnosis="benign")
     assert str(world.pathologist) in error.value.message
     assert Review.objects.filter(case=case).count() == 1
     assert AuditEvent.objects.filter(action="sign_refused", actor=world.pathologist2).exists()
@@ -125,18 +125,18 @@ def test_sign_then_second_signature_names_the_first_signer(world):
 def test_signing_checks_role_laboratory_and_diagnosis(world):
     case = world.submit_case()
     with pytest.raises(NotAllowed):
-        case_sign(user=world.clinician, case=case, diagnosis="benign")
+        case_sign(signature_method="password", user=world.clinician, case=case, diagnosis="benign")
     with pytest.raises(NotAllowed):
-        case_sign(user=world.other_pathologist, case=case, diagnosis="benign")
+        case_sign(signature_method="password", user=world.other_pathologist, case=case, diagnosis="benign")
     with pytest.raises(DomainError, match="Unknown diagnosis"):
-        case_sign(user=world.pathologist, case=case, diagnosis="leukaemia-ish")
+        case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="leukaemia-ish")
     case.refresh_from_db()
     assert case.status == Case.Status.SUBMITTED
 
 
 def test_signed_review_is_read_only(world):
     case = world.submit_case()
-    review = case_sign(user=world.pathologist, case=case, diagnosis="pro_b")
+    review = case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pro_b")
     review.diagnosis = "benign"
     with pytest.raises(ValidationError):
         review.save()
@@ -145,19 +145,19 @@ def test_signed_review_is_read_only(world):
 def test_amendment_keeps_the_signed_version(world):
     case = world.submit_case()
     with pytest.raises(InvalidTransition):
-        case_amend(user=world.pathologist, case=case, diagnosis="benign", reason="x")
-    first = case_sign(user=world.pathologist, case=case, diagnosis="pre_b")
+        case_amend(signature_method="password", user=world.pathologist, case=case, diagnosis="benign", reason="x")
+    first = case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b")
     with pytest.raises(DomainError, match="Say why"):
-        case_amend(user=world.pathologist2, case=case, diagnosis="benign", reason="  ")
-    amendment = case_amend(user=world.pathologist2, case=case, diagnosis="early_pre_b", reason="Flow cytometry result.")
+        case_amend(signature_method="password", user=world.pathologist2, case=case, diagnosis="benign", reason="  ")
+    amendment = case_amend(signature_method="password", user=world.pathologist2, case=case, diagnosis="early_pre_b", reason="Flow cytometry result.")
     case.refresh_from_db()
     assert case.status == Case.Status.AMENDED
     assert amendment.supersedes == first and amendment.signed_by == world.pathologist2
     assert case.current_diagnosis == amendment
     assert Review.objects.get(pk=first.pk).diagnosis == "pre_b"
     event = AuditEvent.objects.get(action="amended", case=case)
-    assert event.detail == {"previous": "pre_b", "diagnosis": "early_pre_b", "reason": "Flow cytometry result."}
-    again = case_amend(user=world.pathologist, case=case, diagnosis="pre_b", reason="Second opinion.")
+    assert event.detail == {"previous": "pre_b", "diagnosis": "early_pre_b", "reason": "Flow cytometry result.", "signature_method": "password"}
+    again = case_amend(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", reason="Second opinion.")
     assert again.supersedes == amendment
 
 
@@ -166,7 +166,7 @@ def test_invalid_transitions_raise(world):
     case_move(case, Case.Status.ANALYSING)
     case_move(case, Case.Status.AWAITING_REVIEW)
     assert case.status == Case.Status.AWAITING_REVIEW
-    case_sign(user=world.pathologist, case=case, diagnosis="benign")
+    case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="benign")
     with pytest.raises(InvalidTransition, match="cannot become analysing"):
         case_move(case, Case.Status.ANALYSING)
     case.refresh_from_db()

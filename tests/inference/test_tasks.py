@@ -260,7 +260,7 @@ def test_no_active_model_case_waits_then_sweeper_starts_it(
     # Pathologists can sign without the AI too (here: another case, still without a model run).
     other = world.submit_case()
     AnalysisJob.objects.filter(smear__case=other).delete()
-    case_sign(user=world.pathologist, case=other, diagnosis="benign")
+    case_sign(signature_method="password", user=world.pathologist, case=other, diagnosis="benign")
     other.refresh_from_db()
     assert other.status == Case.Status.SIGNED
 
@@ -439,7 +439,7 @@ def test_case_moves_to_review_only_when_no_job_is_pending_and_it_is_not_signed(w
     assert case.status == Case.Status.AWAITING_REVIEW
     assert services.case_maybe_finished(case.pk) is False  # nothing left to move
 
-    case_sign(user=world.pathologist, case=case, diagnosis=Diagnosis.values[0])
+    case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis=Diagnosis.values[0])
     assert services.case_maybe_finished(case.pk) is False  # a signature is never undone by the AI
     case.refresh_from_db()
     assert case.status == Case.Status.SIGNED

@@ -251,7 +251,7 @@ def test_signing_records_the_ai_suggestion(world, analysed):
     expected = case_analysis_data(analysed)["result"]["label"]
     assert expected in {"benign", "early_pre_b", "pre_b", "pro_b"}
     assert case_ai_suggestion(analysed) == expected
-    review = case_sign(user=world.pathologist, case=analysed, diagnosis="non_diagnostic")
+    review = case_sign(signature_method="password", user=world.pathologist, case=analysed, diagnosis="non_diagnostic")
     review.refresh_from_db()
     assert review.ai_suggestion == expected
 

@@ -19,7 +19,7 @@ def smear(case):
 def signed_case(world, case):
     from cases.services import case_sign
 
-    case_sign(user=world.pathologist, case=case, diagnosis="pre_b", comment="Blasts 80 %.")
+    case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", comment="Blasts 80 %.")
     case.refresh_from_db()
     return case
 

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Case, Review
+from tests.conftest import DEMO_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -165,7 +166,7 @@ def test_lists_do_not_show_other_organisations(login, world, case):
 )
 def test_signature_post_by_wrong_user(login, world, case, who, expected):
     client = login(getattr(world, who))
-    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-diagnosis": "pre_b"})
+    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
     assert response.status_code == expected
     case.refresh_from_db()
     assert case.status != Case.Status.SIGNED
@@ -173,7 +174,7 @@ def test_signature_post_by_wrong_user(login, world, case, who, expected):
 
 
 def test_signature_post_anonymous(client, case):
-    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-diagnosis": "pre_b"})
+    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
     assert not Review.objects.filter(case=case).exists()
@@ -184,7 +185,7 @@ def test_amendment_post_by_wrong_user(login, world, signed_case, who, expected):
     client = login(getattr(world, who))
     response = client.post(
         reverse("case-review", args=[signed_case.pk]),
-        {"action": "amend", "amend-diagnosis": "pro_b", "amend-reason": "Looks different"},
+        {"action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "Looks different"},
     )
     assert response.status_code == expected
     assert signed_case.diagnoses.count() == 1

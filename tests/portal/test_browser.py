@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cases.models import Case
+from tests.conftest import DEMO_PASSWORD
 
 SCREENSHOT = Path("/tmp/review.png")
 
@@ -37,14 +38,22 @@ def smear_file(tmp_path, settings):
 
 
 def sign_in(page, base_url, user):
-    from tests.conftest import DEMO_PASSWORD
+    from security.policy import requires_second_factor
+    from tests.conftest import DEMO_PASSWORD, current_totp_code, enrol_second_factor
 
+    if requires_second_factor(user):
+        enrol_second_factor(user)  # set up earlier (tests/security covers enrolment in the browser)
     page.goto(base_url + "/")
     page.wait_for_url("**/accounts/login/**")
     page.fill("#id_username", user.username)
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("button:has-text('Sign in')")
     page.wait_for_load_state()
+    if requires_second_factor(user):  # the second step: a code from the authenticator app
+        page.wait_for_url("**/accounts/two-factor/verify/**")
+        page.fill("#id_code", current_totp_code(user))
+        page.click("button:has-text('Verify')")
+        page.wait_for_load_state()
 
 
 def test_clinician_submits_and_pathologist_signs(live_server, world, browser, smear_file):
@@ -103,6 +112,7 @@ def test_clinician_submits_and_pathologist_signs(live_server, world, browser, sm
 
     page.check("input[name=sign-diagnosis][value=pre_b]")
     page.fill("#id_sign-comment", "Lymphoblasts with fine chromatin; consistent with Pre-B ALL.")
+    page.fill("#id_sign-password", DEMO_PASSWORD)  # the electronic signature
     page.click("button:has-text('Sign final diagnosis')")
     page.wait_for_selector("[data-testid=signed-state]")
     assert page.locator("text=Signed — read-only").count() == 1

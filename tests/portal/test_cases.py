@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import Organisation, ReferralLink
 from audit.models import AuditEvent
 from cases.models import Case, Patient, Smear
-from tests.conftest import png_bytes, smear_upload
+from tests.conftest import DEMO_PASSWORD, png_bytes, smear_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -255,7 +255,7 @@ def test_review_queue_is_urgent_first_then_oldest(login, world):
     signed = world.submit_case(priority="urgent")
     for case, age in [(routine_old, 50), (urgent_new, 10), (routine_new, 5), (urgent_old, 40), (signed, 60)]:
         Case.objects.filter(pk=case.pk).update(created_at=now - timedelta(hours=age))
-    case_sign(user=world.pathologist, case=signed, diagnosis="benign")
+    case_sign(signature_method="password", user=world.pathologist, case=signed, diagnosis="benign")
 
     response = login(world.pathologist).get(reverse("review-queue"))
     assert [c.pk for c in response.context["page_obj"]] == [urgent_old.pk, urgent_new.pk, routine_old.pk, routine_new.pk]
@@ -277,7 +277,7 @@ def test_signing_flow(login, world, case):
     assert reverse("smear-image", args=[case.smears.get().pk]) in page
 
     response = client.post(reverse("case-review", args=[case.pk]), {
-        "action": "sign", "sign-diagnosis": "early_pre_b", "sign-comment": "Many blasts.",
+        "action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "early_pre_b", "sign-comment": "Many blasts.",
     })
     assert response["Location"] == reverse("case-review", args=[case.pk])
     case.refresh_from_db()
@@ -307,17 +307,17 @@ def test_sign_requires_a_diagnosis(login, world, case):
 
 def test_non_diagnostic_can_be_signed(login, world, case):
     login(world.pathologist).post(reverse("case-review", args=[case.pk]), {
-        "action": "sign", "sign-diagnosis": "non_diagnostic", "sign-comment": "Clotted sample.",
+        "action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "non_diagnostic", "sign-comment": "Clotted sample.",
     })
     assert case.diagnoses.get().diagnosis == "non_diagnostic"
 
 
 def test_second_signature_shows_who_signed(login, world, case):
     client = login(world.pathologist)
-    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-diagnosis": "pre_b"})
+    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
     client = login(world.pathologist2)
     response = client.post(
-        reverse("case-review", args=[case.pk]), {"action": "sign", "sign-diagnosis": "pro_b"}, follow=True
+        reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pro_b"}, follow=True
     )
     assert response.status_code == 200
     page = text(response)
@@ -339,7 +339,7 @@ def test_unknown_action_is_refused(login, world, case):
 def test_amendment_keeps_the_signed_diagnosis_visible(login, world, signed_case):
     client = login(world.pathologist2)
     response = client.post(reverse("case-review", args=[signed_case.pk]), {
-        "action": "amend", "amend-diagnosis": "pro_b", "amend-reason": "Second opinion: CD10 negative.",
+        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "Second opinion: CD10 negative.",
     })
     assert response.status_code == 302
     signed_case.refresh_from_db()
@@ -361,7 +361,7 @@ def test_amendment_keeps_the_signed_diagnosis_visible(login, world, signed_case)
 
 def test_amendment_requires_a_reason(login, world, signed_case):
     response = login(world.pathologist).post(reverse("case-review", args=[signed_case.pk]), {
-        "action": "amend", "amend-diagnosis": "pro_b", "amend-reason": "   ",
+        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "   ",
     })
     assert response.status_code == 200
     assert "reason" in response.context["amend_form"].errors
@@ -371,7 +371,7 @@ def test_amendment_requires_a_reason(login, world, signed_case):
 
 def test_amending_an_unsigned_case_is_explained(login, world, case):
     response = login(world.pathologist).post(reverse("case-review", args=[case.pk]), {
-        "action": "amend", "amend-diagnosis": "pro_b", "amend-reason": "oops",
+        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "oops",
     }, follow=True)
     assert response.status_code == 200
     assert "Only a signed case can be amended" in text(response)
@@ -438,17 +438,21 @@ def test_viewing_and_signing_are_audited(login, world, case):
     client = login(world.pathologist)
     client.get(reverse("case-detail", args=[case.pk]))
     client.get(reverse("case-review", args=[case.pk]))
-    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-diagnosis": "benign"})
+    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "benign"})
     events = list(AuditEvent.objects.order_by("pk")[before:])
     summary = [(e.action, e.actor, e.detail.get("page")) for e in events]
     assert summary == [
+        ("logged_in", world.clinician, None),
         ("viewed", world.clinician, "case-detail"),
+        ("logged_out", world.clinician, None),
+        ("logged_in", world.pathologist, None),
         ("viewed", world.pathologist, "case-detail"),
         ("viewed", world.pathologist, "case-review"),
         ("signed", world.pathologist, None),
     ]
-    assert all(e.case_id == case.pk and e.patient_id == world.patient.pk for e in events)
-    assert events[0].ip_address == "127.0.0.1"
+    case_events = [e for e in events if e.action not in ("logged_in", "logged_out")]
+    assert all(e.case_id == case.pk and e.patient_id == world.patient.pk for e in case_events)
+    assert case_events[0].ip_address == "127.0.0.1"
 
 
 def test_refused_views_are_not_audited_as_viewed(login, world, case):
@@ -474,7 +478,8 @@ def test_audit_log_shows_the_organisations_trail(login, world, case):
         "hal_harbouradmin", password="x" * 12, organisation=world.other_site, role="lab_admin"
     )
     response = login(other_admin).get(reverse("audit-log"))
-    assert list(response.context["page_obj"]) == []
+    seen = list(response.context["page_obj"])  # only its own people's sign-ins and sign-outs
+    assert seen and all(e.case_id is None and e.actor.organisation == world.other_site for e in seen)
     # Filter by action.
     response = login(world.lab_admin).get(reverse("audit-log"), {"action": "submitted"})
     assert {e.action for e in response.context["page_obj"]} == {"submitted"}

@@ -53,3 +53,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING("Demo accounts (shown once; write them down):"))
         for username, role, password in created:
             self.stdout.write(f"  {username:<12} {role:<12} {password}")
+        self.stdout.write(
+            "Pathologists, lab admins and the superuser set up two-factor sign-in at their first sign-in: "
+            "scan the QR code with an authenticator app (or type the key shown, e.g. into "
+            "`oathtool --totp -b KEY`)."
+        )
