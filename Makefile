@@ -43,6 +43,7 @@ test: install-dev
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Fault suite (reliability/): own PostgreSQL, Redis/RabbitMQ, gunicorn and workers on loopback.
 faults-short: install-dev

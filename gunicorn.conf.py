@@ -2,6 +2,7 @@
 in the repository or the image's /app): gunicorn's own log lines (start-up, worker restarts, timeouts)
 in the application's format, JSON with TELEDIAG_LOG_FORMAT=json. Its access log stays off: the
 application writes one access line per request, with the request id (ops.middleware)."""
+
 import os
 
 if os.environ.get("TELEDIAG_LOG_FORMAT", "").strip().lower() == "json":
@@ -9,11 +10,13 @@ if os.environ.get("TELEDIAG_LOG_FORMAT", "").strip().lower() == "json":
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        }},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
         "handlers": {"error_console": _handler},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},

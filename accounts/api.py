@@ -6,6 +6,7 @@ deleted (the audit trail points at them). The serializers here only check the sh
 the rules (and the audit trail) are in accounts.services, the look-ups in accounts.selectors,
 shared with the portal's screens.
 """
+
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -68,7 +69,17 @@ class MeSerializer(serializers.ModelSerializer):
 class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
-        fields = ["id", "username", "first_name", "last_name", "email", "role", "is_active", "last_login", "date_joined"]
+        fields = [
+            "id",
+            "username",
+            "first_name",
+            "last_name",
+            "email",
+            "role",
+            "is_active",
+            "last_login",
+            "date_joined",
+        ]
         read_only_fields = fields
 
 
@@ -79,14 +90,19 @@ class UserCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
     role = serializers.ChoiceField(choices=User.Role.choices)
     password = serializers.CharField(
-        write_only=True, trim_whitespace=False, max_length=128, style={"input_type": "password"},
+        write_only=True,
+        trim_whitespace=False,
+        max_length=128,
+        style={"input_type": "password"},
         help_text="Checked against the password rules (length, common passwords, similarity to the name).",
     )
 
 
 class UserUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
     role = serializers.ChoiceField(choices=User.Role.choices, required=False)
-    is_active = serializers.BooleanField(required=False, help_text="false deactivates the account and revokes its API tokens.")
+    is_active = serializers.BooleanField(
+        required=False, help_text="false deactivates the account and revokes its API tokens."
+    )
 
     def validate(self, attrs):
         if not attrs:
@@ -98,7 +114,8 @@ class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
     otp_code = serializers.CharField(
-        required=False, help_text="Pathologists, lab admins and superusers: a current code from the authenticator "
+        required=False,
+        help_text="Pathologists, lab admins and superusers: a current code from the authenticator "
         "app (or a recovery code). Enrol in the portal first.",
     )
 
@@ -159,15 +176,23 @@ class TokenView(ObtainAuthToken):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Users of your organisation (lab admins)", responses={200: UserSerializer(many=True), **error_responses(400, 401, 403, 404)}),
-    retrieve=extend_schema(summary="One user of your organisation (lab admins)", responses={200: UserSerializer, **error_responses(401, 403, 404)}),
+    list=extend_schema(
+        summary="Users of your organisation (lab admins)",
+        responses={200: UserSerializer(many=True), **error_responses(400, 401, 403, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="One user of your organisation (lab admins)",
+        responses={200: UserSerializer, **error_responses(401, 403, 404)},
+    ),
     create=extend_schema(
         summary="Create a user in your organisation (lab admins)",
-        request=UserCreateSerializer, responses={201: UserSerializer, **error_responses(400, 401, 403)},
+        request=UserCreateSerializer,
+        responses={201: UserSerializer, **error_responses(400, 401, 403)},
     ),
     partial_update=extend_schema(
         summary="Change a user's role or deactivate/reactivate them (lab admins)",
-        request=UserUpdateSerializer, responses={200: UserSerializer, **error_responses(400, 401, 403, 404)},
+        request=UserUpdateSerializer,
+        responses={200: UserSerializer, **error_responses(400, 401, 403, 404)},
     ),
 )
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

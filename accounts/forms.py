@@ -5,6 +5,7 @@ They only collect and shape input (required fields, the two password boxes agree
 checked by accounts.services, the same functions the API calls; ``show_domain_error`` puts the
 service's refusal under the fields it names.
 """
+
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -51,7 +52,8 @@ class _UserFormMixin:
 
 class UserCreateForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
     username = forms.CharField(
-        max_length=150, validators=[UnicodeUsernameValidator()],
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
         help_text="Letters, digits and @ . + - _ only.",
     )
     first_name = forms.CharField(max_length=150)
@@ -59,13 +61,16 @@ class UserCreateForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
     email = forms.EmailField(label="Email address", max_length=254, required=False)
     role = forms.ChoiceField(choices=User.Role.choices)
     password1 = forms.CharField(
-        label="Initial password", strip=False,
+        label="Initial password",
+        strip=False,
         error_messages={"required": "Choose an initial password."},
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
     password2 = forms.CharField(
-        label="Repeat the password", strip=False, required=False,
+        label="Repeat the password",
+        strip=False,
+        required=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
@@ -77,8 +82,12 @@ class UserCreateForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
         """Keyword arguments for accounts.services.user_create."""
         data = self.cleaned_data
         return {
-            "username": data["username"], "first_name": data["first_name"], "last_name": data["last_name"],
-            "email": data["email"], "role": data["role"], "password": self.password(),
+            "username": data["username"],
+            "first_name": data["first_name"],
+            "last_name": data["last_name"],
+            "email": data["email"],
+            "role": data["role"],
+            "password": self.password(),
         }
 
 
@@ -88,24 +97,35 @@ class UserEditForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
     email = forms.EmailField(label="Email address", max_length=254, required=False)
     role = forms.ChoiceField(choices=User.Role.choices)
     is_active = forms.BooleanField(
-        label="Active (may sign in)", required=False,
+        label="Active (may sign in)",
+        required=False,
         help_text="Deactivate instead of deleting: the audit trail keeps the user's name.",
     )
     password1 = forms.CharField(
-        label="New password", strip=False, required=False,
+        label="New password",
+        strip=False,
+        required=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Leave empty to keep the current password.",
     )
     password2 = forms.CharField(
-        label="Repeat the new password", strip=False, required=False,
+        label="Repeat the new password",
+        strip=False,
+        required=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
     def __init__(self, *args, user, editor, **kwargs):
-        kwargs.setdefault("initial", {
-            "first_name": user.first_name, "last_name": user.last_name, "email": user.email,
-            "role": user.role, "is_active": user.is_active,
-        })
+        kwargs.setdefault(
+            "initial",
+            {
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "email": user.email,
+                "role": user.role,
+                "is_active": user.is_active,
+            },
+        )
         super().__init__(*args, **kwargs)
         self.user = user
         self._offer_roles(user.organisation, current=user.role)
@@ -119,6 +139,10 @@ class UserEditForm(BootstrapFormMixin, _UserFormMixin, forms.Form):
         """Keyword arguments for accounts.services.user_update (unchanged values change nothing)."""
         data = self.cleaned_data
         return {
-            "first_name": data["first_name"], "last_name": data["last_name"], "email": data["email"],
-            "role": data["role"], "is_active": data["is_active"], "password": self.password(),
+            "first_name": data["first_name"],
+            "last_name": data["last_name"],
+            "email": data["email"],
+            "role": data["role"],
+            "is_active": data["is_active"],
+            "password": self.password(),
         }

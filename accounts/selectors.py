@@ -4,6 +4,7 @@ A lab admin (of a referring site, a reading laboratory, or both) sees the users 
 organisation only, superusers excluded. Everyone else manages no one: any other user is a 404,
 so the existence of another organisation's accounts is never revealed.
 """
+
 from django.db.models import Q
 from django.http import Http404
 
@@ -22,8 +23,10 @@ def users_managed_by(admin, *, search="", role=""):
     users = User.objects.filter(organisation_id=admin.organisation_id, is_superuser=False)
     for term in (search or "").split():
         users = users.filter(
-            Q(username__icontains=term) | Q(first_name__icontains=term)
-            | Q(last_name__icontains=term) | Q(email__icontains=term)
+            Q(username__icontains=term)
+            | Q(first_name__icontains=term)
+            | Q(last_name__icontains=term)
+            | Q(email__icontains=term)
         )
     if role:
         users = users.filter(role=role)

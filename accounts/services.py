@@ -15,6 +15,7 @@ A refused request raises ``NotAllowed`` (the caller may not do this at all: 403)
 whose ``details`` name every offending field (``username``, ``role``, ``password``, ``is_active``...),
 so a form or an API answer can show all the problems at once.
 """
+
 import copy
 
 from django.contrib.auth import password_validation
@@ -127,8 +128,14 @@ def user_create(*, admin, username, password, role, first_name="", last_name="",
     username = _clean_username(problems, username)
     _check_role(problems, organisation, role)
     user = User(
-        username=username, first_name=_clean_text(first_name), last_name=_clean_text(last_name),
-        email=_clean_email(email), organisation=organisation, role=role, is_staff=False, is_superuser=False,
+        username=username,
+        first_name=_clean_text(first_name),
+        last_name=_clean_text(last_name),
+        email=_clean_email(email),
+        organisation=organisation,
+        role=role,
+        is_staff=False,
+        is_superuser=False,
     )
     _check_password(problems, password, user)
     problems.raise_if_any()
@@ -139,8 +146,13 @@ def user_create(*, admin, username, password, role, first_name="", last_name="",
             user.save()
             password_set_by_admin(user, admin=admin, request=request, new_account=True)  # a temporary password
             audit(
-                AuditEvent.Action.CREATED, actor=admin, request=request,
-                object="user", user_id=user.pk, username=user.username, role=role,
+                AuditEvent.Action.CREATED,
+                actor=admin,
+                request=request,
+                object="user",
+                user_id=user.pk,
+                username=user.username,
+                role=role,
             )
     except IntegrityError:  # created by someone else meanwhile
         raise DomainError(f"The username {username} is taken.", details={"username": ["Already taken."]}) from None
@@ -148,7 +160,15 @@ def user_create(*, admin, username, password, role, first_name="", last_name="",
 
 
 def user_update(
-    *, admin, user, first_name=None, last_name=None, email=None, role=None, is_active=None, password=None,
+    *,
+    admin,
+    user,
+    first_name=None,
+    last_name=None,
+    email=None,
+    role=None,
+    is_active=None,
+    password=None,
     request=None,
 ):
     """Change a managed user's names, email, role or whether they may sign in, and/or set a new password.
@@ -205,8 +225,13 @@ def user_update(
         if password is not None:
             password_set_by_admin(user, admin=admin, request=request)  # they choose their own at next sign-in
         audit(
-            AuditEvent.Action.CHANGED, actor=admin, request=request,
-            object="user", user_id=user.pk, username=user.username, **detail,
+            AuditEvent.Action.CHANGED,
+            actor=admin,
+            request=request,
+            object="user",
+            user_id=user.pk,
+            username=user.username,
+            **detail,
         )
     return user
 

@@ -3,6 +3,7 @@
 The views are thin: look-ups come from accounts.selectors, every change (and its audit event) from
 accounts.services, the same functions the API uses, so the screens and the API obey the same rules.
 """
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied

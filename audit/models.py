@@ -1,4 +1,5 @@
 """The audit trail: who did what to which record, when, from where."""
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -32,10 +33,14 @@ class AuditEvent(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
-    actor_organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, null=True, related_name="+")
+    actor_organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, null=True, related_name="+"
+    )
     action = models.CharField(max_length=24, choices=Action.choices)
     case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
-    patient = models.ForeignKey("cases.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    patient = models.ForeignKey(
+        "cases.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)
 

@@ -1,4 +1,5 @@
 """Who may read which audit events."""
+
 from django.db.models import Q
 
 from audit.models import AuditEvent
@@ -11,5 +12,8 @@ def audit_events_visible_to(user):
         return AuditEvent.objects.none()
     org = user.organisation_id
     return AuditEvent.objects.filter(
-        Q(actor_organisation_id=org) | Q(case__site_id=org) | Q(case__laboratory_id=org) | Q(patient__organisation_id=org)
+        Q(actor_organisation_id=org)
+        | Q(case__site_id=org)
+        | Q(case__laboratory_id=org)
+        | Q(patient__organisation_id=org)
     ).select_related("actor", "case", "patient")

@@ -1,4 +1,5 @@
 """Recording the audit trail. Events are append-only (see AuditEvent)."""
+
 from audit.models import AuditEvent
 from core.client_ip import client_ip
 

@@ -4,6 +4,7 @@ Benchmarks run on machines that do other work (a training run, a browser test...
 says how much CPU *other* processes used while it was measured, so numbers taken under different
 loads are not compared blindly. Ratios are always measured within one run, both sides interleaved.
 """
+
 import os
 import platform
 import resource
@@ -85,8 +86,13 @@ class Contention:
         jiffies1 = _busy_jiffies()
         own = _own_cpu_s() - own0 + max(0.0, self._extra_cpu_s() - extra0)
         cores = os.cpu_count() or 1
-        result = {"wall_s": wall, "cores": cores, "own_cores": own / wall if wall else 0.0,
-                  "loadavg_start": load0[0], "loadavg_end": os.getloadavg()[0]}
+        result = {
+            "wall_s": wall,
+            "cores": cores,
+            "own_cores": own / wall if wall else 0.0,
+            "loadavg_start": load0[0],
+            "loadavg_end": os.getloadavg()[0],
+        }
         if jiffies0 and jiffies1:
             busy = (jiffies1[0] - jiffies0[0]) / max(1, jiffies1[1] - jiffies0[1]) * cores  # cores busy on average
             result["busy_cores"] = busy
@@ -98,8 +104,10 @@ class Contention:
         r = self.result
         if "other_cores" not in r:
             return f"load average {r.get('loadavg_start', 0):.2f} → {r.get('loadavg_end', 0):.2f}"
-        return (f"other processes used {r['other_cores']:.2f} of {r['cores']} cores on average "
-                f"(this benchmark {r['own_cores']:.2f}; load average {r['loadavg_start']:.2f} → {r['loadavg_end']:.2f})")
+        return (
+            f"other processes used {r['other_cores']:.2f} of {r['cores']} cores on average "
+            f"(this benchmark {r['own_cores']:.2f}; load average {r['loadavg_start']:.2f} → {r['loadavg_end']:.2f})"
+        )
 
 
 def top_other_processes(limit=3):
@@ -165,6 +173,10 @@ def write_synthetic_smears(root, per_class, size, seed=0):
             cy, cx = rng.uniform(0.3, 0.7, 2) * size
             r = (0.12 + 0.03 * c) * size
             nucleus = ((yy - cy) ** 2 + (xx - cx) ** 2) < r * r
-            image[nucleus] = np.array([92 + 15 * c, 48, 128], dtype=np.float32) + rng.normal(0, 14, (int(nucleus.sum()), 3))
-            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / folder / f"IMG-{i + 1:04d}.jpg", quality=92)
+            image[nucleus] = np.array([92 + 15 * c, 48, 128], dtype=np.float32) + rng.normal(
+                0, 14, (int(nucleus.sum()), 3)
+            )
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+                root / folder / f"IMG-{i + 1:04d}.jpg", quality=92
+            )
     return root

@@ -41,6 +41,7 @@ Reported: ratio path/raw throughput (target ≥ 0.8), per-image overhead outside
 time per image minus the raw model's time per image; target < 50 ms), p95 latency (< 1 s), and
 the worker's own split (Prediction.total_ms − inference_ms), with the CPU used by other processes.
 """
+
 import argparse
 import http.client
 import json
@@ -76,26 +77,48 @@ TARGET_P95_S = 1.0
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-file", help="a .keras model to serve (default: build a MobileNetV2)")
-    parser.add_argument("--architecture", default="mobilenetv2", help="architecture of the model built when none is given")
+    parser.add_argument(
+        "--architecture", default="mobilenetv2", help="architecture of the model built when none is given"
+    )
     parser.add_argument("--image-size", type=int, default=224, help="input size of the model built when none is given")
-    parser.add_argument("--train-steps", type=int, default=4, help="training steps of the model built when none is given")
+    parser.add_argument(
+        "--train-steps", type=int, default=4, help="training steps of the model built when none is given"
+    )
     parser.add_argument("--images", type=int, default=200, help="images per path measurement")
     parser.add_argument("--rounds", type=int, default=1, help="raw/sequential/raw/burst rounds")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="real images (synthetic when absent)")
     parser.add_argument("--db", default="telediag_bench", help="throwaway PostgreSQL database (dropped and created)")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL (no db name)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="broker (this Redis db is flushed)")
-    parser.add_argument("--runtime", default="auto", choices=("auto", "tflite", "keras"),
-                        help="TELEDIAG_INFERENCE_RUNTIME for the worker")
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "tflite", "keras"),
+        help="TELEDIAG_INFERENCE_RUNTIME for the worker",
+    )
     parser.add_argument("--client-threads", type=int, default=2, help="upload threads in the burst")
-    parser.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1),
-                        help="worker children (-c); each gets CPU count / concurrency model threads")
-    parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn",
-                        help="web server for the API (gunicorn: sync workers, one per upload thread)")
-    parser.add_argument("--full-response", action="store_true",
-                        help="ask for the whole case in each 201 (default: Prefer: return=minimal)")
-    parser.add_argument("--pin", action="store_true",
-                        help="the worker and the raw model on the last CPU, web server and client on the others")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker children (-c); each gets CPU count / concurrency model threads",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("gunicorn", "runserver"),
+        default="gunicorn",
+        help="web server for the API (gunicorn: sync workers, one per upload thread)",
+    )
+    parser.add_argument(
+        "--full-response",
+        action="store_true",
+        help="ask for the whole case in each 201 (default: Prefer: return=minimal)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the worker and the raw model on the last CPU, web server and client on the others",
+    )
     parser.add_argument("--work-dir", help="var/media/model folder (default: a new temporary one)")
     parser.add_argument("--json", help="write the results to this JSON file")
     return parser.parse_args(argv)
@@ -134,8 +157,10 @@ class Pinning:
     def describe(self):
         if not self.enabled:
             return "not pinned: every process on every CPU"
-        return (f"pinned: worker and raw model on CPU {','.join(map(str, self.model))}, web server and client on "
-                f"CPU {','.join(map(str, self.web))} (PostgreSQL and Redis not moved)")
+        return (
+            f"pinned: worker and raw model on CPU {','.join(map(str, self.model))}, web server and client on "
+            f"CPU {','.join(map(str, self.web))} (PostgreSQL and Redis not moved)"
+        )
 
 
 def prepare_environment(args, work, pinning):
@@ -190,8 +215,10 @@ def load_real_images(data_dir, count, size):
         root = write_synthetic_smears(Path(tempfile.mkdtemp(prefix="bench-path-data-")), -(-count // 4), size)
         source = "synthetic"
     folders = sorted(p for p in root.iterdir() if p.is_dir())
-    pools = [sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif"))
-             for folder in folders]
+    pools = [
+        sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif"))
+        for folder in folders
+    ]
     files, i = [], 0
     while len(files) < count and any(i < len(pool) for pool in pools):
         files.extend(pool[i] for pool in pools if i < len(pool))
@@ -221,7 +248,9 @@ def build_model_file(args, work, images):
     model.fit(x, y, batch_size=16, epochs=1, steps_per_epoch=args.train_steps, verbose=0)
     path = work / "built" / "model.keras"
     sha256 = artifacts.save_model_atomically(model, path)
-    log(f"   built {args.architecture} at {size} px, trained {args.train_steps} steps ({time.perf_counter() - started:.0f} s)")
+    log(
+        f"   built {args.architecture} at {size} px, trained {args.train_steps} steps ({time.perf_counter() - started:.0f} s)"
+    )
     keras.backend.clear_session()
     return path, sha256
 
@@ -232,7 +261,6 @@ def setup_django_world(model_path, sha256, architecture):
 
     django.setup()
     from django.core.management import call_command
-
 
     call_command("migrate", verbosity=0, interactive=False)
     from datetime import date
@@ -247,10 +275,18 @@ def setup_django_world(model_path, sha256, architecture):
     site = Organisation.objects.create(name="Bench Clinic", kind="referring")
     lab = Organisation.objects.create(name="Bench Laboratory", kind="reading")
     ReferralLink.objects.create(site=site, laboratory=lab)
-    clinician = User.objects.create_user(username="bench_clinician", password=uuid.uuid4().hex, organisation=site,
-                                         role="clinician")
-    patient = Patient.objects.create(organisation=site, mrn="BENCH-1", given_name="Bench", family_name="Patient",
-                                     sex="F", date_of_birth=date(2010, 1, 1), created_by=clinician)
+    clinician = User.objects.create_user(
+        username="bench_clinician", password=uuid.uuid4().hex, organisation=site, role="clinician"
+    )
+    patient = Patient.objects.create(
+        organisation=site,
+        mrn="BENCH-1",
+        given_name="Bench",
+        family_name="Patient",
+        sex="F",
+        date_of_birth=date(2010, 1, 1),
+        created_by=clinician,
+    )
     token = Token.objects.create(user=clinician).key
     import keras  # noqa: F401 - only to read the input size below
 
@@ -270,8 +306,12 @@ def setup_django_world(model_path, sha256, architecture):
         )
     else:
         version = ModelVersion.objects.create(
-            name=f"bench-{architecture}", file_path=str(Path(model_path).resolve()), sha256=sha256,
-            class_names=list(CLASS_NAMES), input_size=int(model.inputs[0].shape[1]), architecture=architecture,
+            name=f"bench-{architecture}",
+            file_path=str(Path(model_path).resolve()),
+            sha256=sha256,
+            class_names=list(CLASS_NAMES),
+            input_size=int(model.inputs[0].shape[1]),
+            architecture=architecture,
         )
     version.activate()
     return {"token": token, "patient": patient.pk, "version": version, "model": model}
@@ -292,8 +332,14 @@ class Service:
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def alive(self):
         return self.process.poll() is None
@@ -320,20 +366,54 @@ def server_command(kind, port, workers):
     python = sys.executable
     if kind == "runserver":
         return [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    return [python, "-m", "gunicorn", "telediag.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(max(1, workers)), "--log-level", "warning"]
+    return [
+        python,
+        "-m",
+        "gunicorn",
+        "telediag.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(max(1, workers)),
+        "--log-level",
+        "warning",
+    ]
 
 
 def start_services(env, work, port, concurrency=1, pinning=None, server_kind="gunicorn", web_workers=2):
     python = sys.executable
     pinning = pinning or Pinning(False)
-    server = Service("server", [*pinning.prefix(pinning.web), *server_command(server_kind, port, web_workers)],
-                     env, work)
+    server = Service(
+        "server", [*pinning.prefix(pinning.web), *server_command(server_kind, port, web_workers)], env, work
+    )
     worker_name = f"bench-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-    worker = Service("worker", [*pinning.prefix(pinning.model), python, "-m", "celery", "-A", "telediag", "worker",
-                                "-Q", "inference,default",
-                                "-P", "prefork", "-c", str(concurrency), "-n", worker_name, "-l", "WARNING",
-                                "--without-gossip", "--without-mingle", "--without-heartbeat"], env, work)
+    worker = Service(
+        "worker",
+        [
+            *pinning.prefix(pinning.model),
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "telediag",
+            "worker",
+            "-Q",
+            "inference,default",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-n",
+            worker_name,
+            "-l",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        work,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if not server.alive() or not worker.alive():
@@ -372,12 +452,17 @@ class Client:
         content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
         )
         parts.append(f"--{boundary}--\r\n".encode())
         body = b"".join(parts)
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": f"multipart/form-data; boundary={boundary}",
-                   "Accept": "application/json"}
+        headers = {
+            "Authorization": f"Token {self.token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Accept": "application/json",
+        }
         if self.minimal:
             headers["Prefer"] = "return=minimal"
         for attempt in range(2):
@@ -406,14 +491,31 @@ def stored_predictions(case_ids):
     from inference.models import Prediction
 
     has_runtime = any(f.name == "runtime" for f in Prediction._meta.get_fields())  # older code: no field
-    rows = Prediction.objects.filter(smear__case_id__in=case_ids).annotate(
-        runtime_or_keras=F("runtime") if has_runtime else Value("keras")
-    ).values_list(
-        "smear__case_id", "created_at", "total_ms", "inference_ms", "runtime_or_keras", "heatmap_method",
-        "job__enqueued_at", "job__published_at", "job__started_at", "job__finished_at")
+    rows = (
+        Prediction.objects.filter(smear__case_id__in=case_ids)
+        .annotate(runtime_or_keras=F("runtime") if has_runtime else Value("keras"))
+        .values_list(
+            "smear__case_id",
+            "created_at",
+            "total_ms",
+            "inference_ms",
+            "runtime_or_keras",
+            "heatmap_method",
+            "job__enqueued_at",
+            "job__published_at",
+            "job__started_at",
+            "job__finished_at",
+        )
+    )
     return {
-        row[0]: (row[1].timestamp(), row[2], row[3], row[4], row[5],
-                 tuple(t.timestamp() if t else None for t in row[6:]))
+        row[0]: (
+            row[1].timestamp(),
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            tuple(t.timestamp() if t else None for t in row[6:]),
+        )
         for row in rows
     }
 
@@ -421,7 +523,9 @@ def stored_predictions(case_ids):
 def failed_jobs(case_ids):
     from inference.models import AnalysisJob
 
-    return list(AnalysisJob.objects.filter(smear__case_id__in=case_ids, status="failed").values_list("reason", flat=True))
+    return list(
+        AnalysisJob.objects.filter(smear__case_id__in=case_ids, status="failed").values_list("reason", flat=True)
+    )
 
 
 def wait_for(case_ids, worker, timeout=600, poll_s=0.2):
@@ -508,8 +612,10 @@ def run_burst(port, token, patient, images, worker, threads):
     found = wait_for(case_ids, worker)
     last = max(row[0] for row in found.values())
     return {
-        "span_s": last - first, "upload_s": uploaded - first,
-        "latencies_s": [found[c][0] - starts[c] for c in case_ids], "rows": list(found.values()),
+        "span_s": last - first,
+        "upload_s": uploaded - first,
+        "latencies_s": [found[c][0] - starts[c] for c in case_ids],
+        "rows": list(found.values()),
     }
 
 
@@ -533,7 +639,7 @@ def named_cpu_s(names=("postgres", "redis-server")):
                 raw = handle.read()
         except OSError:
             continue
-        name = raw[raw.find("(") + 1: raw.rfind(")")]
+        name = raw[raw.find("(") + 1 : raw.rfind(")")]
         if name in names or name.startswith("postgres"):
             parts = raw.rsplit(")", 1)[1].split()
             total += (int(parts[11]) + int(parts[12])) / ticks
@@ -548,8 +654,12 @@ class CpuMeter:
 
     def snapshot(self):
         own = os.times()
-        return {"server": tree_cpu_s(self.server.process.pid), "worker": tree_cpu_s(self.worker.process.pid),
-                "client": own.user + own.system, "db+broker": named_cpu_s()}
+        return {
+            "server": tree_cpu_s(self.server.process.pid),
+            "worker": tree_cpu_s(self.worker.process.pid),
+            "client": own.user + own.system,
+            "db+broker": named_cpu_s(),
+        }
 
     def __enter__(self):
         self._start = self.snapshot()
@@ -607,7 +717,7 @@ def raw_batched(model, prepared, batch_size=32):
     started = time.perf_counter()
     done = 0
     for start in range(0, len(x) - batch_size + 1, batch_size):
-        model.predict_on_batch(x[start:start + batch_size])
+        model.predict_on_batch(x[start : start + batch_size])
         done += batch_size
     return done / (time.perf_counter() - started)
 
@@ -691,23 +801,34 @@ def summarise(m, contention, runtime_used):
     return {
         "images": n,
         "runtime": runtime_used,
-        "raw": {"ips_batch1": raw_ips, "latency_ms_median": m["raw_latency_ms"], "ips_batch32": m["raw_b32_ips"],
-                "cpu_ms_per_image": m["raw_cpu_ms"], "serving_ips": serving_ips},
+        "raw": {
+            "ips_batch1": raw_ips,
+            "latency_ms_median": m["raw_latency_ms"],
+            "ips_batch32": m["raw_b32_ips"],
+            "cpu_ms_per_image": m["raw_cpu_ms"],
+            "serving_ips": serving_ips,
+        },
         "path": {
-            "throughput_ips": path_ips, "burst_span_s": burst["span_s"], "burst_upload_s": burst["upload_s"],
+            "throughput_ips": path_ips,
+            "burst_span_s": burst["span_s"],
+            "burst_upload_s": burst["upload_s"],
             "drain_ips": drain_ips,
-            "latency_s_median": median(lat), "latency_s_p95": percentile(lat, 95), "latency_s_max": max(lat),
+            "latency_s_median": median(lat),
+            "latency_s_p95": percentile(lat, 95),
+            "latency_s_max": max(lat),
             "sequential_ips": len(lat) / sequential["span_s"],
             "burst_latency_s_median": median(burst["latencies_s"]),
             "burst_latency_s_p95": percentile(burst["latencies_s"], 95),
-            "worker_total_ms_median": median(worker_total), "worker_model_ms_median": median(worker_model),
+            "worker_total_ms_median": median(worker_total),
+            "worker_model_ms_median": median(worker_model),
             "worker_outside_model_ms_median": median([t - w for t, w in zip(worker_total, worker_model)]),
             "upload_request_ms_median": median(sequential["uploads_s"]) * 1000,
             "sequential_stages_ms_median": breakdown(sequential["rows"]),
             "cpu_ms_per_image_burst": cpu_burst,
             "cpu_ms_per_image_drain": cpu_drain,
         },
-        "image_work_ms": m["image_work_ms"], "image_work_ips": m["image_work_ips"],
+        "image_work_ms": m["image_work_ms"],
+        "image_work_ips": m["image_work_ips"],
         "ratio_image_work_raw": m["image_work_ips"] / raw_ips,
         "ratio_path_raw": path_ips / raw_ips,
         "ratio_drain_raw": drain_ips / raw_ips,
@@ -796,8 +917,10 @@ def main(argv=None):
     # Before TensorFlow starts its thread pools: they stay on the model's core(s), and TensorFlow sizes
     # them from this affinity, so the raw model gets the cores the worker gets (all of them unpinned).
     pinning.enter(pinning.model)
-    log(f"Inference path benchmark: {machine_line()}; work folder {work}; worker -c {args.concurrency} x "
-        f"{env['TELEDIAG_TF_INTRA_OP_THREADS']} model thread(s), runtime {args.runtime}; {pinning.describe()}")
+    log(
+        f"Inference path benchmark: {machine_line()}; work folder {work}; worker -c {args.concurrency} x "
+        f"{env['TELEDIAG_TF_INTRA_OP_THREADS']} model thread(s), runtime {args.runtime}; {pinning.describe()}"
+    )
     for share, nice, cmd in top_other_processes():
         log(f"   busy at start: {share:.0%} CPU (nice {nice}): {cmd}")
 
@@ -834,7 +957,9 @@ def main(argv=None):
     else:  # the code before the serving runtime: predict_on_batch, then a Grad-CAM pass
         serving = _LegacyServing(worker_module.LoadedModel(version, model))
     serving.analyse(prepared[0])
-    log(f"   worker runtime: {serving.runtime}{' (' + serving.fallback_reason + ')' if serving.fallback_reason else ''}")
+    log(
+        f"   worker runtime: {serving.runtime}{' (' + serving.fallback_reason + ')' if serving.fallback_reason else ''}"
+    )
 
     port = free_port()
     server, worker = start_services(env, work, port, args.concurrency, pinning, args.server, args.client_threads)
@@ -861,8 +986,10 @@ def main(argv=None):
                         serving_ips.append(raw_serving(serving, prepared))
                         work_ms, ips_work = image_work(version, serving, images)
                         work_ips.append(ips_work)
-                        log(f"   raw: {ips:.1f} img/s (batch 32: {raw_b32[-1]:.1f}; {serving.runtime}: "
-                            f"{serving_ips[-1]:.1f})")
+                        log(
+                            f"   raw: {ips:.1f} img/s (batch 32: {raw_b32[-1]:.1f}; {serving.runtime}: "
+                            f"{serving_ips[-1]:.1f})"
+                        )
                         continue
                     with CpuMeter(server, worker) as meter:
                         if step == "sequential":
@@ -875,10 +1002,14 @@ def main(argv=None):
                     runs[step].append(run)
                     if step == "sequential":
                         lat = run["latencies_s"]
-                        log(f"   sequential: median {median(lat) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms")
+                        log(
+                            f"   sequential: median {median(lat) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms"
+                        )
                     else:
-                        log(f"   {step}: {len(images) / run['span_s']:.1f} img/s; CPU ms per image: "
-                            f"{_cpu_text({k: v * 1000 / len(images) for k, v in meter.used.items()})}")
+                        log(
+                            f"   {step}: {len(images) / run['span_s']:.1f} img/s; CPU ms per image: "
+                            f"{_cpu_text({k: v * 1000 / len(images) for k, v in meter.used.items()})}"
+                        )
         sequential = {
             "latencies_s": [v for run in runs["sequential"] for v in run["latencies_s"]],
             "rows": [v for run in runs["sequential"] for v in run["rows"]],
@@ -886,10 +1017,16 @@ def main(argv=None):
             "uploads_s": [v for run in runs["sequential"] for v in run["uploads_s"]],
         }
         measurements = {
-            "raw_ips": median(raw_ips), "raw_latency_ms": median(raw_lat) * 1000, "raw_cpu_ms": median(raw_cpu),
-            "raw_b32_ips": median(raw_b32), "serving_ips": median(serving_ips),
-            "image_work_ms": work_ms, "image_work_ips": median(work_ips),
-            "sequential": sequential, "burst": _median_run(runs["burst"]), "drain": _median_run(runs["drain"]),
+            "raw_ips": median(raw_ips),
+            "raw_latency_ms": median(raw_lat) * 1000,
+            "raw_cpu_ms": median(raw_cpu),
+            "raw_b32_ips": median(raw_b32),
+            "serving_ips": median(serving_ips),
+            "image_work_ms": work_ms,
+            "image_work_ips": median(work_ips),
+            "sequential": sequential,
+            "burst": _median_run(runs["burst"]),
+            "drain": _median_run(runs["drain"]),
         }
         rows = sequential["rows"] + measurements["burst"]["rows"] + measurements["drain"]["rows"]
         summary = summarise(measurements, contention, ",".join(sorted({row[3] for row in rows} - {""})))

@@ -7,6 +7,7 @@ For each file: Keras ``predict_on_batch`` on one prepared image (warm, median an
 probabilities + Grad-CAM in one pass), file size and parameters. Real images from the data set
 when present, else synthetic ones. Prints one markdown row per model and how busy the machine was.
 """
+
 import argparse
 import sys
 import time
@@ -56,8 +57,15 @@ def measure(path, runs):
     keras_ms = _timed(lambda image: np.asarray(model.predict_on_batch(image[None])), images, runs)
     serving = export.load_serving(model, path, sha256, cache_dir=tempfile.mkdtemp())
     serving_ms = _timed(serving.analyse, images, runs)
-    return {"file": str(path), "input": size, "mb": Path(path).stat().st_size / 1e6,
-            "params": int(model.count_params()), "keras": keras_ms, "runtime": serving.runtime, "serving": serving_ms}
+    return {
+        "file": str(path),
+        "input": size,
+        "mb": Path(path).stat().st_size / 1e6,
+        "params": int(model.count_params()),
+        "keras": keras_ms,
+        "runtime": serving.runtime,
+        "serving": serving_ms,
+    }
 
 
 def main(argv=None):
@@ -71,9 +79,11 @@ def main(argv=None):
     with Contention() as contention:
         for path in args.models:
             r = measure(Path(path), args.runs)
-            print(f"| {r['file']} | {r['input']} px | {r['mb']:.1f} MB | {r['params']:,} | {r['keras'][0]:.1f} / "
-                  f"{r['keras'][1]:.1f} ms | {r['runtime']}: {r['serving'][0]:.1f} / {r['serving'][1]:.1f} ms |",
-                  flush=True)
+            print(
+                f"| {r['file']} | {r['input']} px | {r['mb']:.1f} MB | {r['params']:,} | {r['keras'][0]:.1f} / "
+                f"{r['keras'][1]:.1f} ms | {r['runtime']}: {r['serving'][0]:.1f} / {r['serving'][1]:.1f} ms |",
+                flush=True,
+            )
     print(f"Contention: {contention.describe()}")
     return 0
 

@@ -1,8 +1,9 @@
 """Run every benchmark with its defaults (``make bench``); each prints its own table.
 
-    .venv/bin/python bench/run_all.py            # both (the training one takes ~30 min on 2 cores)
-    .venv/bin/python bench/run_all.py inference  # only bench/inference_path.py
+.venv/bin/python bench/run_all.py            # both (the training one takes ~30 min on 2 cores)
+.venv/bin/python bench/run_all.py inference  # only bench/inference_path.py
 """
+
 import subprocess
 import sys
 from pathlib import Path

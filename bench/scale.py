@@ -27,6 +27,7 @@ What it does:
 The table has one row per page and one column group per size. Deep pages: the portal's page 200
 of a case list and of the review queue's last page; the API's keyset (cursor) pages 5,000 rows in.
 """
+
 import argparse
 import json
 import os
@@ -74,19 +75,21 @@ def log(message):
 def prepare_environment(args):
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"telediag-scale-{os.getpid()}"
     (work / "var").mkdir(parents=True, exist_ok=True)
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "telediag.settings",
-        "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}",
-        "TELEDIAG_VAR_DIR": str(work / "var"),
-        "MEDIA_ROOT": str(work / "media"),
-        "STATIC_ROOT": str(work / "static"),  # collected below, as in production (manifest storage)
-        "SECRET_KEY": "bench-only-" + uuid.uuid4().hex + uuid.uuid4().hex,
-        "DEBUG": "false",
-        "TELEDIAG_DEMO": "false",
-        "TELEDIAG_HTTPS": "false",
-        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
-        "CELERY_BROKER_URL": "memory://",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "telediag.settings",
+            "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}",
+            "TELEDIAG_VAR_DIR": str(work / "var"),
+            "MEDIA_ROOT": str(work / "media"),
+            "STATIC_ROOT": str(work / "static"),  # collected below, as in production (manifest storage)
+            "SECRET_KEY": "bench-only-" + uuid.uuid4().hex + uuid.uuid4().hex,
+            "DEBUG": "false",
+            "TELEDIAG_DEMO": "false",
+            "TELEDIAG_HTTPS": "false",
+            "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+            "CELERY_BROKER_URL": "memory://",
+        }
+    )
 
 
 def admin_sql(args, statement):
@@ -107,14 +110,26 @@ def build_world():
     from accounts.models import Organisation, ReferralLink, User
     from training.models import ModelVersion
 
-    labs = [Organisation.objects.create(name=f"Reading laboratory {i + 1}", kind=Organisation.Kind.READING) for i in range(LABS)]
-    sites = [Organisation.objects.create(name=f"Referring site {i + 1:02d}", kind=Organisation.Kind.REFERRING) for i in range(SITES)]
+    labs = [
+        Organisation.objects.create(name=f"Reading laboratory {i + 1}", kind=Organisation.Kind.READING)
+        for i in range(LABS)
+    ]
+    sites = [
+        Organisation.objects.create(name=f"Referring site {i + 1:02d}", kind=Organisation.Kind.REFERRING)
+        for i in range(SITES)
+    ]
     for i, site in enumerate(sites):
         ReferralLink.objects.create(site=site, laboratory=labs[i % LABS])
 
     def user(name, org, role):
-        return User.objects.create_user(name, password=None, organisation=org, role=role,
-                                        first_name=name.split("-")[0].title(), last_name=name.split("-", 1)[1])
+        return User.objects.create_user(
+            name,
+            password=None,
+            organisation=org,
+            role=role,
+            first_name=name.split("-")[0].title(),
+            last_name=name.split("-", 1)[1],
+        )
 
     for i, site in enumerate(sites):
         user(f"clinician-site{i + 1:02d}", site, User.Role.CLINICIAN)
@@ -122,17 +137,27 @@ def build_world():
     for i, lab in enumerate(labs):
         user(f"pathologist-lab{i + 1}", lab, User.Role.PATHOLOGIST)
         user(f"admin-lab{i + 1}", lab, User.Role.LAB_ADMIN)
-    ModelVersion.objects.create(name="bench-mobilenetv2", architecture="mobilenetv2", file_path="bench/model.keras",
-                                sha256="0" * 64, class_names=["benign", "early_pre_b", "pre_b", "pro_b"],
-                                input_size=128, is_active=True)
+    ModelVersion.objects.create(
+        name="bench-mobilenetv2",
+        architecture="mobilenetv2",
+        file_path="bench/model.keras",
+        sha256="0" * 64,
+        class_names=["benign", "early_pre_b", "pre_b", "pro_b"],
+        input_size=128,
+        is_active=True,
+    )
 
 
 def world_ids():
     from accounts.models import Organisation, User
     from training.models import ModelVersion
 
-    labs = list(Organisation.objects.filter(kind=Organisation.Kind.READING).order_by("name").values_list("pk", flat=True))
-    sites = list(Organisation.objects.filter(kind=Organisation.Kind.REFERRING).order_by("name").values_list("pk", flat=True))
+    labs = list(
+        Organisation.objects.filter(kind=Organisation.Kind.READING).order_by("name").values_list("pk", flat=True)
+    )
+    sites = list(
+        Organisation.objects.filter(kind=Organisation.Kind.REFERRING).order_by("name").values_list("pk", flat=True)
+    )
     users = {u.username: u for u in User.objects.all()}
     return {
         "labs": labs,
@@ -174,7 +199,9 @@ def grow(ids, start, stop):
         p_lo = -(-lo // (SITES * CASES_PER_PATIENT)) * SITES if lo else 0
         p_hi = -(-hi // (SITES * CASES_PER_PATIENT)) * SITES
         statements += [
-            ("patients", f"""
+            (
+                "patients",
+                f"""
             INSERT INTO cases_patient (id, organisation_id, mrn, given_name, family_name, sex, date_of_birth, created_by_id, created_at)
             SELECT q + 1, ({sites})[q % {SITES} + 1], 'MRN' || lpad((q / {SITES})::text, 8, '0'),
                    (ARRAY['Amira','Ben','Chloe','Dawit','Elena','Farid','Grace','Hugo','Ines','Jonas','Kofi','Lena','Mateo'])[q % 13 + 1],
@@ -183,13 +210,19 @@ def grow(ids, start, stop):
                    (ARRAY['F','M'])[q % 2 + 1], date '1950-01-01' + (q * 37 % 25000),
                    ({clinician})[q % {SITES} + 1],
                    timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE})
-            FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
-            ("patient events", f"""
+            FROM generate_series({p_lo}, {p_hi - 1}) AS q""",
+            ),
+            (
+                "patient events",
+                f"""
             INSERT INTO audit_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
             SELECT 11 * ((q / {SITES}) * {SITES * CASES_PER_PATIENT} + q % {SITES}) + 11, timestamptz '{BASE_TIME}' + make_interval(secs => (q / {SITES}) * {SITES * CASES_PER_PATIENT * SECONDS_PER_CASE}),
                    'created', '10.1.0.7', '{{"object": "patient"}}', ({clinician})[q % {SITES} + 1], ({sites})[q % {SITES} + 1], NULL, q + 1
-            FROM generate_series({p_lo}, {p_hi - 1}) AS q"""),
-            ("cases", f"""
+            FROM generate_series({p_lo}, {p_hi - 1}) AS q""",
+            ),
+            (
+                "cases",
+                f"""
             INSERT INTO cases_case (id, patient_id, site_id, laboratory_id, submitted_by_id, clinical_notes, priority, status,
                                     requested_model_version_id, signed_by_id, signed_at, created_at, updated_at)
             SELECT c + 1, (r / {CASES_PER_PATIENT}) * {SITES} + s + 1, ({sites})[s + 1], ({site_lab})[s + 1], ({clinician})[s + 1],
@@ -197,14 +230,20 @@ def grow(ids, start, stop):
                    CASE WHEN status IN ('signed', 'amended') THEN ({pathologist})[s + 1] END,
                    CASE WHEN status IN ('signed', 'amended') THEN t + interval '1 day' END,
                    t, t + interval '1 day'
-            FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x"""),
-            ("smears", f"""
+            FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x""",
+            ),
+            (
+                "smears",
+                f"""
             INSERT INTO cases_smear (id, case_id, image, original_filename, sha256, width, height, format, size_bytes, created_at)
             SELECT m + 1, m / 2 + 1, 'smears/' || (m / 2 % {SITES}) || '/' || (m / 2 + 1) || '/' || md5(m::text) || '.jpg',
                    'IMG-' || m || '.jpg', md5(m::text) || md5((m + 1)::text), 257, 257, 'JPEG', 24000 + m % 5000,
                    timestamptz '{BASE_TIME}' + make_interval(secs => (m / 2) * {SECONDS_PER_CASE})
-            FROM generate_series({2 * lo}, {2 * hi - 1}) AS m"""),
-            ("jobs", f"""
+            FROM generate_series({2 * lo}, {2 * hi - 1}) AS m""",
+            ),
+            (
+                "jobs",
+                f"""
             INSERT INTO inference_analysisjob (id, smear_id, model_version_id, status, attempts, reason, requested_by_id, enqueued_at,
                    published_at, publish_count, last_enqueue_error, task_id, worker, started_at, finished_at, created_at, updated_at)
             SELECT m + 1, m + 1, {mv}, js, 1,
@@ -214,15 +253,21 @@ def grow(ids, start, stop):
             FROM (SELECT m, timestamptz '{BASE_TIME}' + make_interval(secs => (m / 2) * {SECONDS_PER_CASE}) AS t,
                          CASE WHEN (m / 2 / {SITES}) % 499 = 9 THEN 'queued' WHEN (m / 2 / {SITES}) % 499 = 8 THEN 'running'
                               WHEN m % 2 = 1 AND (m / 2 / {SITES}) % 211 = 11 THEN 'failed' ELSE 'done' END AS js
-                  FROM generate_series({2 * lo}, {2 * hi - 1}) AS m) AS y"""),
-            ("predictions", f"""
+                  FROM generate_series({2 * lo}, {2 * hi - 1}) AS m) AS y""",
+            ),
+            (
+                "predictions",
+                f"""
             INSERT INTO inference_prediction (id, smear_id, model_version_id, job_id, label, probabilities, heatmap, heatmap_method,
                    queue_wait_ms, inference_ms, total_ms, worker, runtime, is_smear, smear_reasons, created_at)
             SELECT j.id, j.smear_id, j.model_version_id, j.id, (ARRAY['benign','early_pre_b','pre_b','pro_b'])[j.id % 4 + 1],
                    '{{"benign": 0.05, "early_pre_b": 0.85, "pre_b": 0.07, "pro_b": 0.03}}', '', '', 120, 3, 21, 'bench@node:1',
                    'tflite', true, '[]', j.finished_at
-            FROM inference_analysisjob j WHERE j.id BETWEEN {2 * lo + 1} AND {2 * hi} AND j.status = 'done'"""),
-            ("reviews", f"""
+            FROM inference_analysisjob j WHERE j.id BETWEEN {2 * lo + 1} AND {2 * hi} AND j.status = 'done'""",
+            ),
+            (
+                "reviews",
+                f"""
             INSERT INTO cases_review (id, case_id, kind, diagnosis, comment, reason, ai_suggestion, supersedes_id, signed_by_id, signed_at)
             SELECT 2 * c + 1, c + 1, 'signature', (ARRAY['benign','early_pre_b','pre_b','pro_b','non_diagnostic'])[c % 5 + 1],
                    'Blasts present.', '', 'early_pre_b', NULL, ({pathologist})[s + 1], t + interval '1 day'
@@ -230,8 +275,11 @@ def grow(ids, start, stop):
             UNION ALL
             SELECT 2 * c + 2, c + 1, 'amendment', 'pre_b', 'Revised after flow cytometry.', 'Flow cytometry result.', 'early_pre_b',
                    2 * c + 1, ({pathologist})[s + 1], t + interval '2 days'
-            FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status = 'amended'"""),
-            ("audit events", f"""
+            FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status = 'amended'""",
+            ),
+            (
+                "audit events",
+                f"""
             INSERT INTO audit_auditevent (id, created_at, action, ip_address, detail, actor_id, actor_organisation_id, case_id, patient_id)
             SELECT 11 * c + k + 1, t + make_interval(secs => k * 13),
                    CASE WHEN k = 0 THEN 'submitted' WHEN k = 1 THEN 'analysis_requested'
@@ -242,18 +290,28 @@ def grow(ids, start, stop):
                    CASE WHEN k = 1 THEN NULL WHEN k IN (3, 4, 7, 8) THEN ({pathologist})[s + 1] ELSE ({clinician})[s + 1] END,
                    CASE WHEN k = 1 THEN NULL WHEN k IN (3, 4, 7, 8) THEN ({site_lab})[s + 1] ELSE ({sites})[s + 1] END,
                    c + 1, (r / {CASES_PER_PATIENT}) * {SITES} + s + 1
-            FROM (SELECT {case_cols}, k FROM generate_series({lo}, {hi - 1}) AS c, generate_series(0, {EVENTS_PER_CASE - 1}) AS k) AS x"""),
+            FROM (SELECT {case_cols}, k FROM generate_series({lo}, {hi - 1}) AS c, generate_series(0, {EVENTS_PER_CASE - 1}) AS k) AS x""",
+            ),
         ]
     with connection.cursor() as cursor:
         for name, sql in statements:
             started = time.perf_counter()
             cursor.execute(sql)
             log(f"     {name}: {cursor.rowcount:,} rows in {time.perf_counter() - started:.1f} s")
-        for table in ("cases_patient", "cases_case", "cases_smear", "cases_review", "audit_auditevent",
-                      "inference_analysisjob", "inference_prediction"):
+        for table in (
+            "cases_patient",
+            "cases_case",
+            "cases_smear",
+            "cases_review",
+            "audit_auditevent",
+            "inference_analysisjob",
+            "inference_prediction",
+        ):
             floor = APP_EVENT_IDS if table == "audit_auditevent" else 1
-            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                           f"greatest({floor}, (SELECT max(id) FROM {table})))")
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"greatest({floor}, (SELECT max(id) FROM {table})))"
+            )
         started = time.perf_counter()
         cursor.execute("VACUUM ANALYZE")
         log(f"     vacuum analyze: {time.perf_counter() - started:.1f} s")
@@ -326,11 +384,15 @@ def pages(ids):
         ("portal review queue last page", p, "/review/?page=9999", False),
         ("portal case review", p, f"/cases/{unsigned.pk}/review/", False),
         ("portal failed analyses p1", p, "/analysis/failed/", False),
-        ("portal failed analyses, older page", p, f"/analysis/failed/?before={keyset_token(deep_failed, 'finished_at')}", False),
+        (
+            "portal failed analyses, older page",
+            p,
+            f"/analysis/failed/?before={keyset_token(deep_failed, 'finished_at')}",
+            False,
+        ),
         # portal: lab admin
         ("portal audit trail p1", a, "/audit/", False),
-        ("portal audit trail 5,000 events in", a,
-         f"/audit/?before={keyset_token(deep_event)}", False),
+        ("portal audit trail 5,000 events in", a, f"/audit/?before={keyset_token(deep_event)}", False),
         ("portal audit trail action=signed", a, "/audit/?action=signed", False),
         ("portal audit trail (site admin)", "admin-site01", "/audit/", False),
         ("portal audit trail action=sign_refused (none)", a, "/audit/?action=sign_refused", False),
@@ -338,7 +400,12 @@ def pages(ids):
         # API
         ("api cases p1", c, "/api/cases/", True),
         ("api cases (pathologist) p1", p, "/api/cases/", True),
-        ("api cases (pathologist) cursor 5,000 in", p, cursor("/api/cases/", deep_lab_case.created_at.isoformat()), True),
+        (
+            "api cases (pathologist) cursor 5,000 in",
+            p,
+            cursor("/api/cases/", deep_lab_case.created_at.isoformat()),
+            True,
+        ),
         ("api cases ?page=100 (page numbers)", p, "/api/cases/?page=100", True),
         ("api cases status=awaiting_review", p, "/api/cases/?status=awaiting_review", True),
         ("api case detail", c, f"/api/cases/{newest_signed.pk}/", True),
@@ -392,12 +459,22 @@ def measure(pages_list, args):
                 times.append((time.perf_counter() - started) * 1000)
                 cpu_times.append((time.process_time() - cpu0) * 1000)
             db_times.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
-        row = {"status": response.status_code, "p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95),
-               "db_p50_ms": percentile(db_times, 50), "cpu_p50_ms": percentile(cpu_times, 50), "queries": len(queries), "bytes": len(response.content), "url": url}
+        row = {
+            "status": response.status_code,
+            "p50_ms": percentile(times, 50),
+            "p95_ms": percentile(times, 95),
+            "db_p50_ms": percentile(db_times, 50),
+            "cpu_p50_ms": percentile(cpu_times, 50),
+            "queries": len(queries),
+            "bytes": len(response.content),
+            "url": url,
+        }
         results[name] = row
-        log(f"   {name:48s} {row['p50_ms']:7.1f} {row['p95_ms']:7.1f} ms (SQL {row['db_p50_ms']:6.1f}, "
+        log(
+            f"   {name:48s} {row['p50_ms']:7.1f} {row['p95_ms']:7.1f} ms (SQL {row['db_p50_ms']:6.1f}, "
             f"CPU {row['cpu_p50_ms']:5.1f})"
-            f"  {row['queries']:3d} q  {row['bytes']:8,d} B")
+            f"  {row['queries']:3d} q  {row['bytes']:8,d} B"
+        )
         if args.explain:
             slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
             log(f"      slowest ({slowest['time']} s): {slowest['sql'][:600]}")
@@ -414,7 +491,11 @@ def table(all_results, sizes):
         for name in all_results.get(size, {}):
             if name not in names:
                 names.append(name)
-    head = "| page / endpoint | " + " | ".join(f"{size:,} cases: p50 / p95 ms (SQL, CPU p50), queries, KB" for size in sizes) + " |"
+    head = (
+        "| page / endpoint | "
+        + " | ".join(f"{size:,} cases: p50 / p95 ms (SQL, CPU p50), queries, KB" for size in sizes)
+        + " |"
+    )
     lines = [head, "|---|" + "---|" * len(sizes)]
     for name in names:
         cells = []
@@ -426,9 +507,11 @@ def table(all_results, sizes):
                 cells.append(f"HTTP {row['status']}")
             else:
                 mark = "**" if row["p95_ms"] > 50 else ""
-                cells.append(f"{row['p50_ms']:.1f} / {mark}{row['p95_ms']:.1f}{mark} ({row['db_p50_ms']:.1f}, "
-                             f"{row['cpu_p50_ms']:.1f}), "
-                             f"{row['queries']} q, {row['bytes'] / 1024:.1f}")
+                cells.append(
+                    f"{row['p50_ms']:.1f} / {mark}{row['p95_ms']:.1f}{mark} ({row['db_p50_ms']:.1f}, "
+                    f"{row['cpu_p50_ms']:.1f}), "
+                    f"{row['queries']} q, {row['bytes'] / 1024:.1f}"
+                )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -469,7 +552,9 @@ def main(argv=None):
             from django.db import connection
 
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM audit_auditevent)")
+                cursor.execute(
+                    "SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM audit_auditevent)"
+                )
                 db_size, events = cursor.fetchone()
             log(f"== measuring at {case_count():,} cases, {events:,} audit events, database {db_size}")
             with Contention() as contention:
@@ -488,7 +573,9 @@ def main(argv=None):
     if timings:
         print("\nData generation: " + ", ".join(f"{size:,} cases {seconds:.0f} s" for size, seconds in timings.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": {str(k): v for k, v in all_results.items()}, "growth_s": timings}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"results": {str(k): v for k, v in all_results.items()}, "growth_s": timings}, indent=2)
+        )
     return 0
 
 

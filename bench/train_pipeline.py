@@ -26,6 +26,7 @@ decode, feed (numpy adapter, shuffling, casting, class weights) and augmentation
 Data: --data (default ../shared/data/all-leukemia/original); synthetic smear-like JPEGs of the
 requested size when that folder is absent. No Django needed.
 """
+
 import argparse
 import json
 import os
@@ -61,8 +62,11 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=30, help="epochs the one-off decoding is amortised over")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="image folder (synthetic when absent)")
     parser.add_argument("--workers", type=int, help="decoding threads (load_arrays default when omitted)")
-    parser.add_argument("--augment-breakdown", action="store_true",
-                        help="also time each augmentation layer alone (forward, training=True)")
+    parser.add_argument(
+        "--augment-breakdown",
+        action="store_true",
+        help="also time each augmentation layer alone (forward, training=True)",
+    )
     parser.add_argument("--json", help="write the results to this JSON file")
     return parser.parse_args(argv)
 
@@ -81,8 +85,9 @@ def pick_samples(data_dir, count, image_size):
     if key not in _scanned:
         source, root = "real", Path(data_dir)
         if not root.is_dir():
-            root = write_synthetic_smears(Path(tempfile.mkdtemp(prefix="bench-train-data-")), max(8, -(-count // 4)),
-                                          image_size)
+            root = write_synthetic_smears(
+                Path(tempfile.mkdtemp(prefix="bench-train-data-")), max(8, -(-count // 4)), image_size
+            )
             source = "synthetic"
         started = time.perf_counter()
         dataset = scan_dataset(root)
@@ -110,10 +115,21 @@ def compiled(architecture, image_size, augment, seed=42):
     from ml.train import TrainConfig
 
     config = TrainConfig(architecture=architecture, image_size=image_size, augment=augment)
-    model = build_model(architecture, image_size=image_size, num_classes=config.num_classes, augment=augment,
-                        seed=seed, augment_strength=config.augment_strength, augment_color=config.augment_color)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
+    model = build_model(
+        architecture,
+        image_size=image_size,
+        num_classes=config.num_classes,
+        augment=augment,
+        seed=seed,
+        augment_strength=config.augment_strength,
+        augment_color=config.augment_color,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
     return model
 
 
@@ -134,8 +150,10 @@ def bench_architecture(architecture, args, log):
     steps = args.steps or DEFAULT_STEPS.get(architecture, 4)
     count = steps * args.batch_size
     samples, source, root, scan_s, total = pick_samples(args.data, count, args.image_size)
-    log(f"\n== {architecture} at {args.image_size} px: {steps} steps x {args.batch_size} images ({source} data, "
-        f"{root}; scan of {total} files {scan_s:.1f} s, once per run)")
+    log(
+        f"\n== {architecture} at {args.image_size} px: {steps} steps x {args.batch_size} images ({source} data, "
+        f"{root}; scan of {total} files {scan_s:.1f} s, once per run)"
+    )
 
     x, y = load_arrays(samples, args.image_size, workers=args.workers)  # warm the page cache
     cw = class_weights(y, 4)
@@ -145,16 +163,19 @@ def bench_architecture(architecture, args, log):
 
     def fit_real(x_arr, y_arr, n_steps=None):
         n = (n_steps or steps) * args.batch_size
-        real_model.fit(x_arr[:n], y_arr[:n], batch_size=args.batch_size, epochs=1, shuffle=True,
-                       class_weight=cw, verbose=0)
+        real_model.fit(
+            x_arr[:n], y_arr[:n], batch_size=args.batch_size, epochs=1, shuffle=True, class_weight=cw, verbose=0
+        )
 
     log("   warm-up (tracing the train steps)...")
     warm = time.perf_counter()
     fit_real(x, y, 1)
     real_model.fit(premade.take(1), epochs=1, shuffle=False, verbose=0)
     ideal_model.fit(premade.take(1), epochs=1, shuffle=False, verbose=0)
-    log(f"   warm-up {time.perf_counter() - warm:.1f} s; jit_compile real={real_model.jit_compile} "
-        f"ideal={ideal_model.jit_compile}")
+    log(
+        f"   warm-up {time.perf_counter() - warm:.1f} s; jit_compile real={real_model.jit_compile} "
+        f"ideal={ideal_model.jit_compile}"
+    )
 
     times = {"decode": [], "real_fit": [], "aug_feed": [], "ideal": []}
     cpu = {k: [] for k in times}  # CPU seconds of this process: steadier than wall time under load
@@ -187,8 +208,14 @@ def bench_architecture(architecture, args, log):
     real_s = med["real_fit"] + decode_amortised
     real_one_epoch_s = med["real_fit"] + med["decode"]
     result = {
-        "architecture": architecture, "image_size": args.image_size, "batch_size": args.batch_size, "steps": steps,
-        "images": n, "data": source, "rounds": args.rounds, "epochs_amortised": args.epochs,
+        "architecture": architecture,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps": steps,
+        "images": n,
+        "data": source,
+        "rounds": args.rounds,
+        "epochs_amortised": args.epochs,
         "seconds": {k: round(v, 4) for k, v in med.items()},
         "ips": {
             "decode": n / med["decode"],
@@ -280,8 +307,7 @@ def main(argv=None):
 
     import keras
 
-    log(f"Training input pipeline benchmark: {machine_line()}; Keras {keras.__version__} "
-        f"({keras.backend.backend()})")
+    log(f"Training input pipeline benchmark: {machine_line()}; Keras {keras.__version__} ({keras.backend.backend()})")
     for share, nice, cmd in top_other_processes():
         log(f"   busy at start: {share:.0%} CPU (nice {nice}): {cmd}")
     results = []
@@ -290,10 +316,12 @@ def main(argv=None):
     log("\n" + table(results))
     for r in results:
         verdict = "meets" if r["overhead"] < TARGET_OVERHEAD else "MISSES"
-        log(f"{r['architecture']}: real/ideal {r['ips']['real'] / r['ips']['ideal']:.2f}, input pipeline overhead "
+        log(
+            f"{r['architecture']}: real/ideal {r['ips']['real'] / r['ips']['ideal']:.2f}, input pipeline overhead "
             f"{r['overhead']:.1%} by wall time ({verdict} the < {TARGET_OVERHEAD:.0%} target), {r['overhead_cpu']:.1%} by "
             f"CPU time (decode {r['cpu_share']['decode']:.1%}, feed {r['cpu_share']['feed']:.1%}, augmentation "
-            f"{r['cpu_share']['augmentation']:.1%}); {r['contention_text']}")
+            f"{r['cpu_share']['augmentation']:.1%}); {r['contention_text']}"
+        )
         if "augmentation_layers_ms_per_image" in r:
             log(f"   augmentation, ms per image per layer: {r['augmentation_layers_ms_per_image']}")
     if args.json:

@@ -22,6 +22,7 @@ Needs PostgreSQL on 127.0.0.1 (``--db``, default telediag_scale_bench: dropped, 
 the start and dropped at the end) and the real images (``--data``; synthetic smear-like images
 without it).
 """
+
 import argparse
 import os
 import shutil
@@ -42,8 +43,12 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the one-image worker tier")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="model threads (1: the model's CPU time equals its wall time, so CPU outside it is exact)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="model threads (1: the model's CPU time equals its wall time, so CPU outside it is exact)",
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="telediag_scale_bench")
@@ -64,8 +69,11 @@ def image_files(data_dir, count):
     root = Path(data_dir)
     if not root.is_dir():
         root = write_synthetic_smears(Path(tempfile.mkdtemp(prefix="bench-batch-data-")), -(-count // 4), 257)
-    pools = [sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-             for folder in sorted(root.iterdir()) if folder.is_dir()]
+    pools = [
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for folder in sorted(root.iterdir())
+        if folder.is_dir()
+    ]
     files, i = [], 0
     while len(files) < count and any(i < len(pool) for pool in pools):
         files += [pool[i] for pool in pools if i < len(pool)]
@@ -76,13 +84,22 @@ def image_files(data_dir, count):
 def main(argv=None):
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "telediag.settings", "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}",
-        "TELEDIAG_VAR_DIR": str(work / "var"), "MEDIA_ROOT": str(work / "media"), "CELERY_BROKER_URL": "memory://",
-        "SECRET_KEY": "bench-only-" + uuid.uuid4().hex * 2, "DEBUG": "false", "TELEDIAG_HTTPS": "false",
-        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TELEDIAG_TF_INTRA_OP_THREADS": str(args.threads), "TELEDIAG_TF_INTER_OP_THREADS": "1",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "telediag.settings",
+            "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}",
+            "TELEDIAG_VAR_DIR": str(work / "var"),
+            "MEDIA_ROOT": str(work / "media"),
+            "CELERY_BROKER_URL": "memory://",
+            "SECRET_KEY": "bench-only-" + uuid.uuid4().hex * 2,
+            "DEBUG": "false",
+            "TELEDIAG_HTTPS": "false",
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TELEDIAG_TF_INTRA_OP_THREADS": str(args.threads),
+            "TELEDIAG_TF_INTER_OP_THREADS": "1",
+        }
+    )
     admin_sql(args, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
     admin_sql(args, f'CREATE DATABASE "{args.db}"')
     try:
@@ -120,8 +137,15 @@ def run(args, work):
     lab = Organisation.objects.create(name="Bench Laboratory", kind="reading")
     ReferralLink.objects.create(site=site, laboratory=lab)
     clinician = User.objects.create_user("bench_clinician", password=None, organisation=site, role="clinician")
-    patient = Patient.objects.create(organisation=site, mrn="B-1", given_name="Bench", family_name="Patient", sex="F",
-                                     date_of_birth=date(2010, 1, 1), created_by=clinician)
+    patient = Patient.objects.create(
+        organisation=site,
+        mrn="B-1",
+        given_name="Bench",
+        family_name="Patient",
+        sex="F",
+        date_of_birth=date(2010, 1, 1),
+        created_by=clinician,
+    )
     files = image_files(args.data, args.images)
     for path in files:
         case_submit(user=clinician, patient=patient, files=[SimpleUploadedFile(path.name, path.read_bytes())])
@@ -132,8 +156,10 @@ def run(args, work):
         raise SystemExit("The batched graph did not pass its check for this model: nothing to compare.")
     images = np.stack([prepare_image(path.read_bytes(), loaded.input_size) for path in files])
     print(f"# bench/worker_batching.py — {machine_line()}")
-    print(f"model {version.name} ({loaded.input_size} px, runtime {loaded.runtime}), {len(files)} images, "
-          f"batch {args.batch}, {args.rounds} rounds")
+    print(
+        f"model {version.name} ({loaded.input_size} px, runtime {loaded.runtime}), {len(files)} images, "
+        f"batch {args.batch}, {args.rounds} rounds"
+    )
 
     def reset():
         Prediction.objects.all().delete()
@@ -146,7 +172,7 @@ def run(args, work):
 
     def runtime_batched():
         for start in range(0, len(images), args.batch):
-            graph(images[start:start + args.batch].astype(np.float32))
+            graph(images[start : start + args.batch].astype(np.float32))
         return len(images), None
 
     model_cpu = [0.0]
@@ -159,6 +185,7 @@ def run(args, work):
                 return call(*a, **k)
             finally:
                 model_cpu[0] += time.process_time() - cpu0
+
         return wrapper
 
     def tier(batched):
@@ -210,9 +237,14 @@ def run(args, work):
     for name in variants:
         cpu = f"{median(outside[name]):.1f}" if outside[name] else "—"
         print(f"| {name} | {median(rates[name]):.1f} | {cpu} |")
-    single, batched = median(rates["worker tier, 1 image/task"]), median(rates[f"worker tier, batched (≤ {args.batch}/call)"])
-    print(f"\nworker tier batched / runtime batched: {batched / median(rates[f'runtime, batched ({args.batch}/call)']):.2f}; "
-          f"worker batched / worker 1 image: {batched / single:.2f}")
+    single, batched = (
+        median(rates["worker tier, 1 image/task"]),
+        median(rates[f"worker tier, batched (≤ {args.batch}/call)"]),
+    )
+    print(
+        f"\nworker tier batched / runtime batched: {batched / median(rates[f'runtime, batched ({args.batch}/call)']):.2f}; "
+        f"worker batched / worker 1 image: {batched / single:.2f}"
+    )
     print(f"({contention.describe()})")
     return 0
 

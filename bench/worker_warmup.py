@@ -11,6 +11,7 @@ the first image's time as a clinician waits for it, the later images' median, an
 time the warm-up adds to the process (before it takes any job). No database: the model version is
 described by its metadata.json.
 """
+
 import argparse
 import json
 import subprocess
@@ -61,9 +62,14 @@ def _images(count):
 
 
 def run(model_dir, warm, images):
-    out = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), "1" if warm else "0", *map(str, images)],
-                         cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_dir), "1" if warm else "0", *map(str, images)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -86,8 +92,10 @@ def main(argv=None):
     print("|---|---|---|---|")
     for warm, label in ((False, "lazy load (before)"), (True, "warm-up at start")):
         rows = results[warm]
-        print(f"| {label} | {median([r['startup_s'] for r in rows]):.2f} s | {median([r['first_s'] for r in rows]):.2f} s "
-              f"| {median([t for r in rows for t in r['later_s']]):.3f} s |")
+        print(
+            f"| {label} | {median([r['startup_s'] for r in rows]):.2f} s | {median([r['first_s'] for r in rows]):.2f} s "
+            f"| {median([t for r in rows for t in r['later_s']]):.3f} s |"
+        )
     print(f"{machine_line()}; {contention.describe()}")
 
 

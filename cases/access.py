@@ -3,6 +3,7 @@
 Anything a user may not see is simply absent from their querysets, so views answer 404 (not 403)
 and ids of other organisations don't leak.
 """
+
 import re
 
 from django.db.models import Q

@@ -1,4 +1,5 @@
 """Portal forms. They only collect and shape input: every write goes through cases.services."""
+
 import uuid
 
 from django import forms
@@ -55,18 +56,25 @@ class MultipleImageField(forms.FileField):
 class CaseForm(BootstrapFormMixin, forms.Form):
     patient = forms.ModelChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient…")
     laboratory = forms.ModelChoiceField(
-        queryset=None, label="Reading laboratory", empty_label="Choose a laboratory…",
+        queryset=None,
+        label="Reading laboratory",
+        empty_label="Choose a laboratory…",
         help_text="Your site refers to several laboratories: choose the one that reads this case.",
     )
     priority = forms.ChoiceField(
-        choices=Case.Priority.choices, initial=Case.Priority.ROUTINE, widget=forms.RadioSelect,
+        choices=Case.Priority.choices,
+        initial=Case.Priority.ROUTINE,
+        widget=forms.RadioSelect,
     )
     clinical_notes = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "History, blood count, reason for referral…"}),
     )
     model_version = forms.ModelChoiceField(
-        queryset=None, required=False, label="AI model", empty_label="The active model (recommended)",
+        queryset=None,
+        required=False,
+        label="AI model",
+        empty_label="The active model (recommended)",
         help_text="Choose another registered model version only for a comparison or a study.",
     )
     # One-time token of this form (cases.submit_once): a second submission of it creates nothing.
@@ -96,7 +104,6 @@ class CaseForm(BootstrapFormMixin, forms.Form):
         else:
             del self.fields["model_version"]
 
-
     PATIENT_CHOICES = 100
 
     def _limit_patient_choices(self, patients):
@@ -121,12 +128,16 @@ class ElectronicSignatureMixin(forms.Form):
     """The signer's password or a current authenticator code, entered again to sign (e-signature)."""
 
     password = forms.CharField(
-        label="Your password", required=False, strip=False,
+        label="Your password",
+        required=False,
+        strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
         help_text="Signing is your electronic signature: enter your password, or a code from your authenticator app.",
     )
     otp_code = forms.CharField(
-        label="Or a code from your authenticator app", required=False, max_length=16,
+        label="Or a code from your authenticator app",
+        required=False,
+        max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
@@ -162,7 +173,9 @@ class AmendForm(BootstrapFormMixin, ElectronicSignatureMixin, forms.Form):
 
 class CaseFilterForm(BootstrapFormMixin, forms.Form):
     q = forms.CharField(
-        label="Case or MRN", required=False, max_length=64,
+        label="Case or MRN",
+        required=False,
+        max_length=64,
         widget=forms.TextInput(attrs={"placeholder": "TD-000123 or medical record number", "type": "search"}),
     )
     status = forms.ChoiceField(choices=[("", "All statuses"), *Case.Status.choices], required=False)

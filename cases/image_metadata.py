@@ -14,6 +14,7 @@ Kept in a PNG: the critical chunks and the ancillary chunks that describe how pi
 Both functions take a file already checked by cases.uploads (its structure walk found ``end``) and
 return the input object itself when there is nothing to remove.
 """
+
 import re
 import struct
 
@@ -22,8 +23,18 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _JPEG_KEEP_APP = {0xE0: (b"JFIF\x00", b"JFXX\x00"), 0xE2: (b"ICC_PROFILE\x00",), 0xEE: (b"Adobe",)}
 _PNG_KEEP = {
-    b"IHDR", b"PLTE", b"IDAT", b"IEND",
-    b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs", b"bKGD",
+    b"IHDR",
+    b"PLTE",
+    b"IDAT",
+    b"IEND",
+    b"tRNS",
+    b"gAMA",
+    b"cHRM",
+    b"sRGB",
+    b"iCCP",
+    b"sBIT",
+    b"pHYs",
+    b"bKGD",
 }
 
 

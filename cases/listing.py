@@ -4,6 +4,7 @@ Every list reads one page of rows through an index that matches its filter and o
 row shows beside its own columns (image count, current diagnosis) is read for that page only, in a
 fixed number of queries whatever the page holds.
 """
+
 import base64
 import binascii
 from datetime import datetime
@@ -104,16 +105,18 @@ def keyset_page(request, queryset, per_page, field="created_at"):
     if before:
         stamp, pk = _decode(before)
         rows = list(
-            queryset.filter(Q(**{f"{field}__lt": stamp}) | Q(**{field: stamp, "pk__lt": pk}))
-            .order_by(f"-{field}", "-pk")[: per_page + 1]
+            queryset.filter(Q(**{f"{field}__lt": stamp}) | Q(**{field: stamp, "pk__lt": pk})).order_by(
+                f"-{field}", "-pk"
+            )[: per_page + 1]
         )
         has_older, has_newer = len(rows) > per_page, True
         rows = rows[:per_page]
     elif after:
         stamp, pk = _decode(after)
         rows = list(
-            queryset.filter(Q(**{f"{field}__gt": stamp}) | Q(**{field: stamp, "pk__gt": pk}))
-            .order_by(field, "pk")[: per_page + 1]
+            queryset.filter(Q(**{f"{field}__gt": stamp}) | Q(**{field: stamp, "pk__gt": pk})).order_by(field, "pk")[
+                : per_page + 1
+            ]
         )
         has_newer, has_older = len(rows) > per_page, True
         rows = rows[:per_page][::-1]

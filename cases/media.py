@@ -1,4 +1,5 @@
 """Serving stored smear images. Never public: callers check access first (cases.access)."""
+
 import mimetypes
 
 from django.http import FileResponse, Http404
@@ -15,7 +16,9 @@ def smear_image_response(smear):
         raise Http404("The image file is missing from storage.") from None
     stored_extension = smear.image.name.rsplit(".", 1)[-1].lower() if "." in smear.image.name else ""
     content_type = (
-        IMAGE_CONTENT_TYPES.get(stored_extension) or mimetypes.guess_type(smear.image.name)[0] or "application/octet-stream"
+        IMAGE_CONTENT_TYPES.get(stored_extension)
+        or mimetypes.guess_type(smear.image.name)[0]
+        or "application/octet-stream"
     )
     extension = stored_extension if stored_extension.isalnum() else "bin"
     # A name we build ourselves: the uploaded name is untrusted.

@@ -112,8 +112,12 @@ class Case(models.Model):
             models.Index(fields=["laboratory", "-created_at", "-id"], name="case_lab_newest"),
             models.Index(fields=["site", "status", "-created_at", "-id"], name="case_site_status_newest"),
             models.Index(
-                F("laboratory"), urgent_first(), F("created_at"), F("id"),
-                condition=~Q(status__in=["signed", "amended"]), name="case_review_queue",
+                F("laboratory"),
+                urgent_first(),
+                F("created_at"),
+                F("id"),
+                condition=~Q(status__in=["signed", "amended"]),
+                name="case_review_queue",
             ),
         ]
 

@@ -1,4 +1,5 @@
 """Every write to the clinical record goes through these functions (views and tasks call them)."""
+
 import logging
 from functools import partial
 
@@ -66,13 +67,22 @@ def _choose_laboratory(user, laboratory):
 
 
 def case_submit(
-    *, user, patient, files, clinical_notes="", priority=Case.Priority.ROUTINE, laboratory=None,
-    model_version=None, request=None,
+    *,
+    user,
+    patient,
+    files,
+    clinical_notes="",
+    priority=Case.Priority.ROUTINE,
+    laboratory=None,
+    model_version=None,
+    request=None,
 ):
     """Create a case with its smears, all or nothing: one bad file and no case is created."""
     require_role(permissions.works_with_patients(user), "Only clinicians submit cases.")
     if patient.organisation_id != user.organisation_id:
-        raise DomainError("That patient is not registered at your organisation.", details={"patient": ["Unknown patient."]})
+        raise DomainError(
+            "That patient is not registered at your organisation.", details={"patient": ["Unknown patient."]}
+        )
     if priority not in Case.Priority.values:
         raise DomainError(f"Unknown priority {priority!r}.", details={"priority": ["Choose routine or urgent."]})
     laboratory = _choose_laboratory(user, laboratory)
@@ -147,8 +157,7 @@ def case_move(case, to_status):
     case.refresh_from_db(fields=["status", "updated_at"])
     if case.status != to_status:  # already there is fine; anything else cannot move
         raise InvalidTransition(
-            f"A case that is {case.get_status_display().lower()} cannot become "
-            f"{Case.Status(to_status).label.lower()}."
+            f"A case that is {case.get_status_display().lower()} cannot become {Case.Status(to_status).label.lower()}."
         )
     return case
 
@@ -168,8 +177,10 @@ def case_move_if(case_id, to_status, condition):
 def _check_signature_method(signature_method):
     # The caller verified the signer's identity (security.signature.verify_signature) and says how.
     if signature_method not in Review.SignatureMethod.values:
-        raise DomainError("A signature needs the signer's password or authentication code.",
-                          details={"password": ["Required to sign."]})
+        raise DomainError(
+            "A signature needs the signer's password or authentication code.",
+            details={"password": ["Required to sign."]},
+        )
 
 
 def case_sign(*, user, case, diagnosis, comment="", request=None, signature_method):
@@ -190,20 +201,30 @@ def case_sign(*, user, case, diagnosis, comment="", request=None, signature_meth
         )
         if claimed:
             review = Review.objects.create(
-                case=case, kind=Review.Kind.SIGNATURE, diagnosis=diagnosis, comment=comment,
-                signed_by=user, signed_at=now, signature_method=signature_method,
+                case=case,
+                kind=Review.Kind.SIGNATURE,
+                diagnosis=diagnosis,
+                comment=comment,
+                signed_by=user,
+                signed_at=now,
+                signature_method=signature_method,
             )
             case_signed.send(sender=Case, case=case, review=review)
-            audit(AuditEvent.Action.SIGNED, actor=user, case=case, request=request, diagnosis=diagnosis,
-                  signature_method=signature_method)
+            audit(
+                AuditEvent.Action.SIGNED,
+                actor=user,
+                case=case,
+                request=request,
+                diagnosis=diagnosis,
+                signature_method=signature_method,
+            )
     case.refresh_from_db()
     if claimed:
         return review
     if case.is_final:
         audit(AuditEvent.Action.SIGN_REFUSED, actor=user, case=case, request=request)
         raise AlreadySigned(
-            f"This case was already signed by {case.signed_by} at "
-            f"{timezone.localtime(case.signed_at):%Y-%m-%d %H:%M}.",
+            f"This case was already signed by {case.signed_by} at {timezone.localtime(case.signed_at):%Y-%m-%d %H:%M}.",
             details={"signed_by": str(case.signed_by), "signed_at": case.signed_at.isoformat()},
         )
     raise InvalidTransition(f"A case that is {case.get_status_display().lower()} cannot be signed.")
@@ -228,13 +249,25 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signa
             raise InvalidTransition("Only a signed case can be amended; sign it first.")
         previous = locked.current_diagnosis
         review = Review.objects.create(
-            case=locked, kind=Review.Kind.AMENDMENT, diagnosis=diagnosis, comment=comment, reason=reason.strip(),
-            supersedes=previous, signed_by=user, signed_at=now, signature_method=signature_method,
+            case=locked,
+            kind=Review.Kind.AMENDMENT,
+            diagnosis=diagnosis,
+            comment=comment,
+            reason=reason.strip(),
+            supersedes=previous,
+            signed_by=user,
+            signed_at=now,
+            signature_method=signature_method,
         )
         Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
         audit(
-            AuditEvent.Action.AMENDED, actor=user, case=locked, request=request,
-            previous=previous.diagnosis if previous else None, diagnosis=diagnosis, reason=reason.strip(),
+            AuditEvent.Action.AMENDED,
+            actor=user,
+            case=locked,
+            request=request,
+            previous=previous.diagnosis if previous else None,
+            diagnosis=diagnosis,
+            reason=reason.strip(),
             signature_method=signature_method,
         )
     case.refresh_from_db()

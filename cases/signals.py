@@ -3,6 +3,7 @@
 Both are sent inside the transaction that makes the change, so a receiver's writes commit or roll
 back with it; receivers that talk to the outside world (a broker, e-mail) do so on commit.
 """
+
 from django.dispatch import Signal
 
 # A case and its smears were created: case, smears, model_version (the one asked for, or None).

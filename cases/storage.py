@@ -1,4 +1,5 @@
 """Failures of the file storage that a user can do nothing about but wait (a full disk)."""
+
 from core.errors import DomainError
 
 
@@ -10,7 +11,8 @@ class StorageUnavailable(DomainError):
 
     def __init__(self, message=None, **kwargs):
         super().__init__(
-            message or "The images cannot be stored right now (the server's storage is full or unavailable); "
-                       "nothing was saved. Try again in a few minutes.",
+            message
+            or "The images cannot be stored right now (the server's storage is full or unavailable); "
+            "nothing was saved. Try again in a few minutes.",
             **kwargs,
         )

@@ -7,6 +7,7 @@ header alone, so cases.uploads refuses an image that would need more than
 ``UPLOAD_MAX_DECODE_BYTES`` before decoding it: several uploads at once then stay within a known
 total (four at the default 100 MB stay under 512 MB; measured in tests/security/test_upload_memory.py).
 """
+
 # Bytes per pixel of Pillow's in-memory modes (everything not listed takes 4: RGB, RGBA, CMYK, I, F...).
 _PILLOW_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 # Display modes the stored PNG is written from (see cases.uploads._to_display_mode).
@@ -26,8 +27,9 @@ def _display_mode(mode: str, has_transparency: bool) -> str:
     return "RGB"
 
 
-def decode_cost(mode: str, width: int, height: int, *, stored_as_is: bool, rotated: bool,
-                has_transparency: bool = False) -> int:
+def decode_cost(
+    mode: str, width: int, height: int, *, stored_as_is: bool, rotated: bool, has_transparency: bool = False
+) -> int:
     """Peak bytes to decode, orient, convert and re-encode one image of this header."""
     pixels = width * height
     decoded = _PILLOW_BYTES.get(mode, 4)

@@ -24,6 +24,7 @@ lossless PNG re-encoding of the oriented pixels in a displayable 8-bit mode, wit
 EXIF (GPS, camera serial numbers), so pathologists can see every image in a browser at full
 resolution.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -124,10 +125,7 @@ def validate_uploads(files) -> list[ValidatedImage]:
         reason = "No files were uploaded; add at least one image."
         raise UploadRejected(reason, details={"files": reason})
     if len(files) > max_files:
-        reason = (
-            f"Too many files: {len(files)} were sent and at most {max_files} can be uploaded "
-            "at once."
-        )
+        reason = f"Too many files: {len(files)} were sent and at most {max_files} can be uploaded at once."
         raise UploadRejected(reason, details={"files": reason})
 
     validated: list[ValidatedImage] = []
@@ -265,9 +263,7 @@ def _open_header(data: bytes, fmt: str, max_pixels: int):
 
 
 def _unreadable(fmt: str) -> NoReturn:
-    raise InvalidImage(
-        f"cannot be read: it is damaged or truncated, or is an unusual kind of {fmt}"
-    ) from None
+    raise InvalidImage(f"cannot be read: it is damaged or truncated, or is an unusual kind of {fmt}") from None
 
 
 def _open_with_plugin(data: bytes, fmt: str):
@@ -299,8 +295,12 @@ def _check_decode_memory(im, fmt: str, structure, data_bytes: int) -> None:
     else:
         rotated = _orientation(im) in range(2, 9)
     needed = data_bytes + decode_cost(
-        im.mode, im.width, im.height, stored_as_is=not rotated and _displayable_as_is(im, fmt, structure),
-        rotated=rotated, has_transparency="transparency" in im.info,
+        im.mode,
+        im.width,
+        im.height,
+        stored_as_is=not rotated and _displayable_as_is(im, fmt, structure),
+        rotated=rotated,
+        has_transparency="transparency" in im.info,
     )
     budget = settings.UPLOAD_MAX_DECODE_BYTES
     if needed > budget:
@@ -337,10 +337,7 @@ def _check_frames(im, fmt: str) -> None:
             raise InvalidImage("is damaged or truncated") from None
     if other_full_pages or pages > _MAX_TIFF_PAGES:
         more = "more than " if pages > _MAX_TIFF_PAGES else ""
-        raise InvalidImage(
-            f"contains {more}{min(pages, _MAX_TIFF_PAGES)} pages; upload each page as a "
-            "separate image"
-        )
+        raise InvalidImage(f"contains {more}{min(pages, _MAX_TIFF_PAGES)} pages; upload each page as a separate image")
 
 
 @dataclass(frozen=True)
@@ -524,9 +521,7 @@ def _displayable_as_is(im, fmt: str, structure: _Structure | None) -> bool:
         return im.mode in ("RGB", "L") and structure is not None and structure.browser_decodable
     if fmt == "PNG":
         return (
-            im.mode in ("1", "L", "LA", "P", "RGB", "RGBA")
-            and structure is not None
-            and not structure.high_bit_depth
+            im.mode in ("1", "L", "LA", "P", "RGB", "RGBA") and structure is not None and not structure.high_bit_depth
         )
     return False  # browsers do not display TIFF, and BMP is better stored as PNG
 
@@ -549,9 +544,7 @@ def _to_display_mode(im):
     try:
         return im.convert("RGB")  # CMYK, YCbCr, RGBX, HSV...
     except (ValueError, OSError):
-        raise InvalidImage(
-            f"uses a colour format ({mode}) that cannot be converted for display"
-        ) from None
+        raise InvalidImage(f"uses a colour format ({mode}) that cannot be converted for display") from None
 
 
 def _stretch_to_8_bit(im):
@@ -595,9 +588,7 @@ def _encode_png(im, *, dpi, icc) -> bytes:
 
 def _icc_matches(icc: bytes, mode: str) -> bool:
     space = icc[16:20] if isinstance(icc, bytes | bytearray) and len(icc) >= 128 else b""
-    return (space == b"RGB " and mode in ("RGB", "RGBA")) or (
-        space == b"GRAY" and mode in ("L", "LA")
-    )
+    return (space == b"RGB " and mode in ("RGB", "RGBA")) or (space == b"GRAY" and mode in ("L", "LA"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,9 +608,7 @@ def _detect_format(data: bytes) -> str:
     if kind and is_image:
         raise InvalidImage(f"is {kind}, which is not accepted; upload {_ACCEPTED_TEXT} images")
     if kind:
-        raise InvalidImage(
-            f"is not an image (it looks like {kind}); upload {_ACCEPTED_TEXT} images"
-        )
+        raise InvalidImage(f"is not an image (it looks like {kind}); upload {_ACCEPTED_TEXT} images")
     raise InvalidImage(f"is not an image in a supported format ({_ACCEPTED_TEXT})")
 
 

@@ -6,6 +6,7 @@ Access rules, in this order:
 3. an object the user may not see → 404 (the selectors simply don't return it);
 4. a visible object but an action the role may not do (a clinician signing) → 403.
 """
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -38,7 +39,6 @@ from security.signature import verify_signature
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
-
 
 
 # --- Home -------------------------------------------------------------------------------------
@@ -232,7 +232,8 @@ def review_queue(request):
     queue = access.review_queue_for(request.user)
     urgent_count = queue.filter(priority=Case.Priority.URGENT).order_by()[: COUNT_CAP + 1].count()
     return render(
-        request, "cases/review_queue.html",
+        request,
+        "cases/review_queue.html",
         {"page_obj": case_page(request, queue, PAGE_SIZE), "urgent_count": urgent_count, "count_cap": COUNT_CAP},
     )
 
@@ -243,7 +244,9 @@ def case_review(request, pk):
     require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)  # 404 outside the user's site or laboratory
     # Visible, but only the laboratory's pathologists review (a clinician gets 403).
-    require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory review cases.")
+    require_role(
+        permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory review cases."
+    )
 
     sign_form = SignForm(prefix="sign")
     amend_form = AmendForm(prefix="amend")
@@ -255,7 +258,10 @@ def case_review(request, pk):
                 try:
                     method = verify_signature(request, request.user, **sign_form.signature_credentials())
                     services.case_sign(
-                        user=request.user, case=case, request=request, signature_method=method,
+                        user=request.user,
+                        case=case,
+                        request=request,
+                        signature_method=method,
                         **sign_form.service_data(),
                     )
                 except NotAllowed as error:
@@ -274,7 +280,10 @@ def case_review(request, pk):
                 try:
                     method = verify_signature(request, request.user, **amend_form.signature_credentials())
                     services.case_amend(
-                        user=request.user, case=case, request=request, signature_method=method,
+                        user=request.user,
+                        case=case,
+                        request=request,
+                        signature_method=method,
                         **amend_form.service_data(),
                     )
                 except NotAllowed as error:

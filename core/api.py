@@ -1,4 +1,5 @@
 """Building blocks shared by the API views: strict input, pagination, role checks."""
+
 from collections.abc import Mapping
 
 from rest_framework import serializers

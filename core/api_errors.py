@@ -14,6 +14,7 @@ throttled; 500 anything unexpected (logged with its traceback; no internals in t
 ``exception_handler`` is DRF's EXCEPTION_HANDLER. ``page_not_found`` and ``server_error`` give the
 same body to /api/ addresses that no view answers; wire them as ``handler404``/``handler500``.
 """
+
 import logging
 
 from django.conf import settings
@@ -89,19 +90,30 @@ def exception_handler(exc, context):
 def _request_limit_error(exc):
     # Django's own limits on a request body (raised while the body is parsed): the client's fault.
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body(
-            "request_too_large",
-            f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes accepted "
-            "outside of files.",
-        ), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        return Response(
+            error_body(
+                "request_too_large",
+                f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes accepted "
+                "outside of files.",
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, TooManyFilesSent):
-        return Response(error_body(
-            "too_many_files", f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files.",
-        ), status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            error_body(
+                "too_many_files",
+                f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files.",
+            ),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, TooManyFieldsSent):
-        return Response(error_body(
-            "too_many_fields", f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields.",
-        ), status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            error_body(
+                "too_many_fields",
+                f"A request carries at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields.",
+            ),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     return None
 
 
@@ -110,7 +122,8 @@ def _unexpected(exc, context):
         return None  # let Django show its debug page
     view = context.get("view")
     logger.error(
-        "Unhandled error in API view %s", type(view).__name__ if view else "?",
+        "Unhandled error in API view %s",
+        type(view).__name__ if view else "?",
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     set_rollback()
@@ -205,11 +218,14 @@ ERROR_DESCRIPTIONS = {
 
 def error_responses(*statuses):
     """OpenAPI responses for the given error statuses, all with the one error body."""
-    return {
-        code: OpenApiResponse(ApiErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in statuses
-    }
+    return {code: OpenApiResponse(ApiErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in statuses}
 
 
 __all__ = [
-    "ApiErrorSerializer", "error_body", "error_responses", "exception_handler", "page_not_found", "server_error",
+    "ApiErrorSerializer",
+    "error_body",
+    "error_responses",
+    "exception_handler",
+    "page_not_found",
+    "server_error",
 ]

@@ -1,5 +1,6 @@
 """One small least-recently-used cache for objects that are expensive to build (loaded models,
 fitted checks), shared by every place that keeps such objects in a process."""
+
 import os
 import threading
 from collections import OrderedDict

@@ -6,6 +6,7 @@ written by the client and can be anything. With no trusted proxy (``TELEDIAG_TRU
 the header is ignored. A value that is not an IP address is never returned: the connecting
 address (the nearest proxy) is used instead.
 """
+
 import ipaddress
 
 from django.conf import settings

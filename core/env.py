@@ -7,6 +7,7 @@ Kubernetes secrets), read once at start-up, one trailing newline removed. Settin
 NAME_FILE is an error. Every variable read through these parsers is recorded in ``REGISTRY``
 (name, kind, default), from which ``manage.py env_vars`` prints the documented table.
 """
+
 import os
 from dataclasses import dataclass
 

@@ -1,4 +1,5 @@
 """Errors raised by the services of every app; the API and the portal turn them into clear messages."""
+
 from django.core.exceptions import PermissionDenied
 
 

@@ -1,4 +1,5 @@
 """Form helpers shared by every app's portal forms: Bootstrap styling and domain errors on fields."""
+
 from django import forms
 
 

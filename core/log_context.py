@@ -5,6 +5,7 @@ The request id is set by ops.middleware.RequestIdMiddleware, the task id by a Ce
 ContextFilter puts them on every record, for the JSON formatter and the plain one. Ids only:
 never a patient's name.
 """
+
 import contextvars
 import logging
 

@@ -1,4 +1,5 @@
 """Page numbers over long lists without counting every row (used by portal lists and the admin)."""
+
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 

@@ -4,6 +4,7 @@ Predicates take a user (and the object, where the rule depends on it) and return
 that must refuse call ``require_role``, which raises ``NotAllowed`` (403 in the portal and the API).
 Whether an object is *visible* at all is a separate question (the apps' selectors: 404).
 """
+
 from core.errors import NotAllowed
 
 ROLE_PAGE_REFUSED = "Your role does not give access to this page."

@@ -3,6 +3,7 @@
 A task module calls its services; a service that imported the task module back would close an
 import cycle. The app's registry holds every task (autodiscovered), keyed by its name.
 """
+
 from celery import current_app
 
 

@@ -1,4 +1,5 @@
 """One row per (user, scope, key): the first answer to a request sent with that Idempotency-Key."""
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models

@@ -7,6 +7,7 @@ that key from that user gets the first answer back. Reusing a key for a differen
 error, never a silent replay. A request that failed stored nothing, key included: sending it again
 runs it again.
 """
+
 import hashlib
 import re
 from dataclasses import dataclass

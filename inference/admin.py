@@ -5,7 +5,17 @@ from inference.models import AnalysisJob, Prediction
 
 @admin.register(AnalysisJob)
 class AnalysisJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "smear", "model_version", "status", "attempts", "enqueued_at", "started_at", "finished_at", "worker"]
+    list_display = [
+        "id",
+        "smear",
+        "model_version",
+        "status",
+        "attempts",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "worker",
+    ]
     list_filter = ["status", "model_version"]
     search_fields = ["=id", "=smear__id", "=smear__case__id", "reason", "last_enqueue_error"]
     readonly_fields = [f.name for f in AnalysisJob._meta.fields]

@@ -8,6 +8,7 @@ the output, so a reader sees which image said what. The case is flagged for atte
 - some images could not be analysed (the result rests on part of the case only);
 - some images are not blood smears (``is_smear`` False): they are left out of the mean, with why.
 """
+
 from dataclasses import dataclass, field
 
 
@@ -66,13 +67,28 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
         why = "; ".join(item.get("smear_reasons") or []) or "unlike a stained smear"
         who = item.get("name") or f"Image {item.get('smear')}"
         reasons.append(f"{who} is not a blood smear ({why}); it is left out of the case result.")
-    rejected_rows = [{"smear": item.get("smear"), "label": item.get("label"), "is_smear": False,
-                      "smear_reasons": list(item.get("smear_reasons") or []), "probabilities": {},
-                      "top_probability": None} for item in rejected]
+    rejected_rows = [
+        {
+            "smear": item.get("smear"),
+            "label": item.get("label"),
+            "is_smear": False,
+            "smear_reasons": list(item.get("smear_reasons") or []),
+            "probabilities": {},
+            "top_probability": None,
+        }
+        for item in rejected
+    ]
     if not items:
         return CaseResult(
-            label=None, probabilities={}, top_probability=None, attention=bool(reasons),
-            reasons=reasons, per_image=rejected_rows, analysed=0, failed=failed, not_smear=len(rejected),
+            label=None,
+            probabilities={},
+            top_probability=None,
+            attention=bool(reasons),
+            reasons=reasons,
+            per_image=rejected_rows,
+            analysed=0,
+            failed=failed,
+            not_smear=len(rejected),
         )
 
     names = list(class_names) if class_names else list(items[0]["probabilities"])
@@ -85,12 +101,14 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
         for name, value in probabilities.items():
             sums[name] += value
         label = item.get("label") or _top(probabilities)[0]
-        per_image.append({
-            "smear": item.get("smear"),
-            "label": label,
-            "probabilities": probabilities,
-            "top_probability": probabilities.get(label),
-        })
+        per_image.append(
+            {
+                "smear": item.get("smear"),
+                "label": label,
+                "probabilities": probabilities,
+                "top_probability": probabilities.get(label),
+            }
+        )
     mean = {name: total / len(items) for name, total in sums.items()}
     label, top = _top(mean)
 
@@ -100,6 +118,13 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
     if top < threshold:
         reasons.insert(0, f"Low confidence: top probability {top:.0%} is below {threshold:.0%}.")
     return CaseResult(
-        label=label, probabilities=mean, top_probability=top, attention=bool(reasons), reasons=reasons,
-        per_image=per_image + rejected_rows, analysed=len(items), failed=failed, not_smear=len(rejected),
+        label=label,
+        probabilities=mean,
+        top_probability=top,
+        attention=bool(reasons),
+        reasons=reasons,
+        per_image=per_image + rejected_rows,
+        analysed=len(items),
+        failed=failed,
+        not_smear=len(rejected),
     )

@@ -8,6 +8,7 @@
 Access: the case selectors of cases.access (invisible → 404); a visible object but a role that may
 not act → 403. Errors use the project's {"error": {...}} body (core.api_errors).
 """
+
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
@@ -34,8 +35,21 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisJob
         fields = [
-            "id", "case", "case_reference", "smear", "model_version", "model_version_name", "status", "status_text",
-            "attempts", "reason", "enqueued_at", "published_at", "started_at", "finished_at", "last_enqueue_error",
+            "id",
+            "case",
+            "case_reference",
+            "smear",
+            "model_version",
+            "model_version_name",
+            "status",
+            "status_text",
+            "attempts",
+            "reason",
+            "enqueued_at",
+            "published_at",
+            "started_at",
+            "finished_at",
+            "last_enqueue_error",
         ]
         read_only_fields = fields
 
@@ -77,12 +91,16 @@ class CaseAnalysisView(APIView):
 
 class CaseRerunView(APIView):
     @extend_schema(
-        request=RerunSerializer, responses={202: ANALYSIS_SCHEMA, **error_responses(400, 401, 403, 404)},
+        request=RerunSerializer,
+        responses={202: ANALYSIS_SCHEMA, **error_responses(400, 401, 403, 404)},
         summary="Re-run the analysis with a model version",
     )
     def post(self, request, pk):
         case = _case_for(request.user, pk)
-        require_role(permissions.is_case_pathologist(request.user, case), "Only pathologists of the reading laboratory re-run an analysis.")
+        require_role(
+            permissions.is_case_pathologist(request.user, case),
+            "Only pathologists of the reading laboratory re-run an analysis.",
+        )
         serializer = RerunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.case_rerun(
@@ -91,7 +109,9 @@ class CaseRerunView(APIView):
         return Response(case_analysis_data(case, request.user), status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema_view(get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)}))
+@extend_schema_view(
+    get=extend_schema(responses={200: AnalysisJobSerializer(many=True), **error_responses(400, 401, 403, 404)})
+)
 class AnalysisJobList(generics.ListAPIView):
     serializer_class = AnalysisJobSerializer
     pagination_class = JobKeysetPagination  # newest first, ?page_size=, ?cursor= (or ?page=N)
@@ -108,7 +128,8 @@ class AnalysisJobList(generics.ListAPIView):
 
 class AnalysisJobRetry(APIView):
     @extend_schema(
-        request=None, responses={202: AnalysisJobSerializer, **error_responses(400, 401, 403, 404)},
+        request=None,
+        responses={202: AnalysisJobSerializer, **error_responses(400, 401, 403, 404)},
         summary="Retry a failed analysis",
     )
     def post(self, request, pk):

@@ -1,4 +1,5 @@
 """API routes of the AI analysis; included by telediag/api_urls.py: path("", include("inference.api_urls"))."""
+
 from django.urls import path
 
 from inference import api

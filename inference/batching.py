@@ -17,6 +17,7 @@ TensorFlow (a GPU when the node has one). It is checked once per loaded model ag
 one-image runtime (probabilities within 1e-4 on smear-like probes); a model that fails the check, or
 whose Grad-CAM is not available, is served one image at a time as before.
 """
+
 import logging
 import time
 from contextlib import ExitStack
@@ -54,8 +55,11 @@ def claim_waiting(job, limit, task_id=""):
     with transaction.atomic():
         ids = list(
             AnalysisJob.objects.select_for_update(skip_locked=True)
-            .filter(status=AnalysisJob.Status.QUEUED, model_version_id=job.model_version_id,
-                    attempts__lt=settings.INFERENCE_MAX_ATTEMPTS)
+            .filter(
+                status=AnalysisJob.Status.QUEUED,
+                model_version_id=job.model_version_id,
+                attempts__lt=settings.INFERENCE_MAX_ATTEMPTS,
+            )
             .exclude(pk=job.pk)
             .order_by("enqueued_at", "pk")
             .values_list("pk", flat=True)[:limit]
@@ -63,11 +67,22 @@ def claim_waiting(job, limit, task_id=""):
         if not ids:
             return []
         AnalysisJob.objects.filter(pk__in=ids, status=AnalysisJob.Status.QUEUED).update(
-            status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
-            task_id=task_id, worker=services.worker_name(), reason="", updated_at=now,
+            status=AnalysisJob.Status.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            finished_at=None,
+            task_id=task_id,
+            worker=services.worker_name(),
+            reason="",
+            updated_at=now,
             lease_expires_at=leases.expiry(now),
         )
-    return list(AnalysisJob.objects.with_version().select_related("smear__case").filter(pk__in=ids).order_by("enqueued_at", "pk"))
+    return list(
+        AnalysisJob.objects.with_version()
+        .select_related("smear__case")
+        .filter(pk__in=ids)
+        .order_by("enqueued_at", "pk")
+    )
 
 
 # --- The batched graph ------------------------------------------------------------------------------
@@ -132,7 +147,9 @@ def batched_graph(loaded):
         alone = np.stack([loaded.analyse(image.astype(np.uint8))[0] for image in probes])
         difference = float(np.max(np.abs(together - alone)))
         if difference > TOLERANCE:
-            logger.warning("Batched graph of %s differs from its runtime by %.2g: one image per call.", loaded.name, difference)
+            logger.warning(
+                "Batched graph of %s differs from its runtime by %.2g: one image per call.", loaded.name, difference
+            )
             graph = None
     except SoftTimeLimitExceeded:
         raise
@@ -167,7 +184,9 @@ def run_jobs(job_id, task_id=""):
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
         for j in jobs:
-            services.job_fail(j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id)
+            services.job_fail(
+                j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id
+            )
     except Exception as exc:  # noqa: BLE001 - say what happened; a person can retry
         logger.exception("Analysis batch of job %s failed", job.pk)
         for j in jobs:
@@ -196,8 +215,9 @@ def _analyse_batch(jobs):
                 raise worker.ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
             is_smear, reasons = worker._smear_verdict(version, data, image, loaded.input_size)
             if not is_smear:
-                worker._save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False,
-                             smear_reasons=list(reasons))
+                worker._save(
+                    job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(reasons)
+                )
                 outcomes[job.pk] = "done"
             else:
                 ready.append((job, image))
@@ -219,7 +239,9 @@ def _analyse_batch(jobs):
 
     for (job, image), probs, cam in zip(ready, probabilities, cams):
         if not np.all(np.isfinite(probs)):
-            services.job_fail(job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id)
+            services.job_fail(
+                job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id
+            )
             outcomes[job.pk] = "failed"
             continue
         class_index = int(np.argmax(probs))
@@ -238,9 +260,16 @@ def _analyse_batch(jobs):
             png, method = b"", ""
         heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
         try:
-            worker._save(job, started, heatmap_name, label=loaded.class_names[class_index],
-                         probabilities=probability_map, heatmap_method=method if heatmap_name else "",
-                         inference_ms=round(inference_ms), runtime=loaded.runtime)
+            worker._save(
+                job,
+                started,
+                heatmap_name,
+                label=loaded.class_names[class_index],
+                probabilities=probability_map,
+                heatmap_method=method if heatmap_name else "",
+                inference_ms=round(inference_ms),
+                runtime=loaded.runtime,
+            )
         except BaseException:
             if heatmap_name:
                 worker._delete_stored(heatmap_name)

@@ -11,6 +11,7 @@ The renewal is conditional on the job still being held by the same message (stat
 claiming task id), so it never revives a job someone else took over. A database that is away makes a
 renewal fail quietly; the next one tries again.
 """
+
 import logging
 import threading
 import time
@@ -77,7 +78,8 @@ class _Keeper:
             try:
                 now = timezone.now()
                 AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING, task_id=task_id).update(
-                    lease_expires_at=expiry(now), updated_at=now,
+                    lease_expires_at=expiry(now),
+                    updated_at=now,
                 )
             except Exception as exc:  # noqa: BLE001 - database away: the next round tries again
                 logger.warning("Could not renew the lease of analysis job %s: %s", job_id, exc)

@@ -4,6 +4,7 @@ One ``AnalysisJob`` per (smear, model version): its status says where the work i
 writes one ``Prediction`` per (smear, model version) when it succeeds. Both pairs are unique, so a
 redelivered or duplicated task message can never produce a second result.
 """
+
 import uuid
 
 from django.conf import settings
@@ -28,9 +29,7 @@ class AnalysisJob(models.Model):
     FINISHED_STATUSES = (Status.DONE, Status.FAILED)
 
     smear = models.ForeignKey("cases.Smear", on_delete=models.PROTECT, related_name="analysis_jobs")
-    model_version = models.ForeignKey(
-        "training.ModelVersion", on_delete=models.PROTECT, related_name="analysis_jobs"
-    )
+    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.PROTECT, related_name="analysis_jobs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Starts of this job, counted when a worker claims it.")
     reason = models.TextField(blank=True, help_text="Why the job failed, in words a person can act on.")
@@ -44,12 +43,15 @@ class AnalysisJob(models.Model):
         null=True, blank=True, help_text="Last time a message for this job was handed to the broker."
     )
     publish_count = models.PositiveIntegerField(default=0)
-    last_enqueue_error = models.TextField(blank=True, help_text="Error of the last failed publish; empty once one works.")
+    last_enqueue_error = models.TextField(
+        blank=True, help_text="Error of the last failed publish; empty once one works."
+    )
     task_id = models.CharField(max_length=64, blank=True, help_text="Celery id of the message that claimed the job.")
     worker = models.CharField(max_length=200, blank=True, help_text="Host:pid of the process that last claimed it.")
     started_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="While running: the worker renews this; once past, the sweeper queues the job again.",
     )
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -100,23 +102,30 @@ class Prediction(models.Model):
     total_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Read, prepare, predict and heatmap.")
     worker = models.CharField(max_length=200, blank=True, help_text="Host and process that computed it.")
     runtime = models.CharField(
-        max_length=20, blank=True,
+        max_length=20,
+        blank=True,
         help_text="What ran the model: tflite (verified export of the same model) or keras.",
     )
     is_smear = models.BooleanField(
-        default=True, db_default=True,
+        default=True,
+        db_default=True,
         help_text="False: the model version's smear check says this is not a stained blood smear; no subtype "
-                  "was given (label not_a_smear) and the image is left out of the case result.",
+        "was given (label not_a_smear) and the image is left out of the case result.",
     )
     smear_reasons = models.JSONField(
-        default=list, blank=True, db_default=[], help_text="Why the image is not taken for a smear.",
+        default=list,
+        blank=True,
+        db_default=[],
+        help_text="Why the image is not taken for a smear.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["smear_id", "-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["smear", "model_version"], name="one_prediction_per_smear_and_model_version"),
+            models.UniqueConstraint(
+                fields=["smear", "model_version"], name="one_prediction_per_smear_and_model_version"
+            ),
         ]
 
     def __str__(self):

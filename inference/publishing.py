@@ -14,6 +14,7 @@ it must never hold up the request (or the sweeper) that makes it:
   list's length; RabbitMQ: the ready messages of a passive declare), so the sweeper re-publishes
   only what the broker cannot hold (``inference.services.sweep``).
 """
+
 import logging
 import threading
 import time

@@ -1,4 +1,5 @@
 """How the AI analysis answers the clinical record's signals (connected in InferenceConfig.ready)."""
+
 from django.dispatch import receiver
 
 from cases.models import Review

@@ -1,4 +1,5 @@
 """Reads of the analysis jobs, with the same visibility rules in the portal and the API."""
+
 from django.http import Http404
 
 from cases import access
@@ -11,8 +12,10 @@ def laboratory_jobs(user):
     """Analysis jobs of the cases referred to the user's laboratory (pathologists and lab admins)."""
     if not permissions.watches_analyses(user):
         return AnalysisJob.objects.none()
-    return AnalysisJob.objects.with_version().select_related("smear__case").filter(
-        smear__case__laboratory_id=user.organisation_id
+    return (
+        AnalysisJob.objects.with_version()
+        .select_related("smear__case")
+        .filter(smear__case__laboratory_id=user.organisation_id)
     )
 
 

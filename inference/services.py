@@ -15,6 +15,7 @@ The flow, with the database as the only source of truth:
    ``INFERENCE_REQUEUE_AFTER_S`` (or whose publish failed), recovers jobs left "running" by a
    worker that vanished, and starts cases that were waiting for a model.
 """
+
 import logging
 import os
 import socket
@@ -77,10 +78,12 @@ def case_analysis_request(case, model_version=None, *, requested_by=None, smears
     requested_by = requested_by or case.submitted_by
     if smears is not None:
         now = timezone.now()
-        jobs = AnalysisJob.objects.bulk_create([
-            AnalysisJob(smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now)
-            for smear in smears
-        ])
+        jobs = AnalysisJob.objects.bulk_create(
+            [
+                AnalysisJob(smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now)
+                for smear in smears
+            ]
+        )
     else:
         jobs = _queue_jobs(case.smears.all(), version, requested_by=requested_by)
     publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
@@ -96,7 +99,10 @@ def _queue_jobs(smears, version, requested_by=None):
         try:
             with transaction.atomic():
                 job = AnalysisJob.objects.create(
-                    smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now,
+                    smear=smear,
+                    model_version=version,
+                    requested_by=requested_by,
+                    enqueued_at=now,
                 )
             created = True
         except IntegrityError:
@@ -110,8 +116,17 @@ def _queue_jobs(smears, version, requested_by=None):
 
 def _reset_failed(job, user, now):
     return AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.FAILED).update(
-        status=AnalysisJob.Status.QUEUED, attempts=0, reason="", task_id="", started_at=None, finished_at=None,
-        enqueued_at=now, published_at=None, last_enqueue_error="", requested_by=user, updated_at=now,
+        status=AnalysisJob.Status.QUEUED,
+        attempts=0,
+        reason="",
+        task_id="",
+        started_at=None,
+        finished_at=None,
+        enqueued_at=now,
+        published_at=None,
+        last_enqueue_error="",
+        requested_by=user,
+        updated_at=now,
     )
 
 
@@ -136,7 +151,12 @@ class _BrokerConnections(threading.local):
 
     def get(self, app):
         options = publishing.connection_options(app)  # every socket operation bounded
-        key = (os.getpid(), app.conf.broker_url, repr(sorted((app.conf.broker_transport_options or {}).items())), repr(options))
+        key = (
+            os.getpid(),
+            app.conf.broker_url,
+            repr(sorted((app.conf.broker_transport_options or {}).items())),
+            repr(options),
+        )
         if self.connection is not None and self.key == key:
             return self.connection
         self.drop()
@@ -177,8 +197,12 @@ def publish_jobs(job_ids, *, back_off=True):
     for index, job_id in enumerate(job_ids):
         try:
             analyse_smear.apply_async(
-                args=[job_id], queue=INFERENCE_QUEUE, connection=_broker.get(app), retry=True,
-                retry_policy=PUBLISH_RETRY_POLICY, **publishing.publish_options(app),
+                args=[job_id],
+                queue=INFERENCE_QUEUE,
+                connection=_broker.get(app),
+                retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
+                **publishing.publish_options(app),
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure: record it, keep the job queued
             _broker.drop()
@@ -193,7 +217,10 @@ def publish_jobs(job_ids, *, back_off=True):
     if done:  # one UPDATE for the batch
         now = timezone.now()
         AnalysisJob.objects.filter(pk__in=done).update(
-            published_at=now, publish_count=F("publish_count") + 1, last_enqueue_error="", updated_at=now,
+            published_at=now,
+            publish_count=F("publish_count") + 1,
+            last_enqueue_error="",
+            updated_at=now,
         )
     return len(done)
 
@@ -210,15 +237,26 @@ def _record_publish_error(job_ids, error):
 def job_retry(*, user, job, request=None):
     """Queue a failed job again (attempts reset). Pathologists and lab admins of the laboratory."""
     case = job.smear.case
-    require_role(permissions.retries_analysis(user, case), "Only pathologists and lab admins of the reading laboratory retry an analysis.")
+    require_role(
+        permissions.retries_analysis(user, case),
+        "Only pathologists and lab admins of the reading laboratory retry an analysis.",
+    )
     now = timezone.now()
     with transaction.atomic():
         if not _reset_failed(job, user, now):
             job.refresh_from_db()
-            raise InvalidTransition(f"Only a failed analysis can be retried; this one is {job.get_status_display().lower()}.")
+            raise InvalidTransition(
+                f"Only a failed analysis can be retried; this one is {job.get_status_display().lower()}."
+            )
         audit(
-            AuditEvent.Action.ANALYSIS_REQUESTED, actor=user, case=case, request=request,
-            kind="retry", job=job.pk, smear=job.smear_id, model_version=job.model_version.name,
+            AuditEvent.Action.ANALYSIS_REQUESTED,
+            actor=user,
+            case=case,
+            request=request,
+            kind="retry",
+            job=job.pk,
+            smear=job.smear_id,
+            model_version=job.model_version.name,
         )
         publish_on_commit([job.pk])
     job.refresh_from_db()
@@ -227,14 +265,21 @@ def job_retry(*, user, job, request=None):
 
 def case_rerun(*, user, case, model_version, request=None):
     """Analyse every smear of ``case`` again with ``model_version`` (a pathologist of the laboratory)."""
-    require_role(permissions.is_case_pathologist(user, case), "Only pathologists of the reading laboratory re-run an analysis.")
+    require_role(
+        permissions.is_case_pathologist(user, case), "Only pathologists of the reading laboratory re-run an analysis."
+    )
     if model_version is None:
         raise DomainError("Choose the model version to run.", details={"model_version": ["This field is required."]})
     with transaction.atomic():
         jobs = _queue_jobs(case.smears.all(), model_version, requested_by=user)
         audit(
-            AuditEvent.Action.ANALYSIS_REQUESTED, actor=user, case=case, request=request,
-            kind="rerun", model_version=model_version.name, smears=len(jobs),
+            AuditEvent.Action.ANALYSIS_REQUESTED,
+            actor=user,
+            case=case,
+            request=request,
+            kind="rerun",
+            model_version=model_version.name,
+            smears=len(jobs),
         )
         publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
     return jobs
@@ -335,9 +380,16 @@ def sweep(*, requeue_after_s=None, now=None):
                 counts["failed_abandoned"] += 1
                 case_maybe_finished(job.smear.case_id)
         else:
-            changed = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
-                status=AnalysisJob.Status.QUEUED, task_id="", published_at=None, updated_at=now,
-                last_enqueue_error="", reason="", lease_expires_at=None,
+            changed = AnalysisJob.objects.filter(
+                pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id
+            ).update(
+                status=AnalysisJob.Status.QUEUED,
+                task_id="",
+                published_at=None,
+                updated_at=now,
+                last_enqueue_error="",
+                reason="",
+                lease_expires_at=None,
             )
             if changed:
                 recovered.append(job.pk)
@@ -391,7 +443,9 @@ def _jobs_to_publish(now, requeue_after_s, exclude=()):
         queued.filter(
             ~Q(last_enqueue_error="")
             | Q(published_at__isnull=True, enqueued_at__lte=now - timedelta(seconds=PUBLISH_GRACE_S))
-        ).order_by("enqueued_at", "pk").values_list("pk", flat=True)
+        )
+        .order_by("enqueued_at", "pk")
+        .values_list("pk", flat=True)
     )
     cutoff = now - timedelta(seconds=requeue_after_s)
     stale = (
@@ -417,7 +471,16 @@ def worker_name():
 
 
 __all__ = [
-    "AnalysisJob", "case_analysis_request", "case_rerun", "job_retry", "publish_jobs",
-    "publish_on_commit", "sweep", "case_started", "case_maybe_finished", "job_fail",
-    "model_version_for", "rerun_choices",
+    "AnalysisJob",
+    "case_analysis_request",
+    "case_rerun",
+    "job_retry",
+    "publish_jobs",
+    "publish_on_commit",
+    "sweep",
+    "case_started",
+    "case_maybe_finished",
+    "job_fail",
+    "model_version_for",
+    "rerun_choices",
 ]

@@ -16,6 +16,7 @@ smear", ...). Pure: no database query (beyond reading a deferred ``smear_check``
 Keras. The SmearCheck is built once per version id and kept while the stored parameters stay the
 same (a re-attached check is picked up).
 """
+
 import hashlib
 import json
 
@@ -74,5 +75,5 @@ def smear_verdict(version, image):
 
 
 def reasons_text(reasons):
-    """"Not a blood smear: blank frame; out of focus" (for logs and messages)."""
+    """ "Not a blood smear: blank frame; out of focus" (for logs and messages)."""
     return "Not a blood smear: " + ("; ".join(reasons) if reasons else "unlike the training smears")

@@ -2,6 +2,7 @@
 
 Nothing here checks access: callers pass a case the user may see (cases.access.get_case_for).
 """
+
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -69,7 +70,7 @@ def duration_text(seconds):
 
 
 def job_status_text(job, now):
-    """"queued (waiting 2 min)", "running", "done", "failed: <reason>"."""
+    """ "queued (waiting 2 min)", "running", "done", "failed: <reason>"."""
     if job.status == AnalysisJob.Status.QUEUED:
         text = f"queued (waiting {duration_text((now - job.enqueued_at).total_seconds())})"
         if job.last_enqueue_error:
@@ -90,8 +91,12 @@ def _probability_rows(probabilities, class_names=()):
     order = [name for name in class_names if name in probabilities]
     order += [name for name in probabilities if name not in order]
     return [
-        {"name": name, "label": label_display(name), "value": probabilities[name],
-         "percent": round(probabilities[name] * 100, 1)}
+        {
+            "name": name,
+            "label": label_display(name),
+            "value": probabilities[name],
+            "percent": round(probabilities[name] * 100, 1),
+        }
         for name in order
     ]
 
@@ -103,8 +108,17 @@ def _version_dict(version):
 def _case_result(predictions, class_names, *, failed, names=None):
     names = names or {}
     return aggregate(
-        [{"smear": p.smear_id, "label": p.label, "probabilities": p.probabilities, "is_smear": p.is_smear,
-          "smear_reasons": p.smear_reasons, "name": names.get(p.smear_id)} for p in predictions],
+        [
+            {
+                "smear": p.smear_id,
+                "label": p.label,
+                "probabilities": p.probabilities,
+                "is_smear": p.is_smear,
+                "smear_reasons": p.smear_reasons,
+                "name": names.get(p.smear_id),
+            }
+            for p in predictions
+        ],
         threshold=settings.ATTENTION_THRESHOLD,
         class_names=class_names or None,
         failed=failed,
@@ -117,8 +131,10 @@ def case_ai_suggestion(case):
     The same result as ``case_analysis_data(case)["result"]["label"]``, without building the page.
     """
     latest = (
-        AnalysisJob.objects.filter(smear__case=case).order_by("-created_at", "-pk")
-        .values_list("model_version_id", flat=True).first()
+        AnalysisJob.objects.filter(smear__case=case)
+        .order_by("-created_at", "-pk")
+        .values_list("model_version_id", flat=True)
+        .first()
     )
     if latest is None:
         return ""
@@ -139,9 +155,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     """
     now = now or timezone.now()
     smears = list(case.smears.order_by("pk"))
-    jobs = list(
-        AnalysisJob.objects.with_version().filter(smear__case=case).order_by("-created_at", "-pk")
-    )
+    jobs = list(AnalysisJob.objects.with_version().filter(smear__case=case).order_by("-created_at", "-pk"))
     versions = []
     for job in jobs:  # newest request first
         if job.model_version not in versions:
@@ -151,9 +165,9 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     active = ModelVersion.active()
 
     jobs_by_smear = {job.smear_id: job for job in jobs if selected and job.model_version_id == selected.pk}
-    predictions = {
-        p.smear_id: p for p in Prediction.objects.filter(smear__case=case, model_version=selected)
-    } if selected else {}
+    predictions = (
+        {p.smear_id: p for p in Prediction.objects.filter(smear__case=case, model_version=selected)} if selected else {}
+    )
     may_retry = bool(user is not None and permissions.retries_analysis(user, case))
     may_rerun = bool(user is not None and permissions.is_case_pathologist(user, case))
 
@@ -181,10 +195,13 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
                 "enqueued_at": job.enqueued_at.isoformat(),
                 "started_at": job.started_at.isoformat() if job.started_at else None,
                 "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-                "waiting_s": int((now - job.enqueued_at).total_seconds()) if job.status == AnalysisJob.Status.QUEUED else None,
+                "waiting_s": int((now - job.enqueued_at).total_seconds())
+                if job.status == AnalysisJob.Status.QUEUED
+                else None,
                 "last_enqueue_error": job.last_enqueue_error,
                 "retry_url": _url("inference-job-retry", job.pk)
-                if may_retry and job.status == AnalysisJob.Status.FAILED else None,
+                if may_retry and job.status == AnalysisJob.Status.FAILED
+                else None,
             }
         if prediction is not None:
             top = prediction.top_probability
@@ -227,10 +244,14 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     names = {s.pk: s.original_filename or f"Image {s.pk}" for s in smears}
     if predictions:
         case_result = _case_result(
-            predictions.values(), class_names, failed=statuses.count(AnalysisJob.Status.FAILED), names=names,
+            predictions.values(),
+            class_names,
+            failed=statuses.count(AnalysisJob.Status.FAILED),
+            names=names,
         ).as_dict()
         case_result["label_display"] = label_display(case_result["label"]) or (
-            "No subtype: no image is a blood smear" if case_result["not_smear"] else "")
+            "No subtype: no image is a blood smear" if case_result["not_smear"] else ""
+        )
         case_result["probability_rows"] = _probability_rows(case_result["probabilities"], class_names)
         case_result["partial"] = state in ("queued", "running")
         result = case_result

@@ -3,6 +3,7 @@
 Imported by the worker's parent process (autodiscovery): nothing here may import Keras or
 TensorFlow at module level; models are loaded inside the child (see ``inference.worker``).
 """
+
 import logging
 import sys
 
@@ -13,7 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="inference.analyse_smear", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+    name="inference.analyse_smear",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
 )
 def analyse_smear(self, job_id):
     """Analyse one smear for one AnalysisJob (id). Idempotent: a duplicate or redelivery is a no-op."""

@@ -8,6 +8,7 @@ error goes up: the job stays running and, its lease no longer renewed, the sweep
 another worker (``inference.leases``). Inside a transaction the step is not retried here: that
 transaction is gone and its owner decides.
 """
+
 import logging
 import time
 
@@ -34,8 +35,13 @@ def retrying(step, *args, **kwargs):
         except TRANSIENT_ERRORS as exc:
             if connection.in_atomic_block or time.monotonic() + delay > deadline:
                 raise
-            logger.warning("Database unavailable during %s (%s: %s); retrying in %.1f s.",
-                           getattr(step, "__name__", step), type(exc).__name__, exc, delay)
+            logger.warning(
+                "Database unavailable during %s (%s: %s); retrying in %.1f s.",
+                getattr(step, "__name__", step),
+                type(exc).__name__,
+                exc,
+                delay,
+            )
             try:
                 connection.close()
             except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway

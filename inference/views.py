@@ -6,6 +6,7 @@
 4. visible, but an action the role may not do (a clinician retrying) → 403.
 Lab admins see no case, but may retry failed jobs of their laboratory from their own list.
 """
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -37,9 +38,16 @@ def _is_htmx(request):
 
 def _panel(request, case, *, version_id=None, notice=None, status=200):
     """The analysis panel alone: what htmx swaps in when it polls or after an action."""
-    response = render(request, "inference/case_analysis.html", {
-        "case": case, "analysis": case_analysis_data(case, request.user, version_id=version_id), "notice": notice,
-    }, status=status)
+    response = render(
+        request,
+        "inference/case_analysis.html",
+        {
+            "case": case,
+            "analysis": case_analysis_data(case, request.user, version_id=version_id),
+            "notice": notice,
+        },
+        status=status,
+    )
     add_never_cache_headers(response)
     return response
 
@@ -49,10 +57,14 @@ def _panel(request, case, *, version_id=None, notice=None, status=200):
 def case_analysis_page(request, pk):
     require_role(permissions.works_with_cases(request.user), CASES_ONLY)
     case = access.get_case_for(request.user, pk)
-    return render(request, "inference/case_analysis_page.html", {
-        "case": case,
-        "analysis": case_analysis_data(case, request.user, version_id=request.GET.get("version")),
-    })
+    return render(
+        request,
+        "inference/case_analysis_page.html",
+        {
+            "case": case,
+            "analysis": case_analysis_data(case, request.user, version_id=request.GET.get("version")),
+        },
+    )
 
 
 @require_GET
@@ -138,7 +150,9 @@ def case_rerun(request, pk):
     except DomainError as error:
         return _refused(request, error, case)
     return _after_action(
-        request, case, f"Analysis with model {version.name} requested for {len(jobs)} image{'s' if len(jobs) != 1 else ''}."
+        request,
+        case,
+        f"Analysis with model {version.name} requested for {len(jobs)} image{'s' if len(jobs) != 1 else ''}.",
     )
 
 
@@ -150,7 +164,8 @@ def failed_jobs(request):
     require_role(permissions.watches_analyses(user), "Only the reading laboratory's staff see failed analyses.")
     jobs = (
         AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED, smear__case__laboratory_id=user.organisation_id)
-        .with_version().select_related("smear__case")
+        .with_version()
+        .select_related("smear__case")
         .order_by("-finished_at", "-pk")
     )
     # Newest / older pages (no count: counting means joining every failed job to its case).

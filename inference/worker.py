@@ -34,6 +34,7 @@ One job (``run_job``), all state in the database:
 4. the case moves to awaiting review when none of its jobs is pending.
 A missing/corrupt model, an unreadable image or a soft time limit fails the job with the reason.
 """
+
 import logging
 import os
 import time
@@ -200,8 +201,12 @@ def _load_serving(version, model):
 
     try:
         return export.load_serving(
-            model, registry.model_path(version), version.sha256, runtime=settings.INFERENCE_RUNTIME,
-            cache_dir=_serving_cache_dir(version), num_threads=_threads(),
+            model,
+            registry.model_path(version),
+            version.sha256,
+            runtime=settings.INFERENCE_RUNTIME,
+            cache_dir=_serving_cache_dir(version),
+            num_threads=_threads(),
         )
     except export.ExportError as exc:  # only with TELEDIAG_INFERENCE_RUNTIME=tflite
         raise ModelUnavailable(f"Model version {version.name!r} cannot be served with TFLite: {exc}") from exc
@@ -223,8 +228,11 @@ def get_model(version):
     # Warm-up: builds the compiled functions now, not inside the first timed prediction.
     loaded.analyse(np.zeros((loaded.input_size, loaded.input_size, 3), dtype=np.uint8))
     logger.info(
-        "Loaded model version %s in %.1f s (pid %s, runtime %s%s).", version.name, time.perf_counter() - started,
-        os.getpid(), loaded.runtime,
+        "Loaded model version %s in %.1f s (pid %s, runtime %s%s).",
+        version.name,
+        time.perf_counter() - started,
+        os.getpid(),
+        loaded.runtime,
         f": {loaded.serving.fallback_reason}" if loaded.serving.fallback_reason else "",
     )
     return _cache.put(key, loaded)
@@ -248,8 +256,9 @@ def warm_up():
     except Exception as exc:  # noqa: BLE001 - the worker must start anyway
         logger.warning("Warm-up failed (pid %s): %s: %s", os.getpid(), type(exc).__name__, exc)
         return None
-    logger.info("Warm-up: model version %s ready in %.1f s (pid %s).", version.name, time.perf_counter() - started,
-                os.getpid())
+    logger.info(
+        "Warm-up: model version %s ready in %.1f s (pid %s).", version.name, time.perf_counter() - started, os.getpid()
+    )
     return version
 
 
@@ -261,9 +270,18 @@ def claim(job_id, task_id=""):
     now = timezone.now()
     worker = services.worker_name()
     jobs = AnalysisJob.objects.with_version().select_related("smear__case")
-    claimed = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=settings.INFERENCE_MAX_ATTEMPTS).update(
-        status=AnalysisJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, finished_at=None,
-        task_id=task_id, worker=worker, reason="", updated_at=now, lease_expires_at=leases.expiry(now),
+    claimed = AnalysisJob.objects.filter(
+        pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=settings.INFERENCE_MAX_ATTEMPTS
+    ).update(
+        status=AnalysisJob.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        finished_at=None,
+        task_id=task_id,
+        worker=worker,
+        reason="",
+        updated_at=now,
+        lease_expires_at=leases.expiry(now),
     )
     if claimed:
         return jobs.get(pk=job_id)
@@ -289,10 +307,17 @@ def claim(job_id, task_id=""):
             return None
         taken = AnalysisJob.objects.filter(
             pk=job_id, status=AnalysisJob.Status.RUNNING, task_id=task_id, attempts=job.attempts
-        ).update(attempts=F("attempts") + 1, started_at=now, worker=worker, updated_at=now,
-                 lease_expires_at=leases.expiry(now))
+        ).update(
+            attempts=F("attempts") + 1,
+            started_at=now,
+            worker=worker,
+            updated_at=now,
+            lease_expires_at=leases.expiry(now),
+        )
         if taken:
-            logger.warning("Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1)
+            logger.warning(
+                "Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1
+            )
             return jobs.get(pk=job_id)
     return None  # done, failed, or running under another message: nothing to do
 
@@ -344,7 +369,9 @@ def analyse(job):
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
     is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
     if not is_smear:  # no subtype, no heatmap: the Prediction says why
-        return _save(job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(smear_reasons))
+        return _save(
+            job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(smear_reasons)
+        )
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
 
@@ -376,8 +403,14 @@ def analyse(job):
 
     try:
         prediction = _save(
-            job, started, heatmap_name, label=loaded.class_names[class_index], probabilities=probabilities,
-            heatmap_method=method if heatmap_name else "", inference_ms=round(inference_ms), runtime=loaded.runtime,
+            job,
+            started,
+            heatmap_name,
+            label=loaded.class_names[class_index],
+            probabilities=probabilities,
+            heatmap_method=method if heatmap_name else "",
+            inference_ms=round(inference_ms),
+            runtime=loaded.runtime,
         )
     except BaseException:
         if heatmap_name:  # nothing refers to the file: the row was not stored
@@ -416,9 +449,14 @@ def _save(job, started, heatmap_name="", **fields):
     try:
         with transaction.atomic():
             prediction = Prediction.objects.create(
-                smear=job.smear, model_version=job.model_version, job=job, heatmap=heatmap_name,
-                queue_wait_ms=queue_wait_ms, worker=services.worker_name(),
-                total_ms=round((time.perf_counter() - started) * 1000.0), **fields,
+                smear=job.smear,
+                model_version=job.model_version,
+                job=job,
+                heatmap=heatmap_name,
+                queue_wait_ms=queue_wait_ms,
+                worker=services.worker_name(),
+                total_ms=round((time.perf_counter() - started) * 1000.0),
+                **fields,
             )
             finish.update(**done)
     except IntegrityError:
@@ -446,8 +484,12 @@ def run_job(job_id, task_id=""):
         outcome = "done"
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
-        retrying(services.job_fail, job.pk, f"The analysis took longer than the {limit} s limit and was stopped.",
-                 task_id=job.task_id)
+        retrying(
+            services.job_fail,
+            job.pk,
+            f"The analysis took longer than the {limit} s limit and was stopped.",
+            task_id=job.task_id,
+        )
     except AnalysisError as exc:
         retrying(services.job_fail, job.pk, str(exc), task_id=job.task_id)
     except TRANSIENT_ERRORS:

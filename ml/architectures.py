@@ -60,12 +60,13 @@ LEARNING_RATES = {"vgg19": 1e-4}
 def default_learning_rate(architecture):
     return LEARNING_RATES.get(architecture, DEFAULT_LEARNING_RATE)
 
+
 NORMALISATION_DESCRIPTIONS = {
     "unit": "Rescaling(1/255): [0, 1]",
     "symmetric": "Rescaling(1/127.5, offset=-1): [-1, 1]",
     "caffe": "CaffeNormalization: RGB->BGR, minus ImageNet BGR mean (103.939, 116.779, 123.68)",
     "per_image": "PerImageColourStandardization: each image's R, G, B to mean 0, std 1 over its content "
-                 "pixels (the model never sees the image's average colour)",
+    "pixels (the model never sees the image's average colour)",
 }
 NORMALISATIONS = tuple(NORMALISATION_DESCRIPTIONS)
 
@@ -122,7 +123,8 @@ def _application_backbone(architecture, image_size, weights_path):
     }
     # weights_path: a local "notop" ImageNet weights file (.h5 / .weights.h5); nothing is downloaded.
     return constructors[architecture](
-        input_shape=(image_size, image_size, 3), include_top=False,
+        input_shape=(image_size, image_size, 3),
+        include_top=False,
         weights=str(weights_path) if weights_path else None,
     )
 
@@ -169,9 +171,19 @@ def iter_layers(model):
             yield from iter_layers(layer)
 
 
-def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=True,
-                weights_path=None, seed=None, augment_strength=1.0, augment_color=True, normalisation=None,
-                augment_grayscale=0.0, augment_stain=0.0):
+def build_model(
+    architecture,
+    image_size=224,
+    num_classes=NUM_CLASSES,
+    augment=True,
+    weights_path=None,
+    seed=None,
+    augment_strength=1.0,
+    augment_color=True,
+    normalisation=None,
+    augment_grayscale=0.0,
+    augment_stain=0.0,
+):
     """Build an uncompiled Keras model for ``architecture`` (one of ARCHITECTURE_NAMES).
 
     ``augment``: include the training-only augmentation block. ``weights_path``: optional local
@@ -196,7 +208,10 @@ def build_model(architecture, image_size=224, num_classes=NUM_CLASSES, augment=T
     x = inputs
     if augment:
         augmentation = build_augmentation(
-            strength=augment_strength, color=augment_color, seed=seed, grayscale=augment_grayscale,
+            strength=augment_strength,
+            color=augment_color,
+            seed=seed,
+            grayscale=augment_grayscale,
             stain=augment_stain,
         )
         if augmentation is not None:

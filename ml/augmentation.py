@@ -52,20 +52,24 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation",
     layers = [
         keras.layers.RandomFlip("horizontal_and_vertical", seed=seeds[0], name="flip"),
         keras.layers.RandomRotation(min(BASE_ROTATION * s, 0.5), fill_mode=fill, seed=seeds[1], name="rotation"),
-        SymmetricRandomShear(x_factor=BASE_SHEAR * s, y_factor=BASE_SHEAR * s, fill_mode=fill,
-                                 seed=seeds[2], name="shear"),
+        SymmetricRandomShear(
+            x_factor=BASE_SHEAR * s, y_factor=BASE_SHEAR * s, fill_mode=fill, seed=seeds[2], name="shear"
+        ),
         keras.layers.RandomZoom(min(BASE_ZOOM * s, 0.9), fill_mode=fill, seed=seeds[3], name="zoom"),
     ]
     if color:
         saturation = min(BASE_SATURATION * s, 0.49)
         layers += [
-            keras.layers.RandomBrightness(min(BASE_BRIGHTNESS * s, 1.0), value_range=(0, 255),
-                                          seed=seeds[4], name="brightness"),
-            keras.layers.RandomContrast(min(BASE_CONTRAST * s, 1.0), value_range=(0, 255),
-                                        seed=seeds[5], name="contrast"),
+            keras.layers.RandomBrightness(
+                min(BASE_BRIGHTNESS * s, 1.0), value_range=(0, 255), seed=seeds[4], name="brightness"
+            ),
+            keras.layers.RandomContrast(
+                min(BASE_CONTRAST * s, 1.0), value_range=(0, 255), seed=seeds[5], name="contrast"
+            ),
             # factor (lo, hi) in [0, 1]; 0.5 leaves saturation unchanged.
-            keras.layers.RandomSaturation((0.5 - saturation, 0.5 + saturation), value_range=(0, 255),
-                                          seed=seeds[6], name="saturation"),
+            keras.layers.RandomSaturation(
+                (0.5 - saturation, 0.5 + saturation), value_range=(0, 255), seed=seeds[6], name="saturation"
+            ),
             keras.layers.RandomHue(min(BASE_HUE * s, 1.0), value_range=(0, 255), seed=seeds[7], name="hue"),
         ]
     if stain > 0:

@@ -76,17 +76,19 @@ def _job_result(out_dir, job):
     if (folder / "metadata.json").is_file():
         metadata = read_json(folder / "metadata.json")
         metrics = metadata.get("metrics", {})
-        result.update({
-            "val_accuracy": metrics.get("val", {}).get("accuracy"),
-            "test_accuracy": metrics.get("test", {}).get("accuracy"),
-            "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
-            "epochs_run": metadata.get("epochs_run"),
-            "best_epoch": metadata.get("best_epoch"),
-            "stopped_early": metadata.get("stopped_early"),
-            "stopped_by_time_limit": metadata.get("stopped_by_time_limit"),
-            "training_seconds": metadata.get("training_seconds"),
-            "model_bytes": (folder / "model.keras").stat().st_size if (folder / "model.keras").is_file() else None,
-        })
+        result.update(
+            {
+                "val_accuracy": metrics.get("val", {}).get("accuracy"),
+                "test_accuracy": metrics.get("test", {}).get("accuracy"),
+                "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
+                "epochs_run": metadata.get("epochs_run"),
+                "best_epoch": metadata.get("best_epoch"),
+                "stopped_early": metadata.get("stopped_early"),
+                "stopped_by_time_limit": metadata.get("stopped_by_time_limit"),
+                "training_seconds": metadata.get("training_seconds"),
+                "model_bytes": (folder / "model.keras").stat().st_size if (folder / "model.keras").is_file() else None,
+            }
+        )
     elif (folder / "history.json").is_file():
         epochs = read_json(folder / "history.json").get("epochs", [])
         result["epochs_run"] = len(epochs)
@@ -109,8 +111,19 @@ def _stop(process):
             continue
 
 
-def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min_start=120.0, python=None,
-              poll_seconds=1.0, log=print):
+def run_batch(
+    jobs,
+    data_dir,
+    out_dir,
+    *,
+    seconds,
+    parallel=1,
+    reserve=90.0,
+    min_start=120.0,
+    python=None,
+    poll_seconds=1.0,
+    log=print,
+):
     """Run ``jobs`` (list of Job) as the module docstring says; returns (and writes) the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +134,7 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
     started = time.monotonic()
     pending = list(jobs)
     running = {}
-    summary = {job.name: {"name": job.name, "args": job.args, "env": job.env, "status": "not started"}
-               for job in jobs}
+    summary = {job.name: {"name": job.name, "args": job.args, "env": job.env, "status": "not started"} for job in jobs}
 
     def elapsed():
         return time.monotonic() - started
@@ -131,9 +143,14 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
         entry = summary[job.name]
         entry.update(status=status, seconds=round(elapsed() - entry["started_at"], 1), **_job_result(out_dir, job))
         accuracy = entry.get("test_accuracy")
-        log(f"[{elapsed():6.0f} s] {job.name}: {status}"
-            + (f", test {accuracy:.2%} (val {entry['val_accuracy']:.2%}), {entry['epochs_run']} epochs"
-               if accuracy is not None else ""))
+        log(
+            f"[{elapsed():6.0f} s] {job.name}: {status}"
+            + (
+                f", test {accuracy:.2%} (val {entry['val_accuracy']:.2%}), {entry['epochs_run']} epochs"
+                if accuracy is not None
+                else ""
+            )
+        )
 
     while pending or running:
         for name, (job, process) in list(running.items()):
@@ -151,39 +168,67 @@ def run_batch(jobs, data_dir, out_dir, *, seconds, parallel=1, reserve=90.0, min
         while pending and len(running) < parallel and left >= min_start:
             job = pending.pop(0)
             limit = max(1.0, left - reserve)
-            command = [python or sys.executable, "-m", "ml.pipeline", "--data", str(data_dir),
-                       "--output", str(out_dir / job.name), "--quiet", "--time-limit", f"{limit:.0f}", *job.args]
+            command = [
+                python or sys.executable,
+                "-m",
+                "ml.pipeline",
+                "--data",
+                str(data_dir),
+                "--output",
+                str(out_dir / job.name),
+                "--quiet",
+                "--time-limit",
+                f"{limit:.0f}",
+                *job.args,
+            ]
             with open(out_dir / f"{job.name}.log", "ab") as output:
-                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**env, **job.env},
-                                           cwd=PROJECT_ROOT, start_new_session=True)
+                process = subprocess.Popen(
+                    command,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env={**env, **job.env},
+                    cwd=PROJECT_ROOT,
+                    start_new_session=True,
+                )
             running[job.name] = (job, process)
             summary[job.name].update(status="running", started_at=round(elapsed(), 1), time_limit=round(limit))
             settings = "".join(f"{key}={value} " for key, value in job.env.items())
-            log(f"[{elapsed():6.0f} s] {job.name}: started ({settings}{shlex.join(job.args)}; "
-                f"training limit {limit:.0f} s)")
+            log(
+                f"[{elapsed():6.0f} s] {job.name}: started ({settings}{shlex.join(job.args)}; "
+                f"training limit {limit:.0f} s)"
+            )
         if not running:
             break  # what is left cannot start in the time that is left
         time.sleep(poll_seconds)
 
-    result = {"seconds": round(elapsed(), 1), "slot_seconds": seconds, "parallel": parallel,
-              "jobs": list(summary.values())}
+    result = {
+        "seconds": round(elapsed(), 1),
+        "slot_seconds": seconds,
+        "parallel": parallel,
+        "jobs": list(summary.values()),
+    }
     write_json_atomically(out_dir / SUMMARY_FILE, result)
     return result
 
 
 def format_summary(result):
     """One line per job: name, status, validation and test accuracy, epochs and seconds."""
+
     def pct(value):
         return "-" if value is None else f"{value:.2%}"
 
-    lines = [f"{len(result['jobs'])} jobs in {result['seconds']:.0f} s of a {result['slot_seconds']:.0f} s slot, "
-             f"{result['parallel']} at a time:"]
+    lines = [
+        f"{len(result['jobs'])} jobs in {result['seconds']:.0f} s of a {result['slot_seconds']:.0f} s slot, "
+        f"{result['parallel']} at a time:"
+    ]
     for job in result["jobs"]:
         epochs = job.get("epochs_run")
         limited = " (time limit)" if job.get("stopped_by_time_limit") else ""
-        lines.append(f"  {job['name']:<28} {job['status']:<32} val {pct(job.get('val_accuracy')):>7}  "
-                     f"test {pct(job.get('test_accuracy')):>7}  epochs {epochs if epochs is not None else '-'}"
-                     f"{limited}  {job.get('seconds', 0):.0f} s")
+        lines.append(
+            f"  {job['name']:<28} {job['status']:<32} val {pct(job.get('val_accuracy')):>7}  "
+            f"test {pct(job.get('test_accuracy')):>7}  epochs {epochs if epochs is not None else '-'}"
+            f"{limited}  {job.get('seconds', 0):.0f} s"
+        )
     return "\n".join(lines)
 
 
@@ -194,10 +239,15 @@ def build_parser():
     parser.add_argument("--out", required=True, help="output folder: one sub-folder and one log per job")
     parser.add_argument("--seconds", type=float, required=True, help="the slot: every job has ended by then")
     parser.add_argument("--parallel", type=int, default=1, help="jobs running at once")
-    parser.add_argument("--reserve", type=float, default=90.0,
-                        help="seconds kept at the end of the slot to evaluate and save (default 90)")
-    parser.add_argument("--min-start", type=float, default=120.0,
-                        help="start no job with less of the slot left than this (default 120)")
+    parser.add_argument(
+        "--reserve",
+        type=float,
+        default=90.0,
+        help="seconds kept at the end of the slot to evaluate and save (default 90)",
+    )
+    parser.add_argument(
+        "--min-start", type=float, default=120.0, help="start no job with less of the slot left than this (default 120)"
+    )
     return parser
 
 
@@ -211,8 +261,15 @@ def main(argv=None):
     if args.parallel < 1 or args.seconds <= 0:
         print("error: --parallel must be at least 1 and --seconds positive", file=sys.stderr)
         return 2
-    result = run_batch(jobs, args.data, args.out, seconds=args.seconds, parallel=args.parallel,
-                       reserve=args.reserve, min_start=args.min_start)
+    result = run_batch(
+        jobs,
+        args.data,
+        args.out,
+        seconds=args.seconds,
+        parallel=args.parallel,
+        reserve=args.reserve,
+        min_start=args.min_start,
+    )
     print(format_summary(result))
     return 0 if all(job["status"] == "done" for job in result["jobs"]) else 1
 

@@ -106,8 +106,19 @@ def _short(metrics):
     return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "loss", "confusion_matrix")}
 
 
-def run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference=None, *, degree=2, l2=1e-3,
-                        exclude_padding=True, x_test_normalised=None):
+def run_colour_baseline(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    class_names,
+    reference=None,
+    *,
+    degree=2,
+    l2=1e-3,
+    exclude_padding=True,
+    x_test_normalised=None,
+):
     """Train the colour-only baseline on the training split and evaluate it.
 
     Args:
@@ -145,8 +156,7 @@ def run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference
 
     test = metrics_from_probabilities(model.predict_proba(features_test), y_test, class_names)
     normalised = metrics_from_probabilities(model.predict_proba(features_test_normalised), y_test, class_names)
-    both = metrics_from_probabilities(model_normalised.predict_proba(features_test_normalised), y_test,
-                                      class_names)
+    both = metrics_from_probabilities(model_normalised.predict_proba(features_test_normalised), y_test, class_names)
     counts = np.bincount(y_test, minlength=num_classes)
     return {
         "features": list(FEATURE_NAMES),

@@ -35,8 +35,15 @@ def compare_with_baseline(test_metrics, robustness, baseline, variant, required_
     }
 
 
-def build_colour_report(predict_fn, train_arrays, test_arrays, class_names, *,
-                        required_margin=DEFAULT_REQUIRED_MARGIN, test_probabilities=None):
+def build_colour_report(
+    predict_fn,
+    train_arrays,
+    test_arrays,
+    class_names,
+    *,
+    required_margin=DEFAULT_REQUIRED_MARGIN,
+    test_probabilities=None,
+):
     """The model (``predict_fn``: uint8 batch -> probabilities, columns in ``class_names`` order)
     against colour, on ``test_arrays`` (x uint8, y int), with references and baselines fitted on
     ``train_arrays``. ``test_probabilities``: ``predict_fn`` of the test images, when the caller
@@ -52,13 +59,19 @@ def build_colour_report(predict_fn, train_arrays, test_arrays, class_names, *,
     if test_probabilities is None:
         test_probabilities = predict_fn(x_test)
     test_metrics = metrics_from_probabilities(test_probabilities, y_test, class_names)
-    robustness = evaluate_robustness(predict_fn, x_test, y_test, class_names, list(references.values()),
-                                     base_probabilities=test_probabilities)
-    baselines = {space: run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference)
-                 for space, reference in references.items()}
-    comparisons = {space: compare_with_baseline(test_metrics, robustness, baselines[space],
-                                                normalised_variant_name(reference), required_margin)
-                   for space, reference in references.items()}
+    robustness = evaluate_robustness(
+        predict_fn, x_test, y_test, class_names, list(references.values()), base_probabilities=test_probabilities
+    )
+    baselines = {
+        space: run_colour_baseline(x_train, y_train, x_test, y_test, class_names, reference)
+        for space, reference in references.items()
+    }
+    comparisons = {
+        space: compare_with_baseline(
+            test_metrics, robustness, baselines[space], normalised_variant_name(reference), required_margin
+        )
+        for space, reference in references.items()
+    }
     return {
         "test": test_metrics,
         "robustness": robustness,

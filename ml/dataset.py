@@ -127,15 +127,17 @@ def scan_dataset(root, require_all_classes=True, workers=None):
     empty = []
     for class_name, (folder,) in by_class.items():
         found = sorted(
-            p for p in folder.iterdir()
+            p
+            for p in folder.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not found:
             empty.append(folder.name)
         files[class_name] = found
     if empty:
-        raise DatasetError(f"Empty class folder(s) (no {'/'.join(IMAGE_EXTENSIONS)} files) in {root}: "
-                           f"{', '.join(map(repr, empty))}")
+        raise DatasetError(
+            f"Empty class folder(s) (no {'/'.join(IMAGE_EXTENSIONS)} files) in {root}: {', '.join(map(repr, empty))}"
+        )
 
     all_paths = [p for class_name in CLASS_NAMES for p in files.get(class_name, [])]
     with ThreadPoolExecutor(max_workers=workers or _default_workers()) as pool:
@@ -151,14 +153,16 @@ def scan_dataset(root, require_all_classes=True, workers=None):
         paths = files.get(class_name, [])
         for rank, path in enumerate(paths):
             match = _TRAILING_DIGITS.search(path.stem)
-            samples.append(Sample(
-                path=path,
-                relpath=path.relative_to(root).as_posix(),
-                class_name=class_name,
-                label=CLASS_NAMES.index(class_name),
-                sha256=checks[path][0],
-                number=int(match.group(1)) if match else rank,
-            ))
+            samples.append(
+                Sample(
+                    path=path,
+                    relpath=path.relative_to(root).as_posix(),
+                    class_name=class_name,
+                    label=CLASS_NAMES.index(class_name),
+                    sha256=checks[path][0],
+                    number=int(match.group(1)) if match else rank,
+                )
+            )
     samples.sort(key=lambda s: (s.label, s.number, s.relpath))
     dataset = Dataset(root=root, samples=samples)
 

@@ -31,14 +31,17 @@ def build_ensemble(members, name="ensemble"):
     size = max(sizes)
     inputs = keras.Input(shape=(size, size, 3), dtype="float32", name="image")
     # Each member as a nested model under its own name (two MobileNetV2s are both "mobilenetv2").
-    wrapped = [keras.Model(member.inputs[0], member.outputs[0], name=f"member_{i}_{member.name}")
-               for i, member in enumerate(members, start=1)]
+    wrapped = [
+        keras.Model(member.inputs[0], member.outputs[0], name=f"member_{i}_{member.name}")
+        for i, member in enumerate(members, start=1)
+    ]
     probabilities = []
     for i, (member, member_size) in enumerate(zip(wrapped, sizes), start=1):
         x = inputs
         if member_size != size:
-            x = keras.layers.Resizing(member_size, member_size, interpolation="bilinear", antialias=True,
-                                      name=f"resize_for_member_{i}")(x)
+            x = keras.layers.Resizing(
+                member_size, member_size, interpolation="bilinear", antialias=True, name=f"resize_for_member_{i}"
+            )(x)
         probabilities.append(member(x))
     averaged = keras.layers.Average(name="predictions")(probabilities)
     return keras.Model(inputs, averaged, name=name)

@@ -52,8 +52,12 @@ def metrics_from_probabilities(probabilities, y, class_names):
         y, predicted, labels=labels, zero_division=0
     )
     per_class = {
-        name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-               "support": int(support[k])}
+        name: {
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "support": int(support[k]),
+        }
         for k, name in enumerate(class_names)
     }
     true_probability = np.clip(probabilities[np.arange(len(y)), y], _EPSILON, 1.0)
@@ -75,9 +79,17 @@ def metrics_from_probabilities(probabilities, y, class_names):
 def _empty_metrics(class_names):
     zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     return {
-        "n": 0, "accuracy": 0.0, "loss": 0.0, "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0,
-        "weighted_f1": 0.0, "ece": 0.0, "per_class": {name: dict(zero) for name in class_names},
-        "confusion_matrix": [[0] * len(class_names) for _ in class_names], "class_names": list(class_names),
+        "n": 0,
+        "accuracy": 0.0,
+        "loss": 0.0,
+        "macro_precision": 0.0,
+        "macro_recall": 0.0,
+        "macro_f1": 0.0,
+        "weighted_f1": 0.0,
+        "ece": 0.0,
+        "per_class": {name: dict(zero) for name in class_names},
+        "confusion_matrix": [[0] * len(class_names) for _ in class_names],
+        "class_names": list(class_names),
     }
 
 
@@ -137,16 +149,18 @@ def format_comparison_table(results):
     rows = []
     for result in results:
         row = _row(result)
-        rows.append((
-            str(row["architecture"]),
-            _fmt(row["accuracy"], "{:.2%}"),
-            _fmt(row["macro_f1"], "{:.4f}"),
-            _fmt(row["loss"], "{:.4f}"),
-            _fmt(row["ece"], "{:.4f}"),
-            _fmt(row["params"], "{:,}"),
-            _fmt(row["epochs"], "{}"),
-            _fmt_seconds(row["time"]),
-        ))
+        rows.append(
+            (
+                str(row["architecture"]),
+                _fmt(row["accuracy"], "{:.2%}"),
+                _fmt(row["macro_f1"], "{:.4f}"),
+                _fmt(row["loss"], "{:.4f}"),
+                _fmt(row["ece"], "{:.4f}"),
+                _fmt(row["params"], "{:,}"),
+                _fmt(row["epochs"], "{}"),
+                _fmt_seconds(row["time"]),
+            )
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))

@@ -103,7 +103,7 @@ def smear_like_images(size, count=4, seed=0):
         if n == count - 1 and count > 1:  # letterboxed, as prepare_image pads a wide upload
             bar = size // 6
             image[:bar] = 0
-            image[size - bar:] = 0
+            image[size - bar :] = 0
         images[n] = np.clip(image, 0, 255).astype(np.uint8)
     return images
 
@@ -212,6 +212,7 @@ class ServingGraph:
             except GradCamUnavailable as exc:
                 self.unavailable_reason = str(exc)
         if parts is None:
+
             @tf.function(input_signature=signature)
             def serve(images):
                 return (model(images, training=False),)
@@ -379,7 +380,9 @@ class TFLiteServing:
         (detail,) = self._interpreter.get_input_details()
         expected = (1, self.input_size, self.input_size, 3)
         if tuple(detail["shape"]) != expected or detail["dtype"] != np.float32:
-            raise ExportError(f"The TFLite model takes {tuple(detail['shape'])} {detail['dtype']}, not {expected} float32.")
+            raise ExportError(
+                f"The TFLite model takes {tuple(detail['shape'])} {detail['dtype']}, not {expected} float32."
+            )
         self._input = detail["index"]
         outputs = {len(d["shape"]): d for d in self._interpreter.get_output_details()}
         if 2 not in outputs or outputs[2]["shape"][-1] != self.num_classes or (self.explains and 3 not in outputs):
@@ -403,8 +406,12 @@ class TFLiteServing:
         return np.stack([self.analyse(image)[0] for image in batch]) if len(batch) else np.zeros((0, self.num_classes))
 
     def describe(self):
-        return {"runtime": self.runtime, "interpreter": self.interpreter_name, "explains": self.explains,
-                **{k: self.report.get(k) for k in ("max_abs_diff", "max_cam_diff", "probes")}}
+        return {
+            "runtime": self.runtime,
+            "interpreter": self.interpreter_name,
+            "explains": self.explains,
+            **{k: self.report.get(k) for k in ("max_abs_diff", "max_cam_diff", "probes")},
+        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,8 +458,13 @@ def verify(candidate, model, graph, probes, tolerance=DEFAULT_TOLERANCE):
             if graph is not None and getattr(candidate, "graph", None) is not graph:
                 _, reference_cam = graph(np.asarray(image, dtype=np.float32)[None])
                 worst_cam = max(worst_cam, _cam_diff(cam, reference_cam))
-    report = {"max_abs_diff": worst, "max_cam_diff": worst_cam, "tolerance": tolerance,
-              "cam_tolerance": CAM_TOLERANCE, "probes": int(len(probes))}
+    report = {
+        "max_abs_diff": worst,
+        "max_cam_diff": worst_cam,
+        "tolerance": tolerance,
+        "cam_tolerance": CAM_TOLERANCE,
+        "probes": int(len(probes)),
+    }
     if worst >= tolerance:
         raise ExportError(
             f"The exported model's probabilities differ from Keras by up to {worst:.3g} "
@@ -537,8 +549,17 @@ def _locked(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def export_tflite(model, destination, *, source_sha256="", probes=None, tolerance=DEFAULT_TOLERANCE,
-                  with_cam=True, num_threads=None, graph=None):
+def export_tflite(
+    model,
+    destination,
+    *,
+    source_sha256="",
+    probes=None,
+    tolerance=DEFAULT_TOLERANCE,
+    with_cam=True,
+    num_threads=None,
+    graph=None,
+):
     """Convert ``model``'s serving graph to TFLite, verify it, and write it to ``destination``.
 
     Writes ``destination`` (.tflite) and its info JSON (same stem, .json) atomically, only after
@@ -548,8 +569,13 @@ def export_tflite(model, destination, *, source_sha256="", probes=None, toleranc
     destination = Path(destination)
     graph = graph or ServingGraph(model, with_cam=with_cam)
     content = graph.convert_to_tflite()
-    serving = TFLiteServing(content, input_size=graph.input_size, num_classes=graph.num_classes,
-                            explains=graph.explains, num_threads=num_threads)
+    serving = TFLiteServing(
+        content,
+        input_size=graph.input_size,
+        num_classes=graph.num_classes,
+        explains=graph.explains,
+        num_threads=num_threads,
+    )
     probe_batch = _probe_set(graph.input_size, probes)
     report = verify(serving, model, graph, probe_batch, tolerance)
     serving.report = report
@@ -586,20 +612,38 @@ def _cached_serving(tflite_path, info, model, probes, tolerance, num_threads):
         logger.warning("Serving cache %s does not match its record; exporting again.", tflite_path)
         return None
     try:
-        serving = TFLiteServing(content, input_size=info["input_size"], num_classes=info["num_classes"],
-                                explains=info["explains"], num_threads=num_threads)
+        serving = TFLiteServing(
+            content,
+            input_size=info["input_size"],
+            num_classes=info["num_classes"],
+            explains=info["explains"],
+            num_threads=num_threads,
+        )
         serving.report = verify(serving, model, None, probes, tolerance)
     except ExportError as exc:
         logger.warning("Serving cache %s no longer reproduces the model (%s); exporting again.", tflite_path, exc)
         return None
     except Exception as exc:  # noqa: BLE001 - an unreadable flatbuffer or record: export again
-        logger.warning("Serving cache %s cannot be loaded (%s: %s); exporting again.", tflite_path, type(exc).__name__, exc)
+        logger.warning(
+            "Serving cache %s cannot be loaded (%s: %s); exporting again.", tflite_path, type(exc).__name__, exc
+        )
         return None
     return serving
 
 
-def load_serving(model, model_path, sha256, *, runtime="auto", cache_dir=None, probes=None, extra_probes=None,
-                 tolerance=DEFAULT_TOLERANCE, num_threads=None, with_cam=True):
+def load_serving(
+    model,
+    model_path,
+    sha256,
+    *,
+    runtime="auto",
+    cache_dir=None,
+    probes=None,
+    extra_probes=None,
+    tolerance=DEFAULT_TOLERANCE,
+    num_threads=None,
+    with_cam=True,
+):
     """The fastest verified runtime for ``model`` (loaded from ``model_path``, whose sha256 is given).
 
     ``runtime``: "auto" (TFLite when it verifies, else Keras), "tflite" (raise ExportError instead
@@ -623,8 +667,11 @@ def load_serving(model, model_path, sha256, *, runtime="auto", cache_dir=None, p
     try:
         with _locked(tflite_path.with_suffix(".lock")):
             info = _read_info(info_path)
-            same_build = bool(info) and all(info.get(k) == v for k, v in versions.items()) and (
-                info.get("source_sha256") == str(sha256).lower())
+            same_build = (
+                bool(info)
+                and all(info.get(k) == v for k, v in versions.items())
+                and (info.get("source_sha256") == str(sha256).lower())
+            )
             if same_build and info.get("refused"):
                 raise ExportError(f"Export refused earlier: {info['refused']}")
             if same_build and (info.get("with_cam", True) or not with_cam):  # a map-less export won't do for maps
@@ -634,8 +681,14 @@ def load_serving(model, model_path, sha256, *, runtime="auto", cache_dir=None, p
             graph = ServingGraph(model, with_cam=with_cam)
             try:
                 serving, info = export_tflite(
-                    model, tflite_path, source_sha256=sha256, probes=probe_batch, tolerance=tolerance,
-                    num_threads=num_threads, graph=graph, with_cam=with_cam,
+                    model,
+                    tflite_path,
+                    source_sha256=sha256,
+                    probes=probe_batch,
+                    tolerance=tolerance,
+                    num_threads=num_threads,
+                    graph=graph,
+                    with_cam=with_cam,
                 )
             except ExportError as exc:
                 with contextlib.suppress(OSError):
@@ -666,7 +719,18 @@ def keras_serving(model, graph, probes, tolerance=DEFAULT_TOLERANCE, reason=""):
 
 
 __all__ = [
-    "DEFAULT_TOLERANCE", "ExportError", "GradCamUnavailable", "KerasServing", "ServingGraph", "TFLiteServing",
-    "cache_paths", "export_tflite", "find_feature_layer", "grad_model", "keras_serving", "load_serving",
-    "smear_like_images", "verify",
+    "DEFAULT_TOLERANCE",
+    "ExportError",
+    "GradCamUnavailable",
+    "KerasServing",
+    "ServingGraph",
+    "TFLiteServing",
+    "cache_paths",
+    "export_tflite",
+    "find_feature_layer",
+    "grad_model",
+    "keras_serving",
+    "load_serving",
+    "smear_like_images",
+    "verify",
 ]

@@ -11,6 +11,7 @@
 Everything here is Django-free; Keras/TensorFlow are imported only when a map is computed (inside a
 worker child process, never in a parent that forks).
 """
+
 import io
 
 import numpy as np
@@ -100,11 +101,11 @@ def occlusion_map(predict, image, class_index, grid=7, batch_size=16, fill=127.0
     for i in range(grid):
         for j in range(grid):
             occluded = base_image.copy()
-            occluded[ys[i]:ys[i + 1], xs[j]:xs[j + 1], :] = fill
+            occluded[ys[i] : ys[i + 1], xs[j] : xs[j + 1], :] = fill
             variants.append(occluded)
     base = float(np.asarray(predict(base_image[None]))[0, class_index])
     drops = []
     for start in range(0, len(variants), batch_size):
-        probs = np.asarray(predict(np.stack(variants[start:start + batch_size])))
+        probs = np.asarray(predict(np.stack(variants[start : start + batch_size])))
         drops.extend(base - probs[:, class_index])
     return _normalise(np.asarray(drops, dtype=np.float32).reshape(grid, grid))

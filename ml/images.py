@@ -26,8 +26,7 @@ RESAMPLE = Image.Resampling.BILINEAR
 PREPROCESSING_DESCRIPTION = {
     "function": "ml.images.prepare_image",
     "decode": "Pillow, first frame, EXIF orientation applied",
-    "colour": "8-bit RGB; 16-bit/32-bit/float greyscale scaled from its min..max to 0..255; "
-    "alpha composited on white",
+    "colour": "8-bit RGB; 16-bit/32-bit/float greyscale scaled from its min..max to 0..255; alpha composited on white",
     "resize": "keep aspect ratio, bilinear, centred, pad to a square with constant 0 (black)",
     "model_input": "float32 RGB 0..255; scaling to the backbone's range is inside the model",
 }
@@ -143,8 +142,16 @@ def prepare_image(source, size):
             array = np.asarray(result, dtype=np.uint8)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        TypeError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageError(f"Cannot read image {_describe(source)}: {exc}") from exc
     if array.shape != (size, size, 3):  # defensive: never hand the model a malformed array
         raise ImageError(f"Unexpected prepared shape {array.shape} for {_describe(source)}")

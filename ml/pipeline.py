@@ -105,18 +105,24 @@ def software_versions():
     return versions
 
 
-def _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions, block_size,
-                   max_per_class, split_record):
+def _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions, block_size, max_per_class, split_record):
     """Use the given record, else the one saved by an interrupted run in output_dir, else make one."""
     saved_path = output_dir / SPLIT_FILE
-    if (split_record is not None and saved_path.exists()
-            and read_json(saved_path).get("splits") != split_record.get("splits")):
+    if (
+        split_record is not None
+        and saved_path.exists()
+        and read_json(saved_path).get("splits") != split_record.get("splits")
+    ):
         raise ValueError(f"{saved_path} holds a different split than the record given: use a new output folder")
     if split_record is None and saved_path.exists():
         saved = read_json(saved_path)
-        wanted = {"mode": split_mode, "seed": seed, "fractions": list(map(float, fractions)),
-                  "block_size": block_size if split_mode == "grouped" else None,
-                  "max_per_class": max_per_class}
+        wanted = {
+            "mode": split_mode,
+            "seed": seed,
+            "fractions": list(map(float, fractions)),
+            "block_size": block_size if split_mode == "grouped" else None,
+            "max_per_class": max_per_class,
+        }
         found = {key: saved.get(key) for key in wanted}
         if found != wanted:
             raise ValueError(
@@ -135,9 +141,13 @@ def _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions, bl
 
 
 def _smear_check_provenance(split):
-    return {"split": "train", "n": len(split.train), "image_size": SMEAR_CHECK_SIZE,
-            "train_fingerprint": fingerprint_samples(split.train),
-            "val_fingerprint": fingerprint_samples(split.val)}
+    return {
+        "split": "train",
+        "n": len(split.train),
+        "image_size": SMEAR_CHECK_SIZE,
+        "train_fingerprint": fingerprint_samples(split.train),
+        "val_fingerprint": fingerprint_samples(split.val),
+    }
 
 
 def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers=None, log=None):
@@ -164,8 +174,11 @@ def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers
             saved = read_json(path)
         except (OSError, ValueError):
             saved = {}
-        if (saved.get("format") == FORMAT and saved.get("fitted_on") == provenance
-                and isinstance(saved.get("validation"), dict)):
+        if (
+            saved.get("format") == FORMAT
+            and saved.get("fitted_on") == provenance
+            and isinstance(saved.get("validation"), dict)
+        ):
             try:
                 SmearCheck.from_dict(saved)  # still loadable with this code's features
             except (KeyError, TypeError, ValueError):
@@ -189,23 +202,51 @@ def fit_smear_check(split, output_dir, *, train_x=None, val_x=None, load_workers
     params = check.to_dict()
     params["fitted_on"] = provenance
     params["validation"] = {
-        "n": rate["n"], "flagged": rate["flagged"], "rate": rate["rate"],
-        "examples": [{"file": split.val[i].relpath, "reasons": result["reasons"]}
-                     for i, result in zip(flagged, flagged_results, strict=True)],
+        "n": rate["n"],
+        "flagged": rate["flagged"],
+        "rate": rate["rate"],
+        "examples": [
+            {"file": split.val[i].relpath, "reasons": result["reasons"]}
+            for i, result in zip(flagged, flagged_results, strict=True)
+        ],
     }
     write_json_atomically(path, params)
     if rate["n"]:
-        log(f"Smear check: fitted on {check.n_fit} training images at {SMEAR_CHECK_SIZE} px; it flags "
-            f"{rate['flagged']} of {rate['n']} validation images ({rate['rate']:.1%}).")
+        log(
+            f"Smear check: fitted on {check.n_fit} training images at {SMEAR_CHECK_SIZE} px; it flags "
+            f"{rate['flagged']} of {rate['n']} validation images ({rate['rate']:.1%})."
+        )
     return params, rate["rate"]
 
 
-def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, split_mode="grouped",
-                 seed=42, batch_size=32, augment=True, weights_path=None, split_record=None,
-                 progress=True, *, max_per_class=None, learning_rate=None, patience=10,
-                 block_size=DEFAULT_BLOCK_SIZE, fractions=DEFAULT_FRACTIONS, lr_schedule="cosine",
-                 augment_strength=1.0, load_workers=None, normalisation=None, colour_report=False,
-                 time_limit=None, augment_grayscale=0.0, augment_stain=0.0):
+def run_training(
+    data_dir,
+    architecture,
+    output_dir,
+    epochs=50,
+    image_size=224,
+    split_mode="grouped",
+    seed=42,
+    batch_size=32,
+    augment=True,
+    weights_path=None,
+    split_record=None,
+    progress=True,
+    *,
+    max_per_class=None,
+    learning_rate=None,
+    patience=10,
+    block_size=DEFAULT_BLOCK_SIZE,
+    fractions=DEFAULT_FRACTIONS,
+    lr_schedule="cosine",
+    augment_strength=1.0,
+    load_workers=None,
+    normalisation=None,
+    colour_report=False,
+    time_limit=None,
+    augment_grayscale=0.0,
+    augment_stain=0.0,
+):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
 
     Args:
@@ -255,8 +296,9 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
 
     dataset = scan_dataset(data_dir)
     samples = limit_per_class(dataset.samples, max_per_class)
-    split, record = _resolve_split(dataset, samples, output_dir, split_mode, seed, fractions,
-                                   block_size, max_per_class, split_record)
+    split, record = _resolve_split(
+        dataset, samples, output_dir, split_mode, seed, fractions, block_size, max_per_class, split_record
+    )
     if not split.train or not split.val:
         raise DatasetError(f"Split leaves no training or validation images: {split.counts()}")
 
@@ -265,16 +307,30 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     test_arrays = load_arrays(split.test, image_size, workers=load_workers) if split.test else None
     same_size = image_size == SMEAR_CHECK_SIZE
     smear_check, smear_false_flag_rate = fit_smear_check(
-        split, output_dir, train_x=train_arrays[0] if same_size else None,
-        val_x=val_arrays[0] if same_size else None, load_workers=load_workers,
+        split,
+        output_dir,
+        train_x=train_arrays[0] if same_size else None,
+        val_x=val_arrays[0] if same_size else None,
+        load_workers=load_workers,
         log=print if progress else None,
     )
 
     config = train_config(
-        architecture, output_dir, image_size=image_size, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
-        augment_strength=augment_strength, weights_path=weights_path, lr_schedule=lr_schedule,
-        normalisation=normalisation, augment_grayscale=augment_grayscale, augment_stain=augment_stain,
+        architecture,
+        output_dir,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        patience=patience,
+        augment=augment,
+        augment_strength=augment_strength,
+        weights_path=weights_path,
+        lr_schedule=lr_schedule,
+        normalisation=normalisation,
+        augment_grayscale=augment_grayscale,
+        augment_stain=augment_stain,
         time_limit_seconds=max(1.0, time_limit - (time.monotonic() - started)) if time_limit else None,
     )
     result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
@@ -284,31 +340,52 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     if test_arrays is not None:
         parts["test"] = (split.test, test_arrays)
     probabilities = {part: predict_probabilities(model, arrays[0], batch_size) for part, (_, arrays) in parts.items()}
-    metrics = {part: metrics_from_probabilities(probabilities[part], arrays[1], CLASS_NAMES)
-               for part, (_, arrays) in parts.items()}
-    write_json_atomically(output_dir / PREDICTIONS_FILE, {
-        "class_names": list(CLASS_NAMES),
-        **{part: {"files": [sample.relpath for sample in samples], "labels": [int(v) for v in arrays[1]],
-                  "probabilities": [[round(float(p), 6) for p in row] for row in probabilities[part]]}
-           for part, (samples, arrays) in parts.items()},
-    })
+    metrics = {
+        part: metrics_from_probabilities(probabilities[part], arrays[1], CLASS_NAMES)
+        for part, (_, arrays) in parts.items()
+    }
+    write_json_atomically(
+        output_dir / PREDICTIONS_FILE,
+        {
+            "class_names": list(CLASS_NAMES),
+            **{
+                part: {
+                    "files": [sample.relpath for sample in samples],
+                    "labels": [int(v) for v in arrays[1]],
+                    "probabilities": [[round(float(p), 6) for p in row] for row in probabilities[part]],
+                }
+                for part, (samples, arrays) in parts.items()
+            },
+        },
+    )
     if colour_report and test_arrays is not None:
         from .colour_report import build_colour_report
 
         report = build_colour_report(
-            lambda batch: predict_probabilities(model, batch, batch_size), train_arrays, test_arrays, CLASS_NAMES,
-            test_probabilities=probabilities["test"])
+            lambda batch: predict_probabilities(model, batch, batch_size),
+            train_arrays,
+            test_arrays,
+            CLASS_NAMES,
+            test_probabilities=probabilities["test"],
+        )
         write_json_atomically(output_dir / COLOUR_REPORT_FILE, report)
 
     labels = [HUMAN_LABELS[c] for c in CLASS_NAMES]
     plots = {"training_curves": "plots/training_curves.png"}
-    plot_training_curves(result.history, output_dir / plots["training_curves"],
-                         title=f"{architecture} ({split.mode} split)", best_epoch=result.best_epoch)
+    plot_training_curves(
+        result.history,
+        output_dir / plots["training_curves"],
+        title=f"{architecture} ({split.mode} split)",
+        best_epoch=result.best_epoch,
+    )
     for part, part_metrics in metrics.items():
         plots[f"confusion_matrix_{part}"] = f"plots/confusion_matrix_{part}.png"
-        plot_confusion_matrix(part_metrics["confusion_matrix"], labels,
-                              output_dir / plots[f"confusion_matrix_{part}"],
-                              title=f"{architecture} - {part} ({part_metrics['accuracy']:.1%})")
+        plot_confusion_matrix(
+            part_metrics["confusion_matrix"],
+            labels,
+            output_dir / plots[f"confusion_matrix_{part}"],
+            title=f"{architecture} - {part} ({part_metrics['accuracy']:.1%})",
+        )
 
     model_path = output_dir / MODEL_FILE
     sha256 = save_model_atomically(model, model_path)
@@ -349,22 +426,53 @@ def run_training(data_dir, architecture, output_dir, epochs=50, image_size=224, 
     }
     metadata_path = output_dir / METADATA_FILE
     write_metadata(metadata_path, metadata)
-    return {**metadata, "output_dir": str(output_dir), "model_path": str(model_path),
-            "metadata_path": str(metadata_path)}
+    return {
+        **metadata,
+        "output_dir": str(output_dir),
+        "model_path": str(model_path),
+        "metadata_path": str(metadata_path),
+    }
 
 
-def train_config(architecture, output_dir, *, image_size=224, epochs=50, batch_size=32, learning_rate=None,
-                 seed=42, patience=10, augment=True, augment_strength=1.0, weights_path=None, lr_schedule="cosine",
-                 normalisation=None, augment_grayscale=0.0, augment_stain=0.0, time_limit_seconds=None):
+def train_config(
+    architecture,
+    output_dir,
+    *,
+    image_size=224,
+    epochs=50,
+    batch_size=32,
+    learning_rate=None,
+    seed=42,
+    patience=10,
+    augment=True,
+    augment_strength=1.0,
+    weights_path=None,
+    lr_schedule="cosine",
+    normalisation=None,
+    augment_grayscale=0.0,
+    augment_stain=0.0,
+    time_limit_seconds=None,
+):
     """The train.TrainConfig that run_training trains with, from its arguments of the same names."""
     from .train import TrainConfig
 
     return TrainConfig(
-        architecture=architecture, image_size=image_size, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, patience=patience, augment=augment,
-        augment_strength=augment_strength, weights_path=str(weights_path) if weights_path else None,
-        lr_schedule=lr_schedule, num_classes=len(CLASS_NAMES), output_dir=str(output_dir),
-        normalisation=normalisation, augment_grayscale=augment_grayscale, augment_stain=augment_stain,
+        architecture=architecture,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        patience=patience,
+        augment=augment,
+        augment_strength=augment_strength,
+        weights_path=str(weights_path) if weights_path else None,
+        lr_schedule=lr_schedule,
+        num_classes=len(CLASS_NAMES),
+        output_dir=str(output_dir),
+        normalisation=normalisation,
+        augment_grayscale=augment_grayscale,
+        augment_stain=augment_stain,
         time_limit_seconds=time_limit_seconds,
     )
 
@@ -375,38 +483,64 @@ def build_parser():
         description="Train and evaluate Telediag classifiers (no Django needed).",
     )
     parser.add_argument("--data", required=True, help="folder with Benign/Early/Pre/Pro sub-folders")
-    parser.add_argument("--arch", nargs="+", default=["convnet"],
-                        help="architecture(s): convnet convnet_bn mobilenetv2 resnet50 vgg19; "
-                             "with several, each trains in OUTPUT/<arch>")
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        default=["convnet"],
+        help="architecture(s): convnet convnet_bn mobilenetv2 resnet50 vgg19; "
+        "with several, each trains in OUTPUT/<arch>",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--image-size", type=int, default=224, help="image size in pixels (square)")
     parser.add_argument("--split", choices=("grouped", "random"), default="grouped")
     parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
-    parser.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
-                        metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument(
+        "--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS), metavar=("TRAIN", "VAL", "TEST")
+    )
     parser.add_argument("--split-record", help="JSON file: a split record or a metadata.json to reuse")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float,
-                        help="Adam's initial learning rate (default: 1e-3; 1e-4 for vgg19)")
+    parser.add_argument(
+        "--learning-rate", type=float, help="Adam's initial learning rate (default: 1e-3; 1e-4 for vgg19)"
+    )
     parser.add_argument("--lr-schedule", choices=("cosine", "plateau", "constant"), default="cosine")
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--augment-strength", type=float, default=1.0)
-    parser.add_argument("--grayscale-augment", type=float, default=0.0, metavar="P",
-                        help="probability of turning a training image gray (default 0: never)")
-    parser.add_argument("--stain-augment", type=float, default=0.0, metavar="SIGMA",
-                        help="per-image stain-amount jitter in optical density (0.05: 'HED-light'; default 0: off)")
-    parser.add_argument("--per-image-colour", action="store_true",
-                        help="standardise each image's R, G, B inside the model (no average colour to learn)")
+    parser.add_argument(
+        "--grayscale-augment",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability of turning a training image gray (default 0: never)",
+    )
+    parser.add_argument(
+        "--stain-augment",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="per-image stain-amount jitter in optical density (0.05: 'HED-light'; default 0: off)",
+    )
+    parser.add_argument(
+        "--per-image-colour",
+        action="store_true",
+        help="standardise each image's R, G, B inside the model (no average colour to learn)",
+    )
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
     parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
-    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
-                        help="end training by this many seconds after the start (no epoch begun that would "
-                             "overrun); the best epoch reached is evaluated and saved")
-    parser.add_argument("--colour-report", action="store_true",
-                        help=f"also measure the model against colour on the test split ({COLOUR_REPORT_FILE})")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="end training by this many seconds after the start (no epoch begun that would "
+        "overrun); the best epoch reached is evaluated and saved",
+    )
+    parser.add_argument(
+        "--colour-report",
+        action="store_true",
+        help=f"also measure the model against colour on the test split ({COLOUR_REPORT_FILE})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     return parser
 
@@ -422,16 +556,30 @@ def main(argv=None):
         out = Path(args.output) / architecture if len(args.arch) > 1 else Path(args.output)
         try:
             result = run_training(
-                args.data, architecture, out, epochs=args.epochs, image_size=args.image_size,
-                split_mode=args.split, seed=args.seed, batch_size=args.batch_size,
-                augment=not args.no_augment, weights_path=args.weights, split_record=split_record,
-                progress=2 if args.quiet else True, max_per_class=args.max_per_class,
-                learning_rate=args.learning_rate, patience=args.patience, block_size=args.block_size,
-                fractions=tuple(args.fractions), lr_schedule=args.lr_schedule,
+                args.data,
+                architecture,
+                out,
+                epochs=args.epochs,
+                image_size=args.image_size,
+                split_mode=args.split,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                augment=not args.no_augment,
+                weights_path=args.weights,
+                split_record=split_record,
+                progress=2 if args.quiet else True,
+                max_per_class=args.max_per_class,
+                learning_rate=args.learning_rate,
+                patience=args.patience,
+                block_size=args.block_size,
+                fractions=tuple(args.fractions),
+                lr_schedule=args.lr_schedule,
                 augment_strength=args.augment_strength,
                 normalisation="per_image" if args.per_image_colour else None,
-                colour_report=args.colour_report, time_limit=args.time_limit,
-                augment_grayscale=args.grayscale_augment, augment_stain=args.stain_augment,
+                colour_report=args.colour_report,
+                time_limit=args.time_limit,
+                augment_grayscale=args.grayscale_augment,
+                augment_stain=args.stain_augment,
             )
         except (DatasetError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

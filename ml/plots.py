@@ -24,8 +24,14 @@ def plot_training_curves(history, path, title=None, best_epoch=None):
         for key, name, style in ((metric, "train", "-"), (f"val_{metric}", "validation", "--")):
             values = history.get(key)
             if values:
-                axis.plot(epochs[: len(values)], [np.nan if v is None else v for v in values],
-                          style, marker="o", markersize=3, label=name)
+                axis.plot(
+                    epochs[: len(values)],
+                    [np.nan if v is None else v for v in values],
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label=name,
+                )
         if best_epoch is not None:
             axis.axvline(best_epoch + 1, color="grey", linewidth=0.8, linestyle=":", label="best epoch")
         axis.set_xlabel("Epoch")
@@ -55,8 +61,7 @@ def plot_confusion_matrix(matrix, class_labels, path, title=None, normalise=Fals
     for i in range(shown.shape[0]):
         for j in range(shown.shape[1]):
             text = f"{shown[i, j]:.2f}" if normalise else f"{int(matrix[i, j])}"
-            axis.text(j, i, text, ha="center", va="center",
-                      color="white" if shown[i, j] > threshold else "black")
+            axis.text(j, i, text, ha="center", va="center", color="white" if shown[i, j] > threshold else "black")
     if title:
         axis.set_title(title)
     return _save(figure, path)

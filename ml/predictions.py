@@ -48,14 +48,16 @@ def mean_prediction_metrics(predictions):
             if other[part]["files"] != first[part]["files"] or other[part]["labels"] != first[part]["labels"]:
                 raise ValueError(f"the runs' {part} images differ: they were trained on different splits")
         probabilities = np.mean([np.asarray(p[part]["probabilities"], dtype=np.float64) for p in predictions], axis=0)
-        metrics[part] = metrics_from_probabilities(probabilities, np.asarray(first[part]["labels"]),
-                                                   first["class_names"])
+        metrics[part] = metrics_from_probabilities(
+            probabilities, np.asarray(first[part]["labels"]), first["class_names"]
+        )
     return metrics
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ml.predictions",
-                                     description="Metrics of the mean of several runs' predictions.json.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.predictions", description="Metrics of the mean of several runs' predictions.json."
+    )
     parser.add_argument("predictions", nargs="+", help="predictions.json files of runs on one split")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
@@ -69,8 +71,10 @@ def main(argv=None):
         return 0
     for part, m in metrics.items():
         recall = " / ".join(f"{100 * c['recall']:.1f}" for c in m["per_class"].values())
-        print(f"{part}: accuracy {m['accuracy']:.2%} ({m['n']} images), macro-F1 {m['macro_f1']:.3f}, "
-              f"ECE {m['ece']:.3f}, recall {recall}")
+        print(
+            f"{part}: accuracy {m['accuracy']:.2%} ({m['n']} images), macro-F1 {m['macro_f1']:.3f}, "
+            f"ECE {m['ece']:.3f}, recall {recall}"
+        )
     return 0
 
 

@@ -105,9 +105,9 @@ def content_mask(image, pad_value=PAD_VALUE):
     left = int(np.argmin(cols))
     right = int(np.argmin(cols[::-1]))
     mask[:top] = False
-    mask[height - bottom:] = False
+    mask[height - bottom :] = False
     mask[:, :left] = False
-    mask[:, width - right:] = False
+    mask[:, width - right :] = False
     return mask
 
 
@@ -150,8 +150,8 @@ def adjust_brightness(x, factor):
     batch, single = as_batch(x)
     out = np.empty_like(batch)
     for start in range(0, len(batch), _CHUNK):
-        part = batch[start:start + _CHUNK].astype(np.float32) * np.float32(factor)
-        out[start:start + _CHUNK] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
+        part = batch[start : start + _CHUNK].astype(np.float32) * np.float32(factor)
+        out[start : start + _CHUNK] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
     return _unbatch(out, single)
 
 
@@ -182,8 +182,8 @@ def to_grayscale(x):
     out = np.empty_like(batch)
     weights = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
     for start in range(0, len(batch), _CHUNK):
-        luma = np.clip(np.rint(batch[start:start + _CHUNK].astype(np.float32) @ weights), 0, 255)
-        out[start:start + _CHUNK] = luma.astype(np.uint8)[..., None]
+        luma = np.clip(np.rint(batch[start : start + _CHUNK].astype(np.float32) @ weights), 0, 255)
+        out[start : start + _CHUNK] = luma.astype(np.uint8)[..., None]
     return _unbatch(out, single)
 
 
@@ -227,8 +227,12 @@ class ColourReference:
         if not len(batch):
             raise ValueError("need at least one training image to fit a colour reference")
         means, stds = zip(*(channel_statistics(image, space) for image in batch))
-        return cls(mean=tuple(float(v) for v in np.mean(means, axis=0)),
-                   std=tuple(float(v) for v in np.mean(stds, axis=0)), n_images=len(batch), space=space)
+        return cls(
+            mean=tuple(float(v) for v in np.mean(means, axis=0)),
+            std=tuple(float(v) for v in np.mean(stds, axis=0)),
+            n_images=len(batch),
+            space=space,
+        )
 
     def to_dict(self):
         return {"space": self.space, "mean": list(self.mean), "std": list(self.std), "n_images": self.n_images}
@@ -236,8 +240,12 @@ class ColourReference:
     @classmethod
     def from_dict(cls, data):
         space = _check_space(data.get("space", NORMALISATION_SPACE))
-        return cls(mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
-                   n_images=int(data.get("n_images", 0)), space=space)
+        return cls(
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            n_images=int(data.get("n_images", 0)),
+            space=space,
+        )
 
 
 def _match_statistics(pixels, reference):
@@ -373,9 +381,15 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None,
     base_probabilities = predict(x) if base_probabilities is None else checked(base_probabilities, len(x))
     base_predictions = base_probabilities.argmax(axis=1)
     original = _summary(base_probabilities, y, class_names)
-    results = {"original": {"description": VARIANT_DESCRIPTIONS["original"], **original,
-                            "drop_accuracy_points": 0.0, "drop_macro_f1_points": 0.0,
-                            "changed_predictions": 0.0}}
+    results = {
+        "original": {
+            "description": VARIANT_DESCRIPTIONS["original"],
+            **original,
+            "drop_accuracy_points": 0.0,
+            "drop_macro_f1_points": 0.0,
+            "changed_predictions": 0.0,
+        }
+    }
     for name, transform in transforms.items():
         probabilities = predict(transform(x))
         summary = _summary(probabilities, y, class_names)
@@ -401,14 +415,26 @@ def evaluate_robustness(predict_fn, x, y, class_names, reference, variants=None,
 def format_robustness_table(result):
     """Plain-text table: one row per variant with accuracy, macro-F1 and the drops in points."""
     header = ("Variant", "Accuracy", "Acc. drop", "Macro-F1", "F1 drop", "Changed")
-    rows = [(name, f"{r['accuracy']:.2%}", f"{r['drop_accuracy_points']:+.1f}", f"{r['macro_f1']:.4f}",
-             f"{r['drop_macro_f1_points']:+.1f}", f"{r['changed_predictions']:.1%}")
-            for name, r in result["variants"].items()]
+    rows = [
+        (
+            name,
+            f"{r['accuracy']:.2%}",
+            f"{r['drop_accuracy_points']:+.1f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['drop_macro_f1_points']:+.1f}",
+            f"{r['changed_predictions']:.1%}",
+        )
+        for name, r in result["variants"].items()
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))),
+        "  ".join("-" * w for w in widths),
+    ]
     for row in rows:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    lines.append("Drops are in percentage points against the original images (positive = worse); "
-                 "'Changed' is the share of images whose predicted class changed.")
+    lines.append(
+        "Drops are in percentage points against the original images (positive = worse); "
+        "'Changed' is the share of images whose predicted class changed."
+    )
     return "\n".join(lines)

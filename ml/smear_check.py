@@ -213,8 +213,10 @@ class SmearCheck:
 
     def _check_size(self, batch):
         if batch.shape[1:3] != (self.image_size, self.image_size):
-            raise ValueError(f"this smear check was fitted on {self.image_size}x{self.image_size} images; "
-                             f"prepare images at that size (got {batch.shape[1]}x{batch.shape[2]})")
+            raise ValueError(
+                f"this smear check was fitted on {self.image_size}x{self.image_size} images; "
+                f"prepare images at that size (got {batch.shape[1]}x{batch.shape[2]})"
+            )
 
     def _z(self, features):
         """Signed z per feature, with sides that are not checked set to 0."""
@@ -287,28 +289,36 @@ class SmearCheck:
             if blank[i]:
                 reasons = [BLANK]
             else:
-                flagged = [(abs(z[i, k]), self._reason(name, z[i]))
-                           for k, name in enumerate(FEATURE_NAMES) if abs(z[i, k]) > self.threshold]
+                flagged = [
+                    (abs(z[i, k]), self._reason(name, z[i]))
+                    for k, name in enumerate(FEATURE_NAMES)
+                    if abs(z[i, k]) > self.threshold
+                ]
                 reasons = []
                 for _, reason in sorted(flagged, key=lambda item: -item[0]):
                     if reason and reason not in reasons:
                         reasons.append(reason)
-            results.append({
-                "is_smear": not reasons,
-                "score": float("inf") if blank[i] else float(scores[i]),
-                "threshold": self.threshold,
-                "reasons": reasons,
-                "features": {name: float(features[i, k]) for k, name in enumerate(FEATURE_NAMES)},
-                "z": {name: float(z[i, k]) for k, name in enumerate(FEATURE_NAMES)},
-            })
+            results.append(
+                {
+                    "is_smear": not reasons,
+                    "score": float("inf") if blank[i] else float(scores[i]),
+                    "threshold": self.threshold,
+                    "reasons": reasons,
+                    "features": {name: float(features[i, k]) for k, name in enumerate(FEATURE_NAMES)},
+                    "z": {name: float(z[i, k]) for k, name in enumerate(FEATURE_NAMES)},
+                }
+            )
         return results[0] if single else results
 
     def false_flag_rate(self, x):
         """Share of ``x`` (real smears) that the check flags, with the flagged indices."""
         flags = ~self.is_smear(as_batch(x)[0])
-        return {"n": len(flags), "flagged": int(flags.sum()),
-                "rate": float(flags.mean()) if len(flags) else 0.0,
-                "flagged_indices": [int(i) for i in np.flatnonzero(flags)]}
+        return {
+            "n": len(flags),
+            "flagged": int(flags.sum()),
+            "rate": float(flags.mean()) if len(flags) else 0.0,
+            "flagged_indices": [int(i) for i in np.flatnonzero(flags)],
+        }
 
     # ---------------------------------------------------------------------------------------------
     # Serialisation
@@ -340,13 +350,15 @@ class SmearCheck:
         if list(data.get("features", [])) != list(FEATURE_NAMES):
             raise ValueError("smear-check parameters were made for other features; refit the check")
         return cls(
-            quantile=float(data["quantile"]), min_threshold=float(data.get("min_threshold", MIN_THRESHOLD)),
+            quantile=float(data["quantile"]),
+            min_threshold=float(data.get("min_threshold", MIN_THRESHOLD)),
             blank_lightness_std=float(data.get("blank_lightness_std", BLANK_LIGHTNESS_STD)),
             image_size=int(data["image_size"]),
             median=np.asarray(data["median"], dtype=np.float64),
             scale_low=np.asarray(data["scale_low"], dtype=np.float64),
             scale_high=np.asarray(data["scale_high"], dtype=np.float64),
-            threshold=float(data["threshold"]), n_fit=int(data.get("n_fit", 0)),
+            threshold=float(data["threshold"]),
+            n_fit=int(data.get("n_fit", 0)),
             fit_scores=dict(data.get("fit_scores") or {}),
         )
 

@@ -61,8 +61,7 @@ class Split:
             "block_size": self.block_size,
             "counts": self.counts(),
             "splits": {
-                name: [{"file": s.relpath, "sha256": s.sha256} for s in part]
-                for name, part in self.parts().items()
+                name: [{"file": s.relpath, "sha256": s.sha256} for s in part] for name, part in self.parts().items()
             },
         }
 
@@ -100,8 +99,12 @@ def from_record(record, dataset):
             problems.append(f"{len(changed)} file(s) changed: {', '.join(changed[:10])}")
         raise DatasetError(f"Split record does not match the data in {dataset.root}: " + "; ".join(problems))
     return Split(
-        train=parts["train"], val=parts["val"], test=parts["test"],
-        mode=record["mode"], seed=record["seed"], fractions=tuple(record["fractions"]),
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        mode=record["mode"],
+        seed=record["seed"],
+        fractions=tuple(record["fractions"]),
         block_size=record.get("block_size"),
     )
 

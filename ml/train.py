@@ -233,8 +233,16 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     config_path = output_dir / CONFIG_FILE
     if resume_epoch and config_path.exists():
         saved = with_config_defaults(read_json(config_path))
-        for key in ("architecture", "image_size", "num_classes", "augment", "seed", "normalisation",
-                    "augment_grayscale", "augment_stain"):
+        for key in (
+            "architecture",
+            "image_size",
+            "num_classes",
+            "augment",
+            "seed",
+            "normalisation",
+            "augment_grayscale",
+            "augment_stain",
+        ):
             if saved.get(key) != getattr(config, key):
                 raise ValueError(
                     f"{output_dir} holds an interrupted run with {key}={saved.get(key)!r}, not "
@@ -255,10 +263,16 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(
-        config.architecture, image_size=config.image_size, num_classes=config.num_classes,
-        augment=config.augment, weights_path=config.weights_path, seed=config.seed,
-        augment_strength=config.augment_strength, augment_color=config.augment_color,
-        augment_grayscale=config.augment_grayscale, augment_stain=config.augment_stain,
+        config.architecture,
+        image_size=config.image_size,
+        num_classes=config.num_classes,
+        augment=config.augment,
+        weights_path=config.weights_path,
+        seed=config.seed,
+        augment_strength=config.augment_strength,
+        augment_color=config.augment_color,
+        augment_grayscale=config.augment_grayscale,
+        augment_stain=config.augment_stain,
         normalisation=config.normalisation,
     )
     model.compile(
@@ -277,25 +291,40 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         # epoch as finished, so a crash in between makes the epoch run again rather than leave
         # it out of the history. All three run before any callback that may stop training.
         keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
-            save_weights_only=True, initial_value_threshold=best_so_far,
+            str(best_path),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far,
         ),
         epoch_log,
         keras.callbacks.BackupAndRestore(backup_dir=str(output_dir / BACKUP_DIR)),
     ]
     if config.patience and config.patience > 0:
-        ours.append(_ResumableEarlyStopping(
-            previous_val_acc, monitor="val_accuracy", mode="max", patience=config.patience,
-            restore_best_weights=False,  # the checkpoint file is reloaded below instead
-        ))
+        ours.append(
+            _ResumableEarlyStopping(
+                previous_val_acc,
+                monitor="val_accuracy",
+                mode="max",
+                patience=config.patience,
+                restore_best_weights=False,  # the checkpoint file is reloaded below instead
+            )
+        )
     if config.lr_schedule == "cosine":
-        ours.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, lr: cosine_learning_rate(epoch, config.epochs, config.learning_rate,
-                                                   config.min_learning_rate)))
+        ours.append(
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch, lr: cosine_learning_rate(
+                    epoch, config.epochs, config.learning_rate, config.min_learning_rate
+                )
+            )
+        )
     elif config.lr_schedule == "plateau":
-        ours.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3),
-            min_lr=config.min_learning_rate))
+        ours.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=config.min_learning_rate
+            )
+        )
 
     time_limit = _TimeLimit(config.time_limit_seconds) if config.time_limit_seconds else None
     if time_limit:
@@ -303,7 +332,8 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
 
     verbose = (1 if progress else 0) if isinstance(progress, bool) else int(progress)
     fit_history = model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         validation_data=(x_val, y_val),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -320,19 +350,20 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
     best_epoch = entries[int(np.argmax(val_acc))]["epoch"] if val_acc else entries[-1]["epoch"]
     if best_path.exists():
         model.load_weights(str(best_path))
-    stopped_early = any(
-        isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in ours
-    )
+    stopped_early = any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in ours)
     stopped_by_time_limit = bool(time_limit and time_limit.stopped)
     training_seconds = float(sum(e.get("seconds", 0.0) for e in entries))
-    write_json_atomically(history_path, {
-        "architecture": config.architecture,
-        "epochs": entries,
-        "best_epoch": best_epoch,
-        "stopped_early": stopped_early,
-        "stopped_by_time_limit": stopped_by_time_limit,
-        "completed": True,
-    })
+    write_json_atomically(
+        history_path,
+        {
+            "architecture": config.architecture,
+            "epochs": entries,
+            "best_epoch": best_epoch,
+            "stopped_early": stopped_early,
+            "stopped_by_time_limit": stopped_by_time_limit,
+            "completed": True,
+        },
+    )
     return TrainResult(
         model=model,
         history=history,

@@ -1,5 +1,6 @@
 """The documented table of environment variables (docs/operations.md), built from the settings'
 registry (kind, default) and core.env_catalogue (what each does)."""
+
 from core.env import REGISTRY
 from core.env_catalogue import CATALOGUE
 

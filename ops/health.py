@@ -4,6 +4,7 @@ Built on django-health-check (its Database and Storage checks, and its HealthChe
 Checks run in executor threads: each closes the database connection it opened there, or idle
 connections would pile up (and a test database could not be dropped).
 """
+
 import dataclasses
 import datetime
 

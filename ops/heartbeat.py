@@ -8,6 +8,7 @@ tasks; when the connection is lost Celery stops the consumer's steps and the fil
 
 The check starts no Django and opens no connection: it is cheap enough to run every few seconds.
 """
+
 import argparse
 import os
 import sys

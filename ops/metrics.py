@@ -5,6 +5,7 @@ from it: they are the same whichever web process is scraped and however many wor
 GPU) there are, and need no port on any worker. Queue lengths come from the broker. One scrape
 reads the predictions once (a few hundred ms per 100 000 predictions); scrape every 30-60 s.
 """
+
 import logging
 
 from django.conf import settings
@@ -65,7 +66,9 @@ class TelediagCollector:
         from inference.models import AnalysisJob, Prediction
 
         broker_up = GaugeMetricFamily("telediag_broker_up", "1 when the Celery broker answered this scrape.")
-        queue_length = GaugeMetricFamily("telediag_queue_length", "Messages waiting in a Celery queue.", labels=["queue"])
+        queue_length = GaugeMetricFamily(
+            "telediag_queue_length", "Messages waiting in a Celery queue.", labels=["queue"]
+        )
         try:
             for queue, length in queue_lengths().items():
                 queue_length.add_metric([queue], length)
@@ -77,7 +80,8 @@ class TelediagCollector:
         yield queue_length
 
         jobs = GaugeMetricFamily(
-            "telediag_analysis_jobs", "Analysis jobs by status (failed: waiting for a retry or given up).",
+            "telediag_analysis_jobs",
+            "Analysis jobs by status (failed: waiting for a retry or given up).",
             labels=["status", "model_version"],
         )
         rows = AnalysisJob.objects.values_list("status", "model_version__name")
@@ -89,7 +93,9 @@ class TelediagCollector:
         yield jobs
 
         predictions = CounterMetricFamily(
-            "telediag_predictions", "Stored predictions by label and flag.", labels=["model_version", "label", "flag"],
+            "telediag_predictions",
+            "Stored predictions by label and flag.",
+            labels=["model_version", "label", "flag"],
         )
         names = ("inference", "task", "queue_wait")
         docs = {
@@ -101,7 +107,13 @@ class TelediagCollector:
         tallies = {}
         threshold = settings.ATTENTION_THRESHOLD
         rows = Prediction.objects.values_list(
-            "model_version__name", "label", "is_smear", "probabilities", "inference_ms", "total_ms", "queue_wait_ms",
+            "model_version__name",
+            "label",
+            "is_smear",
+            "probabilities",
+            "inference_ms",
+            "total_ms",
+            "queue_wait_ms",
         )
         for version, label, is_smear, probabilities, inference_ms, total_ms, wait_ms in rows.iterator(chunk_size=2000):
             key = (version, label, prediction_flag(is_smear, probabilities or {}, threshold))

@@ -1,4 +1,5 @@
 """Probe answers before host checks, and a request id on every request and its log lines."""
+
 import logging
 import re
 import time
@@ -56,10 +57,17 @@ class RequestIdMiddleware:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
             logger.info(
-                "%s %s %s %.0f ms", request.method, request.path, response.status_code,
+                "%s %s %s %.0f ms",
+                request.method,
+                request.path,
+                response.status_code,
                 (time.perf_counter() - started) * 1000,
-                extra={"method": request.method, "path": request.path, "status": response.status_code,
-                       "duration_ms": round((time.perf_counter() - started) * 1000, 1)},
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
             )
             return response
         finally:

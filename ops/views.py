@@ -1,4 +1,5 @@
 """/healthz (liveness), /readyz (readiness) and /metrics (Prometheus, token-protected)."""
+
 import hmac
 import os
 

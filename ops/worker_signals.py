@@ -1,4 +1,5 @@
 """Celery signal hooks of every worker: the task id on each log line of the task."""
+
 from celery.signals import task_postrun, task_prerun
 
 from core import log_context

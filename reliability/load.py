@@ -8,6 +8,7 @@ Each submission gets its own Idempotency-Key and is sent again with the same key
 a connection error or a 5xx/429, until the server acknowledges it (201, or 200 for a replay).
 Every attempt's duration is recorded: "blocked" is an attempt that took longer than 5 s.
 """
+
 import random
 import threading
 import time
@@ -77,8 +78,9 @@ class LoadResult:
 
 
 class Load:
-    def __init__(self, base_url, token, patients, images, clients=4, timeout_s=10.0, images_per_case=(1, 2),
-                 seed=0, rate=0.35):
+    def __init__(
+        self, base_url, token, patients, images, clients=4, timeout_s=10.0, images_per_case=(1, 2), seed=0, rate=0.35
+    ):
         self.base_url, self.token, self.patients, self.images = base_url, token, patients, images
         self.clients, self.timeout_s, self.images_per_case = clients, timeout_s, images_per_case
         self.interval_s = 1.0 / rate if rate else 0.0  # each client starts a case at most this often
@@ -113,7 +115,8 @@ class Load:
         while not self._stop.is_set():
             began = time.monotonic()
             submission = Submission(
-                key=str(uuid.uuid4()), patient=rng.choice(self.patients),
+                key=str(uuid.uuid4()),
+                patient=rng.choice(self.patients),
                 images=rng.sample(self.images, rng.randint(*self.images_per_case)),
             )
             with self._lock:
@@ -130,8 +133,10 @@ class Load:
             started = time.time()
             try:
                 answer = session.post(
-                    f"{self.base_url}/api/cases/", data={"patient": submission.patient, "clinical_notes": "load"},
-                    files=files, timeout=self.timeout_s,
+                    f"{self.base_url}/api/cases/",
+                    data={"patient": submission.patient, "clinical_notes": "load"},
+                    files=files,
+                    timeout=self.timeout_s,
                     headers={"Idempotency-Key": submission.key, "Prefer": "return=minimal"},
                 )
                 outcome = str(answer.status_code)

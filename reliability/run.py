@@ -6,6 +6,7 @@ under load (scenarios.py says how it is measured) and prints one line per scenar
 when a target is missed: 0 lost, 0 duplicates, every case completed, recovery <= 30 s after the
 fault ends, no request blocked longer than 5 s by a broker fault. ``--json FILE`` keeps the numbers.
 """
+
 import argparse
 import json
 import os
@@ -43,8 +44,10 @@ def main(argv=None):
     brokers = ["redis", "rabbitmq"] if args.broker == "both" else [args.broker]
     images = smear_images(args.dataset)
     log = lambda message: print(message, flush=True)  # noqa: E731
-    log(f"fault suite: {len(names)} scenario(s) x {len(brokers)} broker(s), {args.clients} clients, "
-        f"{len(images)} images, fault {timing.fault_s:.0f} s")
+    log(
+        f"fault suite: {len(names)} scenario(s) x {len(brokers)} broker(s), {args.clients} clients, "
+        f"{len(images)} images, fault {timing.fault_s:.0f} s"
+    )
     outcomes, failures = [], []
     for broker in brokers:
         with Stack(broker=broker, media_mb=args.media_mb, log=log, keep=args.keep) as stack:
@@ -52,8 +55,9 @@ def main(argv=None):
             for name in names:
                 fault = scenarios.FAULTS[name]
                 started = time.monotonic()
-                outcome = scenarios.run_scenario(stack, fault, images, clients=args.clients, timing=timing, log=log,
-                                               rate=args.rate)
+                outcome = scenarios.run_scenario(
+                    stack, fault, images, clients=args.clients, timing=timing, log=log, rate=args.rate
+                )
                 outcomes.append(outcome)
                 problems = outcome.meets_targets(broker_fault=fault.broker_fault)
                 log(outcome.line() + f"  ({time.monotonic() - started:.0f} s)")

@@ -14,6 +14,7 @@ analysed. From the database it counts:
   analysed (0 when everything was analysed before the fault ended);
 - blocked: requests that took longer than 5 s, and the longest one.
 """
+
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,21 +61,51 @@ def _web_restart(stack):
 
 FAULTS = {
     "baseline": Fault("baseline", "no fault: the load alone", _noop),
-    "worker_child_kill": Fault("worker_child_kill", "SIGKILL a pool child of one worker mid-task (its parent starts another)",
-                               lambda stack: stack.kill_worker_child()),
-    "worker_kill": Fault("worker_kill", "SIGKILL one of the two workers (parent and children) as a node lost; "
-                         "the other carries on; the lost one is started again after the fault",
-                         lambda stack: stack.kill_worker(), lambda stack: stack.start_worker(0)),
-    "broker_pause": Fault("broker_pause", "SIGSTOP the broker (accepts connections, answers nothing), then SIGCONT",
-                          lambda stack: stack.broker.pause(), lambda stack: stack.broker.resume(), broker_fault=True),
-    "broker_restart_empty": Fault("broker_restart_empty", "SIGKILL the broker, start it again empty (every message lost)",
-                                  _restart_broker_empty_kill, _restart_broker_empty_start, broker_fault=True),
-    "db_restart": Fault("db_restart", "PostgreSQL fast shutdown (every connection closed), started again after the fault",
-                        _pg_stop, _pg_start),
-    "web_kill": Fault("web_kill", "SIGKILL gunicorn (master and workers) under load, start it again",
-                      lambda stack: stack.kill_web(), _web_restart),
-    "disk_full": Fault("disk_full", "fill the media folder (a small tmpfs) to the last byte, then free it",
-                       lambda stack: stack.fill_media(), lambda stack: stack.free_media(), needs="media_tmpfs"),
+    "worker_child_kill": Fault(
+        "worker_child_kill",
+        "SIGKILL a pool child of one worker mid-task (its parent starts another)",
+        lambda stack: stack.kill_worker_child(),
+    ),
+    "worker_kill": Fault(
+        "worker_kill",
+        "SIGKILL one of the two workers (parent and children) as a node lost; "
+        "the other carries on; the lost one is started again after the fault",
+        lambda stack: stack.kill_worker(),
+        lambda stack: stack.start_worker(0),
+    ),
+    "broker_pause": Fault(
+        "broker_pause",
+        "SIGSTOP the broker (accepts connections, answers nothing), then SIGCONT",
+        lambda stack: stack.broker.pause(),
+        lambda stack: stack.broker.resume(),
+        broker_fault=True,
+    ),
+    "broker_restart_empty": Fault(
+        "broker_restart_empty",
+        "SIGKILL the broker, start it again empty (every message lost)",
+        _restart_broker_empty_kill,
+        _restart_broker_empty_start,
+        broker_fault=True,
+    ),
+    "db_restart": Fault(
+        "db_restart",
+        "PostgreSQL fast shutdown (every connection closed), started again after the fault",
+        _pg_stop,
+        _pg_start,
+    ),
+    "web_kill": Fault(
+        "web_kill",
+        "SIGKILL gunicorn (master and workers) under load, start it again",
+        lambda stack: stack.kill_web(),
+        _web_restart,
+    ),
+    "disk_full": Fault(
+        "disk_full",
+        "fill the media folder (a small tmpfs) to the last byte, then free it",
+        lambda stack: stack.fill_media(),
+        lambda stack: stack.free_media(),
+        needs="media_tmpfs",
+    ),
 }
 
 SHORT = ["baseline", "worker_child_kill", "worker_kill", "broker_pause"]
@@ -138,10 +169,12 @@ class Outcome:
         if self.skipped:
             return f"{self.scenario:<22} {self.broker:<9} skipped: {self.skipped}"
         recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.1f}"
-        return (f"{self.scenario:<22} {self.broker:<9} clients={self.clients:<3} submitted={self.submitted:<5} "
-                f"completed={self.completed:<5} lost={self.lost} duplicates={self.duplicates} "
-                f"failed_jobs={self.failed_jobs} recovery_s={recovery} blocked>5s={self.blocked} "
-                f"max_request_s={self.max_request_s:.2f}")
+        return (
+            f"{self.scenario:<22} {self.broker:<9} clients={self.clients:<3} submitted={self.submitted:<5} "
+            f"completed={self.completed:<5} lost={self.lost} duplicates={self.duplicates} "
+            f"failed_jobs={self.failed_jobs} recovery_s={recovery} blocked>5s={self.blocked} "
+            f"max_request_s={self.max_request_s:.2f}"
+        )
 
     def as_dict(self):
         return asdict(self)
@@ -223,20 +256,23 @@ def measure(stack, result, outcome, fault_end):
             "SELECT c.id, count(DISTINCT s.id), count(DISTINCT p.smear_id), "
             "extract(epoch FROM max(p.created_at)) FROM cases_case c "
             "JOIN cases_smear s ON s.case_id = c.id LEFT JOIN inference_prediction p ON p.smear_id = s.id "
-            "WHERE c.id = ANY(%s) GROUP BY c.id", [ids],
+            "WHERE c.id = ANY(%s) GROUP BY c.id",
+            [ids],
         )
         rows = {row[0]: row[1:] for row in cursor.fetchall()}
         cursor.execute("SELECT s.case_id, s.image FROM cases_smear s WHERE s.case_id = ANY(%s)", [ids])
         missing_files = {case_id for case_id, name in cursor.fetchall() if not (Path(stack.media) / name).is_file()}
         cursor.execute(
             "SELECT count(*), count(DISTINCT s.case_id) FROM inference_analysisjob j JOIN cases_smear s "
-            "ON s.id = j.smear_id WHERE j.status = 'failed' AND s.case_id = ANY(%s)", [ids],
+            "ON s.id = j.smear_id WHERE j.status = 'failed' AND s.case_id = ANY(%s)",
+            [ids],
         )
         failed_jobs, failed_cases = cursor.fetchone()
         first = min((s.first_sent for s in result.submissions if s.first_sent), default=time.time())
         cursor.execute(
             "SELECT count(*) FROM cases_case c WHERE c.created_at >= to_timestamp(%s) AND NOT EXISTS "
-            "(SELECT 1 FROM idempotency_idempotencykey k WHERE k.resource_id = c.id)", [first - 1],
+            "(SELECT 1 FROM idempotency_idempotencykey k WHERE k.resource_id = c.id)",
+            [first - 1],
         )
         unkeyed = cursor.fetchone()[0]
     acked_ids = sorted({s.case_id for s in acknowledged})

@@ -3,6 +3,7 @@ and the shipped default model. Prints one JSON line: {"token", "patients"}.
 
 Run with the suite's environment (DATABASE_URL and friends): ``python -m reliability.seed N``.
 """
+
 import json
 import os
 import sys
@@ -25,16 +26,26 @@ def main(patients=20):
     lab, _ = Organisation.objects.get_or_create(name="Fault Suite Laboratory", defaults={"kind": "reading"})
     ReferralLink.objects.get_or_create(site=site, laboratory=lab)
     user = User.objects.filter(username="fault_clinician").first() or User.objects.create_user(
-        username="fault_clinician", password=None, organisation=site, role="clinician",
-        first_name="Fault", last_name="Suite",
+        username="fault_clinician",
+        password=None,
+        organisation=site,
+        role="clinician",
+        first_name="Fault",
+        last_name="Suite",
     )
     token, _ = Token.objects.get_or_create(user=user)
     ids = []
     for number in range(patients):
         patient, _ = Patient.objects.get_or_create(
-            organisation=site, mrn=f"FS-{number:04d}",
-            defaults=dict(given_name="Load", family_name=f"Patient{number}", sex="F",
-                          date_of_birth=date(2010, 1, 1), created_by=user),
+            organisation=site,
+            mrn=f"FS-{number:04d}",
+            defaults=dict(
+                given_name="Load",
+                family_name=f"Patient{number}",
+                sex="F",
+                date_of_birth=date(2010, 1, 1),
+                created_by=user,
+            ),
         )
         ids.append(patient.pk)
     print(json.dumps({"token": token.key, "patients": ids}))

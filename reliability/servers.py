@@ -4,6 +4,7 @@ Each server listens on 127.0.0.1 on a free port chosen at start, keeps its data 
 own, and can be paused (SIGSTOP: it accepts connections and answers nothing), resumed, killed and
 started again, empty or not. Nothing here touches the machine's shared services.
 """
+
 import glob
 import os
 import shutil
@@ -53,9 +54,7 @@ class _Server:
         log = open(self.root / f"{self.name}.log", "ab")
         if os.geteuid() == 0 and kwargs.get("user"):
             shutil.chown(self.root / f"{self.name}.log", kwargs["user"], kwargs.get("group"))
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
-        )
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
         log.close()
         return self.process
 
@@ -106,10 +105,25 @@ class RedisServer(_Server):
         if empty:
             shutil.rmtree(data, ignore_errors=True)
         data.mkdir(exist_ok=True)
-        self._spawn([
-            shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-        ])
+        self._spawn(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+            ]
+        )
         wait_for_port(self.port, process=self.process)
         return self
 
@@ -153,15 +167,35 @@ class PostgresCluster(_Server):
                 shutil.chown(self.root, "postgres", "postgres")
             done = subprocess.run(
                 [_postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=self.root, **self._as_owner(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=self.root,
+                **self._as_owner(),
             )
             if done.returncode:
                 raise ServerError(f"initdb failed: {done.stderr.strip()}")
-        self._spawn([
-            _postgres_bin("postgres"), "-D", str(data), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
-            "-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB",
-        ], cwd=self.root, **self._as_owner())
+        self._spawn(
+            [
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+            ],
+            cwd=self.root,
+            **self._as_owner(),
+        )
         self._wait_ready()
         return self
 
@@ -172,7 +206,8 @@ class PostgresCluster(_Server):
                 raise ServerError(f"postgres exited with {self.process.returncode}; see {self.root}/postgres.log")
             ready = subprocess.run(
                 [_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             if ready.returncode == 0:
                 return
@@ -201,7 +236,9 @@ class PostgresCluster(_Server):
     def create_database(self, name):
         subprocess.run(
             [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         return self.url(name)
 
@@ -230,7 +267,8 @@ class RabbitMQNode(_Server):
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
             "RABBITMQ_PID_FILE": str(self.root / "rabbitmq.pid"),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_listen_min {0} -kernel inet_dist_listen_max {0}".format(
-                self.dist_port),
+                self.dist_port
+            ),
         }
 
     def start(self, empty=False, timeout=120.0):

@@ -5,6 +5,7 @@ PostgreSQL cluster, broker (Redis or a RabbitMQ node), ``gunicorn telediag.wsgi:
 of its own with its own log under the stack's folder. Media can live on a small tmpfs (as root) so
 that the disk can be filled.
 """
+
 import json
 import os
 import secrets
@@ -32,7 +33,12 @@ class Process:
     def start(self):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -73,8 +79,18 @@ class Process:
 
 
 class Stack:
-    def __init__(self, broker="redis", root=None, web_workers=2, workers=2, concurrency=1, media_mb=None,
-                 patients=20, log=print, keep=False):
+    def __init__(
+        self,
+        broker="redis",
+        root=None,
+        web_workers=2,
+        workers=2,
+        concurrency=1,
+        media_mb=None,
+        patients=20,
+        log=print,
+        keep=False,
+    ):
         self.broker_kind = broker
         self.root = Path(root or tempfile.mkdtemp(prefix="telediag-faults-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -105,16 +121,35 @@ class Stack:
         self.env = self._environment()
         self._manage("migrate", "--noinput", "-v", "0")
         seeded = subprocess.run(
-            [sys.executable, "-m", "reliability.seed", str(self.patients)], cwd=ROOT, env=self.env,
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-m", "reliability.seed", str(self.patients)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         world = json.loads(seeded.stdout.strip().splitlines()[-1])
         self.token, self.patient_ids = world["token"], world["patients"]
         self.start_web()
         for index in range(len(self.workers)):
             self.start_worker(index)
-        self.beat = Process("beat", [sys.executable, "-m", "celery", "-A", "telediag", "beat", "-l", "INFO",
-                                     "-s", str(self.root / "celerybeat-schedule")], self.env, self.root).start()
+        self.beat = Process(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "telediag",
+                "beat",
+                "-l",
+                "INFO",
+                "-s",
+                str(self.root / "celerybeat-schedule"),
+            ],
+            self.env,
+            self.root,
+        ).start()
         self.wait_for_web()
         self.log(f"stack up in {time.monotonic() - started:.0f} s: {self.base_url} ({self.broker_kind}), {self.root}")
         return self
@@ -128,9 +163,11 @@ class Stack:
         case_ids = []
         for index in range(len(self.workers) * self.concurrency * 2):
             answer = requests.post(
-                f"{self.base_url}/api/cases/", headers={"Authorization": f"Token {self.token}"},
+                f"{self.base_url}/api/cases/",
+                headers={"Authorization": f"Token {self.token}"},
                 data={"patient": self.patient_ids[0], "clinical_notes": "warm-up"},
-                files=[("images", images[index % len(images)])], timeout=60,
+                files=[("images", images[index % len(images)])],
+                timeout=60,
             )
             answer.raise_for_status()
             case_ids.append(answer.json()["id"])
@@ -143,31 +180,35 @@ class Stack:
         (self.root / "static").mkdir(exist_ok=True)
         broker_url = self.broker.url()
         env = {
-            key: value for key, value in os.environ.items()
+            key: value
+            for key, value in os.environ.items()
             if not key.startswith(("TELEDIAG_", "CELERY_", "DATABASE_URL", "DJANGO_"))
         }
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "telediag.settings",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "false",
-            "TELEDIAG_HTTPS": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": self.database_url,
-            "CELERY_BROKER_URL": broker_url,
-            "MEDIA_ROOT": str(self.media),
-            "STATIC_ROOT": str(self.root / "static"),
-            "TELEDIAG_VAR_DIR": str(self.root / "var"),
-            "TELEDIAG_TF_INTRA_OP_THREADS": "1",
-            "TELEDIAG_TF_INTER_OP_THREADS": "1",
-            "CUDA_VISIBLE_DEVICES": "",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "telediag.settings",
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "DEBUG": "false",
+                "TELEDIAG_HTTPS": "false",
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DATABASE_URL": self.database_url,
+                "CELERY_BROKER_URL": broker_url,
+                "MEDIA_ROOT": str(self.media),
+                "STATIC_ROOT": str(self.root / "static"),
+                "TELEDIAG_VAR_DIR": str(self.root / "var"),
+                "TELEDIAG_TF_INTRA_OP_THREADS": "1",
+                "TELEDIAG_TF_INTER_OP_THREADS": "1",
+                "CUDA_VISIBLE_DEVICES": "",
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def _manage(self, *args):
-        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL
+        )
 
     def _mount_media(self):
         self.media.mkdir(parents=True, exist_ok=True)
@@ -176,8 +217,11 @@ class Stack:
         if os.geteuid() != 0:
             self.log("media: not root, no tmpfs; the disk-full fault is skipped")
             return
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.media_mb}m,mode=0777", "tmpfs",
-                                 str(self.media)], capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.media_mb}m,mode=0777", "tmpfs", str(self.media)],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode == 0:
             self.media_mounted = True
         else:
@@ -214,18 +258,34 @@ class Stack:
 
     def start_web(self):
         # The README's production command, bound to loopback on a free port.
-        self.web = Process("gunicorn", [
-            sys.executable, "-m", "gunicorn", "telediag.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.web_workers), "--timeout", "30",
-        ], self.env, self.root).start()
+        self.web = Process(
+            "gunicorn",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "telediag.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.web_workers),
+                "--timeout",
+                "30",
+            ],
+            self.env,
+            self.root,
+        ).start()
         return self.web
 
     def wait_for_web(self, timeout=90):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                answer = requests.get(f"{self.base_url}/api/cases/?page_size=1", timeout=3,
-                                      headers={"Authorization": f"Token {self.token}"})
+                answer = requests.get(
+                    f"{self.base_url}/api/cases/?page_size=1",
+                    timeout=3,
+                    headers={"Authorization": f"Token {self.token}"},
+                )
                 if answer.status_code == 200:
                     return
             except requests.RequestException:
@@ -238,11 +298,31 @@ class Stack:
     def start_worker(self, index=0):
         """Worker ``index`` (a node of its own: own name, own pool of ``concurrency`` children)."""
         self.worker_count += 1
-        self.workers[index] = Process(f"worker-{index}-{self.worker_count}", [
-            sys.executable, "-m", "celery", "-A", "telediag", "worker", "-Q", "inference,default", "-P", "prefork",
-            "-c", str(self.concurrency), "-n", f"faults-{index}-{self.worker_count}@%h", "-l", "INFO",
-            "--without-gossip", "--without-mingle",
-        ], self.env, self.root).start()
+        self.workers[index] = Process(
+            f"worker-{index}-{self.worker_count}",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "telediag",
+                "worker",
+                "-Q",
+                "inference,default",
+                "-P",
+                "prefork",
+                "-c",
+                str(self.concurrency),
+                "-n",
+                f"faults-{index}-{self.worker_count}@%h",
+                "-l",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            self.env,
+            self.root,
+        ).start()
         return self.workers[index]
 
     @property

@@ -7,6 +7,7 @@ largest member's input size and scales images down inside for smaller members), 
 average on that split's validation and test images, and registers it like a trained model
 (metadata, plots, split, smear check of the first member).
 """
+
 import datetime
 
 from django.conf import settings
@@ -29,9 +30,11 @@ def _check_members(versions):
         if list(version.class_names) != list(first.class_names):
             raise TrainingError(f"{version.name} and {first.name} predict different classes.")
         if (version.record.split or {}).get("splits") != (first.record.split or {}).get("splits"):
-            raise TrainingError(f"{version.name} and {first.name} were not trained on the same split, so the "
-                                "test images of one may be training images of the other: train the members "
-                                "with the same --split and --seed.")
+            raise TrainingError(
+                f"{version.name} and {first.name} were not trained on the same split, so the "
+                "test images of one may be training images of the other: train the members "
+                "with the same --split and --seed."
+            )
     if not (first.record.split or {}).get("splits"):
         raise TrainingError(f"{first.name} has no recorded split to evaluate the ensemble on.")
 
@@ -77,29 +80,52 @@ def register_ensemble(versions, data_dir, *, name=None, output_dir=None, log=Non
     plots = {}
     for part, part_metrics in metrics.items():
         plots[f"confusion_matrix_{part}"] = f"plots/confusion_matrix_{part}.png"
-        plot_confusion_matrix(part_metrics["confusion_matrix"], labels, output_dir / plots[f"confusion_matrix_{part}"],
-                              title=f"ensemble - {part} ({part_metrics['accuracy']:.1%})")
+        plot_confusion_matrix(
+            part_metrics["confusion_matrix"],
+            labels,
+            output_dir / plots[f"confusion_matrix_{part}"],
+            title=f"ensemble - {part} ({part_metrics['accuracy']:.1%})",
+        )
     model_path = output_dir / registry.MODEL_FILE
     sha256 = save_model_atomically(ensemble, model_path)
     used = split.train + split.val + split.test
     metadata = {
-        "format": METADATA_FORMAT, "architecture": ENSEMBLE_ARCHITECTURE, "model_file": registry.MODEL_FILE, "sha256": sha256,
-        "class_names": list(CLASS_NAMES), "class_labels": labels, "input_size": input_size,
-        "preprocessing": {"ensemble": "mean of the members' probabilities; each member keeps its own "
-                                      "preprocessing inside its model; members taking smaller images get "
-                                      f"the {input_size} px image scaled down (bilinear, antialiased)",
-                          "members": {v.name: v.record.preprocessing for v in versions}},
+        "format": METADATA_FORMAT,
+        "architecture": ENSEMBLE_ARCHITECTURE,
+        "model_file": registry.MODEL_FILE,
+        "sha256": sha256,
+        "class_names": list(CLASS_NAMES),
+        "class_labels": labels,
+        "input_size": input_size,
+        "preprocessing": {
+            "ensemble": "mean of the members' probabilities; each member keeps its own "
+            "preprocessing inside its model; members taking smaller images get "
+            f"the {input_size} px image scaled down (bilinear, antialiased)",
+            "members": {v.name: v.record.preprocessing for v in versions},
+        },
         "members": [{"name": v.name, "architecture": v.architecture, "sha256": v.sha256} for v in versions],
-        "metrics": metrics, "plots": plots, "data_fingerprint": fingerprint_samples(used),
-        "dataset": {"root": str(dataset.root), "fingerprint": dataset.fingerprint(), "counts": dataset.counts(),
-                    "used": len(used), "max_per_class": first.record.split.get("max_per_class")},
-        "split": first.record.split, "smear_check": first.smear_check or None,
-        "params": int(ensemble.count_params()), "epochs_run": 0, "training_seconds": 0.0,  # nothing trained
-        "versions": software_versions(), "hardware": hardware_description(),
+        "metrics": metrics,
+        "plots": plots,
+        "data_fingerprint": fingerprint_samples(used),
+        "dataset": {
+            "root": str(dataset.root),
+            "fingerprint": dataset.fingerprint(),
+            "counts": dataset.counts(),
+            "used": len(used),
+            "max_per_class": first.record.split.get("max_per_class"),
+        },
+        "split": first.record.split,
+        "smear_check": first.smear_check or None,
+        "params": int(ensemble.count_params()),
+        "epochs_run": 0,
+        "training_seconds": 0.0,  # nothing trained
+        "versions": software_versions(),
+        "hardware": hardware_description(),
         "trained_at": stamp.isoformat(timespec="seconds"),
     }
     write_metadata(output_dir / registry.METADATA_FILE, metadata)
     result = {**metadata, "output_dir": str(output_dir), "model_path": str(model_path)}
     members = ", ".join(v.name for v in versions)
-    return registry.register_model(result, name=name or f"ensemble-{stamp:%Y%m%d-%H%M%S}",
-                                   notes=f"Ensemble (mean probabilities) of {members}.")
+    return registry.register_model(
+        result, name=name or f"ensemble-{stamp:%Y%m%d-%H%M%S}", notes=f"Ensemble (mean probabilities) of {members}."
+    )

@@ -18,6 +18,7 @@ measures, on that split's TEST images:
 
 Everything Keras/numpy lives in ml; this module is the Django glue (registry, settings).
 """
+
 import datetime
 import platform
 import statistics
@@ -91,9 +92,19 @@ def _cpu_description():
     return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores"
 
 
-def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, latency_runs=DEFAULT_LATENCY_RUNS,
-                       smear_size=DEFAULT_SMEAR_SIZE, smear_quantile=None, required_margin=DEFAULT_REQUIRED_MARGIN,
-                       attach_smear_check=False, log=None):
+def build_model_report(
+    version,
+    data_dir,
+    *,
+    output_dir=None,
+    batch_size=32,
+    latency_runs=DEFAULT_LATENCY_RUNS,
+    smear_size=DEFAULT_SMEAR_SIZE,
+    smear_quantile=None,
+    required_margin=DEFAULT_REQUIRED_MARGIN,
+    attach_smear_check=False,
+    log=None,
+):
     """Build the report for ``version`` (ModelVersion) on the images in ``data_dir``; see the module
     docstring. Writes report.json, report.txt and smear_check.json into ``output_dir`` (default
     VAR_DIR/reports/<version>-<UTC time>) and returns the report dict (with "output_dir" and
@@ -112,12 +123,16 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     log = log or (lambda line: None)
     started = time.perf_counter()
     if attach_smear_check and smear_size != registry.SMEAR_CHECK_SIZE:
-        raise TrainingError(f"A smear check stored on a model version must be fitted at {registry.SMEAR_CHECK_SIZE}px "
-                            f"(serving checks images at that size), not {smear_size}px.")
+        raise TrainingError(
+            f"A smear check stored on a model version must be fitted at {registry.SMEAR_CHECK_SIZE}px "
+            f"(serving checks images at that size), not {smear_size}px."
+        )
     record = version.record.split or {}
     if not record.get("splits"):
-        raise TrainingError(f"Model {version.name} has no recorded split: a report needs the training/validation/"
-                            "test split it was trained on (models made by `retrain` record one).")
+        raise TrainingError(
+            f"Model {version.name} has no recorded split: a report needs the training/validation/"
+            "test split it was trained on (models made by `retrain` record one)."
+        )
     positions = _label_positions(version)
     root = _data_root(data_dir)
     dataset = scan(root, require_all_classes=False)
@@ -128,11 +143,15 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     if not split.test:
         raise TrainingError(f"The split recorded with {version.name} has no test images.")
     if len(split.train) < 20:
-        raise TrainingError(f"The split recorded with {version.name} has only {len(split.train)} training images; "
-                            "the baseline and the smear check need at least 20.")
+        raise TrainingError(
+            f"The split recorded with {version.name} has only {len(split.train)} training images; "
+            "the baseline and the smear check need at least 20."
+        )
     size = int(version.input_size)
-    log(f"Loading {len(split.train)} train, {len(split.val)} validation and {len(split.test)} test images "
-        f"at {size}px from {dataset.root}")
+    log(
+        f"Loading {len(split.train)} train, {len(split.val)} validation and {len(split.test)} test images "
+        f"at {size}px from {dataset.root}"
+    )
     try:
         x_train, y_train = load_arrays(split.train, size)
         x_val = load_arrays(split.val, size)[0] if split.val else None
@@ -150,8 +169,9 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
         return probabilities[:, positions]  # columns in CLASS_NAMES order, like the labels
 
     log("Evaluating the model on the test split and its colour variants, and the colour-only baseline")
-    colour = build_colour_report(predict_fn, (x_train, y_train), (x_test, y_test), CLASS_NAMES,
-                                 required_margin=required_margin)
+    colour = build_colour_report(
+        predict_fn, (x_train, y_train), (x_test, y_test), CLASS_NAMES, required_margin=required_margin
+    )
 
     log(f"Fitting the smear check on the training split at {smear_size}px")
     if smear_size == size:
@@ -161,19 +181,31 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
         smear_val = load_arrays(split.val, smear_size)[0] if split.val else None
         smear_test, _ = load_arrays(split.test, smear_size)
     check = SmearCheck(quantile=DEFAULT_QUANTILE if smear_quantile is None else smear_quantile).fit(smear_train)
-    smear = {"image_size": smear_size, "threshold": check.threshold, "quantile": check.quantile,
-             "min_threshold": check.min_threshold, "n_fit": check.n_fit, "fit_scores": check.fit_scores}
+    smear = {
+        "image_size": smear_size,
+        "threshold": check.threshold,
+        "quantile": check.quantile,
+        "min_threshold": check.min_threshold,
+        "n_fit": check.n_fit,
+        "fit_scores": check.fit_scores,
+    }
     for name, part, samples in (("val", smear_val, split.val), ("test", smear_test, split.test)):
         if part is None:
             continue
         rate = check.false_flag_rate(part)
         flagged = check.check(part[rate["flagged_indices"]]) if rate["flagged"] else []
         smear[f"false_flags_{name}"] = {
-            "n": rate["n"], "flagged": rate["flagged"], "rate": rate["rate"],
-            "examples": [{"file": samples[i].relpath,
-                          "score": round(result["score"], 3) if np.isfinite(result["score"]) else None,
-                          "reasons": result["reasons"]}
-                         for i, result in zip(rate["flagged_indices"][:20], flagged)],
+            "n": rate["n"],
+            "flagged": rate["flagged"],
+            "rate": rate["rate"],
+            "examples": [
+                {
+                    "file": samples[i].relpath,
+                    "score": round(result["score"], 3) if np.isfinite(result["score"]) else None,
+                    "reasons": result["reasons"],
+                }
+                for i, result in zip(rate["flagged_indices"][:20], flagged)
+            ],
         }
 
     log("Measuring single-image latency")
@@ -184,8 +216,12 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(version)
     output_dir.mkdir(parents=True, exist_ok=True)
     smear_params = check.to_dict()
-    smear_params["fitted_on"] = {"model": version.name, "data_fingerprint": version.data_fingerprint,
-                                 "split": "train", "n": check.n_fit}
+    smear_params["fitted_on"] = {
+        "model": version.name,
+        "data_fingerprint": version.data_fingerprint,
+        "split": "train",
+        "n": check.n_fit,
+    }
     if "false_flags_val" in smear:  # so the file alone says how often it flags real smears
         smear_params["validation"] = {key: smear["false_flags_val"][key] for key in ("n", "flagged", "rate")}
     write_json_atomically(output_dir / SMEAR_CHECK_FILE, smear_params)
@@ -202,21 +238,36 @@ def build_model_report(version, data_dir, *, output_dir=None, batch_size=32, lat
     report = {
         "format": REPORT_FORMAT,
         "generated_at": timezone.now().astimezone(datetime.UTC).isoformat(timespec="seconds"),
-        "model": {"id": version.pk, "name": version.name, "architecture": version.architecture,
-                  "sha256": version.sha256, "input_size": size, "class_names": list(version.class_names),
-                  "is_active": version.is_active, "file_path": str(file_path),
-                  "file_size_bytes": file_path.stat().st_size,
-                  "recorded_test_accuracy": version.test_accuracy,
-                  "had_smear_check": had_smear_check},
-        "data": {"root": str(dataset.root), "split_mode": split.mode, "seed": split.seed,
-                 "block_size": split.block_size, "counts": split.counts()},
+        "model": {
+            "id": version.pk,
+            "name": version.name,
+            "architecture": version.architecture,
+            "sha256": version.sha256,
+            "input_size": size,
+            "class_names": list(version.class_names),
+            "is_active": version.is_active,
+            "file_path": str(file_path),
+            "file_size_bytes": file_path.stat().st_size,
+            "recorded_test_accuracy": version.test_accuracy,
+            "had_smear_check": had_smear_check,
+        },
+        "data": {
+            "root": str(dataset.root),
+            "split_mode": split.mode,
+            "seed": split.seed,
+            "block_size": split.block_size,
+            "counts": split.counts(),
+        },
         **colour,
         "smear_check": smear,
         "latency": latency,
         "seconds": None,
         "output_dir": str(output_dir),
-        "files": {"report": str(output_dir / REPORT_FILE), "text": str(output_dir / REPORT_TEXT_FILE),
-                  "smear_check": str(output_dir / SMEAR_CHECK_FILE)},
+        "files": {
+            "report": str(output_dir / REPORT_FILE),
+            "text": str(output_dir / REPORT_TEXT_FILE),
+            "smear_check": str(output_dir / SMEAR_CHECK_FILE),
+        },
     }
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json_atomically(output_dir / REPORT_FILE, report)
@@ -244,14 +295,20 @@ def format_report(report):
     block = f", block size {data['block_size']}" if data.get("block_size") else ""
     recorded = model.get("recorded_test_accuracy")
     lines = [
-        (f"Model report: {model['name']} ({model['architecture']}, {model['input_size']}px, "
-         f"{model['file_size_bytes'] / 1e6:.2f} MB){active}"),
-        (f"Data {data['root']}: {data['split_mode']} split (seed {data['seed']}{block}), "
-         f"train {counts['train']} / val {counts['val']} / test {counts['test']} images"),
+        (
+            f"Model report: {model['name']} ({model['architecture']}, {model['input_size']}px, "
+            f"{model['file_size_bytes'] / 1e6:.2f} MB){active}"
+        ),
+        (
+            f"Data {data['root']}: {data['split_mode']} split (seed {data['seed']}{block}), "
+            f"train {counts['train']} / val {counts['val']} / test {counts['test']} images"
+        ),
         "",
-        (f"Test split: accuracy {_pct(test['accuracy'])}, macro-F1 {test['macro_f1']:.4f}, "
-         f"loss {test['loss']:.4f}, ECE {test['ece']:.4f}"
-         + (f" (recorded at training: {_pct(recorded)})" if recorded is not None else "")),
+        (
+            f"Test split: accuracy {_pct(test['accuracy'])}, macro-F1 {test['macro_f1']:.4f}, "
+            f"loss {test['loss']:.4f}, ECE {test['ece']:.4f}"
+            + (f" (recorded at training: {_pct(recorded)})" if recorded is not None else "")
+        ),
         "",
         "Colour robustness (test split):",
         format_robustness_table(report["robustness"]),
@@ -260,28 +317,42 @@ def format_report(report):
     if worst:
         lines.append(f"Largest accuracy drop: {worst['variant']} ({worst['drop_accuracy_points']:+.1f} points)")
 
-    lines += ["", ("Colour-only baseline (per-channel mean and std of R, G, B; logistic regression), "
-                   "trained on the training split:")]
+    lines += [
+        "",
+        (
+            "Colour-only baseline (per-channel mean and std of R, G, B; logistic regression), "
+            "trained on the training split:"
+        ),
+    ]
     for space, baseline in report["colour_baselines"].items():
         comparison = report["comparisons"][space]
-        verdict = ("beats the colour-only baseline" if comparison["beats_colour_baseline"]
-                   else "DOES NOT clearly beat the colour-only baseline")
+        verdict = (
+            "beats the colour-only baseline"
+            if comparison["beats_colour_baseline"]
+            else "DOES NOT clearly beat the colour-only baseline"
+        )
         label = SPACE_LABELS.get(space, space)
         lines += [
-            (f"  {label}: baseline on test {_pct(baseline['test']['accuracy'])}, on normalised test "
-             f"{_pct(baseline['normalised_test']['accuracy'])}, trained and tested on normalised images "
-             f"{_pct(baseline['normalised_train_normalised_test']['accuracy'])} (majority class "
-             f"{_pct(baseline['chance'])})"),
-            (f"    model on {label} test {_pct(comparison['model_normalised_accuracy'])} vs baseline's best "
-             f"{_pct(comparison['baseline_best_normalised_accuracy'])}: margin {comparison['margin_points']:+.1f} "
-             f"points (required {comparison['required_margin_points']:+.1f}) -> {verdict}"),
+            (
+                f"  {label}: baseline on test {_pct(baseline['test']['accuracy'])}, on normalised test "
+                f"{_pct(baseline['normalised_test']['accuracy'])}, trained and tested on normalised images "
+                f"{_pct(baseline['normalised_train_normalised_test']['accuracy'])} (majority class "
+                f"{_pct(baseline['chance'])})"
+            ),
+            (
+                f"    model on {label} test {_pct(comparison['model_normalised_accuracy'])} vs baseline's best "
+                f"{_pct(comparison['baseline_best_normalised_accuracy'])}: margin {comparison['margin_points']:+.1f} "
+                f"points (required {comparison['required_margin_points']:+.1f}) -> {verdict}"
+            ),
         ]
     lines.append("")
 
     smear = report["smear_check"]
-    lines.append(f"Smear check (fitted on {smear['n_fit']} training images at {smear['image_size']}px; threshold "
-                 f"{smear['threshold']:.2f}: the {100 * smear['quantile']:g}th percentile of training scores, "
-                 f"at least {smear['min_threshold']:g}):")
+    lines.append(
+        f"Smear check (fitted on {smear['n_fit']} training images at {smear['image_size']}px; threshold "
+        f"{smear['threshold']:.2f}: the {100 * smear['quantile']:g}th percentile of training scores, "
+        f"at least {smear['min_threshold']:g}):"
+    )
     for part, label in (("val", "validation"), ("test", "test")):
         rate = smear.get(f"false_flags_{part}")
         if rate:
@@ -291,17 +362,23 @@ def format_report(report):
     if smear.get("attached"):
         lines.append(f"  stored on model version {model['name']}: serving flags non-smear uploads with it")
     elif model.get("had_smear_check"):
-        lines.append(f"  model version {model['name']} keeps the smear check stored with it (--attach-smear-check "
-                     "replaces it with this one)")
+        lines.append(
+            f"  model version {model['name']} keeps the smear check stored with it (--attach-smear-check "
+            "replaces it with this one)"
+        )
     else:
-        lines.append(f"  model version {model['name']} has no stored smear check: run again with "
-                     "--attach-smear-check to store this one")
+        lines.append(
+            f"  model version {model['name']} has no stored smear check: run again with "
+            "--attach-smear-check to store this one"
+        )
 
     latency = report["latency"]
     lines += [
         "",
-        (f"Latency: {latency['median_ms']:.1f} ms median, {latency['p90_ms']:.1f} ms p90 per single image "
-         f"({latency['method']}, {latency['runs']} runs; {latency['hardware']})"),
+        (
+            f"Latency: {latency['median_ms']:.1f} ms median, {latency['p90_ms']:.1f} ms p90 per single image "
+            f"({latency['method']}, {latency['runs']} runs; {latency['hardware']})"
+        ),
         f"Model file: {model['file_path']} ({model['file_size_bytes']:,} bytes)",
         f"Saved: {report['files']['report']}, {report['files']['smear_check']}",
     ]

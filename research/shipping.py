@@ -6,6 +6,7 @@ name, and the sha256 of the file it came from), and its plots. ``default_model.e
 then registers that folder on a fresh install. With ``replace`` the other shipped folders are
 removed, so the repository ships exactly one default model.
 """
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,8 +35,10 @@ def ship_version(version, folder=None, *, name=None, replace=False, max_bytes=MA
     folder. ``name``: the version name fresh installs register it under (default: the version's).
     Refuses a file over ``max_bytes``, a model without a recorded split, or an altered file."""
     if not (version.record.split or {}).get("splits"):
-        raise ShippingError(f"Model version {version.name} has no recorded split: a shipped model must say which "
-                            "images it was trained and tested on.")
+        raise ShippingError(
+            f"Model version {version.name} has no recorded split: a shipped model must say which "
+            "images it was trained and tested on."
+        )
     try:
         model = registry.load_model(version)  # checks the sha256
     except registry.RegistryError as exc:
@@ -54,8 +57,10 @@ def ship_version(version, folder=None, *, name=None, replace=False, max_bytes=MA
         sha256 = artifacts.save_model_atomically(model, staging / registry.MODEL_FILE)
         size = (staging / registry.MODEL_FILE).stat().st_size
         if size > max_bytes:
-            raise ShippingError(f"{version.name} is {size / 1e6:.1f} MB without optimizer state; the repository ships "
-                                f"at most {max_bytes / 1e6:.1f} MB per model.")
+            raise ShippingError(
+                f"{version.name} is {size / 1e6:.1f} MB without optimizer state; the repository ships "
+                f"at most {max_bytes / 1e6:.1f} MB per model."
+            )
         plots = {}
         for key, rel in (metadata.get("plots") or {}).items():
             plot = source_dir / rel
@@ -64,10 +69,16 @@ def ship_version(version, folder=None, *, name=None, replace=False, max_bytes=MA
                 shutil.copyfile(plot, staging / registry.PLOTS_DIR / plot.name)
                 plots[key] = f"{registry.PLOTS_DIR}/{plot.name}"
         metadata.update(
-            version_name=name or version.name, model_file=registry.MODEL_FILE, sha256=sha256, plots=plots,
+            version_name=name or version.name,
+            model_file=registry.MODEL_FILE,
+            sha256=sha256,
+            plots=plots,
             smear_check=version.smear_check or metadata.get("smear_check"),
-            shipped_from={"version": version.name, "run_model_sha256": version.sha256,
-                          "note": "same weights, saved without optimizer state"},
+            shipped_from={
+                "version": version.name,
+                "run_model_sha256": version.sha256,
+                "note": "same weights, saved without optimizer state",
+            },
         )
         artifacts.write_metadata(staging / registry.METADATA_FILE, metadata)
         staging.chmod(0o755)

@@ -4,6 +4,7 @@ They carry no case or patient. The account concerned is the actor when it is kno
 sign-in names an existing account in detail.username and still belongs to its organisation, so
 that organisation's lab admins see attacks on their people).
 """
+
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -61,4 +62,3 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 @receiver(user_locked_out, dispatch_uid="security-audit-locked-out")
 def _locked_out(sender, request, username, ip_address, **kwargs):
     security_event(Action.LOCKED_OUT, request=request, username=username or "")
-

@@ -1,4 +1,5 @@
 """Choices other apps store: kept here so that they import them downward."""
+
 from django.db import models
 
 

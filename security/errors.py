@@ -1,4 +1,5 @@
 """API errors of the security layer (rendered with the one error body by core.api_errors)."""
+
 from rest_framework import exceptions, status
 
 

@@ -1,4 +1,5 @@
 """Response headers and session rules for every request of the portal and the API."""
+
 from django.conf import settings
 from django.utils.cache import add_never_cache_headers
 
@@ -57,9 +58,13 @@ class SecondFactorMiddleware:
         if path.startswith(self.EXEMPT_PREFIXES) or not requires_second_factor(user):
             return None
         if path.startswith("/api/"):
-            return JsonResponse(error_body(
-                "second_factor_required", "Sign in with your second factor in the portal first, or use an API token.",
-            ), status=403)
+            return JsonResponse(
+                error_body(
+                    "second_factor_required",
+                    "Sign in with your second factor in the portal first, or use an API token.",
+                ),
+                status=403,
+            )
         target = "two-factor-verify" if has_second_factor(user) else "two-factor-setup"
         return redirect(f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}")
 
@@ -93,9 +98,13 @@ class PasswordChangeRequiredMiddleware:
         from core.api_errors import error_body
 
         if request.path_info.startswith("/api/"):
-            return JsonResponse(error_body(
-                "password_change_required", "Choose your own password in the portal first.",
-            ), status=403)
+            return JsonResponse(
+                error_body(
+                    "password_change_required",
+                    "Choose your own password in the portal first.",
+                ),
+                status=403,
+            )
         return redirect(f"{reverse('password-change')}?{urlencode({'next': request.get_full_path()})}")
 
 
@@ -141,7 +150,9 @@ class SessionIdleTimeoutMiddleware:
         from core.api_errors import WWW_AUTHENTICATE, error_body
 
         if request.path_info.startswith("/api/") or request.headers.get("X-Telediag-Background") == "1":
-            response = JsonResponse(error_body("session_expired", "Signed out after a period of inactivity."), status=401)
+            response = JsonResponse(
+                error_body("session_expired", "Signed out after a period of inactivity."), status=401
+            )
             response["WWW-Authenticate"] = WWW_AUTHENTICATE
             return response
         messages.info(request, "You were signed out after a period of inactivity.")

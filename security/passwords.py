@@ -4,6 +4,7 @@ Accounts created, and passwords reset, by a lab admin (portal, API) or a superus
 carry a temporary password: PasswordState.must_change until the user picks their own. Passwords
 set at the command line (createsuperuser, seed_demo) are the operator's own choice.
 """
+
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.utils import timezone
@@ -47,6 +48,8 @@ def password_set_by_admin(user, *, admin=None, request=None, new_account=False):
     PasswordState.objects.update_or_create(user=user, defaults={"must_change": True})
     if not new_account:
         security_event(
-            AuditEvent.Action.PASSWORD_RESET, user=user, request=request,
+            AuditEvent.Action.PASSWORD_RESET,
+            user=user,
+            request=request,
             reset_by=admin.get_username() if admin is not None else None,
         )

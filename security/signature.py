@@ -3,6 +3,7 @@ authentication code (TOTP) entered again, at that moment, whatever the session.
 
 A wrong password counts as a failed sign-in (audit trail, lockout): it is the same secret.
 """
+
 from django.contrib.auth import authenticate
 from django.db import transaction
 from django_otp import devices_for_user

@@ -4,6 +4,7 @@ Enrolment makes an unconfirmed TOTP device; the first correct code confirms it, 
 recovery codes (shown once) and verifies the session. A lab admin (or a superuser in the admin)
 resets a user's second factor when a phone is lost; the user enrols again at the next sign-in.
 """
+
 import base64
 import io
 
@@ -90,8 +91,7 @@ def second_factor_login(request, user, device):
     """Mark the session as verified by ``device`` (django-otp) and record it."""
     otp_login(request, device)
     if isinstance(device, StaticDevice):
-        security_event(Action.RECOVERY_CODE_USED, user=user, request=request,
-                       codes_left=device.token_set.count())
+        security_event(Action.RECOVERY_CODE_USED, user=user, request=request, codes_left=device.token_set.count())
 
 
 def second_factor_reset(*, admin, user, request=None):

@@ -1,4 +1,5 @@
 """Portal pages of the second factor: enrolment, verification at sign-in, recovery codes, reset."""
+
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -38,12 +39,21 @@ def two_factor_setup(request):
     if request.method == "POST" and form.is_valid():
         codes = two_factor.totp_enrolment_confirm(request, user, device, form.cleaned_data["code"])
         if codes is not None:
-            return render(request, "security/recovery_codes.html", {"codes": codes, "next": _next_url(request), "enrolled": True})
+            return render(
+                request, "security/recovery_codes.html", {"codes": codes, "next": _next_url(request), "enrolled": True}
+            )
         form.add_error("code", "That code is not right. Check the app shows Telediag and type the current code.")
-    return render(request, "security/two_factor_setup.html", {
-        "form": form, "qr_code": two_factor.qr_code_data_uri(device), "secret": two_factor.secret_text(device),
-        "required": requires_second_factor(user), "next": _next_url(request),
-    })
+    return render(
+        request,
+        "security/two_factor_setup.html",
+        {
+            "form": form,
+            "qr_code": two_factor.qr_code_data_uri(device),
+            "secret": two_factor.secret_text(device),
+            "required": requires_second_factor(user),
+            "next": _next_url(request),
+        },
+    )
 
 
 @login_required
@@ -77,9 +87,14 @@ def account_security(request):
         codes = two_factor.recovery_codes_replace(user)
         security_event(AuditEvent.Action.TWO_FACTOR_ENROLLED, user=user, request=request, device="recovery_codes")
         return render(request, "security/recovery_codes.html", {"codes": codes, "next": reverse("account-security")})
-    return render(request, "security/account_security.html", {
-        "has_second_factor": two_factor.has_second_factor(user), "required": requires_second_factor(user),
-    })
+    return render(
+        request,
+        "security/account_security.html",
+        {
+            "has_second_factor": two_factor.has_second_factor(user),
+            "required": requires_second_factor(user),
+        },
+    )
 
 
 @login_required
@@ -95,4 +110,6 @@ def password_change_view(request):
         update_session_auth_hash(request, request.user)  # stay signed in (and keep the second factor)
         messages.success(request, "Your password has been changed.")
         return redirect(_next_url(request) if forced else "account-security")
-    return render(request, "security/password_change.html", {"form": form, "forced": forced, "next": _next_url(request)})
+    return render(
+        request, "security/password_change.html", {"form": form, "forced": forced, "next": _next_url(request)}
+    )

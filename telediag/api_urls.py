@@ -6,6 +6,7 @@
 - patients/, cases/, cases/{id}/sign/, cases/{id}/amend/, review-queue/, audit-events/: see cases.api
 - cases/{id}/analysis/, cases/{id}/analysis/rerun/, analysis/jobs/: see inference.api
 """
+
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 

@@ -8,6 +8,7 @@
   broker holds the message); an unacknowledged message comes back as soon as its worker's connection
   drops, with no visibility timeout to wait for or to get wrong.
 """
+
 from kombu import Exchange, Queue
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -37,5 +38,13 @@ def amqp_transport_options():
 
 def amqp_task_queues():
     """Durable quorum queues; Celery then turns global QoS off by itself (worker_detect_quorum_queues)."""
-    return [Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True,
-                  queue_arguments={"x-queue-type": "quorum"}) for name in QUEUE_NAMES]
+    return [
+        Queue(
+            name,
+            Exchange(name, type="direct", durable=True),
+            routing_key=name,
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for name in QUEUE_NAMES
+    ]

@@ -4,6 +4,7 @@ Everything a deployment changes comes from environment variables (documented in 
 With none set, the platform runs on embedded defaults: SQLite, local media and a Celery broker
 on the local filesystem, so a fresh machine needs nothing but Python.
 """
+
 from pathlib import Path
 
 import dj_database_url
@@ -194,7 +195,10 @@ _extra_storages = {}
 if S3_BUCKET:
     _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
     # Model folders (training.model_store): workers without a shared model volume download from here.
-    _extra_storages["models"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3_options, "location": "models"}}
+    _extra_storages["models"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**_s3_options, "location": "models"},
+    }
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {

@@ -3,6 +3,7 @@
 Tests run on PostgreSQL (127.0.0.1:5432) by default, as in CI; TELEDIAG_TEST_DATABASE_URL
 overrides it (for example sqlite:///... for a quick local run).
 """
+
 import os
 import tempfile
 
@@ -10,9 +11,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("TELEDIAG_HTTPS", "false")
 os.environ.setdefault("TELEDIAG_VAR_DIR", tempfile.mkdtemp(prefix="telediag-test-var-"))
-os.environ["DATABASE_URL"] = os.environ.get(
-    "TELEDIAG_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/telediag"
-)
+os.environ["DATABASE_URL"] = os.environ.get("TELEDIAG_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/telediag")
 
 from telediag.settings import *  # noqa: E402,F403
 from telediag.settings import STATIC_ROOT, STORAGES  # noqa: E402

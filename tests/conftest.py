@@ -5,6 +5,7 @@
 - other_lab: a reading laboratory site does NOT refer to (other_pathologist).
 - other_site: an unrelated clinic referring to other_lab (outsider, a clinician).
 """
+
 import io
 import os
 import shutil
@@ -105,8 +106,13 @@ def world(db):
         other_pathologist=_user("olga_otherlab", other_lab, "pathologist"),
         outsider=_user("oscar_outsider", other_site, "clinician"),
         patient=Patient.objects.create(
-            organisation=site, mrn="MRN-1", given_name="Alex", family_name="Patient", sex="F",
-            date_of_birth=date(2012, 5, 17), created_by=clinician,
+            organisation=site,
+            mrn="MRN-1",
+            given_name="Alex",
+            family_name="Patient",
+            sex="F",
+            date_of_birth=date(2012, 5, 17),
+            created_by=clinician,
         ),
     )
     return world
@@ -164,8 +170,13 @@ def _media_root(settings, tmp_path):
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 

@@ -14,6 +14,7 @@ reaching into another package's private names. Every import counts, also one ins
     ops        health, metrics, request ids in logs, worker heartbeat
     telediag   the project: settings, URLs, Celery app
 """
+
 import ast
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def test_the_check_sees_the_code():
 def test_packages_import_only_downward(package):
     wrong = [
         f"{module}:{line} imports {target}"
-        for module, imports in GRAPH.items() if _package(module) == package
+        for module, imports in GRAPH.items()
+        if _package(module) == package
         for target, line, _ in imports
         if _package(target) not in ALLOWED[package] | {package}
     ]
@@ -118,8 +120,11 @@ def test_ml_is_plain_keras_without_django():
         if _package(module) != "ml":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             wrong += [f"{module}:{node.lineno} imports {name}" for name in names if name.split(".")[0] == "django"]
     assert wrong == [], "ml/ is plain Keras: no Django"
 

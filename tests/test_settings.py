@@ -1,4 +1,5 @@
 """The settings we rely on are the ones in effect (a typo in a setting name is silently ignored)."""
+
 import os
 import secrets
 import subprocess
@@ -63,7 +64,11 @@ def _run_settings(env_overrides, code):
     env = _clean_env(env_overrides)
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); " + code],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -94,7 +99,11 @@ def test_production_profile_passes_check_deploy(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=_clean_env(env), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=_clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -1,5 +1,6 @@
 """Services queue tasks by name (core.task_lookup): the name must resolve in a web process too,
 where Celery itself imports no task module and nothing of the test suite has imported one."""
+
 import subprocess
 import sys
 
@@ -14,9 +15,16 @@ def test_every_queued_task_is_registered_in_a_fresh_process():
         "print(task_named(ANALYSE_SMEAR_TASK).name, task_named(RETRAIN_TASK).name, 'keras' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "telediag.settings_test",
-             "TELEDIAG_TEST_DATABASE_URL": "sqlite:///unused.sqlite3"},
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "telediag.settings_test",
+            "TELEDIAG_TEST_DATABASE_URL": "sqlite:///unused.sqlite3",
+        },
     )
     assert result.returncode == 0, result.stderr
     # Registered, and the web process still never loads Keras.

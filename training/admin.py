@@ -4,6 +4,7 @@ Model versions are created only by retraining (their recorded facts are read-onl
 thing an admin changes is which version is active ("promote"). Retraining is started by adding a
 Training run: saving the form queues ``training.tasks.retrain_task`` on the `training` queue.
 """
+
 import base64
 import json
 import shlex
@@ -41,16 +42,40 @@ class ModelVersionAdmin(admin.ModelAdmin):
     class Media:  # styles as a file: the Content-Security-Policy allows no inline style
         css = {"all": ["css/admin-training.css"]}
 
-    list_display = ["name", "architecture", "val_accuracy_display", "test_accuracy_display", "is_active",
-                    "input_size", "trained_at", "trained_by"]
+    list_display = [
+        "name",
+        "architecture",
+        "val_accuracy_display",
+        "test_accuracy_display",
+        "is_active",
+        "input_size",
+        "trained_at",
+        "trained_by",
+    ]
     list_filter = ["architecture", "is_active"]
     search_fields = ["name", "architecture", "sha256"]
     list_select_related = ["trained_by"]
     actions = ["promote"]
     fields = [
-        "name", "architecture", "is_active", "notes", "file_path", "sha256", "class_names", "input_size",
-        "metrics_summary", "metrics_display", "plots_display", "preprocessing_display", "data_fingerprint",
-        "split_summary", "versions_display", "git_commit", "trained_by", "trained_at", "created_at",
+        "name",
+        "architecture",
+        "is_active",
+        "notes",
+        "file_path",
+        "sha256",
+        "class_names",
+        "input_size",
+        "metrics_summary",
+        "metrics_display",
+        "plots_display",
+        "preprocessing_display",
+        "data_fingerprint",
+        "split_summary",
+        "versions_display",
+        "git_commit",
+        "trained_by",
+        "trained_at",
+        "created_at",
     ]
     readonly_fields = [f for f in fields if f != "notes"]
 
@@ -64,9 +89,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # The accuracies come out of the record's JSON in the database: the list never loads records.
-        return super().get_queryset(request).annotate(
-            recorded_val_accuracy=KeyTextTransform("accuracy", KeyTransform("val", "record__metrics")),
-            recorded_test_accuracy=KeyTextTransform("accuracy", KeyTransform("test", "record__metrics")),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                recorded_val_accuracy=KeyTextTransform("accuracy", KeyTransform("val", "record__metrics")),
+                recorded_test_accuracy=KeyTextTransform("accuracy", KeyTransform("test", "record__metrics")),
+            )
         )
 
     @admin.display(description="Val. accuracy")
@@ -83,8 +112,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         for split in ("val", "test"):
             values = (_record(obj).metrics or {}).get(split) or {}
             if values:
-                rows.append((split, _percent(values.get("accuracy")), _percent(values.get("macro_f1")),
-                             values.get("ece", "—"), values.get("n", "—")))
+                rows.append(
+                    (
+                        split,
+                        _percent(values.get("accuracy")),
+                        _percent(values.get("macro_f1")),
+                        values.get("ece", "—"),
+                        values.get("n", "—"),
+                    )
+                )
         if not rows:
             return "—"
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
@@ -124,11 +160,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
             except OSError:
                 images.append(format_html("<p>{}: missing file {}</p>", name, full))
                 continue
-            images.append(format_html(
-                # Sized by attribute: the Content-Security-Policy allows no inline style.
-                "<figure><img src='data:image/png;base64,{}' width='480' alt='{}'><figcaption>{}</figcaption>"
-                "</figure>", data, name, name,
-            ))
+            images.append(
+                format_html(
+                    # Sized by attribute: the Content-Security-Policy allows no inline style.
+                    "<figure><img src='data:image/png;base64,{}' width='480' alt='{}'><figcaption>{}</figcaption>"
+                    "</figure>",
+                    data,
+                    name,
+                    name,
+                )
+            )
         return format_html_join("", "{}", ((image,) for image in images)) if images else "—"
 
     @admin.action(description="Promote the selected version (make it the active model)")
@@ -151,12 +192,32 @@ class TrainingRunAdmin(admin.ModelAdmin):
         css = {"all": ["css/admin-training.css"]}
 
     form = TrainingRunForm
-    list_display = ["id", "status", "architectures_display", "epochs_display", "image_size_display",
-                    "split_display", "progress", "requested_by", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "status",
+        "architectures_display",
+        "epochs_display",
+        "image_size_display",
+        "split_display",
+        "progress",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status"]
     actions = ["requeue"]
-    readonly_fields = ["status", "requested_by", "created_at", "started_at", "finished_at", "progress",
-                       "summary_display", "error", "log_display", "versions"]
+    readonly_fields = [
+        "status",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "progress",
+        "summary_display",
+        "error",
+        "log_display",
+        "versions",
+    ]
 
     @admin.display(description="Architectures")
     def architectures_display(self, obj):
@@ -220,7 +281,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def response_add(self, request, obj, post_url_continue=None):
         self.message_user(
-            request, f"Training run {obj.pk} queued on the 'training' queue; follow it on this page.",
+            request,
+            f"Training run {obj.pk} queued on the 'training' queue; follow it on this page.",
             messages.SUCCESS,
         )
         return super().response_add(request, obj, post_url_continue)

@@ -5,6 +5,7 @@ registration and promotion leaves an AuditEvent: who (the admin user, or for a t
 user who requested it; no actor from the command line, where ``source`` says "command line"), the
 version's name and sha256 and, for a promotion, the version that was active before.
 """
+
 from audit.models import AuditEvent
 from audit.services import audit
 
@@ -14,8 +15,12 @@ COMMAND_LINE = "command line"
 
 
 def _version_detail(version):
-    return {"model_version": version.name, "model_version_id": version.pk, "architecture": version.architecture,
-            "sha256": version.sha256}
+    return {
+        "model_version": version.name,
+        "model_version_id": version.pk,
+        "architecture": version.architecture,
+        "sha256": version.sha256,
+    }
 
 
 def audit_registration(version, *, actor=None, source=COMMAND_LINE, request=None):
@@ -25,7 +30,13 @@ def audit_registration(version, *, actor=None, source=COMMAND_LINE, request=None
 def audit_promotion(version, previous, *, actor=None, source=COMMAND_LINE, request=None):
     """``previous``: the version active just before (None when there was none; ``version`` itself
     when it already was)."""
-    return audit(MODEL_PROMOTED, actor=actor, request=request, source=source, **_version_detail(version),
-                 previous_version=previous.name if previous is not None else None,
-                 previous_version_id=previous.pk if previous is not None else None,
-                 previous_sha256=previous.sha256 if previous is not None else None)
+    return audit(
+        MODEL_PROMOTED,
+        actor=actor,
+        request=request,
+        source=source,
+        **_version_detail(version),
+        previous_version=previous.name if previous is not None else None,
+        previous_version_id=previous.pk if previous is not None else None,
+        previous_sha256=previous.sha256 if previous is not None else None,
+    )

@@ -5,6 +5,7 @@ in SHIPPED_MODEL_DIR or one sub-folder of it. ``ensure_default_model`` registers
 ModelVersion records its absolute path) and, when no model is active yet, activates it, so a fresh
 installation can classify before anyone retrains. Run it with `manage.py register_default_model`.
 """
+
 from pathlib import Path
 
 from django.conf import settings
@@ -45,8 +46,7 @@ def ensure_default_model(activate_if_none=True):
             versions.append(existing)
             continue
         name = metadata.get("version_name") or f"default-{metadata.get('architecture', 'model')}"
-        versions.append(registry.register_model(result, name=name,
-                                                notes="Default model shipped with the repository."))
+        versions.append(registry.register_model(result, name=name, notes="Default model shipped with the repository."))
     if versions and activate_if_none and registry.get_active_version() is None:
         registry.activate(versions[0], verify=True)
     return versions

@@ -4,6 +4,7 @@ The fields are built from training.options (label, help, default, choices), so e
 `manage.py retrain` takes can be set here too, with the same defaults; the request is stored as
 ``TrainingRun.options`` (RetrainOptions.to_json()).
 """
+
 from django import forms
 
 from training.errors import TrainingError
@@ -19,8 +20,12 @@ def option_form_field(option, default):
     common = dict(label=meta["label"], help_text=meta["help"])
     kind = meta["kind"]
     if kind == "architectures":
-        return forms.MultipleChoiceField(choices=[(c, c) for c in meta["choices"]], initial=list(STUDY_ARCHITECTURES),
-                                         widget=forms.CheckboxSelectMultiple, **common)
+        return forms.MultipleChoiceField(
+            choices=[(c, c) for c in meta["choices"]],
+            initial=list(STUDY_ARCHITECTURES),
+            widget=forms.CheckboxSelectMultiple,
+            **common,
+        )
     if kind == "bool":
         return forms.BooleanField(required=False, initial=default, **common)
     if kind == "choice":
@@ -38,8 +43,11 @@ def option_form_field(option, default):
 
 
 OPTION_NAMES = [option.name for option, _ in option_fields()]
-RetrainOptionsFields = type("RetrainOptionsFields", (forms.Form,),
-                            {option.name: option_form_field(option, default) for option, default in option_fields()})
+RetrainOptionsFields = type(
+    "RetrainOptionsFields",
+    (forms.Form,),
+    {option.name: option_form_field(option, default) for option, default in option_fields()},
+)
 
 
 class TrainingRunForm(RetrainOptionsFields, forms.ModelForm):

@@ -8,6 +8,7 @@ its sha256 against the one recorded in the database and only then moves it into 
 rename), so a truncated or altered download never serves. The shipped default model is part of
 the image and is never uploaded.
 """
+
 import hmac
 import logging
 import os
@@ -129,6 +130,7 @@ def fetch(version):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    logger.info("Model version %s downloaded from the model store and verified (sha256 %s).", version.name,
-                version.sha256[:12])
+    logger.info(
+        "Model version %s downloaded from the model store and verified (sha256 %s).", version.name, version.sha256[:12]
+    )
     return path

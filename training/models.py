@@ -19,9 +19,11 @@ class ModelVersion(models.Model):
     input_size = models.PositiveIntegerField(default=224)
     data_fingerprint = models.CharField(max_length=64, blank=True)
     smear_check = models.JSONField(
-        default=dict, blank=True, db_default={},
+        default=dict,
+        blank=True,
+        db_default={},
         help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
-                  "(ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
+        "(ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
     )
     git_commit = models.CharField(max_length=40, blank=True)
     trained_by = models.ForeignKey(
@@ -117,8 +119,9 @@ class TrainingRun(models.Model):
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     options = models.JSONField(
-        default=dict, help_text="What to train: training.options.RetrainOptions.to_json() (data folder, "
-                                "architectures, epochs, image size, split, colour and augmentation settings, ...).",
+        default=dict,
+        help_text="What to train: training.options.RetrainOptions.to_json() (data folder, "
+        "architectures, epochs, image size, split, colour and augmentation settings, ...).",
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

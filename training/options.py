@@ -14,6 +14,7 @@ Every way of starting a run speaks this schema:
 ``RetrainOptions.from_metadata`` reads the recipe a trained model recorded in its metadata.json, so
 the shipped model can be retrained exactly. Nothing here imports Keras or Django models.
 """
+
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -40,49 +41,106 @@ def _option(default, flag, help, *, kind, label, metavar=None, choices=None):
 @dataclass
 class RetrainOptions:
     data_dir: object = _option(
-        None, "--data", "labelled image folder with Benign/Early/Pre/Pro sub-folders (<DIR>/<Class>/*.jpg)",
-        kind="path", label="Data folder", metavar="DIR")
+        None,
+        "--data",
+        "labelled image folder with Benign/Early/Pre/Pro sub-folders (<DIR>/<Class>/*.jpg)",
+        kind="path",
+        label="Data folder",
+        metavar="DIR",
+    )
     architectures: list = _option(
-        ["convnet"], "--arch", f"architecture(s): {', '.join(KNOWN_ARCHITECTURES)}",
-        kind="architectures", label="Architectures", metavar="ARCH", choices=KNOWN_ARCHITECTURES)
-    epochs: int = _option(DEFAULT_EPOCHS, "--epochs", "training epochs (fewer if early stopping ends the run)",
-                          kind="int", label="Epochs")
+        ["convnet"],
+        "--arch",
+        f"architecture(s): {', '.join(KNOWN_ARCHITECTURES)}",
+        kind="architectures",
+        label="Architectures",
+        metavar="ARCH",
+        choices=KNOWN_ARCHITECTURES,
+    )
+    epochs: int = _option(
+        DEFAULT_EPOCHS, "--epochs", "training epochs (fewer if early stopping ends the run)", kind="int", label="Epochs"
+    )
     image_size: int = _option(224, "--image-size", "square input size in pixels", kind="int", label="Image size")
     split_mode: str = _option(
-        "grouped", "--split", "grouped: blocks of consecutive file numbers (≈ patients); random: image level",
-        kind="choice", label="Split", choices=SPLIT_MODES)
+        "grouped",
+        "--split",
+        "grouped: blocks of consecutive file numbers (≈ patients); random: image level",
+        kind="choice",
+        label="Split",
+        choices=SPLIT_MODES,
+    )
     seed: int = _option(42, "--seed", "seed of the split and of training", kind="int", label="Seed")
     batch_size: int = _option(32, "--batch-size", "images per training step", kind="int", label="Batch size")
     augment: bool = _option(True, "--no-augment", "train without augmentation", kind="bool", label="Augment")
     # PerImageColourStandardization instead of the usual scaling
     per_image_colour: bool = _option(
-        False, "--per-image-colour",
+        False,
+        "--per-image-colour",
         "standardise each image's R, G, B inside the model, so it cannot learn the stain's average colour",
-        kind="bool", label="Per-image colour standardisation")
+        kind="bool",
+        label="Per-image colour standardisation",
+    )
     # probability of a gray training image
     grayscale_augment: float = _option(
-        0.0, "--grayscale-augment",
+        0.0,
+        "--grayscale-augment",
         "probability of turning a training image gray, so the model also learns from shape and texture "
-        "(default 0: never)", kind="float", label="Grayscale augmentation", metavar="P")
+        "(default 0: never)",
+        kind="float",
+        label="Grayscale augmentation",
+        metavar="P",
+    )
     # sigma of the per-image stain-amount jitter
     stain_augment: float = _option(
-        0.0, "--stain-augment",
+        0.0,
+        "--stain-augment",
         "jitter each training image's stain amounts in optical density by up to SIGMA (0.05: 'HED-light'), "
-        "so the model meets other labs' stains (default 0: off)", kind="float", label="Stain augmentation",
-        metavar="SIGMA")
+        "so the model meets other labs' stains (default 0: off)",
+        kind="float",
+        label="Stain augmentation",
+        metavar="SIGMA",
+    )
     # Adam's initial rate; None: each architecture's default
     learning_rate: float = _option(
-        None, "--learning-rate",
+        None,
+        "--learning-rate",
         "Adam's initial learning rate, where the cosine schedule starts (default: 1e-3, and 1e-4 for vgg19, "
-        "which has no normalisation layers)", kind="float", label="Learning rate")
-    promote: str = _option(None, "--promote", "best: activate the model with the best validation accuracy",
-                           kind="choice", label="Promote", choices=PROMOTE_CHOICES)
-    weights_dir: object = _option(None, "--weights-dir", "folder of local ImageNet 'notop' weight files",
-                                  kind="path", label="Weights folder", metavar="DIR")
-    max_per_class: int = _option(None, "--max-per-class", "first N images per class (smoke runs)",
-                                 kind="int", label="Max. images per class", metavar="N")
-    output_dir: object = _option(None, "--output", "work folder (checkpoints); re-running with the same one resumes",
-                                 kind="path", label="Output folder", metavar="DIR")
+        "which has no normalisation layers)",
+        kind="float",
+        label="Learning rate",
+    )
+    promote: str = _option(
+        None,
+        "--promote",
+        "best: activate the model with the best validation accuracy",
+        kind="choice",
+        label="Promote",
+        choices=PROMOTE_CHOICES,
+    )
+    weights_dir: object = _option(
+        None,
+        "--weights-dir",
+        "folder of local ImageNet 'notop' weight files",
+        kind="path",
+        label="Weights folder",
+        metavar="DIR",
+    )
+    max_per_class: int = _option(
+        None,
+        "--max-per-class",
+        "first N images per class (smoke runs)",
+        kind="int",
+        label="Max. images per class",
+        metavar="N",
+    )
+    output_dir: object = _option(
+        None,
+        "--output",
+        "work folder (checkpoints); re-running with the same one resumes",
+        kind="path",
+        label="Output folder",
+        metavar="DIR",
+    )
 
     @property
     def normalisation(self):
@@ -98,8 +156,11 @@ class RetrainOptions:
             raise TrainingError(
                 f"Unknown architecture(s): {', '.join(unknown)}. Choose from {', '.join(KNOWN_ARCHITECTURES)}."
             )
-        for label, value, minimum in (("--epochs", self.epochs, 1), ("--image-size", self.image_size, 8),
-                                      ("--batch-size", self.batch_size, 1)):
+        for label, value, minimum in (
+            ("--epochs", self.epochs, 1),
+            ("--image-size", self.image_size, 8),
+            ("--batch-size", self.batch_size, 1),
+        ):
             if not isinstance(value, int) or value < minimum:
                 raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -107,29 +168,45 @@ class RetrainOptions:
         if not isinstance(self.augment, bool) or not isinstance(self.per_image_colour, bool):
             raise TrainingError("augment and per_image_colour must be true or false.")
         if self.learning_rate is not None and (
-                isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
-                or not 0 < self.learning_rate < 1):
+            isinstance(self.learning_rate, bool)
+            or not isinstance(self.learning_rate, (int, float))
+            or not 0 < self.learning_rate < 1
+        ):
             raise TrainingError(f"--learning-rate must be a number between 0 and 1, not {self.learning_rate!r}.")
-        if (isinstance(self.grayscale_augment, bool) or not isinstance(self.grayscale_augment, (int, float))
-                or not 0 <= self.grayscale_augment <= 1):
-            raise TrainingError(f"--grayscale-augment must be a probability between 0 and 1, not "
-                                f"{self.grayscale_augment!r}.")
-        if (isinstance(self.stain_augment, bool) or not isinstance(self.stain_augment, (int, float))
-                or not 0 <= self.stain_augment < 1):
-            raise TrainingError(f"--stain-augment must be a number from 0 up to (not including) 1, not "
-                                f"{self.stain_augment!r}.")
+        if (
+            isinstance(self.grayscale_augment, bool)
+            or not isinstance(self.grayscale_augment, (int, float))
+            or not 0 <= self.grayscale_augment <= 1
+        ):
+            raise TrainingError(
+                f"--grayscale-augment must be a probability between 0 and 1, not {self.grayscale_augment!r}."
+            )
+        if (
+            isinstance(self.stain_augment, bool)
+            or not isinstance(self.stain_augment, (int, float))
+            or not 0 <= self.stain_augment < 1
+        ):
+            raise TrainingError(
+                f"--stain-augment must be a number from 0 up to (not including) 1, not {self.stain_augment!r}."
+            )
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
-            raise TrainingError(f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}.")
+            raise TrainingError(
+                f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}."
+            )
         if self.split_mode not in SPLIT_MODES:
             raise TrainingError(f"--split must be one of {', '.join(SPLIT_MODES)}, not {self.split_mode!r}.")
         if self.promote not in (None, "", *PROMOTE_CHOICES):
             raise TrainingError(f"--promote accepts only 'best', not {self.promote!r}.")
         if not str(self.data_dir or "").strip():
             raise TrainingError("--data is required: the labelled image folder (<root>/<Class>/*.jpg).")
-        options = replace(self, architectures=archs, promote=self.promote or None,
-                          data_dir=Path(self.data_dir).expanduser(),
-                          weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
-                          output_dir=Path(self.output_dir).expanduser() if self.output_dir else None)
+        options = replace(
+            self,
+            architectures=archs,
+            promote=self.promote or None,
+            data_dir=Path(self.data_dir).expanduser(),
+            weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
+            output_dir=Path(self.output_dir).expanduser() if self.output_dir else None,
+        )
         if check_paths:
             check_data_dir(options.data_dir)
             if options.weights_dir is not None and not options.weights_dir.is_dir():
@@ -164,16 +241,37 @@ class RetrainOptions:
 
     def run_training_kwargs(self):
         """The recipe as keyword arguments of ml.pipeline.run_training (per architecture)."""
-        return dict(epochs=self.epochs, image_size=self.image_size, split_mode=self.split_mode, seed=self.seed,
-                    batch_size=self.batch_size, augment=self.augment, max_per_class=self.max_per_class,
-                    normalisation=self.normalisation, learning_rate=self.learning_rate,
-                    augment_grayscale=self.grayscale_augment, augment_stain=self.stain_augment)
+        return dict(
+            epochs=self.epochs,
+            image_size=self.image_size,
+            split_mode=self.split_mode,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            augment=self.augment,
+            max_per_class=self.max_per_class,
+            normalisation=self.normalisation,
+            learning_rate=self.learning_rate,
+            augment_grayscale=self.grayscale_augment,
+            augment_stain=self.stain_augment,
+        )
 
     def arguments(self):
         """The recipe as flags that both `manage.py retrain` and `python -m ml.pipeline` accept
         (everything but the data, output, weights and promotion)."""
-        args = ["--arch", *self.architectures, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
-                "--split", self.split_mode, "--seed", str(self.seed), "--batch-size", str(self.batch_size)]
+        args = [
+            "--arch",
+            *self.architectures,
+            "--epochs",
+            str(self.epochs),
+            "--image-size",
+            str(self.image_size),
+            "--split",
+            self.split_mode,
+            "--seed",
+            str(self.seed),
+            "--batch-size",
+            str(self.batch_size),
+        ]
         if not self.augment:
             args.append("--no-augment")
         if self.per_image_colour:
@@ -206,25 +304,45 @@ class RetrainOptions:
         split = metadata.get("split") or {}
         if not config.get("architecture"):
             raise TrainingError("This metadata records no training configuration (train_config).")
-        fixed = {name: TrainConfig.__dataclass_fields__[name].default
-                 for name in ("patience", "augment_strength", "augment_color", "class_weighting", "lr_schedule",
-                              "min_learning_rate", "num_classes")}
-        fixed_split = {"seed": config.get("seed"), "fractions": list(DEFAULT_FRACTIONS),
-                       "block_size": DEFAULT_BLOCK_SIZE if split.get("mode") == "grouped" else None}
+        fixed = {
+            name: TrainConfig.__dataclass_fields__[name].default
+            for name in (
+                "patience",
+                "augment_strength",
+                "augment_color",
+                "class_weighting",
+                "lr_schedule",
+                "min_learning_rate",
+                "num_classes",
+            )
+        }
+        fixed_split = {
+            "seed": config.get("seed"),
+            "fractions": list(DEFAULT_FRACTIONS),
+            "block_size": DEFAULT_BLOCK_SIZE if split.get("mode") == "grouped" else None,
+        }
         differs = [f"{name}={config.get(name)!r}" for name, value in fixed.items() if config.get(name) != value]
-        differs += [f"split {name}={split.get(name)!r}" for name, value in fixed_split.items()
-                    if split.get(name) != value]
+        differs += [
+            f"split {name}={split.get(name)!r}" for name, value in fixed_split.items() if split.get(name) != value
+        ]
         if config.get("normalisation") not in (None, "per_image"):
             differs.append(f"normalisation={config['normalisation']!r}")
         if differs:
             raise TrainingError(f"The run used settings retraining cannot set: {', '.join(differs)}.")
         return cls(
             data_dir=data_dir or (metadata.get("dataset") or {}).get("root"),
-            architectures=[config["architecture"]], epochs=config["epochs"], image_size=config["image_size"],
-            split_mode=split.get("mode", "grouped"), seed=config["seed"], batch_size=config["batch_size"],
-            augment=config["augment"], per_image_colour=config.get("normalisation") == "per_image",
-            grayscale_augment=config["augment_grayscale"], stain_augment=config["augment_stain"],
-            learning_rate=config.get("learning_rate"), max_per_class=split.get("max_per_class"),
+            architectures=[config["architecture"]],
+            epochs=config["epochs"],
+            image_size=config["image_size"],
+            split_mode=split.get("mode", "grouped"),
+            seed=config["seed"],
+            batch_size=config["batch_size"],
+            augment=config["augment"],
+            per_image_colour=config.get("normalisation") == "per_image",
+            grayscale_augment=config["augment_grayscale"],
+            stain_augment=config["augment_stain"],
+            learning_rate=config.get("learning_rate"),
+            max_per_class=split.get("max_per_class"),
             output_dir=output_dir,
         )
 
@@ -242,7 +360,6 @@ def check_data_dir(data_dir):
         raise TrainingError(f"Data path is not a folder: {path}")
     if not any(p for p in path.iterdir() if not p.name.startswith(".")):
         raise TrainingError(
-            f"Data folder {path} is empty: expected one sub-folder of images per class "
-            "(Benign, Early, Pre, Pro)."
+            f"Data folder {path} is empty: expected one sub-folder of images per class (Benign, Early, Pre, Pro)."
         )
     return path

@@ -25,6 +25,7 @@ MODEL_DIR. The default model shipped with the repository stays where it is, unde
 Nothing here imports Keras at module level (only ``load_model`` does), so the web process can use
 the registry without paying for a backend import.
 """
+
 import datetime
 import logging
 import os
@@ -113,8 +114,8 @@ def get_version(ref):
     if version is None:
         known = ", ".join(ModelVersion.objects.order_by("-created_at").values_list("name", flat=True)[:10])
         raise UnknownModelVersion(
-            f"No model version named or numbered {text!r}." + (f" Known versions: {known}" if known else
-                                                               " No model is registered yet: run `retrain`.")
+            f"No model version named or numbered {text!r}."
+            + (f" Known versions: {known}" if known else " No model is registered yet: run `retrain`.")
         )
     return version
 
@@ -226,7 +227,12 @@ def current_git_commit():
         return commit[:40]
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -268,8 +274,18 @@ def _metrics_record(result):
     metrics = dict(result.get("metrics") or {})
     metrics["training"] = {
         key: result.get(key)
-        for key in ("params", "epochs_run", "best_epoch", "stopped_early", "stopped_by_time_limit",
-                    "resumed_from_epoch", "training_seconds", "hardware", "train_config", "dataset")
+        for key in (
+            "params",
+            "epochs_run",
+            "best_epoch",
+            "stopped_early",
+            "stopped_by_time_limit",
+            "resumed_from_epoch",
+            "training_seconds",
+            "hardware",
+            "train_config",
+            "dataset",
+        )
         if key in result
     }
     return metrics
@@ -326,8 +342,10 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
         preprocessing=result.get("preprocessing") or {},
         metrics=_metrics_record(result),
         split=result.get("split") or {},
-        versions={**(result.get("versions") or {}), **({"hardware": result["hardware"]} if "hardware" in result
-                                                       else {})},
+        versions={
+            **(result.get("versions") or {}),
+            **({"hardware": result["hardware"]} if "hardware" in result else {}),
+        },
     )
     fields = dict(
         architecture=result["architecture"],
@@ -343,12 +361,19 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
     )
 
     if _is_within(source, settings.SHIPPED_MODEL_DIR):
-        plots = {key: str((output_dir / rel).resolve()) for key, rel in (result.get("plots") or {}).items()
-                 if (output_dir / rel).is_file()}
+        plots = {
+            key: str((output_dir / rel).resolve())
+            for key, rel in (result.get("plots") or {}).items()
+            if (output_dir / rel).is_file()
+        }
         return _create_version(
-            dict(name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
-                 file_path=str(source), **fields),
-            dict(record, plots=plots), audit_context,
+            dict(
+                name=_unique_name(name or _default_name(fields["architecture"], trained_at)),
+                file_path=str(source),
+                **fields,
+            ),
+            dict(record, plots=plots),
+            audit_context,
         )
 
     root = model_dir()
@@ -367,8 +392,12 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
                 _copy_file(plot_source, staging / PLOTS_DIR / plot_source.name)
                 plots[key] = f"{name}/{PLOTS_DIR}/{plot_source.name}"
         metadata = {k: v for k, v in result.items() if k not in ("model_path", "metadata_path")}
-        metadata.update(version_name=name, model_file=MODEL_FILE, sha256=sha256,
-                        plots={k: f"{PLOTS_DIR}/{Path(v).name}" for k, v in plots.items()})
+        metadata.update(
+            version_name=name,
+            model_file=MODEL_FILE,
+            sha256=sha256,
+            plots={k: f"{PLOTS_DIR}/{Path(v).name}" for k, v in plots.items()},
+        )
         artifacts.write_metadata(staging / METADATA_FILE, metadata)
         staging.chmod(0o755)
         os.rename(staging, final)  # atomic; fails if the folder exists (name clash), never overwrites
@@ -380,8 +409,9 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
 
         if model_store.enabled():  # other nodes download it from there (sha256-checked)
             model_store.publish_folder(name)
-        return _create_version(dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots),
-                               audit_context)
+        return _create_version(
+            dict(name=name, file_path=f"{name}/{MODEL_FILE}", **fields), dict(record, plots=plots), audit_context
+        )
     except Exception:
         shutil.rmtree(final, ignore_errors=True)  # no row, no orphan folder
         raise
@@ -475,8 +505,11 @@ def smear_check_for(version):
     try:
         return SmearCheck.from_dict(params)
     except (KeyError, TypeError, ValueError) as exc:
-        logger.warning("Model version %s has unusable smear-check parameters (%s); not checking images.",
-                       getattr(version, "name", version), exc)
+        logger.warning(
+            "Model version %s has unusable smear-check parameters (%s); not checking images.",
+            getattr(version, "name", version),
+            exc,
+        )
         return None
 
 

@@ -10,6 +10,7 @@ are thin wrappers around these.
 User errors (bad folder, unknown architecture, ...) raise TrainingError with a message meant for
 the person who typed the command or filled in the admin form.
 """
+
 import datetime
 import logging
 import traceback
@@ -34,8 +35,12 @@ RETRAIN_TASK = "training.tasks.retrain_task"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 # Keras' own file names for the "notop" ImageNet weights, then simpler names we also accept.
 WEIGHT_FILE_PATTERNS = {
-    "mobilenetv2": ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5", "mobilenet_v2*no_top*.h5",
-                    "mobilenetv2*.h5", "mobilenet_v2*.h5"),
+    "mobilenetv2": (
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5",
+        "mobilenet_v2*no_top*.h5",
+        "mobilenetv2*.h5",
+        "mobilenet_v2*.h5",
+    ),
     "resnet50": ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet50*notop*.h5", "resnet50*.h5"),
     "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19*notop*.h5", "vgg19*.h5"),
 }
@@ -105,11 +110,18 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
         return None
     config = with_config_defaults(metadata.get("train_config") or {})
     split = metadata.get("split") or {}
-    wanted = {"architecture": architecture, "image_size": options.image_size, "epochs": options.epochs,
-              "batch_size": options.batch_size, "seed": options.seed, "augment": options.augment,
-              "normalisation": options.normalisation, "augment_grayscale": options.grayscale_augment,
-              "augment_stain": options.stain_augment,
-              "learning_rate": options.learning_rate or default_learning_rate(architecture)}
+    wanted = {
+        "architecture": architecture,
+        "image_size": options.image_size,
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "seed": options.seed,
+        "augment": options.augment,
+        "normalisation": options.normalisation,
+        "augment_grayscale": options.grayscale_augment,
+        "augment_stain": options.stain_augment,
+        "learning_rate": options.learning_rate or default_learning_rate(architecture),
+    }
     if any(config.get(key) != value for key, value in wanted.items()):
         return None
     if split.get("mode") != options.split_mode or split.get("max_per_class") != options.max_per_class:
@@ -124,8 +136,11 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
 def _check_image_size(architectures, image_size):
     from ml.architectures import ARCHITECTURES
 
-    too_small = [f"{a} (needs >= {ARCHITECTURES[a].min_image_size})" for a in architectures
-                 if image_size < ARCHITECTURES[a].min_image_size]
+    too_small = [
+        f"{a} (needs >= {ARCHITECTURES[a].min_image_size})"
+        for a in architectures
+        if image_size < ARCHITECTURES[a].min_image_size
+    ]
     if too_small:
         raise TrainingError(f"--image-size {image_size} is too small for {', '.join(too_small)}.")
 
@@ -134,11 +149,15 @@ def _comparison_rows(versions):
     rows = []
     for version in versions:
         training = (version.record.metrics or {}).get("training") or {}
-        rows.append({
-            "architecture": version.architecture, "metrics": version.record.metrics,
-            "params": training.get("params"), "epochs_run": training.get("epochs_run"),
-            "training_seconds": training.get("training_seconds"),
-        })
+        rows.append(
+            {
+                "architecture": version.architecture,
+                "metrics": version.record.metrics,
+                "params": training.get("params"),
+                "epochs_run": training.get("epochs_run"),
+                "training_seconds": training.get("training_seconds"),
+            }
+        )
     return rows
 
 
@@ -175,7 +194,11 @@ def seed_spread(versions, part="test"):
 
     rows = [(version.record.metrics or {}).get(part) for version in versions]
     rows = [row for row in rows if row]
-    summary = {"n": len(rows), "part": part, "versions": [v.name for v in versions if (v.record.metrics or {}).get(part)]}
+    summary = {
+        "n": len(rows),
+        "part": part,
+        "versions": [v.name for v in versions if (v.record.metrics or {}).get(part)],
+    }
     for metric in SPREAD_METRICS:
         values = [float(row[metric]) for row in rows if row.get(metric) is not None]
         summary[metric] = {
@@ -196,15 +219,19 @@ def format_seed_spread(summary):
             continue
         scale, unit, digits = (100, " points", 2) if metric == "accuracy" else (1, "", 3)
         std = "-" if stats["std"] is None else f"{scale * stats['std']:.{digits}f}"
-        lines.append(f"  {metric}: {scale * stats['mean']:.{digits}f} ± {std}{unit} "
-                     f"[{scale * stats['min']:.{digits}f} .. {scale * stats['max']:.{digits}f}]")
+        lines.append(
+            f"  {metric}: {scale * stats['mean']:.{digits}f} ± {std}{unit} "
+            f"[{scale * stats['min']:.{digits}f} .. {scale * stats['max']:.{digits}f}]"
+        )
     return "\n".join(lines)
 
 
 def describe_metrics(version):
     """Human-readable metrics of one registered version (validation and test)."""
-    lines = [f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",
-             f"  sha256 {version.sha256}"]
+    lines = [
+        f"{version.name} ({version.architecture}, {version.input_size}px): {registry.model_path(version)}",
+        f"  sha256 {version.sha256}",
+    ]
     for part, label in (("val", "validation"), ("test", "test")):
         metrics = (version.record.metrics or {}).get(part)
         if metrics:
@@ -217,14 +244,18 @@ def format_metrics(metrics, title=None):
     lines = []
     if title:
         lines.append(f"{title}: {metrics.get('n', 0)} images")
-    lines.append(f"accuracy {_pct(metrics.get('accuracy'))}  loss {metrics.get('loss', 0):.4f}  "
-                 f"macro-F1 {metrics.get('macro_f1', 0):.4f}  ECE {metrics.get('ece', 0):.4f}")
+    lines.append(
+        f"accuracy {_pct(metrics.get('accuracy'))}  loss {metrics.get('loss', 0):.4f}  "
+        f"macro-F1 {metrics.get('macro_f1', 0):.4f}  ECE {metrics.get('ece', 0):.4f}"
+    )
     width = max(len(n) for n in names)
     lines.append(f"{'class'.ljust(width)}  precision  recall      F1  support")
     for name in names:
         row = (metrics.get("per_class") or {}).get(name) or {}
-        lines.append(f"{name.ljust(width)}  {row.get('precision', 0):9.4f}  {row.get('recall', 0):6.4f}  "
-                     f"{row.get('f1', 0):6.4f}  {row.get('support', 0):7d}")
+        lines.append(
+            f"{name.ljust(width)}  {row.get('precision', 0):9.4f}  {row.get('recall', 0):6.4f}  "
+            f"{row.get('f1', 0):6.4f}  {row.get('support', 0):7d}"
+        )
     matrix = metrics.get("confusion_matrix")
     if matrix:
         lines.append("confusion matrix (rows true, columns predicted): " + "  ".join(n for n in names))
@@ -267,12 +298,19 @@ def retrain(options, *, trained_by=None, log=None, progress=2, source=COMMAND_LI
             reused.append(architecture)
             log(f"[{index}/{len(options.architectures)}] {architecture}: already trained in {arch_dir}, reusing it")
         else:
-            log(f"[{index}/{len(options.architectures)}] {architecture}: training "
-                f"({options.epochs} epochs, {options.image_size}px, {options.split_mode} split)")
+            log(
+                f"[{index}/{len(options.architectures)}] {architecture}: training "
+                f"({options.epochs} epochs, {options.image_size}px, {options.split_mode} split)"
+            )
             try:
                 result = run_training(
-                    dataset.root, architecture, arch_dir, weights_path=weights[architecture],
-                    split_record=split_record, progress=progress, **options.run_training_kwargs(),
+                    dataset.root,
+                    architecture,
+                    arch_dir,
+                    weights_path=weights[architecture],
+                    split_record=split_record,
+                    progress=progress,
+                    **options.run_training_kwargs(),
                 )
             except (DatasetError, ValueError) as exc:
                 raise TrainingError(f"{architecture}: {exc}") from exc
@@ -290,15 +328,19 @@ def retrain(options, *, trained_by=None, log=None, progress=2, source=COMMAND_LI
     if options.promote == "best":
         promoted = best_version(versions)
         registry.activate(promoted, actor=trained_by, source=source)
-        log(f"\nPromoted {promoted.name} (best validation accuracy {_pct(promoted.val_accuracy)}): now the active model.")
+        log(
+            f"\nPromoted {promoted.name} (best validation accuracy {_pct(promoted.val_accuracy)}): now the active model."
+        )
     elif registry.get_active_version() is None:
         log("\nNo model is active yet: promote one with `manage.py promote VERSION` or in the admin.")
-    return RetrainResult(versions=versions, table=table, output_dir=output_dir, promoted=promoted,
-                         trained=trained, reused=reused)
+    return RetrainResult(
+        versions=versions, table=table, output_dir=output_dir, promoted=promoted, trained=trained, reused=reused
+    )
 
 
 def best_version(versions):
     """Highest validation accuracy; ties go to the lower validation loss, then the earlier one."""
+
     def key(item):
         index, version = item
         val = (version.record.metrics or {}).get("val") or {}
@@ -326,7 +368,8 @@ def enqueue_training_run(run):
     except Exception as exc:  # any broker failure: say so on the run
         logger.exception("Could not queue training run %s", run.pk)
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+            status=TrainingRun.Status.FAILED,
+            finished_at=timezone.now(),
             error=f"Could not queue the training task (is the broker up?): {exc}",
         )
         return False
@@ -341,13 +384,17 @@ def execute_training_run(run_id, progress=2):
     """
     with transaction.atomic():
         claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.RUNNING, started_at=timezone.now(), finished_at=None, error="",
+            status=TrainingRun.Status.RUNNING,
+            started_at=timezone.now(),
+            finished_at=None,
+            error="",
             progress="starting",
         )
     run = TrainingRun.objects.filter(pk=run_id).first()
     if run is None or not claimed:
-        logger.warning("Training run %s is not queued (missing or %s); not started", run_id,
-                       run.status if run else "deleted")
+        logger.warning(
+            "Training run %s is not queued (missing or %s); not started", run_id, run.status if run else "deleted"
+        )
         return run
     if not run.options.get("output_dir"):
         run.options = {**run.options, "output_dir": str(default_output_dir(f"run-{run.pk}"))}
@@ -365,13 +412,23 @@ def execute_training_run(run_id, progress=2):
         TrainingRun.objects.filter(pk=run.pk).update(**update)
 
     try:
-        result = retrain(RetrainOptions.from_json(run.options), trained_by=run.requested_by, log=log,
-                         progress=progress, source=f"training run {run.pk}")
+        result = retrain(
+            RetrainOptions.from_json(run.options),
+            trained_by=run.requested_by,
+            log=log,
+            progress=progress,
+            source=f"training run {run.pk}",
+        )
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, TrainingError) else "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = (
+            str(exc)
+            if isinstance(exc, TrainingError)
+            else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        )
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error=message or type(exc).__name__,
+            status=TrainingRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=message or type(exc).__name__,
             progress="failed",
         )
         if isinstance(exc, TrainingError):
@@ -380,7 +437,9 @@ def execute_training_run(run_id, progress=2):
         raise
     run.versions.add(*result.versions)
     TrainingRun.objects.filter(pk=run.pk).update(
-        status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), summary=result.table,
+        status=TrainingRun.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        summary=result.table,
         progress=f"done: {len(result.versions)} model(s)"
         + (f", promoted {result.promoted.name}" if result.promoted else ""),
     )
@@ -393,9 +452,15 @@ def execute_training_run(run_id, progress=2):
 
 
 def _model_summary(version):
-    return {"id": version.pk, "name": version.name, "architecture": version.architecture,
-            "sha256": version.sha256, "input_size": version.input_size, "class_names": list(version.class_names),
-            "is_active": version.is_active}
+    return {
+        "id": version.pk,
+        "name": version.name,
+        "architecture": version.architecture,
+        "sha256": version.sha256,
+        "input_size": version.input_size,
+        "class_names": list(version.class_names),
+        "is_active": version.is_active,
+    }
 
 
 def _label_map(version):
@@ -454,9 +519,14 @@ def evaluate_version(version, data_dir, *, batch_size=32, max_per_class=None, sp
     counts = {name: sum(1 for s in samples if s.class_name == name) for name in dataset.class_names}
     return {
         "model": _model_summary(version),
-        "data": {"root": str(dataset.root), "images": len(samples),
-                 "counts": {name: count for name, count in counts.items() if count},
-                 "max_per_class": max_per_class, "split_part": split_part, "flips": flips},
+        "data": {
+            "root": str(dataset.root),
+            "images": len(samples),
+            "counts": {name: count for name, count in counts.items() if count},
+            "max_per_class": max_per_class,
+            "split_part": split_part,
+            "flips": flips,
+        },
         "metrics": metrics,
     }
 
@@ -478,8 +548,10 @@ def collect_image_files(paths):
         path = Path(raw).expanduser()
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
@@ -508,8 +580,10 @@ def diagnose_paths(paths, version, *, batch_size=32, model=None):
 
     files, problems = collect_image_files(paths)
     names = list(version.class_names or CLASS_NAMES)
-    rows = [{"path": p["path"], "label": None, "confidence": None, "probabilities": None, "error": p["error"]}
-            for p in problems]
+    rows = [
+        {"path": p["path"], "label": None, "confidence": None, "probabilities": None, "error": p["error"]}
+        for p in problems
+    ]
     if not files:
         return rows
     model = model or _load(version)
@@ -518,12 +592,16 @@ def diagnose_paths(paths, version, *, batch_size=32, model=None):
     def flush():
         if not pending:
             return
-        probabilities = registry.predict_prepared(model, np.stack([array for _, array in pending]),
-                                                  batch_size=batch_size)
+        probabilities = registry.predict_prepared(
+            model, np.stack([array for _, array in pending]), batch_size=batch_size
+        )
         for (row, _), probs in zip(pending, probabilities):
             best = int(np.argmax(probs))
-            row.update(label=names[best], confidence=float(probs[best]),
-                       probabilities={name: float(p) for name, p in zip(names, probs)})
+            row.update(
+                label=names[best],
+                confidence=float(probs[best]),
+                probabilities={name: float(p) for name, p in zip(names, probs)},
+            )
         pending.clear()
 
     for path in files:
@@ -539,4 +617,3 @@ def diagnose_paths(paths, version, *, batch_size=32, model=None):
             flush()
     flush()
     return rows
-

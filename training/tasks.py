@@ -2,6 +2,7 @@
 
 Run a worker for it with:  celery -A telediag worker -Q training --concurrency 1
 """
+
 from celery import shared_task
 from django.conf import settings
 

@@ -4,12 +4,11 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0001_initial'),
-        ('cases', '0002_auditevent_moved_to_audit'),
+        ("audit", "0001_initial"),
+        ("cases", "0002_auditevent_moved_to_audit"),
     ]
 
     operations = [
-        migrations.AlterModelTable(name='auditevent', table=None),
+        migrations.AlterModelTable(name="auditevent", table=None),
     ]

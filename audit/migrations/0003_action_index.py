@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0002_auditevent_table'),
+        ("audit", "0002_auditevent_table"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='auditevent',
-            index=models.Index(fields=['action', '-created_at', '-id'], name='audit_action_newest'),
+            model_name="auditevent",
+            index=models.Index(fields=["action", "-created_at", "-id"], name="audit_action_newest"),
         ),
     ]

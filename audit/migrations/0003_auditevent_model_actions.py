@@ -4,15 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0002_auditevent_table'),
+        ("audit", "0002_auditevent_table"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('created', 'Created'), ('viewed', 'Viewed'), ('changed', 'Changed'), ('submitted', 'Submitted'), ('signed', 'Signed'), ('amended', 'Amended'), ('sign_refused', 'Signature refused'), ('analysis_requested', 'Analysis requested'), ('model_registered', 'Model version registered'), ('model_promoted', 'Model version promoted')], max_length=24),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("viewed", "Viewed"),
+                    ("changed", "Changed"),
+                    ("submitted", "Submitted"),
+                    ("signed", "Signed"),
+                    ("amended", "Amended"),
+                    ("sign_refused", "Signature refused"),
+                    ("analysis_requested", "Analysis requested"),
+                    ("model_registered", "Model version registered"),
+                    ("model_promoted", "Model version promoted"),
+                ],
+                max_length=24,
+            ),
         ),
     ]

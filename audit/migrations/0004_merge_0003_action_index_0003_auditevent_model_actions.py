@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0003_action_index'),
-        ('audit', '0003_auditevent_model_actions'),
+        ("audit", "0003_action_index"),
+        ("audit", "0003_auditevent_model_actions"),
     ]
 
-    operations = [
-    ]
+    operations = []

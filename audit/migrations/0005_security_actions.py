@@ -4,15 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_merge_0003_action_index_0003_auditevent_model_actions'),
+        ("audit", "0004_merge_0003_action_index_0003_auditevent_model_actions"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('created', 'Created'), ('viewed', 'Viewed'), ('changed', 'Changed'), ('submitted', 'Submitted'), ('signed', 'Signed'), ('amended', 'Amended'), ('sign_refused', 'Signature refused'), ('analysis_requested', 'Analysis requested'), ('model_registered', 'Model version registered'), ('model_promoted', 'Model version promoted'), ('logged_in', 'Signed in'), ('logged_out', 'Signed out'), ('login_failed', 'Sign-in failed'), ('locked_out', 'Locked out'), ('token_issued', 'API token issued'), ('password_changed', 'Password changed'), ('password_reset', 'Password reset by an admin'), ('2fa_enrolled', 'Second factor enrolled'), ('2fa_reset', 'Second factor reset'), ('recovery_code_used', 'Recovery code used')], max_length=24),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("viewed", "Viewed"),
+                    ("changed", "Changed"),
+                    ("submitted", "Submitted"),
+                    ("signed", "Signed"),
+                    ("amended", "Amended"),
+                    ("sign_refused", "Signature refused"),
+                    ("analysis_requested", "Analysis requested"),
+                    ("model_registered", "Model version registered"),
+                    ("model_promoted", "Model version promoted"),
+                    ("logged_in", "Signed in"),
+                    ("logged_out", "Signed out"),
+                    ("login_failed", "Sign-in failed"),
+                    ("locked_out", "Locked out"),
+                    ("token_issued", "API token issued"),
+                    ("password_changed", "Password changed"),
+                    ("password_reset", "Password reset by an admin"),
+                    ("2fa_enrolled", "Second factor enrolled"),
+                    ("2fa_reset", "Second factor reset"),
+                    ("recovery_code_used", "Recovery code used"),
+                ],
+                max_length=24,
+            ),
         ),
     ]

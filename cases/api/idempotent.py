@@ -1,5 +1,6 @@
 """``Idempotency-Key`` on ``POST /api/cases/``: a client that retries after a timeout gets the
 case its first request created (201 once, then 200 with the same body), never a second case."""
+
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -15,8 +16,13 @@ REPLAYED_HEADERS = ("Location", "Preference-Applied")
 def submission_fingerprint(user, data):
     """The request's content: the same key with other content is refused, never replayed."""
     return idempotency.fingerprint(
-        user.pk, _pk(data.get("patient")), data.get("clinical_notes", ""), data.get("priority"),
-        _pk(data.get("laboratory")), _pk(data.get("model_version")), files=data.get("images") or (),
+        user.pk,
+        _pk(data.get("patient")),
+        data.get("clinical_notes", ""),
+        data.get("priority"),
+        _pk(data.get("laboratory")),
+        _pk(data.get("model_version")),
+        files=data.get("images") or (),
     )
 
 
@@ -37,7 +43,10 @@ def submit_once(request, data, key, submit):
             record.headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
 
         outcome = idempotency.run_once(
-            user=request.user, scope=SCOPE, key=key, fingerprint=submission_fingerprint(request.user, data),
+            user=request.user,
+            scope=SCOPE,
+            key=key,
+            fingerprint=submission_fingerprint(request.user, data),
             action=action,
         )
     except idempotency.IdempotencyError as exc:

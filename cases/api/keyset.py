@@ -8,6 +8,7 @@ from page to page.
 Compatibility: a request with ``?page=N`` gets page numbers and ``count`` as before (slower on deep
 pages of a large list; prefer the cursor).
 """
+
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound

@@ -4,6 +4,7 @@ Extending the case representation (the inference work adds AI results): subclass
 ``SmearSerializer`` or ``CaseSerializer`` and add fields, or add a field here; the case detail
 is built from ``CaseSerializer`` and each smear from ``SmearSerializer``.
 """
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -43,11 +44,23 @@ class PatientSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 
 class SmearSerializer(serializers.ModelSerializer):
-    image_url = serializers.SerializerMethodField(help_text="The image, served to authenticated users who may see the case.")
+    image_url = serializers.SerializerMethodField(
+        help_text="The image, served to authenticated users who may see the case."
+    )
 
     class Meta:
         model = Smear
-        fields = ["id", "original_filename", "width", "height", "format", "size_bytes", "sha256", "created_at", "image_url"]
+        fields = [
+            "id",
+            "original_filename",
+            "width",
+            "height",
+            "format",
+            "size_bytes",
+            "sha256",
+            "created_at",
+            "image_url",
+        ]
         read_only_fields = fields
 
     def get_image_url(self, smear) -> str:
@@ -63,8 +76,17 @@ class DiagnosisEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = Review
         fields = [
-            "id", "kind", "diagnosis", "diagnosis_label", "comment", "reason", "ai_suggestion", "supersedes",
-            "signed_by", "signed_at", "signature_method",
+            "id",
+            "kind",
+            "diagnosis",
+            "diagnosis_label",
+            "comment",
+            "reason",
+            "ai_suggestion",
+            "supersedes",
+            "signed_by",
+            "signed_at",
+            "signature_method",
         ]
         read_only_fields = fields
 
@@ -78,14 +100,28 @@ class CaseSummarySerializer(serializers.ModelSerializer):
     laboratory = OrganisationRefSerializer(read_only=True)
     submitted_by = UserRefSerializer(read_only=True)
     signed_by = UserRefSerializer(read_only=True, allow_null=True)
-    model_version = serializers.PrimaryKeyRelatedField(source="requested_model_version", read_only=True, allow_null=True)
+    model_version = serializers.PrimaryKeyRelatedField(
+        source="requested_model_version", read_only=True, allow_null=True
+    )
     current_diagnosis = serializers.SerializerMethodField()
 
     class Meta:
         model = Case
         fields = [
-            "id", "reference", "status", "priority", "patient", "site", "laboratory", "submitted_by",
-            "model_version", "signed_by", "signed_at", "current_diagnosis", "created_at", "updated_at",
+            "id",
+            "reference",
+            "status",
+            "priority",
+            "patient",
+            "site",
+            "laboratory",
+            "submitted_by",
+            "model_version",
+            "signed_by",
+            "signed_at",
+            "current_diagnosis",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -172,11 +208,17 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     clinical_notes = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, default="")
     priority = serializers.ChoiceField(choices=Case.Priority.choices, default=Case.Priority.ROUTINE)
     laboratory = serializers.PrimaryKeyRelatedField(
-        queryset=Organisation.objects.none(), required=False, allow_null=True, default=None,
+        queryset=Organisation.objects.none(),
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="Reading laboratory to send the case to; required when your site refers to several.",
     )
     model_version = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
+        queryset=ModelVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="Model to analyse the smears with; empty means the active model.",
     )
     images = SmearFilesField(help_text="Smear images (JPEG, PNG, TIFF or BMP); repeat the field for several.")
@@ -193,11 +235,21 @@ class CaseCreateSerializer(StrictFieldsMixin, serializers.Serializer):
 class ElectronicSignatureFields(serializers.Serializer):
     # The electronic signature: one of the two, entered again for this signature.
     password = serializers.CharField(
-        required=False, allow_blank=True, default="", write_only=True, trim_whitespace=False, max_length=128,
-        style={"input_type": "password"}, help_text="Your password, entered again to sign (or send otp_code).",
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
+        trim_whitespace=False,
+        max_length=128,
+        style={"input_type": "password"},
+        help_text="Your password, entered again to sign (or send otp_code).",
     )
     otp_code = serializers.CharField(
-        required=False, allow_blank=True, default="", write_only=True, max_length=16,
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
+        max_length=16,
         help_text="A current code from your authenticator app, instead of the password.",
     )
 
@@ -220,17 +272,25 @@ class AmendSerializer(StrictFieldsMixin, ElectronicSignatureFields):
 class CaseFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Case.Status.choices, required=False, allow_blank=True)
     priority = serializers.ChoiceField(choices=Case.Priority.choices, required=False, allow_blank=True)
-    patient = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only this patient's cases.")
+    patient = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only this patient's cases."
+    )
     q = serializers.CharField(
-        required=False, allow_blank=True, max_length=64,
+        required=False,
+        allow_blank=True,
+        max_length=64,
         help_text="A case reference (TD-000123 or 123) or a patient's medical record number (exact).",
     )
 
 
 class AuditEventFilterSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False, allow_blank=True)
-    case = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events about this case.")
-    actor = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Only events by this user.")
+    case = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only events about this case."
+    )
+    actor = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only events by this user."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,13 +304,33 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "created_at", "action", "actor", "actor_organisation", "case", "patient", "ip_address", "detail"]
+        fields = [
+            "id",
+            "created_at",
+            "action",
+            "actor",
+            "actor_organisation",
+            "case",
+            "patient",
+            "ip_address",
+            "detail",
+        ]
         read_only_fields = fields
 
 
 __all__ = [
-    "AmendSerializer", "AuditEventFilterSerializer", "AuditEventSerializer", "CaseCreateSerializer",
-    "CaseCreatedSerializer", "CaseFilterSerializer", "CaseSerializer", "CaseSummarySerializer",
+    "AmendSerializer",
+    "AuditEventFilterSerializer",
+    "AuditEventSerializer",
+    "CaseCreateSerializer",
+    "CaseCreatedSerializer",
+    "CaseFilterSerializer",
+    "CaseSerializer",
+    "CaseSummarySerializer",
     "DiagnosisEntrySerializer",
-    "PatientSerializer", "SignSerializer", "SmearFilesField", "SmearSerializer", "smear_image_url",
+    "PatientSerializer",
+    "SignSerializer",
+    "SmearFilesField",
+    "SmearSerializer",
+    "smear_image_url",
 ]

@@ -1,4 +1,5 @@
 """Clinical API routes, included under /api/ by telediag.api_urls. URL names start with "api-"."""
+
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 

@@ -7,6 +7,7 @@ Access rules, in this order (the same as the portal's):
 4. a visible object but an action the role may not do (a clinician signing) → 403.
 Every failure has the body described in core.api_errors.
 """
+
 from django.db.models import Prefetch
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -69,10 +70,13 @@ DIAGNOSES = Prefetch("diagnoses", queryset=Review.objects.select_related("signed
         description="search matches the medical record number, given or family name; every word must match.",
         responses={200: PatientSerializer(many=True), **error_responses(400, 401, 403, 404)},
     ),
-    retrieve=extend_schema(summary="One patient (clinicians)", responses={200: PatientSerializer, **error_responses(401, 403, 404)}),
+    retrieve=extend_schema(
+        summary="One patient (clinicians)", responses={200: PatientSerializer, **error_responses(401, 403, 404)}
+    ),
     create=extend_schema(
         summary="Register a patient (clinicians)",
-        request=PatientSerializer, responses={201: PatientSerializer, **error_responses(400, 401, 403)},
+        request=PatientSerializer,
+        responses={201: PatientSerializer, **error_responses(400, 401, 403)},
     ),
 )
 class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -133,22 +137,41 @@ def _prefers_minimal(request):
         "The 201 carries the whole case; with the header `Prefer: return=minimal` (RFC 7240) only its id, "
         "reference, status and url (cheaper for systems that upload many cases; the answer then has "
         "`Preference-Applied: return=minimal`).",
-        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
-                                     description="return=minimal for the short answer"),
-                    OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="A key of your choice (1-255 printable characters, e.g. a UUID) "
-                                     "for this submission. Sending the same request again with the same key "
-                                     "creates no second case: the answer is 200 with the body of the first 201 "
-                                     "(and `Idempotent-Replayed: true`). The same key with a different request: "
-                                     "422.")],
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="return=minimal for the short answer",
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="A key of your choice (1-255 printable characters, e.g. a UUID) "
+                "for this submission. Sending the same request again with the same key "
+                "creates no second case: the answer is 200 with the body of the first 201 "
+                "(and `Idempotent-Replayed: true`). The same key with a different request: "
+                "422.",
+            ),
+        ],
         request={"multipart/form-data": CaseCreateSerializer},
-        responses={201: OpenApiResponse(CaseSerializer, description="The case (or, with Prefer: return=minimal, "
-                                        "only id, reference, status and url)"),
-                   200: OpenApiResponse(CaseSerializer, description="Replay: the same Idempotency-Key was sent "
-                                        "before; the body of the first answer"),
-                   422: OpenApiResponse(ApiErrorSerializer, description="The Idempotency-Key was used before "
-                                        "for a different request."),
-                   **error_responses(400, 401, 403, 415)},
+        responses={
+            201: OpenApiResponse(
+                CaseSerializer,
+                description="The case (or, with Prefer: return=minimal, only id, reference, status and url)",
+            ),
+            200: OpenApiResponse(
+                CaseSerializer,
+                description="Replay: the same Idempotency-Key was sent before; the body of the first answer",
+            ),
+            422: OpenApiResponse(
+                ApiErrorSerializer, description="The Idempotency-Key was used before for a different request."
+            ),
+            **error_responses(400, 401, 403, 415),
+        },
     ),
     sign=extend_schema(
         summary="Sign the final diagnosis (pathologists of the case's laboratory)",

@@ -7,117 +7,287 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('training', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mrn', models.CharField(max_length=64, verbose_name='medical record number')),
-                ('given_name', models.CharField(max_length=120)),
-                ('family_name', models.CharField(max_length=120)),
-                ('sex', models.CharField(choices=[('F', 'Female'), ('M', 'Male'), ('O', 'Other'), ('U', 'Unknown')], max_length=1)),
-                ('date_of_birth', models.DateField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='patients', to='accounts.organisation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("mrn", models.CharField(max_length=64, verbose_name="medical record number")),
+                ("given_name", models.CharField(max_length=120)),
+                ("family_name", models.CharField(max_length=120)),
+                (
+                    "sex",
+                    models.CharField(
+                        choices=[("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")], max_length=1
+                    ),
+                ),
+                ("date_of_birth", models.DateField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="patients", to="accounts.organisation"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['family_name', 'given_name', 'mrn'],
+                "ordering": ["family_name", "given_name", "mrn"],
             },
         ),
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('clinical_notes', models.TextField(blank=True)),
-                ('priority', models.CharField(choices=[('routine', 'Routine'), ('urgent', 'Urgent')], default='routine', max_length=10)),
-                ('status', models.CharField(choices=[('submitted', 'Submitted'), ('analysing', 'Analysing'), ('awaiting_review', 'Awaiting review'), ('signed', 'Signed'), ('amended', 'Amended')], default='submitted', max_length=20)),
-                ('signed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('laboratory', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='referred_cases', to='accounts.organisation')),
-                ('requested_model_version', models.ForeignKey(blank=True, help_text='Model chosen at submission; empty means the active model.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='training.modelversion')),
-                ('signed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='submitted_cases', to='accounts.organisation')),
-                ('submitted_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cases', to='cases.patient')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("clinical_notes", models.TextField(blank=True)),
+                (
+                    "priority",
+                    models.CharField(
+                        choices=[("routine", "Routine"), ("urgent", "Urgent")], default="routine", max_length=10
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("submitted", "Submitted"),
+                            ("analysing", "Analysing"),
+                            ("awaiting_review", "Awaiting review"),
+                            ("signed", "Signed"),
+                            ("amended", "Amended"),
+                        ],
+                        default="submitted",
+                        max_length=20,
+                    ),
+                ),
+                ("signed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "laboratory",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="referred_cases",
+                        to="accounts.organisation",
+                    ),
+                ),
+                (
+                    "requested_model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Model chosen at submission; empty means the active model.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="training.modelversion",
+                    ),
+                ),
+                (
+                    "signed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="submitted_cases",
+                        to="accounts.organisation",
+                    ),
+                ),
+                (
+                    "submitted_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="cases", to="cases.patient"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('action', models.CharField(choices=[('created', 'Created'), ('viewed', 'Viewed'), ('changed', 'Changed'), ('submitted', 'Submitted'), ('signed', 'Signed'), ('amended', 'Amended'), ('sign_refused', 'Signature refused'), ('analysis_requested', 'Analysis requested')], max_length=24)),
-                ('ip_address', models.GenericIPAddressField(blank=True, null=True)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('actor', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('actor_organisation', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.organisation')),
-                ('case', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='audit_events', to='cases.case')),
-                ('patient', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='audit_events', to='cases.patient')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("viewed", "Viewed"),
+                            ("changed", "Changed"),
+                            ("submitted", "Submitted"),
+                            ("signed", "Signed"),
+                            ("amended", "Amended"),
+                            ("sign_refused", "Signature refused"),
+                            ("analysis_requested", "Analysis requested"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("ip_address", models.GenericIPAddressField(blank=True, null=True)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "actor_organisation",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.organisation",
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audit_events",
+                        to="cases.case",
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audit_events",
+                        to="cases.patient",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('signature', 'Signature'), ('amendment', 'Amendment')], max_length=10)),
-                ('diagnosis', models.CharField(choices=[('benign', 'Benign (hematogone)'), ('early_pre_b', 'Early Pre-B ALL'), ('pre_b', 'Pre-B ALL'), ('pro_b', 'Pro-B ALL'), ('non_diagnostic', 'Non-diagnostic — new sample needed')], max_length=20)),
-                ('comment', models.TextField(blank=True)),
-                ('reason', models.TextField(blank=True, help_text='Why an amendment was needed.')),
-                ('ai_suggestion', models.CharField(blank=True, help_text='AI label shown when signing.', max_length=20)),
-                ('signed_at', models.DateTimeField()),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='diagnoses', to='cases.case')),
-                ('signed_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('supersedes', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='superseded_by', to='cases.review')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(choices=[("signature", "Signature"), ("amendment", "Amendment")], max_length=10),
+                ),
+                (
+                    "diagnosis",
+                    models.CharField(
+                        choices=[
+                            ("benign", "Benign (hematogone)"),
+                            ("early_pre_b", "Early Pre-B ALL"),
+                            ("pre_b", "Pre-B ALL"),
+                            ("pro_b", "Pro-B ALL"),
+                            ("non_diagnostic", "Non-diagnostic — new sample needed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("comment", models.TextField(blank=True)),
+                ("reason", models.TextField(blank=True, help_text="Why an amendment was needed.")),
+                (
+                    "ai_suggestion",
+                    models.CharField(blank=True, help_text="AI label shown when signing.", max_length=20),
+                ),
+                ("signed_at", models.DateTimeField()),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="diagnoses", to="cases.case"
+                    ),
+                ),
+                (
+                    "signed_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "supersedes",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="superseded_by",
+                        to="cases.review",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['case', 'signed_at', 'pk'],
+                "ordering": ["case", "signed_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='Smear',
+            name="Smear",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image', models.FileField(max_length=255, upload_to=cases.models.smear_upload_to)),
-                ('original_filename', models.CharField(blank=True, max_length=255)),
-                ('sha256', models.CharField(db_index=True, help_text='Of the file as uploaded.', max_length=64)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('format', models.CharField(help_text='Format detected from the content.', max_length=10)),
-                ('size_bytes', models.PositiveBigIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='smears', to='cases.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("image", models.FileField(max_length=255, upload_to=cases.models.smear_upload_to)),
+                ("original_filename", models.CharField(blank=True, max_length=255)),
+                ("sha256", models.CharField(db_index=True, help_text="Of the file as uploaded.", max_length=64)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("format", models.CharField(help_text="Format detected from the content.", max_length=10)),
+                ("size_bytes", models.PositiveBigIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="smears", to="cases.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['case', 'pk'],
+                "ordering": ["case", "pk"],
             },
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(fields=('organisation', 'mrn'), name='unique_mrn_per_organisation'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(fields=("organisation", "mrn"), name="unique_mrn_per_organisation"),
         ),
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(fields=['laboratory', 'status', 'priority', 'created_at'], name='cases_case_laborat_c4460d_idx'),
+            model_name="case",
+            index=models.Index(
+                fields=["laboratory", "status", "priority", "created_at"], name="cases_case_laborat_c4460d_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'signature')), fields=('case',), name='one_signature_per_case'),
+            model_name="review",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "signature")), fields=("case",), name="one_signature_per_case"
+            ),
         ),
     ]

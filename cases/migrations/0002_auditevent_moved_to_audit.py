@@ -4,15 +4,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0001_initial'),
-        ('audit', '0001_initial'),
+        ("cases", "0001_initial"),
+        ("audit", "0001_initial"),
     ]
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            state_operations=[migrations.DeleteModel(name='AuditEvent')],
+            state_operations=[migrations.DeleteModel(name="AuditEvent")],
             database_operations=[],
         ),
     ]

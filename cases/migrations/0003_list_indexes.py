@@ -4,34 +4,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0002_auditevent_moved_to_audit'),
+        ("cases", "0002_auditevent_moved_to_audit"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(fields=['site', '-created_at', '-id'], name='case_site_newest'),
+            model_name="case",
+            index=models.Index(fields=["site", "-created_at", "-id"], name="case_site_newest"),
         ),
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(fields=['laboratory', '-created_at', '-id'], name='case_lab_newest'),
+            model_name="case",
+            index=models.Index(fields=["laboratory", "-created_at", "-id"], name="case_lab_newest"),
         ),
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(fields=['site', 'status', '-created_at', '-id'], name='case_site_status_newest'),
+            model_name="case",
+            index=models.Index(fields=["site", "status", "-created_at", "-id"], name="case_site_status_newest"),
         ),
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(models.F('laboratory'), models.Case(models.When(priority='urgent', then=models.Value(0)), default=models.Value(1), output_field=models.IntegerField()), models.F('created_at'), models.F('id'), condition=models.Q(('status__in', ['signed', 'amended']), _negated=True), name='case_review_queue'),
+            model_name="case",
+            index=models.Index(
+                models.F("laboratory"),
+                models.Case(
+                    models.When(priority="urgent", then=models.Value(0)),
+                    default=models.Value(1),
+                    output_field=models.IntegerField(),
+                ),
+                models.F("created_at"),
+                models.F("id"),
+                condition=models.Q(("status__in", ["signed", "amended"]), _negated=True),
+                name="case_review_queue",
+            ),
         ),
         migrations.AddIndex(
-            model_name='patient',
-            index=models.Index(fields=['organisation', 'family_name', 'given_name', 'mrn', 'id'], name='patient_org_by_name'),
+            model_name="patient",
+            index=models.Index(
+                fields=["organisation", "family_name", "given_name", "mrn", "id"], name="patient_org_by_name"
+            ),
         ),
         migrations.AddIndex(
-            model_name='patient',
-            index=models.Index(fields=['mrn'], name='patient_mrn'),
+            model_name="patient",
+            index=models.Index(fields=["mrn"], name="patient_mrn"),
         ),
     ]

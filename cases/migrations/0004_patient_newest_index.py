@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0003_list_indexes'),
+        ("cases", "0003_list_indexes"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='patient',
-            index=models.Index(fields=['organisation', '-created_at', '-id'], name='patient_org_newest'),
+            model_name="patient",
+            index=models.Index(fields=["organisation", "-created_at", "-id"], name="patient_org_newest"),
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0004_patient_newest_index'),
+        ("cases", "0004_patient_newest_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='review',
-            name='signature_method',
-            field=models.CharField(blank=True, choices=[('password', 'Password re-entered'), ('totp', 'Authentication code')], max_length=16),
+            model_name="review",
+            name="signature_method",
+            field=models.CharField(
+                blank=True,
+                choices=[("password", "Password re-entered"), ("totp", "Authentication code")],
+                max_length=16,
+            ),
         ),
     ]

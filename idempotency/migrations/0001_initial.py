@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,21 +15,41 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(help_text='What the key was used for, e.g. cases.submit.', max_length=64)),
-                ('key', models.CharField(max_length=255)),
-                ('fingerprint', models.CharField(help_text="sha256 of the request's content.", max_length=64)),
-                ('resource_id', models.BigIntegerField(blank=True, help_text='What the first request created.', null=True)),
-                ('location', models.CharField(blank=True, max_length=500)),
-                ('body', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text="The first answer's body.", null=True)),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("scope", models.CharField(help_text="What the key was used for, e.g. cases.submit.", max_length=64)),
+                ("key", models.CharField(max_length=255)),
+                ("fingerprint", models.CharField(help_text="sha256 of the request's content.", max_length=64)),
+                (
+                    "resource_id",
+                    models.BigIntegerField(blank=True, help_text="What the first request created.", null=True),
+                ),
+                ("location", models.CharField(blank=True, max_length=500)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text="The first answer's body.",
+                        null=True,
+                    ),
+                ),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'scope', 'key'), name='one_idempotency_key_per_user_and_scope')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "scope", "key"), name="one_idempotency_key_per_user_and_scope"
+                    )
+                ],
             },
         ),
     ]

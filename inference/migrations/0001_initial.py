@@ -8,72 +8,169 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cases', '0001_initial'),
-        ('training', '0001_initial'),
+        ("cases", "0001_initial"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AnalysisJob',
+            name="AnalysisJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], db_index=True, default='queued', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Starts of this job, counted when a worker claims it.')),
-                ('reason', models.TextField(blank=True, help_text='Why the job failed, in words a person can act on.')),
-                ('enqueued_at', models.DateTimeField(default=django.utils.timezone.now, help_text='When this job (last) entered the queue: submission, retry or re-run.')),
-                ('published_at', models.DateTimeField(blank=True, help_text='Last time a message for this job was handed to the broker.', null=True)),
-                ('publish_count', models.PositiveIntegerField(default=0)),
-                ('last_enqueue_error', models.TextField(blank=True, help_text='Error of the last failed publish; empty once one works.')),
-                ('task_id', models.CharField(blank=True, help_text='Celery id of the message that claimed the job.', max_length=64)),
-                ('worker', models.CharField(blank=True, help_text='Host:pid of the process that last claimed it.', max_length=200)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='analysis_jobs', to='training.modelversion')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('smear', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='analysis_jobs', to='cases.smear')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Starts of this job, counted when a worker claims it."
+                    ),
+                ),
+                ("reason", models.TextField(blank=True, help_text="Why the job failed, in words a person can act on.")),
+                (
+                    "enqueued_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="When this job (last) entered the queue: submission, retry or re-run.",
+                    ),
+                ),
+                (
+                    "published_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Last time a message for this job was handed to the broker.", null=True
+                    ),
+                ),
+                ("publish_count", models.PositiveIntegerField(default=0)),
+                (
+                    "last_enqueue_error",
+                    models.TextField(blank=True, help_text="Error of the last failed publish; empty once one works."),
+                ),
+                (
+                    "task_id",
+                    models.CharField(
+                        blank=True, help_text="Celery id of the message that claimed the job.", max_length=64
+                    ),
+                ),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True, help_text="Host:pid of the process that last claimed it.", max_length=200
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="analysis_jobs",
+                        to="training.modelversion",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "smear",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="analysis_jobs", to="cases.smear"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['smear_id', '-enqueued_at', '-pk'],
+                "ordering": ["smear_id", "-enqueued_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Prediction',
+            name="Prediction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(help_text='Class with the highest probability.', max_length=40)),
-                ('probabilities', models.JSONField(default=dict, help_text='Class name → probability (sums to 1).')),
-                ('heatmap', models.FileField(blank=True, max_length=255, upload_to=inference.models.heatmap_upload_to)),
-                ('heatmap_method', models.CharField(blank=True, help_text='grad-cam, occlusion, or empty.', max_length=40)),
-                ('queue_wait_ms', models.PositiveIntegerField(blank=True, help_text='From enqueued to started.', null=True)),
-                ('inference_ms', models.PositiveIntegerField(blank=True, help_text='Model forward pass only.', null=True)),
-                ('total_ms', models.PositiveIntegerField(blank=True, help_text='Read, prepare, predict and heatmap.', null=True)),
-                ('worker', models.CharField(blank=True, help_text='Host and process that computed it.', max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='predictions', to='inference.analysisjob')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='training.modelversion')),
-                ('smear', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='cases.smear')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(help_text="Class with the highest probability.", max_length=40)),
+                ("probabilities", models.JSONField(default=dict, help_text="Class name → probability (sums to 1).")),
+                ("heatmap", models.FileField(blank=True, max_length=255, upload_to=inference.models.heatmap_upload_to)),
+                (
+                    "heatmap_method",
+                    models.CharField(blank=True, help_text="grad-cam, occlusion, or empty.", max_length=40),
+                ),
+                (
+                    "queue_wait_ms",
+                    models.PositiveIntegerField(blank=True, help_text="From enqueued to started.", null=True),
+                ),
+                (
+                    "inference_ms",
+                    models.PositiveIntegerField(blank=True, help_text="Model forward pass only.", null=True),
+                ),
+                (
+                    "total_ms",
+                    models.PositiveIntegerField(blank=True, help_text="Read, prepare, predict and heatmap.", null=True),
+                ),
+                (
+                    "worker",
+                    models.CharField(blank=True, help_text="Host and process that computed it.", max_length=200),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="predictions",
+                        to="inference.analysisjob",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="predictions",
+                        to="training.modelversion",
+                    ),
+                ),
+                (
+                    "smear",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="predictions", to="cases.smear"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['smear_id', '-created_at'],
+                "ordering": ["smear_id", "-created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(fields=['status', 'enqueued_at'], name='inference_a_status_b67a91_idx'),
+            model_name="analysisjob",
+            index=models.Index(fields=["status", "enqueued_at"], name="inference_a_status_b67a91_idx"),
         ),
         migrations.AddConstraint(
-            model_name='analysisjob',
-            constraint=models.UniqueConstraint(fields=('smear', 'model_version'), name='one_job_per_smear_and_model_version'),
+            model_name="analysisjob",
+            constraint=models.UniqueConstraint(
+                fields=("smear", "model_version"), name="one_job_per_smear_and_model_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prediction',
-            constraint=models.UniqueConstraint(fields=('smear', 'model_version'), name='one_prediction_per_smear_and_model_version'),
+            model_name="prediction",
+            constraint=models.UniqueConstraint(
+                fields=("smear", "model_version"), name="one_prediction_per_smear_and_model_version"
+            ),
         ),
     ]

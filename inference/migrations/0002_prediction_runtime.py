@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0001_initial'),
+        ("inference", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prediction',
-            name='runtime',
-            field=models.CharField(blank=True, help_text='What ran the model: tflite (verified export of the same model) or keras.', max_length=20),
+            model_name="prediction",
+            name="runtime",
+            field=models.CharField(
+                blank=True,
+                help_text="What ran the model: tflite (verified export of the same model) or keras.",
+                max_length=20,
+            ),
         ),
     ]

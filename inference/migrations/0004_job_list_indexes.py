@@ -4,18 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0003_prediction_smear_check'),
+        ("inference", "0003_prediction_smear_check"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(fields=['-enqueued_at', '-id'], name='job_newest'),
+            model_name="analysisjob",
+            index=models.Index(fields=["-enqueued_at", "-id"], name="job_newest"),
         ),
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(condition=models.Q(('status', 'failed')), fields=['-finished_at', '-id'], name='job_failed_newest'),
+            model_name="analysisjob",
+            index=models.Index(
+                condition=models.Q(("status", "failed")), fields=["-finished_at", "-id"], name="job_failed_newest"
+            ),
         ),
     ]

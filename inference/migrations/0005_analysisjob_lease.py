@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0004_job_list_indexes'),
+        ("inference", "0004_job_list_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='analysisjob',
-            name='lease_expires_at',
-            field=models.DateTimeField(blank=True, help_text='While running: the worker renews this; once past, the sweeper queues the job again.', null=True),
+            model_name="analysisjob",
+            name="lease_expires_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="While running: the worker renews this; once past, the sweeper queues the job again.",
+                null=True,
+            ),
         ),
     ]

@@ -2,6 +2,7 @@
 
 The page must only show cases the user may see (the case views already use cases.access).
 """
+
 from django import template
 
 from inference.status import case_analysis_data
@@ -15,7 +16,9 @@ def case_analysis(context, case, version=None):
     user = getattr(request, "user", None) or context.get("user")
     return {
         "case": case,
-        "analysis": case_analysis_data(case, user, version_id=version or (request.GET.get("version") if request else None)),
+        "analysis": case_analysis_data(
+            case, user, version_id=version or (request.GET.get("version") if request else None)
+        ),
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }

@@ -3,6 +3,7 @@
 Created by ``migrate`` so that no deployment forgets ``createcachetable``; a Redis cache
 (TELEDIAG_CACHE_URL) simply leaves it unused.
 """
+
 from django.core.management import call_command
 from django.db import migrations
 

@@ -3,6 +3,7 @@
 The portal (accounts.views) and the API (accounts.api) only call these functions; their own tests
 check the wiring (form and serializer shape, status codes, messages on the page).
 """
+
 import pytest
 from django.http import Http404
 from rest_framework.authtoken.models import Token
@@ -20,7 +21,13 @@ STRONG = "Leukocyte-Morphology-42"
 
 
 def create(admin, **overrides):
-    values = {"username": "nina_new", "password": STRONG, "role": "pathologist", "first_name": "Nina", "last_name": "New"}
+    values = {
+        "username": "nina_new",
+        "password": STRONG,
+        "role": "pathologist",
+        "first_name": "Nina",
+        "last_name": "New",
+    }
     values.update(overrides)
     return services.user_create(admin=admin, **values)
 
@@ -187,7 +194,9 @@ def test_role_change_is_audited_as_before_and_after(world):
     event = AuditEvent.objects.get(action="changed")
     assert event.actor == world.lab_admin
     assert event.detail == {
-        "object": "user", "user_id": world.pathologist2.pk, "username": "peter_pathologist",
+        "object": "user",
+        "user_id": world.pathologist2.pk,
+        "username": "peter_pathologist",
         "changes": {"role": ["pathologist", "lab_admin"]},
     }
 
@@ -202,11 +211,18 @@ def test_role_change_must_suit_the_organisation(world):
 
 def test_names_and_email(world):
     services.user_update(
-        admin=world.lab_admin, user=world.pathologist2, first_name=" Pete ", last_name="Tester", email="pete@example.org",
+        admin=world.lab_admin,
+        user=world.pathologist2,
+        first_name=" Pete ",
+        last_name="Tester",
+        email="pete@example.org",
     )
     world.pathologist2.refresh_from_db()
     assert (world.pathologist2.first_name, world.pathologist2.email) == ("Pete", "pete@example.org")
-    assert AuditEvent.objects.get().detail["changes"] == {"first_name": ["Peter", "Pete"], "email": ["", "pete@example.org"]}
+    assert AuditEvent.objects.get().detail["changes"] == {
+        "first_name": ["Peter", "Pete"],
+        "email": ["", "pete@example.org"],
+    }
 
 
 def test_deactivation_revokes_api_tokens_and_reactivation_restores_sign_in(world):
@@ -229,9 +245,12 @@ def test_other_users_tokens_survive_a_deactivation(world):
 
 
 def test_an_admin_cannot_lock_themselves_out(world):
-    error = refusal(services.user_update, admin=world.lab_admin, user=world.lab_admin, role="pathologist", is_active=False)
+    error = refusal(
+        services.user_update, admin=world.lab_admin, user=world.lab_admin, role="pathologist", is_active=False
+    )
     assert error.details == {
-        "role": ["You cannot change your own role."], "is_active": ["You cannot deactivate your own account."],
+        "role": ["You cannot change your own role."],
+        "is_active": ["You cannot deactivate your own account."],
     }
     world.lab_admin.refresh_from_db()
     assert world.lab_admin.is_active and world.lab_admin.role == "lab_admin"
@@ -239,7 +258,12 @@ def test_an_admin_cannot_lock_themselves_out(world):
 
 def test_an_admin_may_edit_the_rest_of_their_own_account(world):
     services.user_update(
-        admin=world.lab_admin, user=world.lab_admin, role="lab_admin", is_active=True, last_name="Admin", password=STRONG,
+        admin=world.lab_admin,
+        user=world.lab_admin,
+        role="lab_admin",
+        is_active=True,
+        last_name="Admin",
+        password=STRONG,
     )
     world.lab_admin.refresh_from_db()
     assert world.lab_admin.last_name == "Admin" and world.lab_admin.check_password(STRONG)
@@ -249,8 +273,13 @@ def test_password_reset_is_validated_and_audited_without_the_password(world):
     error = refusal(services.user_update, admin=world.lab_admin, user=world.pathologist2, password="short")
     assert set(error.details) == {"password"}
     # Similarity is judged against the names the same request sets.
-    error = refusal(services.user_update, admin=world.lab_admin, user=world.pathologist2, first_name="Quintessential",
-                    password="Quintessential")
+    error = refusal(
+        services.user_update,
+        admin=world.lab_admin,
+        user=world.pathologist2,
+        first_name="Quintessential",
+        password="Quintessential",
+    )
     assert set(error.details) == {"password"}
     services.user_update(admin=world.lab_admin, user=world.pathologist2, password=STRONG)
     world.pathologist2.refresh_from_db()
@@ -264,7 +293,9 @@ def test_password_reset_is_validated_and_audited_without_the_password(world):
 
 
 def test_nothing_changed_records_nothing(world):
-    services.user_update(admin=world.lab_admin, user=world.pathologist2, role="pathologist", is_active=True, first_name="Peter")
+    services.user_update(
+        admin=world.lab_admin, user=world.pathologist2, role="pathologist", is_active=True, first_name="Peter"
+    )
     assert not AuditEvent.objects.exists()
 
 
@@ -284,4 +315,3 @@ def test_another_organisations_users_and_superusers_are_out_of_reach(world):
         target.refresh_from_db()
         assert target.is_active
     assert not AuditEvent.objects.exists()
-

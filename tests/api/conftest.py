@@ -1,4 +1,5 @@
 """Fixtures for the API tests: clients acting as a given user, a submitted case, error-body checks."""
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient

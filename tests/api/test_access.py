@@ -5,6 +5,7 @@ an unrelated organisation, a pathologist of a laboratory the case was not referr
 The rules (as in the portal): 401 anonymous; 403 for a role that never uses the endpoint, whatever
 the id; 404 for an object the user may not see; 403 for a visible object the role may not act on.
 """
+
 from datetime import date
 
 import pytest
@@ -22,7 +23,9 @@ def _check(response, expected):
     if expected in (200, 201):
         assert response.status_code == expected, response.content[:2000]
         return response.json()
-    assert_error(response, expected, {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}.get(expected))
+    assert_error(
+        response, expected, {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}.get(expected)
+    )
     return None
 
 
@@ -99,8 +102,13 @@ def test_patient_detail(world, client_for, name, expected):
 
 def test_patient_detail_of_missing_and_invisible_ids_look_the_same(world, client_for):
     other = Patient.objects.create(
-        organisation=world.other_site, mrn="X-1", given_name="Zed", family_name="Other", sex="M",
-        date_of_birth=date(2011, 1, 1), created_by=world.outsider,
+        organisation=world.other_site,
+        mrn="X-1",
+        given_name="Zed",
+        family_name="Other",
+        sex="M",
+        date_of_birth=date(2011, 1, 1),
+        created_by=world.outsider,
     )
     invisible = client_for(world.clinician).get(f"/api/patients/{other.pk}/")
     missing = client_for(world.clinician).get("/api/patients/999999/")
@@ -214,7 +222,9 @@ def test_smear_image(world, case, client_for, name, expected):
     ],
 )
 def test_case_sign(world, case, client_for, name, expected):
-    response = client_for(who(world, name)).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json")
+    response = client_for(who(world, name)).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json"
+    )
     _check(response, expected)
     case.refresh_from_db()
     assert (case.status == Case.Status.SIGNED) is (expected == 200)
@@ -235,9 +245,13 @@ def test_case_sign(world, case, client_for, name, expected):
     ],
 )
 def test_case_amend(world, case, client_for, name, expected):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json")
+    client_for(world.pathologist).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b"}, format="json"
+    )
     response = client_for(who(world, name)).post(
-        f"/api/cases/{case.pk}/amend/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Second opinion."}, format="json"
+        f"/api/cases/{case.pk}/amend/",
+        {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Second opinion."},
+        format="json",
     )
     _check(response, expected)
     case.refresh_from_db()
@@ -356,7 +370,9 @@ def test_audit_event_list(world, case, other_admin, client_for, name, expected, 
 )
 def test_audit_event_detail(world, case, other_admin, client_for, name, expected):
     event = AuditEvent.objects.get(case=case, action=AuditEvent.Action.SUBMITTED)
-    body = _check(client_for(who(world, name, {"other_admin": other_admin})).get(f"/api/audit-events/{event.pk}/"), expected)
+    body = _check(
+        client_for(who(world, name, {"other_admin": other_admin})).get(f"/api/audit-events/{event.pk}/"), expected
+    )
     if body is not None:
         assert body["action"] == "submitted" and body["actor"]["username"] == "clara_clinician"
 

@@ -1,4 +1,5 @@
 """Token authentication for scripts, and session authentication (with CSRF) for the browser."""
+
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -28,7 +29,9 @@ def test_a_script_gets_a_token_and_uses_it(world, case):
     queue = client.get("/api/review-queue/").json()
     assert [item["id"] for item in queue["results"]] == [case.pk]
     # Token requests are not subject to CSRF: a script can POST.
-    signed = client.post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
+    signed = client.post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+    )
     assert signed.status_code == 200 and signed.json()["status"] == "signed"
 
 

@@ -1,4 +1,5 @@
 """Cases: multipart submission (all or nothing), representation, filters, malformed input."""
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -11,7 +12,12 @@ from training.models import ModelVersion
 
 
 def _submit(client, world, **overrides):
-    payload = {"patient": world.patient.pk, "images": [smear_upload()], "clinical_notes": "Fever.", "priority": "urgent"}
+    payload = {
+        "patient": world.patient.pk,
+        "images": [smear_upload()],
+        "clinical_notes": "Fever.",
+        "priority": "urgent",
+    }
     payload.update(overrides)
     return client.post("/api/cases/", payload, format="multipart")
 
@@ -90,8 +96,13 @@ def test_another_organisations_patient_or_laboratory_looks_like_no_such_id(world
     from cases.models import Patient
 
     theirs = Patient.objects.create(
-        organisation=world.other_site, mrn="T-1", given_name="T", family_name="T", sex="U",
-        date_of_birth="2010-01-01", created_by=world.outsider,
+        organisation=world.other_site,
+        mrn="T-1",
+        given_name="T",
+        family_name="T",
+        sex="U",
+        date_of_birth="2010-01-01",
+        created_by=world.outsider,
     )
     client = client_for(world.clinician)
     invisible = assert_error(_submit(client, world, patient=theirs.pk), 400)["details"]["patient"]
@@ -120,9 +131,15 @@ def test_requesting_a_model_version(world, client_for):
 
 
 def test_detail_shows_diagnosis_history_and_is_audited(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pre_b", "comment": "Blasts."}, format="json")
+    client_for(world.pathologist).post(
+        f"/api/cases/{case.pk}/sign/",
+        {"password": DEMO_PASSWORD, "diagnosis": "pre_b", "comment": "Blasts."},
+        format="json",
+    )
     client_for(world.pathologist2).post(
-        f"/api/cases/{case.pk}/amend/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Flow cytometry."}, format="json"
+        f"/api/cases/{case.pk}/amend/",
+        {"password": DEMO_PASSWORD, "diagnosis": "pro_b", "reason": "Flow cytometry."},
+        format="json",
     )
     body = client_for(world.clinician).get(f"/api/cases/{case.pk}/").json()
     assert body["status"] == "amended"
@@ -141,7 +158,9 @@ def test_list_filters(world, client_for):
     urgent = world.submit_case(priority="urgent")
     other_patient = world.new_patient()
     theirs = world.submit_case(patient=other_patient)
-    client_for(world.pathologist).post(f"/api/cases/{routine.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
+    client_for(world.pathologist).post(
+        f"/api/cases/{routine.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+    )
     client = client_for(world.clinician)
 
     def ids(**params):
@@ -159,7 +178,9 @@ def test_list_filters(world, client_for):
     assert listed["current_diagnosis"]["diagnosis"] == "benign" and "smears" not in listed
 
 
-@pytest.mark.parametrize("params, field", [({"status": "done"}, "status"), ({"priority": 1}, "priority"), ({"patient": "x"}, "patient")])
+@pytest.mark.parametrize(
+    "params, field", [({"status": "done"}, "status"), ({"priority": 1}, "priority"), ({"patient": "x"}, "patient")]
+)
 def test_malformed_filters_are_a_400(world, client_for, params, field):
     error = assert_error(client_for(world.clinician).get("/api/cases/", params), 400, "invalid")
     assert set(error["details"]) == {field}
@@ -169,7 +190,9 @@ def test_lists_use_a_constant_number_of_queries(world, client_for, django_assert
     for n in range(6):
         case = world.submit_case(priority="urgent" if n % 2 else "routine")
         if n % 3 == 0:
-            client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
+            client_for(world.pathologist).post(
+                f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+            )
     with django_assert_max_num_queries(4):  # count, page, diagnoses (+ savepoint slack)
         assert len(client_for(world.clinician).get("/api/cases/").json()["results"]) == 6
     with django_assert_max_num_queries(4):
@@ -202,20 +225,26 @@ def test_options_and_head_work(world, case, client_for, name, path):
 @pytest.mark.parametrize("prefer", ["return=minimal", "respond-async, return=minimal", "RETURN=minimal; x=1"])
 def test_submit_with_prefer_return_minimal_answers_with_the_ids_only(world, client_for, prefer):
     client = client_for(world.clinician)
-    response = client.post("/api/cases/", {"patient": world.patient.pk, "images": [smear_upload()]},
-                           format="multipart", HTTP_PREFER=prefer)
+    response = client.post(
+        "/api/cases/", {"patient": world.patient.pk, "images": [smear_upload()]}, format="multipart", HTTP_PREFER=prefer
+    )
     assert response.status_code == 201, response.content
     case = Case.objects.get()
     assert response["Preference-Applied"] == "return=minimal"
     assert response["Location"] == f"/api/cases/{case.pk}/"
-    assert response.json() == {"id": case.pk, "reference": case.reference, "status": "submitted",
-                               "url": f"http://testserver/api/cases/{case.pk}/"}
+    assert response.json() == {
+        "id": case.pk,
+        "reference": case.reference,
+        "status": "submitted",
+        "url": f"http://testserver/api/cases/{case.pk}/",
+    }
     assert case.smears.count() == 1  # the same submission, only a shorter answer
 
 
 def test_other_preferences_get_the_whole_case(world, client_for):
     payload = {"patient": world.patient.pk, "images": [smear_upload()]}
-    response = client_for(world.clinician).post("/api/cases/", payload, format="multipart",
-                                                HTTP_PREFER="return=representation")
+    response = client_for(world.clinician).post(
+        "/api/cases/", payload, format="multipart", HTTP_PREFER="return=representation"
+    )
     assert response.status_code == 201 and "Preference-Applied" not in response
     assert response.json()["smears"][0]["original_filename"] == "smear.png"

@@ -1,4 +1,5 @@
 """Two pathologists sign the same case at the same moment: exactly one signature (PostgreSQL)."""
+
 import threading
 
 import pytest

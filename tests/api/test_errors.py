@@ -1,4 +1,5 @@
 """The one error body, for every kind of failure."""
+
 import json
 
 import pytest
@@ -63,8 +64,12 @@ def test_json_case_submission_is_a_415(world, client_for):
 
 
 def test_domain_errors_keep_their_code_status_and_details(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
-    response = client_for(world.pathologist2).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b"}, format="json")
+    client_for(world.pathologist).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+    )
+    response = client_for(world.pathologist2).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "pro_b"}, format="json"
+    )
     error = assert_error(response, 409, "already_signed")
     assert error["details"]["signed_by"] == "Paula Tester"
 
@@ -76,7 +81,6 @@ def test_unknown_ids_are_404_with_the_body(world, client_for):
     assert_error(client_for(world.clinician).get("/api/cases/abc/"), 404, "not_found")
     assert_error(client_for(world.clinician).get("/api/patients/-1/"), 404, "not_found")
     assert_error(client_for(world.lab_admin).get("/api/users/x/"), 404, "not_found")
-
 
 
 def test_token_endpoint_is_throttled_with_retry_after(world, client_for):
@@ -123,7 +127,11 @@ def test_upload_rejections_map_each_file_to_its_reason():
     response = exception_handler(exc, {})
     assert response.status_code == 400
     assert response.data == {
-        "error": {"code": "upload_rejected", "message": "1 of 2 files was rejected.", "details": {"notes.txt": "is not an image"}}
+        "error": {
+            "code": "upload_rejected",
+            "message": "1 of 2 files was rejected.",
+            "details": {"notes.txt": "is not an image"},
+        }
     }
     assert exception_handler(AlreadySigned("Signed."), {}).status_code == 409
 

@@ -1,5 +1,6 @@
 """Idempotency-Key on POST /api/cases/ (issue 15, defect 3): a client that retries after a
 timeout gets the case of its first request, never a second case."""
+
 import threading
 
 import pytest

@@ -1,4 +1,5 @@
 """Keyset (cursor) pages of the long API lists, their page-number compatibility, and case search."""
+
 import pytest
 
 from tests.portal.test_list_queries import add_mixed_cases
@@ -25,11 +26,14 @@ def _walk(client, url, **params):
         body = client.get(body["next"]).json()
 
 
-@pytest.mark.parametrize("user, url, total", [
-    ("clinician", "/api/cases/", 40),
-    ("lab_admin", "/api/audit-events/", None),
-    ("pathologist", "/api/analysis/jobs/", None),
-])
+@pytest.mark.parametrize(
+    "user, url, total",
+    [
+        ("clinician", "/api/cases/", 40),
+        ("lab_admin", "/api/audit-events/", None),
+        ("pathologist", "/api/analysis/jobs/", None),
+    ],
+)
 def test_cursor_pages_cover_the_list_once_newest_first(world, client_for, user, url, total):
     add_mixed_cases(world, 40)
     client = client_for(getattr(world, user))
@@ -57,12 +61,15 @@ def test_analysis_jobs_honour_page_size(world, client_for):
     assert {row["status"] for row in failed["results"]} == {"failed"}
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"cursor": "garbage!"}, "cursor"),
-    ({"cursor": "cD1ub3QtYS1kYXRl"}, "cursor"),  # p=not-a-date
-    ({"page_size": "0"}, "page_size"),
-    ({"page": "x"}, "page"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": "cD1ub3QtYS1kYXRl"}, "cursor"),  # p=not-a-date
+        ({"page_size": "0"}, "page_size"),
+        ({"page": "x"}, "page"),
+    ],
+)
 def test_bad_cursor_or_page_size_is_a_400(world, client_for, params, field):
     response = client_for(world.clinician).get("/api/cases/", params)
     assert response.status_code == 400
@@ -95,7 +102,10 @@ def test_failed_analyses_page_is_paginated(world, login, settings):
     second = client.get("/analysis/failed/", {"before": first.older_token}).context["page_obj"]
     assert len(second) == 3 and second.older_token is None
     assert not {j.pk for j in first} & {j.pk for j in second}
-    assert client.get("/analysis/failed/", {"after": second.newer_token}).context["page_obj"].object_list == first.object_list
+    assert (
+        client.get("/analysis/failed/", {"after": second.newer_token}).context["page_obj"].object_list
+        == first.object_list
+    )
 
 
 def test_a_long_list_says_more_than_instead_of_counting(world, login, monkeypatch):

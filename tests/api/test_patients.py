@@ -1,4 +1,5 @@
 """Patients: registration, search, validation, pagination."""
+
 from datetime import date, timedelta
 
 import pytest
@@ -17,8 +18,13 @@ def test_register_a_patient(world, client_for):
     patient = Patient.objects.get(pk=body["id"])
     assert response["Location"] == f"/api/patients/{patient.pk}/"
     assert body == {
-        "id": patient.pk, "mrn": "MRN-9", "given_name": "Ana", "family_name": "Ruiz", "sex": "F",
-        "date_of_birth": "2016-03-01", "created_at": body["created_at"],
+        "id": patient.pk,
+        "mrn": "MRN-9",
+        "given_name": "Ana",
+        "family_name": "Ruiz",
+        "sex": "F",
+        "date_of_birth": "2016-03-01",
+        "created_at": body["created_at"],
     }
     assert patient.organisation == world.site and patient.created_by == world.clinician
     assert AuditEvent.objects.filter(action="created", patient=patient).exists()
@@ -98,7 +104,9 @@ def test_pagination(world, client_for):
     assert len(client.get("/api/patients/", {"page": "last", "page_size": 10}).json()["results"]) == 1
 
 
-@pytest.mark.parametrize("params, field", [({"page": "abc"}, "page"), ({"page": 0}, "page"), ({"page_size": "-3"}, "page_size")])
+@pytest.mark.parametrize(
+    "params, field", [({"page": "abc"}, "page"), ({"page": 0}, "page"), ({"page_size": "-3"}, "page_size")]
+)
 def test_malformed_pagination_is_a_400(world, client_for, params, field):
     error = assert_error(client_for(world.clinician).get("/api/patients/", params), 400, "invalid")
     assert set(error["details"]) == {field}

@@ -1,4 +1,5 @@
 """Pathologists: review queue, signing, amending; state rules and malformed input."""
+
 import pytest
 
 from audit.models import AuditEvent
@@ -29,7 +30,9 @@ def test_sign_returns_the_signed_case(world, case, client_for):
 
 
 def test_sign_accepts_a_form_encoded_body(world, case, client_for):
-    response = client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"})
+    response = client_for(world.pathologist).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}
+    )
     assert response.status_code == 200
 
 
@@ -54,7 +57,9 @@ def test_a_second_signature_is_a_409_naming_the_first_signer(world, case, client
     ],
 )
 def test_malformed_signature_is_a_400_naming_the_field(world, case, client_for, payload, field):
-    error = assert_error(client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", payload, format="json"), 400, "invalid")
+    error = assert_error(
+        client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", payload, format="json"), 400, "invalid"
+    )
     assert field in error["details"]
     case.refresh_from_db()
     assert case.status == Case.Status.SUBMITTED
@@ -62,7 +67,9 @@ def test_malformed_signature_is_a_400_naming_the_field(world, case, client_for, 
 
 def test_amend_records_who_what_and_why(world, case, client_for):
     _sign(client_for(world.pathologist), case, diagnosis="pre_b")
-    response = _amend(client_for(world.pathologist2), case, diagnosis="pro_b", reason="  Immunophenotype came back. ", comment="")
+    response = _amend(
+        client_for(world.pathologist2), case, diagnosis="pro_b", reason="  Immunophenotype came back. ", comment=""
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "amended"
@@ -73,7 +80,9 @@ def test_amend_records_who_what_and_why(world, case, client_for):
 
 
 def test_amending_an_unsigned_case_is_an_invalid_transition(world, case, client_for):
-    error = assert_error(_amend(client_for(world.pathologist), case, diagnosis="pro_b", reason="Why not."), 400, "invalid_transition")
+    error = assert_error(
+        _amend(client_for(world.pathologist), case, diagnosis="pro_b", reason="Why not."), 400, "invalid_transition"
+    )
     assert "sign" in error["message"]
     assert not Review.objects.exists()
 
@@ -89,13 +98,20 @@ def test_amending_an_unsigned_case_is_an_invalid_transition(world, case, client_
 )
 def test_malformed_amendment_is_a_400_naming_the_field(world, case, client_for, payload, field):
     _sign(client_for(world.pathologist), case, diagnosis="pre_b")
-    error = assert_error(client_for(world.pathologist).post(f"/api/cases/{case.pk}/amend/", payload, format="json"), 400, "invalid")
+    error = assert_error(
+        client_for(world.pathologist).post(f"/api/cases/{case.pk}/amend/", payload, format="json"), 400, "invalid"
+    )
     assert field in error["details"]
     assert Review.objects.filter(kind="amendment").count() == 0
 
 
 def test_sign_on_an_unknown_case_is_a_404(world, client_for):
-    assert_error(client_for(world.pathologist).post("/api/cases/999999/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"), 404)
+    assert_error(
+        client_for(world.pathologist).post(
+            "/api/cases/999999/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+        ),
+        404,
+    )
 
 
 def test_sign_while_analysing_is_allowed(world, case, client_for):

@@ -1,4 +1,5 @@
 """The OpenAPI schema generates cleanly (no warnings, valid OpenAPI) and the docs page renders."""
+
 from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 from rest_framework.test import APIClient
@@ -11,8 +12,15 @@ def test_schema_generates_without_warnings_and_validates(tmp_path, db):
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
     text = target.read_text()
     for path in (
-        "/api/auth/token/", "/api/me/", "/api/patients/", "/api/cases/", "/api/cases/{id}/sign/",
-        "/api/cases/{id}/amend/", "/api/review-queue/", "/api/users/", "/api/audit-events/",
+        "/api/auth/token/",
+        "/api/me/",
+        "/api/patients/",
+        "/api/cases/",
+        "/api/cases/{id}/sign/",
+        "/api/cases/{id}/amend/",
+        "/api/review-queue/",
+        "/api/users/",
+        "/api/audit-events/",
     ):
         assert f"  {path}:" in text, path
 

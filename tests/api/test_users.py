@@ -1,4 +1,5 @@
 """Lab admins manage their organisation's users; audit trail reading and filters."""
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -81,7 +82,12 @@ def test_deactivate_and_reactivate_a_user(world, client_for):
     script = APIClient()
     script.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert_error(script.get("/api/me/"), 401)
-    assert_error(APIClient().post("/api/auth/token/", {"username": "peter_pathologist", "password": DEMO_PASSWORD}, format="json"), 400)
+    assert_error(
+        APIClient().post(
+            "/api/auth/token/", {"username": "peter_pathologist", "password": DEMO_PASSWORD}, format="json"
+        ),
+        400,
+    )
     event = AuditEvent.objects.get(action="changed", actor=world.lab_admin)
     assert event.detail["changes"] == {"is_active": [True, False]}
 
@@ -91,11 +97,14 @@ def test_deactivate_and_reactivate_a_user(world, client_for):
 
 
 def test_change_a_role(world, client_for):
-    response = client_for(world.lab_admin).patch(f"/api/users/{world.pathologist2.pk}/", {"role": "lab_admin"}, format="json")
+    response = client_for(world.lab_admin).patch(
+        f"/api/users/{world.pathologist2.pk}/", {"role": "lab_admin"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["role"] == "lab_admin"
     # A reading laboratory has no clinicians.
     error = assert_error(
-        client_for(world.lab_admin).patch(f"/api/users/{world.pathologist2.pk}/", {"role": "clinician"}, format="json"), 400
+        client_for(world.lab_admin).patch(f"/api/users/{world.pathologist2.pk}/", {"role": "clinician"}, format="json"),
+        400,
     )
     assert "role" in error["details"]
 
@@ -138,7 +147,9 @@ def test_superusers_are_not_managed_by_lab_admins(world, client_for):
 
 
 def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
-    client_for(world.pathologist).post(f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json")
+    client_for(world.pathologist).post(
+        f"/api/cases/{case.pk}/sign/", {"password": DEMO_PASSWORD, "diagnosis": "benign"}, format="json"
+    )
     client = client_for(world.lab_admin)
 
     events = client.get("/api/audit-events/").json()["results"]
@@ -149,13 +160,17 @@ def test_audit_trail_lists_newest_first_and_filters(world, case, client_for):
     assert signed["actor_organisation"]["name"] == world.lab.name
     assert signed["detail"] == {"diagnosis": "benign", "signature_method": "password"}
 
-    assert [e["action"] for e in client.get("/api/audit-events/", {"action": "submitted"}).json()["results"]] == ["submitted"]
+    assert [e["action"] for e in client.get("/api/audit-events/", {"action": "submitted"}).json()["results"]] == [
+        "submitted"
+    ]
     assert {e["case"] for e in client.get("/api/audit-events/", {"case": case.pk}).json()["results"]} == {case.pk}
     by_clinician = client.get("/api/audit-events/", {"actor": world.clinician.pk}).json()["results"]
     assert {e["actor"]["id"] for e in by_clinician} == {world.clinician.pk}
 
 
-@pytest.mark.parametrize("params, field", [({"action": "deleted"}, "action"), ({"case": "abc"}, "case"), ({"actor": -1}, "actor")])
+@pytest.mark.parametrize(
+    "params, field", [({"action": "deleted"}, "action"), ({"case": "abc"}, "case"), ({"actor": -1}, "actor")]
+)
 def test_malformed_audit_filters_are_a_400(world, client_for, params, field):
     error = assert_error(client_for(world.lab_admin).get("/api/audit-events/", params), 400, "invalid")
     assert set(error["details"]) == {field}

@@ -1,4 +1,5 @@
 """Clinical services: transitions, signing, amendments, all-or-nothing submission, audit."""
+
 import re
 from datetime import date, timedelta
 
@@ -17,18 +18,30 @@ from tests.conftest import smear_upload
 
 def test_register_patient_and_duplicate_mrn_is_refused(world):
     patient = patient_register(
-        user=world.clinician, mrn=" MRN-77 ", given_name="Ana", family_name="Ruiz", sex="F",
+        user=world.clinician,
+        mrn=" MRN-77 ",
+        given_name="Ana",
+        family_name="Ruiz",
+        sex="F",
         date_of_birth=date(2016, 3, 1),
     )
     assert patient.mrn == "MRN-77" and patient.organisation == world.site
     with pytest.raises(DomainError, match="already registered"):
         patient_register(
-            user=world.colleague, mrn="MRN-77", given_name="X", family_name="Y", sex="M",
+            user=world.colleague,
+            mrn="MRN-77",
+            given_name="X",
+            family_name="Y",
+            sex="M",
             date_of_birth=date(2016, 3, 1),
         )
     # The same number at another organisation is another patient.
     other = patient_register(
-        user=world.outsider, mrn="MRN-77", given_name="Bo", family_name="Lee", sex="M",
+        user=world.outsider,
+        mrn="MRN-77",
+        given_name="Bo",
+        family_name="Lee",
+        sex="M",
         date_of_birth=date(2010, 1, 1),
     )
     assert other.organisation == world.other_site
@@ -42,7 +55,11 @@ def test_only_clinicians_register_patients_and_no_future_birth_dates(world):
         )
     with pytest.raises(DomainError, match="future"):
         patient_register(
-            user=world.clinician, mrn="P", given_name="A", family_name="B", sex="F",
+            user=world.clinician,
+            mrn="P",
+            given_name="A",
+            family_name="B",
+            sex="F",
             date_of_birth=timezone.localdate() + timedelta(days=1),
         )
 
@@ -110,7 +127,9 @@ def test_clinician_cannot_submit_for_another_organisations_patient(world):
 
 def test_sign_then_second_signature_names_the_first_signer(world):
     case = world.submit_case()
-    review = case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", comment="Typical blasts.")
+    review = case_sign(
+        signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", comment="Typical blasts."
+    )
     assert review.kind == Review.Kind.SIGNATURE
     case.refresh_from_db()
     assert case.status == Case.Status.SIGNED and case.signed_by == world.pathologist
@@ -149,15 +168,28 @@ def test_amendment_keeps_the_signed_version(world):
     first = case_sign(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b")
     with pytest.raises(DomainError, match="Say why"):
         case_amend(signature_method="password", user=world.pathologist2, case=case, diagnosis="benign", reason="  ")
-    amendment = case_amend(signature_method="password", user=world.pathologist2, case=case, diagnosis="early_pre_b", reason="Flow cytometry result.")
+    amendment = case_amend(
+        signature_method="password",
+        user=world.pathologist2,
+        case=case,
+        diagnosis="early_pre_b",
+        reason="Flow cytometry result.",
+    )
     case.refresh_from_db()
     assert case.status == Case.Status.AMENDED
     assert amendment.supersedes == first and amendment.signed_by == world.pathologist2
     assert case.current_diagnosis == amendment
     assert Review.objects.get(pk=first.pk).diagnosis == "pre_b"
     event = AuditEvent.objects.get(action="amended", case=case)
-    assert event.detail == {"previous": "pre_b", "diagnosis": "early_pre_b", "reason": "Flow cytometry result.", "signature_method": "password"}
-    again = case_amend(signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", reason="Second opinion.")
+    assert event.detail == {
+        "previous": "pre_b",
+        "diagnosis": "early_pre_b",
+        "reason": "Flow cytometry result.",
+        "signature_method": "password",
+    }
+    again = case_amend(
+        signature_method="password", user=world.pathologist, case=case, diagnosis="pre_b", reason="Second opinion."
+    )
     assert again.supersedes == amendment
 
 

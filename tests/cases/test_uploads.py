@@ -1,4 +1,5 @@
 """Upload validation: every hostile file is built here, in the test, from Pillow or raw bytes."""
+
 import hashlib
 import io
 import struct

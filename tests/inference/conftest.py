@@ -4,6 +4,7 @@ The model is a `convnet_bn` built with ml.architectures.build_model at 32 px (au
 included, as in real models; it is the identity at inference), with a head bias set so its outputs
 are clearly non-uniform, saved once per session with ml.artifacts.
 """
+
 import os
 from pathlib import Path
 
@@ -42,7 +43,11 @@ def register_version(path, sha256, name="convnet-test", active=True, **fields):
     fields.setdefault("input_size", MODEL_IMAGE_SIZE)
     fields.setdefault("architecture", "convnet_bn")
     version = ModelVersion.objects.create(
-        name=name, file_path=str(path), sha256=sha256, class_names=list(CLASS_NAMES), **fields,
+        name=name,
+        file_path=str(path),
+        sha256=sha256,
+        class_names=list(CLASS_NAMES),
+        **fields,
     )
     if active:
         version.activate()

@@ -6,6 +6,7 @@ FAULT_ANALYSIS_DELAY_S=N sleeps N seconds before each analysis (time to kill the
 FAULT_ANALYSIS_KILLS_WORKER=1 makes every analysis SIGKILL its own worker process. The faults are
 patched in here, in the worker's parent before the pool forks, so production code has no test hooks.
 """
+
 import os
 import signal
 import sys

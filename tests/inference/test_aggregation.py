@@ -54,7 +54,9 @@ def test_failed_images_flag_the_case_and_no_prediction_gives_no_label():
 
 def test_class_order_and_missing_classes():
     result = aggregate(
-        [{"probabilities": {"pro_b": 0.8, "benign": 0.2}}], threshold=0.5, class_names=CLASSES,
+        [{"probabilities": {"pro_b": 0.8, "benign": 0.2}}],
+        threshold=0.5,
+        class_names=CLASSES,
     )
     assert list(result.probabilities) == CLASSES
     assert result.probabilities["pre_b"] == 0.0

@@ -1,4 +1,5 @@
 """Micro-batching (inference.batching): a worker takes waiting smears along into one model call."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ from tests.conftest import smear_upload
 
 def _cases(world, count, images=2):
     return [
-        world.submit_case(files=[smear_upload(f"s{i}-{n}.png", colour=(150 + 20 * n, 60 + 30 * i, 120))
-                                 for n in range(images)])
+        world.submit_case(
+            files=[smear_upload(f"s{i}-{n}.png", colour=(150 + 20 * n, 60 + 30 * i, 120)) for n in range(images)]
+        )
         for i in range(count)
     ]
 
@@ -34,7 +36,9 @@ def test_one_message_classifies_the_waiting_smears_in_one_call(world, model_vers
     assert graph is not None  # the test model's batched graph passed the check against its runtime
     calls = []
     real_call = batching.BatchedGraph.__call__
-    monkeypatch.setattr(batching.BatchedGraph, "__call__", lambda self, images: calls.append(len(images)) or real_call(self, images))
+    monkeypatch.setattr(
+        batching.BatchedGraph, "__call__", lambda self, images: calls.append(len(images)) or real_call(self, images)
+    )
 
     assert analyse_smear(jobs[0].pk) == "done"
     assert calls == [4]  # this message's job and the 3 oldest waiting ones, in one model call
@@ -91,8 +95,9 @@ def test_an_unreadable_image_fails_only_its_job(world, model_version, batch_of):
     smear.image.storage.delete(smear.image.name)
     assert analyse_smear(jobs[0].pk) == "done"
     assert {j.pk: AnalysisJob.objects.get(pk=j.pk).status for j in jobs} == {
-        jobs[0].pk: "done", jobs[1].pk: "failed", jobs[2].pk: "done", jobs[3].pk: "done",
+        jobs[0].pk: "done",
+        jobs[1].pk: "failed",
+        jobs[2].pk: "done",
+        jobs[3].pk: "done",
     }
     assert "cannot be read" in AnalysisJob.objects.get(pk=jobs[1].pk).reason
-
-

@@ -24,10 +24,15 @@ def logged_in_page(browser, client, live_server, user):
     client.force_login(user)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
-    context.add_cookies([{
-        "name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-        "url": live_server.url,
-    }])
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": live_server.url,
+            }
+        ]
+    )
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
     return context, page
@@ -59,7 +64,9 @@ def test_panel_updates_live_and_retry_works(live_server, client, world, model_ve
     # Heatmap overlay and its opacity slider.
     overlay = page.locator("[data-inference-heatmap]")
     assert overlay.count() == 1
-    page.wait_for_function("() => { const i = document.querySelector('[data-inference-heatmap]'); return i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-inference-heatmap]'); return i.complete && i.naturalWidth > 0; }"
+    )
     page.locator("[data-inference-opacity]").evaluate(
         "el => { el.value = 20; el.dispatchEvent(new Event('input', {bubbles: true})); }"
     )
@@ -73,7 +80,10 @@ def test_panel_updates_live_and_retry_works(live_server, client, world, model_ve
     assert second.status == "queued"
     assert analyse_smear(second.pk) == "done"
     page.wait_for_function("() => document.querySelector('[data-testid=ai-state]').textContent.trim() === 'done'")
-    assert page.locator("[data-testid=ai-attention]").count() == 0 or "disagree" in page.locator("[data-testid=ai-attention]").inner_text()
+    assert (
+        page.locator("[data-testid=ai-attention]").count() == 0
+        or "disagree" in page.locator("[data-testid=ai-attention]").inner_text()
+    )
     assert page.locator("[data-inference-opacity]").count() == 2
     assert page.evaluate("window.__marker") == "no reload"
     assert not errors, errors

@@ -8,6 +8,7 @@ filesystem broker. Cases are submitted through the API (POST /api/cases/, multip
 
 Locally these tests skip when Redis or PostgreSQL is unreachable; in CI (CI=true) they fail.
 """
+
 import os
 import shutil
 import signal
@@ -110,13 +111,32 @@ class Worker:
             **(extra_env or {}),
         }
         command = [
-            sys.executable, "-m", "tests.inference.faulty_worker", "worker", "-Q", "inference,default",
-            "-P", "prefork", "-c", "1", "-n", f"itest-{uuid.uuid4().hex[:8]}@%h", "-l", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            sys.executable,
+            "-m",
+            "tests.inference.faulty_worker",
+            "worker",
+            "-Q",
+            "inference,default",
+            "-P",
+            "prefork",
+            "-c",
+            "1",
+            "-n",
+            f"itest-{uuid.uuid4().hex[:8]}@%h",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
         ]
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self):
@@ -155,7 +175,9 @@ def submit(client, world, count=1, **fields):
     """POST /api/cases/ (multipart) as the clinician; returns the Case."""
     client.force_login(world.clinician)
     files = [smear_upload(f"smear-{i}.png", colour=(40 * i % 255, 90, 160)) for i in range(count)]
-    response = client.post("/api/cases/", {"patient": world.patient.pk, "images": files, "priority": "urgent", **fields})
+    response = client.post(
+        "/api/cases/", {"patient": world.patient.pk, "images": files, "priority": "urgent", **fields}
+    )
     assert response.status_code == 201, response.content
     return Case.objects.get(pk=response.json()["id"])
 
@@ -176,6 +198,7 @@ def case_finished(case):
     def check():
         case.refresh_from_db()
         return case.status == Case.Status.AWAITING_REVIEW
+
     return check
 
 
@@ -185,7 +208,9 @@ def version(model_file):
     return register_version(path, sha256, name=f"itest-{uuid.uuid4().hex[:6]}")
 
 
-def test_worker_analyses_a_case_submitted_through_the_api(client, world, services_up, version, start_worker, broker_settings):
+def test_worker_analyses_a_case_submitted_through_the_api(
+    client, world, services_up, version, start_worker, broker_settings
+):
     redis_broker()
     worker = start_worker()
     case = submit(client, world, count=2)
@@ -207,11 +232,16 @@ def test_filesystem_broker_needs_no_server(client, world, db, version, start_wor
     folder.mkdir(parents=True)
     (var_dir / "broker" / "processed").mkdir()
     (var_dir / "broker" / "control").mkdir()
-    use_broker("filesystem://", {
-        "data_folder_in": str(folder), "data_folder_out": str(folder),
-        "processed_folder": str(var_dir / "broker" / "processed"), "store_processed": False,
-        "control_folder": str(var_dir / "broker" / "control"),
-    })
+    use_broker(
+        "filesystem://",
+        {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "processed_folder": str(var_dir / "broker" / "processed"),
+            "store_processed": False,
+            "control_folder": str(var_dir / "broker" / "control"),
+        },
+    )
     worker = start_worker(broker_url="filesystem://", var_dir=var_dir)
     case = submit(client, world)
     wait_for(case_finished(case), "the case to be analysed over the filesystem broker", worker)
@@ -219,7 +249,9 @@ def test_filesystem_broker_needs_no_server(client, world, db, version, start_wor
     shutil.rmtree(var_dir, ignore_errors=True)
 
 
-def test_worker_child_killed_mid_task_the_task_runs_again(client, world, services_up, version, start_worker, broker_settings):
+def test_worker_child_killed_mid_task_the_task_runs_again(
+    client, world, services_up, version, start_worker, broker_settings
+):
     redis_broker()
     worker = start_worker(FAULT_ANALYSIS_DELAY_S="4")
     case = submit(client, world)
@@ -277,7 +309,9 @@ def test_broker_down_at_submission_then_sweeper_after_it_is_back(
     call_command("sweep_analysis")
     wait_for(case_finished(case), "the case to complete after the sweep", worker)
     assert Prediction.objects.filter(smear__case=case).count() == 2
-    assert all(job.publish_count == 1 and job.last_enqueue_error == "" for job in AnalysisJob.objects.filter(smear__case=case))
+    assert all(
+        job.publish_count == 1 and job.last_enqueue_error == "" for job in AnalysisJob.objects.filter(smear__case=case)
+    )
 
 
 def test_worker_startup_does_not_import_tensorflow_in_the_parent(services_up, start_worker, broker_settings):

@@ -1,4 +1,5 @@
 """The worker's smear gate end to end (for tests/inference/, once the lead's edits are in)."""
+
 import io
 
 import numpy as np

@@ -3,6 +3,7 @@
 Each test gets a virtual host of its own on the RabbitMQ at 127.0.0.1:5672 (guest/guest), created
 with rabbitmqctl and deleted after; the shared default vhost is never touched.
 """
+
 import os
 import shutil
 import signal

@@ -4,6 +4,7 @@ Unit-level: each test injects one fault into the real code path (the broker, the
 worker that vanishes) and checks that nothing stored is lost and nothing stays stuck. The
 end-to-end fault suite with real services is ``reliability/`` (see docs/reliability.md).
 """
+
 import pytest
 
 from cases.models import Case, Smear
@@ -20,6 +21,7 @@ def two_smears():
 def test_a_committed_case_keeps_its_images_when_the_publish_is_interrupted(world, model_version, monkeypatch):
     """Defect 1: gunicorn's worker timeout raises SystemExit while the on-commit publish runs.
     The case is committed by then: its files must stay, and the sweeper publishes its jobs."""
+
     def interrupted(job_ids):
         raise SystemExit(1)  # what gunicorn's SIGABRT handler raises in a timed-out sync worker
 
@@ -299,7 +301,7 @@ def test_a_database_blip_at_the_claim_is_retried(world, model_version, monkeypat
         calls.append(job_id)
         if len(calls) == 1:
             AnalysisJob.objects.exists()  # the connection is open...
-            _terminate_own_connection()   # ... and then the server goes away
+            _terminate_own_connection()  # ... and then the server goes away
         return real_claim(job_id, task_id)
 
     monkeypatch.setattr(worker, "claim", claim_after_a_blip)

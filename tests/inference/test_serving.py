@@ -1,4 +1,5 @@
 """The worker's serving path: the verified TFLite export, one forward pass, few queries, fallbacks."""
+
 import io
 
 import numpy as np
@@ -73,14 +74,19 @@ def test_a_duplicate_run_keeps_the_stored_prediction_and_leaves_no_stray_file(wo
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     existing = Prediction.objects.create(
-        smear=job.smear, model_version=model_version, job=job, label=CLASS_NAMES[0],
+        smear=job.smear,
+        model_version=model_version,
+        job=job,
+        label=CLASS_NAMES[0],
         probabilities={name: 0.25 for name in CLASS_NAMES},
     )
     assert analyse_smear(job.pk) == "done"
     job.refresh_from_db()
     assert job.status == "done"
     assert list(Prediction.objects.filter(smear=job.smear)) == [existing]
-    heatmaps = list((settings.MEDIA_ROOT / "heatmaps").rglob("*.png")) if (settings.MEDIA_ROOT / "heatmaps").exists() else []
+    heatmaps = (
+        list((settings.MEDIA_ROOT / "heatmaps").rglob("*.png")) if (settings.MEDIA_ROOT / "heatmaps").exists() else []
+    )
     assert heatmaps == []  # the file written for the losing run was removed
 
 

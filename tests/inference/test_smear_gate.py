@@ -1,5 +1,6 @@
 """inference.smear_gate.smear_verdict: the stored "not a stained smear" check of a model version, on
 synthetic 224 px images made here (smear-like frames, a blank frame, a defocused frame)."""
+
 import io
 
 import numpy as np
@@ -79,11 +80,15 @@ def test_a_smear_like_image_passes(params):
     assert verdicts.count((True, [])) >= 5, verdicts
 
 
-@pytest.mark.parametrize("make, reason", [
-    (blank, sc.BLANK),
-    (lambda: blank(30), sc.BLANK),
-    (lambda: defocused(3), sc.OUT_OF_FOCUS),
-], ids=["blank", "dark-blank", "out-of-focus"])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (blank, sc.BLANK),
+        (lambda: blank(30), sc.BLANK),
+        (lambda: defocused(3), sc.OUT_OF_FOCUS),
+    ],
+    ids=["blank", "dark-blank", "out-of-focus"],
+)
 def test_blank_and_blurred_frames_are_flagged_with_a_reason(params, make, reason):
     is_smear, reasons = smear_verdict(version_with(params), make())
     assert is_smear is False
@@ -132,8 +137,9 @@ def test_images_not_prepared_at_the_check_size_are_refused(params):
 def test_a_check_stored_on_a_version_round_trips_through_the_database(params):
     from training import registry
 
-    version = ModelVersion.objects.create(name="gate-test", architecture="convnet", file_path="x/model.keras",
-                                          sha256="0" * 64, input_size=32)
+    version = ModelVersion.objects.create(
+        name="gate-test", architecture="convnet", file_path="x/model.keras", sha256="0" * 64, input_size=32
+    )
     assert version.smear_check == {}
     registry.attach_smear_check(version.name, {**params, "validation": {"n": 10, "flagged": 0, "rate": 0.0}})
     stored = ModelVersion.objects.get(pk=version.pk)

@@ -1,4 +1,5 @@
 """Unit tests of the analysis flow: task functions called directly, a small real Keras model."""
+
 import io
 import sys
 
@@ -43,7 +44,9 @@ def test_rolled_back_submission_publishes_nothing(world, model_version, publishe
 
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(DomainError):
-            world.submit_case(files=[smear_upload("a.png"), smear_upload("bad.png", fmt="GIF", content_type="image/gif")])
+            world.submit_case(
+                files=[smear_upload("a.png"), smear_upload("bad.png", fmt="GIF", content_type="image/gif")]
+            )
     assert published == []
     assert not AnalysisJob.objects.exists()
 
@@ -119,7 +122,9 @@ def test_redelivered_or_duplicate_message_is_a_no_op(world, model_version):
 def test_a_second_worker_never_runs_a_job_another_one_holds(world, model_version):
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
-    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=1, started_at=timezone.now())
+    AnalysisJob.objects.filter(pk=job.pk).update(
+        status="running", task_id="message-1", attempts=1, started_at=timezone.now()
+    )
     assert analyse_smear.apply(args=[job.pk], task_id="message-2").get() == "skipped"
     job.refresh_from_db()
     assert job.status == "running" and job.attempts == 1
@@ -130,7 +135,9 @@ def test_message_back_after_its_worker_died_takes_the_job_over(world, model_vers
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
     # A worker claimed it with this message, then was killed: the broker delivers the message again.
-    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=1, started_at=timezone.now())
+    AnalysisJob.objects.filter(pk=job.pk).update(
+        status="running", task_id="message-1", attempts=1, started_at=timezone.now()
+    )
     assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "done"
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 2
@@ -142,7 +149,9 @@ def test_a_task_that_keeps_killing_its_worker_ends_failed_after_max_attempts(wor
     settings.INFERENCE_MAX_ATTEMPTS = 3
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
-    AnalysisJob.objects.filter(pk=job.pk).update(status="running", task_id="message-1", attempts=3, started_at=timezone.now())
+    AnalysisJob.objects.filter(pk=job.pk).update(
+        status="running", task_id="message-1", attempts=3, started_at=timezone.now()
+    )
     assert analyse_smear.apply(args=[job.pk], task_id="message-1").get() == "skipped"
     job.refresh_from_db()
     assert job.status == "failed"
@@ -231,7 +240,9 @@ def test_chosen_model_version_is_used(world, model_file):
     register_version(path, sha256, name="active-one")
     chosen = register_version(path, sha256, name="chosen-one", active=False)
     case = world.submit_case(model_version=chosen)
-    assert set(AnalysisJob.objects.filter(smear__case=case).values_list("model_version__name", flat=True)) == {"chosen-one"}
+    assert set(AnalysisJob.objects.filter(smear__case=case).values_list("model_version__name", flat=True)) == {
+        "chosen-one"
+    }
 
 
 def test_no_active_model_case_waits_then_sweeper_starts_it(
@@ -385,9 +396,9 @@ def test_heatmap_overlay_geometry_matches_prepare_image_padding():
     image[:] = 200
     prepared = prepare_image(image, 32)
     left, top, width, height = content_box((90, 30), 32)
-    inside = prepared[top:top + height, left:left + width]
+    inside = prepared[top : top + height, left : left + width]
     assert (inside > 0).all()  # the box is exactly the non-padded region
-    assert (prepared[:top] == 0).all() and (prepared[top + height:] == 0).all()
+    assert (prepared[:top] == 0).all() and (prepared[top + height :] == 0).all()
     png = overlay_png(np.random.default_rng(0).random((4, 4)), 32, (90, 30))
     assert Image.open(io.BytesIO(png)).size == (90, 30)
 
@@ -468,7 +479,9 @@ def test_nested_backbone_model_gets_grad_cam(tmp_path, world):
 
     model = build_model("mobilenetv2", image_size=64, num_classes=len(CLASS_NAMES), augment=True, seed=5)
     sha256 = artifacts.save_model_atomically(model, tmp_path / "mobilenet.keras")
-    version = register_version(tmp_path / "mobilenet.keras", sha256, name="mobilenet", input_size=64, architecture="mobilenetv2")
+    version = register_version(
+        tmp_path / "mobilenet.keras", sha256, name="mobilenet", input_size=64, architecture="mobilenetv2"
+    )
     case = world.submit_case(files=[smear_upload("wide.png", size=(90, 40))])
     job = AnalysisJob.objects.get(smear__case=case)
     assert analyse_smear(job.pk) == "done"

@@ -1,4 +1,5 @@
 """Access checks and content of the analysis endpoints, the heatmap, the panel and the API."""
+
 import pytest
 from django.template import Context, Template
 from django.test import RequestFactory
@@ -39,8 +40,12 @@ def as_user(client, user):
 @pytest.mark.parametrize(
     "who, expected",
     [
-        ("clinician", 200), ("colleague", 200), ("pathologist", 200), ("pathologist2", 200),
-        ("lab_admin", 403), ("site_admin", 403),  # roles that never see cases
+        ("clinician", 200),
+        ("colleague", 200),
+        ("pathologist", 200),
+        ("pathologist2", 200),
+        ("lab_admin", 403),
+        ("site_admin", 403),  # roles that never see cases
         ("outsider", 404),  # clinician of another organisation
         ("other_pathologist", 404),  # pathologist of a laboratory the site does not refer to
         (None, 401),  # anonymous: JSON for the polling script, not a login page
@@ -60,8 +65,13 @@ def test_json_endpoint_access(client, world, analysed, who, expected):
 @pytest.mark.parametrize(
     "who, expected",
     [
-        ("clinician", 200), ("pathologist", 200), ("lab_admin", 403), ("site_admin", 403),
-        ("outsider", 404), ("other_pathologist", 404), (None, 302),
+        ("clinician", 200),
+        ("pathologist", 200),
+        ("lab_admin", 403),
+        ("site_admin", 403),
+        ("outsider", 404),
+        ("other_pathologist", 404),
+        (None, 302),
     ],
 )
 def test_heatmap_access(client, world, analysed, who, expected):
@@ -128,9 +138,12 @@ def test_waiting_for_a_model_is_shown(client, world):
 @pytest.mark.parametrize(
     "who, expected",
     [
-        ("pathologist", 202), ("lab_admin", 202),  # the laboratory's staff
+        ("pathologist", 202),
+        ("lab_admin", 202),  # the laboratory's staff
         ("clinician", 403),  # sees the case, may not retry
-        ("site_admin", 404), ("other_pathologist", 404), ("outsider", 404),
+        ("site_admin", 404),
+        ("other_pathologist", 404),
+        ("outsider", 404),
     ],
 )
 def test_retry_endpoint_access(client, world, analysed, published, who, expected, django_capture_on_commit_callbacks):
@@ -175,7 +188,7 @@ def test_rerun_endpoint(client, world, analysed, model_file, published, django_c
         response = client.post(url, {"model_version": other.pk}, HTTP_HX_REQUEST="true")
     assert response.status_code == 202
     html = response.content.decode()
-    assert "Model second-version" in html and "hx-trigger=\"every 3s\"" in html  # queued: it polls
+    assert "Model second-version" in html and 'hx-trigger="every 3s"' in html  # queued: it polls
     assert len(published) == 2
     assert AnalysisJob.objects.filter(smear__case=analysed, model_version=other).count() == 2
 
@@ -194,8 +207,12 @@ def test_failed_jobs_page_for_lab_admins(client, world, analysed):
 @pytest.mark.parametrize(
     "who, expected",
     [
-        ("clinician", 200), ("pathologist", 200), ("lab_admin", 403), ("site_admin", 403),
-        ("outsider", 404), ("other_pathologist", 404),
+        ("clinician", 200),
+        ("pathologist", 200),
+        ("lab_admin", 403),
+        ("site_admin", 403),
+        ("outsider", 404),
+        ("other_pathologist", 404),
         (None, 286),  # signed out: a page that says so, and htmx stops polling (no login page swapped in)
     ],
 )
@@ -228,7 +245,7 @@ def render_panel(user, case):
 
 def test_panel_template(world, analysed):
     html = render_panel(world.pathologist, analysed)
-    assert 'data-inference-analysis' in html and "hx-get=" not in html  # done: nothing to poll
+    assert "data-inference-analysis" in html and "hx-get=" not in html  # done: nothing to poll
     assert 'type="range"' in html and "data-inference-heatmap" in html  # heatmap overlay with slider
     assert 'class="progress' in html  # probability bars
     assert "Needs attention." in html  # one image failed
@@ -294,12 +311,18 @@ def test_api_retry_and_rerun(client, world, analysed, model_file, published, dja
     path, sha256 = model_file
     other = register_version(path, sha256, name="api-second", active=False)
     client.force_login(world.pathologist)
-    response = client.post(f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": other.pk}, content_type="application/json")
+    response = client.post(
+        f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": other.pk}, content_type="application/json"
+    )
     assert response.status_code == 202 and response.json()["model_version"]["name"] == "api-second"
-    response = client.post(f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": 99999}, content_type="application/json")
+    response = client.post(
+        f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": 99999}, content_type="application/json"
+    )
     assert response.status_code == 400
     client.force_login(world.clinician)
-    response = client.post(f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": other.pk}, content_type="application/json")
+    response = client.post(
+        f"/api/cases/{analysed.pk}/analysis/rerun/", {"model_version": other.pk}, content_type="application/json"
+    )
     assert response.status_code == 403
 
 

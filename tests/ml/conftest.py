@@ -21,8 +21,10 @@ def pytest_configure(config):
 def real_data_root():
     """The real image folder (TELEDIAG_DATASET_DIR, default ../shared/data/all-leukemia, or its
     original/ sub-folder). Skipped where it is absent, except in CI, which must have it."""
-    root = Path(os.environ.get("TELEDIAG_DATASET_DIR")
-                or Path(__file__).resolve().parents[3] / "shared" / "data" / "all-leukemia")
+    root = Path(
+        os.environ.get("TELEDIAG_DATASET_DIR")
+        or Path(__file__).resolve().parents[3] / "shared" / "data" / "all-leukemia"
+    )
     return require_real_data(root / "original" if (root / "original").is_dir() else root, "TELEDIAG_DATASET_DIR")
 
 

@@ -20,7 +20,7 @@ def make_cell_image(colour, size=32, seed=0):
     yy, xx = np.mgrid[:size, :size]
     cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
     radius = rng.uniform(size * 0.15, size * 0.3)
-    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
     image[disc] *= 0.6
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 

@@ -27,9 +27,12 @@ def _compiled(architecture, **kwargs):
     model = build_model(architecture, image_size=SIZE, seed=1, **kwargs)
     # Eager steps: tracing a ResNet50 train step costs ~20 s on 2 CPU cores, an eager step ~5 s.
     # Graph-mode fit is covered by the convnet tests in test_train.py / test_pipeline.py.
-    model.compile(optimizer=keras.optimizers.Adam(architectures.default_learning_rate(architecture)),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], run_eagerly=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(architectures.default_learning_rate(architecture)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=True,
+    )
     return model
 
 
@@ -80,8 +83,9 @@ def test_layout_and_batchnorm_momentum(stepped):
         assert names[0] == "image" and names[1] == "augmentation" and names[2] == "normalise"
         assert names[-1] == "predictions"
         assert m.input_shape == (None, SIZE, SIZE, 3)
-        batchnorms = [layer for layer in architectures.iter_layers(m)
-                      if isinstance(layer, keras.layers.BatchNormalization)]
+        batchnorms = [
+            layer for layer in architectures.iter_layers(m) if isinstance(layer, keras.layers.BatchNormalization)
+        ]
         if architecture in ("mobilenetv2", "resnet50", "convnet_bn"):
             assert batchnorms, architecture
         assert all(layer.momentum == BATCHNORM_MOMENTUM for layer in batchnorms)
@@ -171,12 +175,16 @@ def test_augmentation_strength_and_switches():
     assert clone.x_factor == shear.x_factor and clone.y_factor == shear.y_factor
 
 
-@pytest.mark.parametrize("option, bad_value, layer_name, attribute, value", [
-    ("grayscale", 1.5, "grayscale", "factor", 1.0),
-    ("stain", 1.0, "stain", "sigma", 0.1),
-])
-def test_optional_augmentation_is_off_by_default_training_only_and_saved(option, bad_value, layer_name, attribute,
-                                                                         value, tmp_path):
+@pytest.mark.parametrize(
+    "option, bad_value, layer_name, attribute, value",
+    [
+        ("grayscale", 1.5, "grayscale", "factor", 1.0),
+        ("stain", 1.0, "stain", "sigma", 0.1),
+    ],
+)
+def test_optional_augmentation_is_off_by_default_training_only_and_saved(
+    option, bad_value, layer_name, attribute, value, tmp_path
+):
     assert layer_name not in [layer.name for layer in build_augmentation().augmenters]
     with pytest.raises(ValueError, match=option):
         build_augmentation(**{option: bad_value})

@@ -74,13 +74,24 @@ LOAD_UNDER_TENSORFLOW = textwrap.dedent("""
 
 
 def _run(script, backend, out, timeout=420):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    completed = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO_ROOT, env=env,
-                               capture_output=True, text=True, timeout=timeout, check=False)
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     line = next(row for row in completed.stdout.splitlines() if row.startswith("REPORT "))
-    return json.loads(line[len("REPORT "):])
+    return json.loads(line[len("REPORT ") :])
 
 
 def _check_backend(backend, tmp_path):

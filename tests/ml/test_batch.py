@@ -12,19 +12,26 @@ TINY = ["--arch", "convnet", "--image-size", "16", "--split", "random", "--batch
 
 
 def test_parse_jobs_reads_names_settings_arguments_and_comments():
-    jobs = parse_jobs("# 224 px runs\n\nresnet50-g1 --arch resnet50 --seed 1  # first\n"
-                      "mnv2 KERAS_BACKEND=torch --arch mobilenetv2 --note A=B\n")
-    assert jobs == [Job("resnet50-g1", ["--arch", "resnet50", "--seed", "1"]),
-                    Job("mnv2", ["--arch", "mobilenetv2", "--note", "A=B"], {"KERAS_BACKEND": "torch"})]
+    jobs = parse_jobs(
+        "# 224 px runs\n\nresnet50-g1 --arch resnet50 --seed 1  # first\n"
+        "mnv2 KERAS_BACKEND=torch --arch mobilenetv2 --note A=B\n"
+    )
+    assert jobs == [
+        Job("resnet50-g1", ["--arch", "resnet50", "--seed", "1"]),
+        Job("mnv2", ["--arch", "mobilenetv2", "--note", "A=B"], {"KERAS_BACKEND": "torch"}),
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a --arch convnet\na --arch vgg19", "used twice"),
-    ("bad/name --arch convnet", "letters, digits"),
-    ("a --arch convnet --output elsewhere", "--output is set by the runner"),
-    ("a --time-limit=5", "--time-limit=5 is set by the runner"),
-    ("# nothing\n", "names no job"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a --arch convnet\na --arch vgg19", "used twice"),
+        ("bad/name --arch convnet", "letters, digits"),
+        ("a --arch convnet --output elsewhere", "--output is set by the runner"),
+        ("a --time-limit=5", "--time-limit=5 is set by the runner"),
+        ("# nothing\n", "names no job"),
+    ],
+)
 def test_parse_jobs_refuses_bad_files(text, message):
     with pytest.raises(ValueError, match=message):
         parse_jobs(text)
@@ -33,12 +40,13 @@ def test_parse_jobs_refuses_bad_files(text, message):
 @pytest.mark.slow
 def test_jobs_finish_fail_or_stop_at_the_time_limit_and_the_summary_says_which(tmp_path):
     data = write_dataset(tmp_path / "data", per_class=8, size=16)
-    jobs = [Job("quick", [*TINY, "--epochs", "1"], {"KERAS_BACKEND": "torch"}),
-            Job("broken", ["--arch", "alexnet"]),
-            Job("long", [*TINY, "--epochs", "100000", "--patience", "0"])]  # only its time limit ends it
+    jobs = [
+        Job("quick", [*TINY, "--epochs", "1"], {"KERAS_BACKEND": "torch"}),
+        Job("broken", ["--arch", "alexnet"]),
+        Job("long", [*TINY, "--epochs", "100000", "--patience", "0"]),
+    ]  # only its time limit ends it
     lines = []
-    result = run_batch(jobs, data, tmp_path / "out", seconds=60, parallel=2, reserve=40, min_start=0,
-                       log=lines.append)
+    result = run_batch(jobs, data, tmp_path / "out", seconds=60, parallel=2, reserve=40, min_start=0, log=lines.append)
     by_name = {job["name"]: job for job in result["jobs"]}
     assert by_name["quick"]["status"] == "done" and by_name["quick"]["epochs_run"] == 1
     assert 0 <= by_name["quick"]["test_accuracy"] <= 1 and by_name["quick"]["model_bytes"] > 0
@@ -58,20 +66,34 @@ def test_jobs_finish_fail_or_stop_at_the_time_limit_and_the_summary_says_which(t
 def test_a_job_still_running_when_the_slot_ends_is_stopped(tmp_path):
     data = write_dataset(tmp_path / "data", per_class=8, size=16)
     # Two seconds do not even cover importing Keras: the job is stopped, its process group with it.
-    result = run_batch([Job("slow", [*TINY, "--epochs", "1"])], data, tmp_path / "out", seconds=2, reserve=0,
-                       min_start=0, log=lambda line: None)
+    result = run_batch(
+        [Job("slow", [*TINY, "--epochs", "1"])],
+        data,
+        tmp_path / "out",
+        seconds=2,
+        reserve=0,
+        min_start=0,
+        log=lambda line: None,
+    )
     assert result["jobs"][0]["status"] == "stopped at the end of the slot"
     assert not (tmp_path / "out" / "slow" / "metadata.json").exists()
 
 
 def test_jobs_that_cannot_start_in_the_time_left_are_not_started(tmp_path):
-    result = run_batch([Job("a", TINY), Job("b", TINY)], tmp_path / "data", tmp_path / "out", seconds=30,
-                       min_start=60, log=lambda line: None)
+    result = run_batch(
+        [Job("a", TINY), Job("b", TINY)],
+        tmp_path / "data",
+        tmp_path / "out",
+        seconds=30,
+        min_start=60,
+        log=lambda line: None,
+    )
     assert [job["status"] for job in result["jobs"]] == ["not started", "not started"]
 
 
 def test_cli_refuses_a_bad_jobs_file(tmp_path, capsys):
     (tmp_path / "jobs").write_text("x --output y\n")
-    code = main(["--jobs", str(tmp_path / "jobs"), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--seconds", "10"])
+    code = main(
+        ["--jobs", str(tmp_path / "jobs"), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--seconds", "10"]
+    )
     assert code == 2 and "set by the runner" in capsys.readouterr().err

@@ -6,16 +6,34 @@ from ml.classes import CLASS_NAMES, HUMAN_LABELS, class_for_folder, class_index
 def test_class_order_and_labels():
     assert CLASS_NAMES == ("benign", "early_pre_b", "pre_b", "pro_b")
     assert [HUMAN_LABELS[c] for c in CLASS_NAMES] == [
-        "Benign (hematogone)", "Early Pre-B ALL", "Pre-B ALL", "Pro-B ALL"]
+        "Benign (hematogone)",
+        "Early Pre-B ALL",
+        "Pre-B ALL",
+        "Pro-B ALL",
+    ]
     assert class_index("pre_b") == 2
 
 
-@pytest.mark.parametrize("folder, expected", [
-    ("Benign", "benign"), ("benign", "benign"), ("BENIGN", "benign"), ("Hematogone", "benign"),
-    ("Early", "early_pre_b"), ("[Malignant] early Pre-B", "early_pre_b"), ("early_pre_b", "early_pre_b"),
-    ("Pre", "pre_b"), ("[Malignant] Pre-B", "pre_b"), ("pre-b", "pre_b"), ("Malignant Pre B", "pre_b"),
-    ("Pro", "pro_b"), ("[Malignant] Pro-B", "pro_b"), ("pro_b", "pro_b"), (" pro ", "pro_b"),
-])
+@pytest.mark.parametrize(
+    "folder, expected",
+    [
+        ("Benign", "benign"),
+        ("benign", "benign"),
+        ("BENIGN", "benign"),
+        ("Hematogone", "benign"),
+        ("Early", "early_pre_b"),
+        ("[Malignant] early Pre-B", "early_pre_b"),
+        ("early_pre_b", "early_pre_b"),
+        ("Pre", "pre_b"),
+        ("[Malignant] Pre-B", "pre_b"),
+        ("pre-b", "pre_b"),
+        ("Malignant Pre B", "pre_b"),
+        ("Pro", "pro_b"),
+        ("[Malignant] Pro-B", "pro_b"),
+        ("pro_b", "pro_b"),
+        (" pro ", "pro_b"),
+    ],
+)
 def test_folder_aliases(folder, expected):
     assert class_for_folder(folder) == expected
 

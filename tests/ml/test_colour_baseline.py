@@ -100,8 +100,9 @@ def test_run_colour_baseline_reads_the_stain_and_fails_once_colour_is_normalised
     assert result["test"]["accuracy"] == 1.0  # colour alone predicts these classes
     assert result["normalised_test"]["accuracy"] <= 0.5  # ... until the colour is normalised away
     assert result["chance"] == 0.25 and result["n_train"] == len(y_train)
-    assert result["best_normalised_accuracy"] == max(result["normalised_test"]["accuracy"],
-                                                     result["normalised_train_normalised_test"]["accuracy"])
+    assert result["best_normalised_accuracy"] == max(
+        result["normalised_test"]["accuracy"], result["normalised_train_normalised_test"]["accuracy"]
+    )
     assert result["reference"] == ColourReference.fit(x_train).to_dict()  # fitted on the training split
     assert set(result["test"]) == {"n", "accuracy", "macro_f1", "loss", "confusion_matrix"}
     json.dumps(result)

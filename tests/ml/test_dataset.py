@@ -21,8 +21,9 @@ def test_scan_records_class_hash_and_number(colour_dataset):
 
 
 def test_kaggle_folder_names_and_ignored_files(tmp_path):
-    root = write_dataset(tmp_path, per_class=2, folders=["Benign", "[Malignant] early Pre-B",
-                                                         "[Malignant] Pre-B", "[Malignant] Pro-B"])
+    root = write_dataset(
+        tmp_path, per_class=2, folders=["Benign", "[Malignant] early Pre-B", "[Malignant] Pre-B", "[Malignant] Pro-B"]
+    )
     (root / "Benign" / "notes.txt").write_text("not an image")
     (root / "Benign" / ".DS_Store").write_bytes(b"\0\0")
     (root / "README.md").write_text("files at the root are ignored")

@@ -1,4 +1,5 @@
 """ml.ensemble: the members' probabilities averaged, whatever input size each member takes."""
+
 import keras
 import numpy as np
 import pytest

@@ -13,14 +13,16 @@ from ml.evaluate import (
 )
 
 NAMES = ("a", "b", "c", "d")
-PROBS = np.array([
-    [0.90, 0.05, 0.05, 0.00],  # true a, predicted a
-    [0.60, 0.40, 0.00, 0.00],  # true b, predicted a
-    [0.20, 0.70, 0.10, 0.00],  # true b, predicted b
-    [0.10, 0.10, 0.80, 0.00],  # true c, predicted c
-    [0.25, 0.25, 0.10, 0.40],  # true d, predicted d
-    [0.10, 0.10, 0.50, 0.30],  # true d, predicted c
-])
+PROBS = np.array(
+    [
+        [0.90, 0.05, 0.05, 0.00],  # true a, predicted a
+        [0.60, 0.40, 0.00, 0.00],  # true b, predicted a
+        [0.20, 0.70, 0.10, 0.00],  # true b, predicted b
+        [0.10, 0.10, 0.80, 0.00],  # true c, predicted c
+        [0.25, 0.25, 0.10, 0.40],  # true d, predicted d
+        [0.10, 0.10, 0.50, 0.30],  # true d, predicted c
+    ]
+)
 Y = np.array([0, 1, 1, 2, 3, 3])
 
 
@@ -62,10 +64,23 @@ def test_shape_is_checked():
 
 
 def test_comparison_table_from_results_and_flat_rows():
-    result = {"architecture": "convnet", "params": 273604, "epochs_run": 12, "training_seconds": 754.2,
-              "metrics": {"test": {"accuracy": 0.9123, "macro_f1": 0.9, "loss": 0.25, "ece": 0.031}}}
-    flat = {"architecture": "mobilenetv2", "accuracy": 0.5, "macro_f1": None, "loss": 1.0, "ece": 0.2,
-            "params": 2263108, "epochs": 3, "time": 12.0}
+    result = {
+        "architecture": "convnet",
+        "params": 273604,
+        "epochs_run": 12,
+        "training_seconds": 754.2,
+        "metrics": {"test": {"accuracy": 0.9123, "macro_f1": 0.9, "loss": 0.25, "ece": 0.031}},
+    }
+    flat = {
+        "architecture": "mobilenetv2",
+        "accuracy": 0.5,
+        "macro_f1": None,
+        "loss": 1.0,
+        "ece": 0.2,
+        "params": 2263108,
+        "epochs": 3,
+        "time": 12.0,
+    }
     table = format_comparison_table([result, flat])
     lines = table.splitlines()
     assert lines[0].split() == ["Architecture", "Accuracy", "Macro-F1", "Loss", "ECE", "Params", "Epochs", "Time"]

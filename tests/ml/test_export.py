@@ -1,4 +1,5 @@
 """ml.export: the same model served by TFLite, verified against Keras, cached by sha256."""
+
 import json
 
 import numpy as np
@@ -92,8 +93,10 @@ def test_altered_cache_file_is_never_served(saved, tmp_path):
     serving = export.load_serving(model, path, sha256, cache_dir=cache)
     assert serving.runtime == "tflite"
     assert tflite_path.read_bytes() != original[:-64] + b"\0" * 64  # exported again
-    assert json.loads(info_path.read_text())["tflite_sha256"] == __import__("hashlib").sha256(
-        tflite_path.read_bytes()).hexdigest()
+    assert (
+        json.loads(info_path.read_text())["tflite_sha256"]
+        == __import__("hashlib").sha256(tflite_path.read_bytes()).hexdigest()
+    )
 
 
 def test_cache_of_another_model_is_not_used(tmp_path):

@@ -13,7 +13,7 @@ def _two_halves(width=40, height=20):
     """Left half red, right half blue."""
     array = np.zeros((height, width, 3), dtype=np.uint8)
     array[:, : width // 2] = RED
-    array[:, width // 2:] = BLUE
+    array[:, width // 2 :] = BLUE
     return Image.fromarray(array, "RGB")
 
 

@@ -19,8 +19,19 @@ def separable_run(tmp_path_factory):
     root = write_dataset(tmp_path_factory.mktemp("colours") / "data", per_class=24, size=40)
     out = tmp_path_factory.mktemp("run")
     result = run_training(
-        root, "convnet", out, epochs=8, image_size=32, split_mode="grouped", seed=0, batch_size=8,
-        augment=True, progress=False, block_size=4, fractions=(0.5, 0.25, 0.25), colour_report=True,
+        root,
+        "convnet",
+        out,
+        epochs=8,
+        image_size=32,
+        split_mode="grouped",
+        seed=0,
+        batch_size=8,
+        augment=True,
+        progress=False,
+        block_size=4,
+        fractions=(0.5, 0.25, 0.25),
+        colour_report=True,
     )
     return root, out, result
 
@@ -37,9 +48,19 @@ def test_separable_set_reaches_full_test_accuracy(separable_run):
 @pytest.mark.slow
 def test_run_folder_and_metadata(separable_run):
     root, out, result = separable_run
-    for name in ("model.keras", "metadata.json", "split.json", "smear_check.json", "history.json", "train_config.json",
-                 "predictions.json", "colour_report.json",
-                 "plots/training_curves.png", "plots/confusion_matrix_test.png", "plots/confusion_matrix_val.png"):
+    for name in (
+        "model.keras",
+        "metadata.json",
+        "split.json",
+        "smear_check.json",
+        "history.json",
+        "train_config.json",
+        "predictions.json",
+        "colour_report.json",
+        "plots/training_curves.png",
+        "plots/confusion_matrix_test.png",
+        "plots/confusion_matrix_val.png",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     metadata = json.loads((out / "metadata.json").read_text())
@@ -77,8 +98,14 @@ def test_colour_report_measures_the_model_against_colour(separable_run):
     report = json.loads((out / "colour_report.json").read_text())
     assert report["test"]["accuracy"] == result["metrics"]["test"]["accuracy"]
     variants = report["robustness"]["variants"]
-    assert {"original", "brightness_x0.85", "hue_-10deg", "colour_normalised", "colour_normalised_rgb",
-            "grayscale"} <= set(variants)
+    assert {
+        "original",
+        "brightness_x0.85",
+        "hue_-10deg",
+        "colour_normalised",
+        "colour_normalised_rgb",
+        "grayscale",
+    } <= set(variants)
     assert variants["original"]["accuracy"] == result["metrics"]["test"]["accuracy"]
     assert report["colour_baselines"]["rgb"]["test"]["accuracy"] == 1.0  # class = dominant colour here
     for space, variant in (("rgb", "colour_normalised_rgb"), ("cielab", "colour_normalised")):
@@ -87,7 +114,8 @@ def test_colour_report_measures_the_model_against_colour(separable_run):
         assert comparison["model_normalised_accuracy"] == variants[variant]["accuracy"]
         assert comparison["margin_points"] == pytest.approx(100 * (variants[variant]["accuracy"] - bar))
     assert report["beats_colour_baseline"] == all(
-        c["margin_points"] >= c["required_margin_points"] == 10.0 for c in report["comparisons"].values())
+        c["margin_points"] >= c["required_margin_points"] == 10.0 for c in report["comparisons"].values()
+    )
 
 
 @pytest.mark.slow
@@ -104,9 +132,23 @@ def test_saved_model_serves_prepared_uploads(separable_run):
 @pytest.mark.slow
 def test_cli_reproduces_a_recorded_split(separable_run, tmp_path, capsys):
     root, out, result = separable_run
-    code = main(["--data", str(root), "--arch", "convnet", "--output", str(tmp_path / "again"),
-                 "--epochs", "1", "--image-size", "16", "--quiet",
-                 "--split-record", str(out / "metadata.json")])
+    code = main(
+        [
+            "--data",
+            str(root),
+            "--arch",
+            "convnet",
+            "--output",
+            str(tmp_path / "again"),
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--quiet",
+            "--split-record",
+            str(out / "metadata.json"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Architecture" in printed and "convnet" in printed
@@ -125,18 +167,39 @@ def test_cli_reports_bad_data(tmp_path, capsys):
 def test_rerun_in_same_folder_with_other_split_settings_is_refused(tmp_path):
     root = write_dataset(tmp_path / "data", per_class=6, size=16)
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "split.json").write_text(json.dumps({
-        "format": 1, "mode": "random", "seed": 1, "fractions": [0.7, 0.15, 0.15],
-        "block_size": None, "max_per_class": None, "splits": {}}))
+    (tmp_path / "out" / "split.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "mode": "random",
+                "seed": 1,
+                "fractions": [0.7, 0.15, 0.15],
+                "block_size": None,
+                "max_per_class": None,
+                "splits": {},
+            }
+        )
+    )
     with pytest.raises(ValueError, match="new output folder"):
-        run_training(root, "convnet", tmp_path / "out", epochs=1, image_size=16, split_mode="grouped",
-                     seed=1, progress=False)
+        run_training(
+            root, "convnet", tmp_path / "out", epochs=1, image_size=16, split_mode="grouped", seed=1, progress=False
+        )
 
 
 def test_max_per_class_for_smoke_runs(tmp_path):
     root = write_dataset(tmp_path / "data", per_class=10, size=16)
-    result = run_training(root, "convnet", tmp_path / "out", epochs=1, image_size=16, split_mode="random",
-                          seed=0, batch_size=8, progress=False, max_per_class=5)
+    result = run_training(
+        root,
+        "convnet",
+        tmp_path / "out",
+        epochs=1,
+        image_size=16,
+        split_mode="random",
+        seed=0,
+        batch_size=8,
+        progress=False,
+        max_per_class=5,
+    )
     assert result["dataset"]["used"] == 20 and result["split"]["max_per_class"] == 5
     assert result["smear_check"] is None and result["smear_check_false_flag_rate"] is None  # < 20 to fit on
     assert result["data_fingerprint"] != scan_dataset(root).fingerprint()

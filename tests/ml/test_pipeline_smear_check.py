@@ -27,8 +27,18 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_run(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("smear-run-out")
-    result = run_training(data_root, "convnet", out, epochs=1, image_size=16, split_mode="random", seed=3,
-                          batch_size=8, augment=False, progress=False)
+    result = run_training(
+        data_root,
+        "convnet",
+        out,
+        epochs=1,
+        image_size=16,
+        split_mode="random",
+        seed=3,
+        batch_size=8,
+        augment=False,
+        progress=False,
+    )
     return out, result
 
 
@@ -59,8 +69,18 @@ def test_an_interrupted_run_reuses_its_fitted_check(small_run, data_root, monkey
         raise AssertionError("the check was fitted again")
 
     monkeypatch.setattr(SmearCheck, "fit", refuse)
-    again = run_training(data_root, "convnet", out, epochs=1, image_size=16, split_mode="random", seed=3,
-                         batch_size=8, augment=False, progress=False)
+    again = run_training(
+        data_root,
+        "convnet",
+        out,
+        epochs=1,
+        image_size=16,
+        split_mode="random",
+        seed=3,
+        batch_size=8,
+        augment=False,
+        progress=False,
+    )
     assert again["smear_check"] == result["smear_check"]
     assert again["smear_check_false_flag_rate"] == result["smear_check_false_flag_rate"]
 
@@ -80,15 +100,17 @@ def test_the_arrays_are_reused_at_224_and_loaded_at_224_otherwise(data_root, tmp
     monkeypatch.setattr(pipeline, "load_arrays", load)
     monkeypatch.setattr(pipeline, "fit_smear_check", spy)
     with pytest.raises(Stop):
-        run_training(data_root, "convnet", tmp_path / "a", epochs=1, image_size=224, split_mode="random",
-                     seed=3, progress=False)
+        run_training(
+            data_root, "convnet", tmp_path / "a", epochs=1, image_size=224, split_mode="random", seed=3, progress=False
+        )
     assert loaded_sizes == [224, 224, 224]  # train, val, test: nothing loaded twice
     assert seen["train_x"].shape == (seen["n_train"], 224, 224, 3) and seen["val_x"].dtype == np.uint8
 
     loaded_sizes.clear()
     with pytest.raises(Stop):
-        run_training(data_root, "convnet", tmp_path / "b", epochs=1, image_size=32, split_mode="random",
-                     seed=3, progress=False)
+        run_training(
+            data_root, "convnet", tmp_path / "b", epochs=1, image_size=32, split_mode="random", seed=3, progress=False
+        )
     assert loaded_sizes == [32, 32, 32] and seen["train_x"] is None and seen["val_x"] is None
 
 

@@ -181,9 +181,17 @@ def test_evaluate_robustness_exposes_a_colour_reader():
     reference = rb.ColourReference.fit(x)
     result = rb.evaluate_robustness(colour_predictor, x, y, NAMES, reference)
 
-    assert list(result["variants"]) == ["original", "brightness_x0.85", "brightness_x1.15", "hue_+10deg",
-                                        "hue_-10deg", "saturation_x0.7", "saturation_x1.3",
-                                        "colour_normalised", "grayscale"]
+    assert list(result["variants"]) == [
+        "original",
+        "brightness_x0.85",
+        "brightness_x1.15",
+        "hue_+10deg",
+        "hue_-10deg",
+        "saturation_x0.7",
+        "saturation_x1.3",
+        "colour_normalised",
+        "grayscale",
+    ]
     original = result["variants"]["original"]
     assert original["accuracy"] == 1.0 and original["drop_accuracy_points"] == 0.0
     for name in ("colour_normalised", "grayscale"):

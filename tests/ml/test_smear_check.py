@@ -78,7 +78,7 @@ def screenshot(seed):
         x = 50
         while x < SIZE - 20:
             width = int(rng.integers(10, 40))
-            image[top:top + 7, x:min(x + width, SIZE - 8)] = (30, 30, 30)
+            image[top : top + 7, x : min(x + width, SIZE - 8)] = (30, 30, 30)
             x += width + 6
     return image
 
@@ -94,13 +94,17 @@ def test_real_looking_smears_pass(fitted):
     assert fitted.threshold >= sc.MIN_THRESHOLD and fitted.image_size == SIZE and fitted.n_fit == 80
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda: out_of_focus(1), sc.OUT_OF_FOCUS),
-    (lambda: flat_grey(128), sc.BLANK),
-    (lambda: flat_grey(250), sc.BLANK),
-    (lambda: photo(2), sc.COLOURS),
-    (lambda: screenshot(3), sc.GRAPHIC),
-], ids=["out-of-focus", "grey-frame", "white-frame", "photo", "screenshot"])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: out_of_focus(1), sc.OUT_OF_FOCUS),
+        (lambda: flat_grey(128), sc.BLANK),
+        (lambda: flat_grey(250), sc.BLANK),
+        (lambda: photo(2), sc.COLOURS),
+        (lambda: screenshot(3), sc.GRAPHIC),
+    ],
+    ids=["out-of-focus", "grey-frame", "white-frame", "photo", "screenshot"],
+)
 def test_non_smears_are_flagged_with_a_reason(fitted, make, reason):
     image = make()
     result = fitted.check(image)
@@ -248,17 +252,24 @@ def _mask_the_plain_way(flat):
         return mask
     top, bottom = int(np.argmin(rows)), int(np.argmin(rows[::-1]))
     left, right = int(np.argmin(cols)), int(np.argmin(cols[::-1]))
-    mask[:top], mask[shape[0] - bottom:], mask[:, :left], mask[:, shape[1] - right:] = False, False, False, False
+    mask[:top], mask[shape[0] - bottom :], mask[:, :left], mask[:, shape[1] - right :] = False, False, False, False
     return mask
 
 
-@pytest.mark.parametrize("make", [
-    lambda: smear_like(3),
-    lambda: prepare_image(smear_like(4, size=150, width=224), SIZE),  # padding above and below
-    lambda: prepare_image(smear_like(5, size=224, width=90), SIZE),  # padding left and right
-    lambda: photo(2), lambda: screenshot(2), lambda: flat_grey(), lambda: out_of_focus(6),
-    lambda: np.zeros((SIZE, SIZE, 3), np.uint8),
-], ids=["smear", "padded-rows", "padded-columns", "photo", "screenshot", "flat", "defocused", "black"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: smear_like(3),
+        lambda: prepare_image(smear_like(4, size=150, width=224), SIZE),  # padding above and below
+        lambda: prepare_image(smear_like(5, size=224, width=90), SIZE),  # padding left and right
+        lambda: photo(2),
+        lambda: screenshot(2),
+        lambda: flat_grey(),
+        lambda: out_of_focus(6),
+        lambda: np.zeros((SIZE, SIZE, 3), np.uint8),
+    ],
+    ids=["smear", "padded-rows", "padded-columns", "photo", "screenshot", "flat", "defocused", "black"],
+)
 def test_features_equal_the_plain_formulas(make):
     image = make()
     assert np.allclose(sc.image_features(image), _features_the_plain_way(image), rtol=1e-12, atol=1e-12)

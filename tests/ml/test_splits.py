@@ -17,8 +17,7 @@ from ml.splits import (
 FOLDERS = ("Benign", "Early", "Pre", "Pro")
 
 
-def _samples(per_class=(60, 120, 110, 90), duplicate_pairs=((3, 10), (3, 11), (1, 40), (1, 41)),
-             gaps=True):
+def _samples(per_class=(60, 120, 110, 90), duplicate_pairs=((3, 10), (3, 11), (1, 40), (1, 41)), gaps=True):
     """Fake samples (no files): numbered 1..N per class, a few numbers skipped, some identical
     neighbour pairs (label, number) -> same sha256, like the real Pro/ folder."""
     duplicate_of = {}
@@ -30,11 +29,16 @@ def _samples(per_class=(60, 120, 110, 90), duplicate_pairs=((3, 10), (3, 11), (1
         for number in numbers:
             key = duplicate_of.get((label, number), (label, number))
             digest = hashlib.sha256(f"{key}".encode()).hexdigest()
-            samples.append(Sample(
-                path=Path("/data") / FOLDERS[label] / f"WBC-{number:03d}.jpg",
-                relpath=f"{FOLDERS[label]}/WBC-{number:03d}.jpg",
-                class_name=CLASS_NAMES[label], label=label, sha256=digest, number=number,
-            ))
+            samples.append(
+                Sample(
+                    path=Path("/data") / FOLDERS[label] / f"WBC-{number:03d}.jpg",
+                    relpath=f"{FOLDERS[label]}/WBC-{number:03d}.jpg",
+                    class_name=CLASS_NAMES[label],
+                    label=label,
+                    sha256=digest,
+                    number=number,
+                )
+            )
     return samples
 
 
@@ -42,10 +46,13 @@ def _class_fraction(split, class_name, total):
     return {name: sum(s.class_name == class_name for s in part) / total for name, part in split.parts().items()}
 
 
-@pytest.mark.parametrize("make", [
-    lambda s, seed: split_random(s, seed=seed),
-    lambda s, seed: split_grouped(s, block_size=10, seed=seed),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s, seed: split_random(s, seed=seed),
+        lambda s, seed: split_grouped(s, block_size=10, seed=seed),
+    ],
+)
 def test_every_sample_once_and_no_duplicate_hash_across_splits(make):
     samples = _samples()
     for seed in range(5):
@@ -140,8 +147,9 @@ def test_record_refuses_changed_or_missing_files():
     samples = _samples()
     split = split_random(samples, seed=0)
     record = split.to_record()
-    changed = [s if s.relpath != split.test[0].relpath else Sample(**{**s.__dict__, "sha256": "0" * 64})
-               for s in samples]
+    changed = [
+        s if s.relpath != split.test[0].relpath else Sample(**{**s.__dict__, "sha256": "0" * 64}) for s in samples
+    ]
     with pytest.raises(DatasetError, match="changed.*" + split.test[0].relpath):
         from_record(record, Dataset(root=Path("/data"), samples=changed))
     missing = [s for s in samples if s.relpath != split.train[0].relpath]

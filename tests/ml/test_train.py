@@ -29,8 +29,15 @@ def _arrays(n=32, seed=0):
 
 
 def _config(**overrides):
-    values = {"architecture": "convnet", "image_size": SIZE, "epochs": 5, "batch_size": 8, "seed": 3,
-              "patience": 0, "augment": False}
+    values = {
+        "architecture": "convnet",
+        "image_size": SIZE,
+        "epochs": 5,
+        "batch_size": 8,
+        "seed": 3,
+        "patience": 0,
+        "augment": False,
+    }
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -117,8 +124,13 @@ def test_resume_of_a_run_saved_before_a_setting_existed_takes_its_default(tmp_pa
 def test_early_stopping_and_plateau_schedule(tmp_path):
     x, y = _arrays()
     shuffled = np.random.default_rng(0).permutation(y)  # unlearnable labels: val accuracy stalls
-    result = train_model(_config(epochs=30, patience=2, lr_schedule="plateau"), (x, shuffled),
-                         (x[:16], shuffled[:16]), tmp_path, progress=False)
+    result = train_model(
+        _config(epochs=30, patience=2, lr_schedule="plateau"),
+        (x, shuffled),
+        (x[:16], shuffled[:16]),
+        tmp_path,
+        progress=False,
+    )
     assert result.stopped_early and result.epochs_run < 30
     assert result.best_epoch == int(np.argmax(result.history["val_accuracy"]))
 
@@ -136,8 +148,14 @@ class _SlowEpochs(keras.callbacks.Callback):
 
 def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path):
     # Epochs of >= 1 s under a 2.5 s limit: after epoch 2 (>= 2 s used) a third would end past it.
-    result = train_model(_config(epochs=20, time_limit_seconds=2.5), _arrays(), _arrays(16, seed=1), tmp_path,
-                         progress=False, callbacks=[_SlowEpochs(1.0)])
+    result = train_model(
+        _config(epochs=20, time_limit_seconds=2.5),
+        _arrays(),
+        _arrays(16, seed=1),
+        tmp_path,
+        progress=False,
+        callbacks=[_SlowEpochs(1.0)],
+    )
     assert result.stopped_by_time_limit and not result.stopped_early
     assert 1 <= result.epochs_run <= 2
     saved = json.loads((tmp_path / "history.json").read_text())
@@ -145,8 +163,9 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path):
 
 
 def test_a_time_limit_that_is_not_reached_changes_nothing(tmp_path):
-    result = train_model(_config(epochs=2, time_limit_seconds=3600), _arrays(), _arrays(16, seed=1), tmp_path,
-                         progress=False)
+    result = train_model(
+        _config(epochs=2, time_limit_seconds=3600), _arrays(), _arrays(16, seed=1), tmp_path, progress=False
+    )
     assert result.epochs_run == 2 and not result.stopped_by_time_limit
 
 

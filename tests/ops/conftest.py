@@ -1,5 +1,6 @@
 """Real processes for the operations tests: gunicorn serving the test database, a Celery worker,
 an S3-compatible server (moto in server mode), all on loopback ports chosen at run time."""
+
 import os
 import signal
 import socket
@@ -33,6 +34,7 @@ def free_port():
 
 def http_get(url, headers=None, timeout=30):
     """(status, headers, body) of a GET, without following redirects."""
+
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None
@@ -53,7 +55,12 @@ class Process:
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self):
@@ -84,7 +91,9 @@ def wait_until(predicate, what, process=None, timeout=90):
         if value:
             return value
         if process is not None and process.process.poll() is not None:
-            pytest.fail(f"The process exited ({process.process.returncode}) while waiting for {what}:\n{process.output()}")
+            pytest.fail(
+                f"The process exited ({process.process.returncode}) while waiting for {what}:\n{process.output()}"
+            )
         time.sleep(0.3)
     pytest.fail(f"Timed out waiting for {what}.\n{process.output() if process else ''}")
 
@@ -119,10 +128,22 @@ def start_gunicorn(processes, tmp_path):
         from tests.inference.test_integration import worker_database_url
 
         port = free_port()
-        env = base_env(TELEDIAG_TEST_DATABASE_URL=worker_database_url(), MEDIA_ROOT=settings.MEDIA_ROOT,
-                       **env_overrides)
-        command = [sys.executable, "-m", "gunicorn", "telediag.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                   "--workers", str(workers), "--timeout", "120", *extra_args]
+        env = base_env(
+            TELEDIAG_TEST_DATABASE_URL=worker_database_url(), MEDIA_ROOT=settings.MEDIA_ROOT, **env_overrides
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "telediag.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "120",
+            *extra_args,
+        ]
         process = Process(command, env, tmp_path / f"gunicorn-{uuid.uuid4().hex[:6]}.log")
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
@@ -188,25 +209,43 @@ class S3Server:
         secret_file.write_text(S3_SECRET + "\n")
         # How a deployment passes them: secret files (*_FILE), never the values in the environment.
         self.env = {
-            "TELEDIAG_S3_BUCKET": S3_BUCKET, "TELEDIAG_S3_ENDPOINT_URL": endpoint, "TELEDIAG_S3_REGION": S3_REGION,
-            "TELEDIAG_S3_ACCESS_KEY_ID_FILE": str(key_file), "TELEDIAG_S3_SECRET_ACCESS_KEY_FILE": str(secret_file),
+            "TELEDIAG_S3_BUCKET": S3_BUCKET,
+            "TELEDIAG_S3_ENDPOINT_URL": endpoint,
+            "TELEDIAG_S3_REGION": S3_REGION,
+            "TELEDIAG_S3_ACCESS_KEY_ID_FILE": str(key_file),
+            "TELEDIAG_S3_SECRET_ACCESS_KEY_FILE": str(secret_file),
         }
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_REGION,
-                            aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+        )
 
     def storages(self, base):
         options = {
-            "bucket_name": S3_BUCKET, "endpoint_url": self.endpoint, "region_name": S3_REGION,
-            "access_key": S3_KEY_ID, "secret_key": S3_SECRET, "default_acl": None, "querystring_auth": True,
-            "querystring_expire": 300, "signature_version": "s3v4", "file_overwrite": False,
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": self.endpoint,
+            "region_name": S3_REGION,
+            "access_key": S3_KEY_ID,
+            "secret_key": S3_SECRET,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "signature_version": "s3v4",
+            "file_overwrite": False,
         }
         backend = "storages.backends.s3.S3Storage"
-        return {**base, "default": {"BACKEND": backend, "OPTIONS": options},
-                "models": {"BACKEND": backend, "OPTIONS": {**options, "location": "models"}}}
+        return {
+            **base,
+            "default": {"BACKEND": backend, "OPTIONS": options},
+            "models": {"BACKEND": backend, "OPTIONS": {**options, "location": "models"}},
+        }
 
 
 @pytest.fixture
@@ -217,10 +256,12 @@ def s3_server(processes, tmp_path):
     except ImportError:
         unavailable("moto[server] is not installed (requirements-dev.txt)")
     port = free_port()
-    process = Process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], base_env(),
-                      tmp_path / "moto.log")
+    process = Process(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], base_env(), tmp_path / "moto.log"
+    )
     processes.append(process)
     server = S3Server(f"http://127.0.0.1:{port}", tmp_path)
+
     def answers():
         from botocore.exceptions import BotoCoreError
 

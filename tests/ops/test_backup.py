@@ -1,5 +1,6 @@
 """scripts/backup.sh and scripts/restore.sh: a real PostgreSQL database and media and model folders
 are backed up, then restored into a fresh database that the application accepts as migrated."""
+
 import filecmp
 import subprocess
 import sys
@@ -15,8 +16,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def run(script, folder, env):
-    return subprocess.run(["bash", str(ROOT / "scripts" / script), str(folder)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), str(folder)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -53,8 +60,12 @@ def test_backup_then_restore_into_a_fresh_database(world, fresh_database, settin
     password_file = tmp_path / "db_password"
     password_file.write_text("unused-with-trust-auth\n")
     backup = tmp_path / "backups" / "telediag-1"
-    env = base_env(DATABASE_URL=source, DATABASE_PASSWORD_FILE=password_file, MEDIA_ROOT=settings.MEDIA_ROOT,
-                   TELEDIAG_MODEL_DIR=models)
+    env = base_env(
+        DATABASE_URL=source,
+        DATABASE_PASSWORD_FILE=password_file,
+        MEDIA_ROOT=settings.MEDIA_ROOT,
+        TELEDIAG_MODEL_DIR=models,
+    )
     result = run("backup.sh", backup, env)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in backup.iterdir()) == ["SHA256SUMS", "database.dump", "media.tar.gz", "models.tar.gz"]
@@ -76,16 +87,27 @@ def test_backup_then_restore_into_a_fresh_database(world, fresh_database, settin
     assert (restored_models / "v1" / "model.keras").read_bytes() == b"model bytes"
 
     # The application finds every migration applied in the restored database.
-    check = subprocess.run([sys.executable, "manage.py", "migrate", "--check"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120,
-                           env=base_env(DJANGO_SETTINGS_MODULE="telediag.settings", DATABASE_URL=fresh_database,
-                                        SECRET_KEY="restore-check-secret-key-0123456789-abcdefghijklmnop",
-                                        TELEDIAG_VAR_DIR=tmp_path / "var"))
+    check = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=base_env(
+            DJANGO_SETTINGS_MODULE="telediag.settings",
+            DATABASE_URL=fresh_database,
+            SECRET_KEY="restore-check-secret-key-0123456789-abcdefghijklmnop",
+            TELEDIAG_VAR_DIR=tmp_path / "var",
+        ),
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
     # A second restore into the now full database, or of a damaged backup, is refused.
-    result = run("restore.sh", backup, base_env(DATABASE_URL=fresh_database, MEDIA_ROOT=tmp_path / "m2",
-                                                TELEDIAG_MODEL_DIR=tmp_path / "m3"))
+    result = run(
+        "restore.sh",
+        backup,
+        base_env(DATABASE_URL=fresh_database, MEDIA_ROOT=tmp_path / "m2", TELEDIAG_MODEL_DIR=tmp_path / "m3"),
+    )
     assert result.returncode == 1 and "empty" in result.stderr
     with open(backup / "media.tar.gz", "ab") as handle:
         handle.write(b"x")

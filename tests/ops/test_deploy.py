@@ -5,6 +5,7 @@ installed; everywhere, the file is parsed and every service's command is run her
 container runs it (gunicorn, the worker and its health check in the other tests of this folder;
 migrate, beat and Flower below), and the Dockerfiles must install exactly requirements*.txt.
 """
+
 import re
 import shlex
 import shutil
@@ -20,8 +21,14 @@ from tests.ops.conftest import ROOT, Process, base_env, free_port, http_get, wai
 DOCKER = ROOT / "docker"
 APP_SERVICES = {"migrate", "web", "worker", "worker-gpu", "beat", "flower"}
 # Variables of other programs that the compose file sets.
-FOREIGN_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH",
-                     "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD"}
+FOREIGN_VARIABLES = {
+    "PROMETHEUS_MULTIPROC_DIR",
+    "CUDA_VISIBLE_DEVICES",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+    "POSTGRES_USER",
+    "POSTGRES_DB",
+    "POSTGRES_PASSWORD",
+}
 
 
 def compose(*names):
@@ -49,7 +56,10 @@ def documented_text():
 
 
 def test_docker_compose_config_accepts_the_files(tmp_path):
-    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode
+    ):
         pytest.skip("the docker compose plugin is not installed here; the file is checked by parsing below")
     copy = tmp_path / "docker"
     shutil.copytree(DOCKER, copy)
@@ -57,8 +67,13 @@ def test_docker_compose_config_accepts_the_files(tmp_path):
     for name in ("secret_key", "db_password", "metrics_token", "s3_access_key_id", "s3_secret_access_key"):
         (copy / "secrets" / name).write_text("x\n")
     shutil.copy(copy / "telediag.env.example", copy / "telediag.env")
-    result = subprocess.run(["docker", "compose", "-f", "compose.yml", "-f", "compose.s3.yml", "--profile", "gpu",
-                             "config", "-q"], cwd=copy, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["docker", "compose", "-f", "compose.yml", "-f", "compose.s3.yml", "--profile", "gpu", "config", "-q"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -86,12 +101,15 @@ def test_compose_has_the_production_services_configured_by_environment_and_secre
             assert service["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
     assert services["migrate"]["restart"] == "no"
     assert [s[:3] for s in steps_of(services["migrate"])] == [
-        ["python", "manage.py", "migrate"], ["python", "manage.py", "collectstatic"],
-        ["python", "manage.py", "register_default_model"]]
+        ["python", "manage.py", "migrate"],
+        ["python", "manage.py", "collectstatic"],
+        ["python", "manage.py", "register_default_model"],
+    ]
     gpu = services["worker-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
     assert services["worker"]["environment"]["CUDA_VISIBLE_DEVICES"] == ""
     # Worker health check: the heartbeat check on the file the worker writes (tested in test_health.py).
     for name in ("worker", "worker-gpu"):
@@ -119,10 +137,17 @@ def test_every_service_command_is_documented():
 def _app_env(tmp_path, redis_url, **extra):
     from tests.inference.test_integration import worker_database_url
 
-    return base_env(DJANGO_SETTINGS_MODULE="telediag.settings", DATABASE_URL=worker_database_url(),
-                    SECRET_KEY="deploy-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-                    TELEDIAG_HTTPS="false", CELERY_BROKER_URL=redis_url, TELEDIAG_VAR_DIR=tmp_path / "var",
-                    STATIC_ROOT=tmp_path / "static", TELEDIAG_MODEL_DIR=tmp_path / "models", **extra)
+    return base_env(
+        DJANGO_SETTINGS_MODULE="telediag.settings",
+        DATABASE_URL=worker_database_url(),
+        SECRET_KEY="deploy-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        TELEDIAG_HTTPS="false",
+        CELERY_BROKER_URL=redis_url,
+        TELEDIAG_VAR_DIR=tmp_path / "var",
+        STATIC_ROOT=tmp_path / "static",
+        TELEDIAG_MODEL_DIR=tmp_path / "models",
+        **extra,
+    )
 
 
 @pytest.mark.integration
@@ -131,8 +156,9 @@ def test_the_migrate_service_command_runs(postgres, redis_url, tmp_path):
     from training.models import ModelVersion
 
     command = command_of(compose()["services"]["migrate"])
-    result = subprocess.run(command, cwd=ROOT, env=_app_env(tmp_path, redis_url), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        command, cwd=ROOT, env=_app_env(tmp_path, redis_url), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "static" / "staticfiles.json").is_file()  # the manifest whitenoise serves from
     assert ModelVersion.objects.filter(is_active=True).exists()
@@ -153,7 +179,9 @@ def test_the_beat_and_flower_service_commands_run(redis_url, tmp_path, processes
     flower_process = Process([sys.executable, "-m", *flower, "--address=127.0.0.1"], env, tmp_path / "flower.log")
     processes.append(flower_process)
 
-    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthcheck", timeout=5)[2] == b"OK", "Flower", flower_process)
+    wait_until(
+        lambda: http_get(f"http://127.0.0.1:{port}/healthcheck", timeout=5)[2] == b"OK", "Flower", flower_process
+    )
     # Beat sends the sweeper at start-up: its message lands in the default queue.
     import redis
 
@@ -186,8 +214,9 @@ def _includes(name):
     return files
 
 
-@pytest.mark.parametrize("dockerfile, requirements", [("Dockerfile", "requirements.txt"),
-                                                      ("Dockerfile.gpu", "requirements-gpu.txt")])
+@pytest.mark.parametrize(
+    "dockerfile, requirements", [("Dockerfile", "requirements.txt"), ("Dockerfile.gpu", "requirements-gpu.txt")]
+)
 def test_dockerfiles_install_exactly_the_pinned_requirements(dockerfile, requirements):
     text = (DOCKER / dockerfile).read_text()
     installs = re.findall(r"pip install ([^\n&]+)", text)

@@ -1,5 +1,6 @@
 """/healthz, /readyz and the worker's heartbeat check, against gunicorn, PostgreSQL, Redis and a
 real Celery worker."""
+
 import hashlib
 import json
 import subprocess
@@ -19,8 +20,11 @@ def active_version(tmp_path, name="ready-model"):
     path = tmp_path / "model.keras"
     path.write_bytes(b"not loaded by the readiness check")
     version = ModelVersion.objects.create(
-        name=name, architecture="convnet_bn", file_path=str(path),
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), class_names=["a", "b"],
+        name=name,
+        architecture="convnet_bn",
+        file_path=str(path),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        class_names=["a", "b"],
     )
     version.activate()
     return version
@@ -51,7 +55,10 @@ def test_healthz_and_readyz_answer_probes_by_ip_and_say_what_is_missing(postgres
     assert status == 503, report
     assert report["ActiveModel()"] == "Unavailable: No active model version: promote one"
     assert {key: value for key, value in report.items() if key != "ActiveModel()"} == {
-        "Database(alias='default')": "OK", "Broker()": "OK", "Storage(alias='default')": "OK", "Migrations()": "OK",
+        "Database(alias='default')": "OK",
+        "Broker()": "OK",
+        "Storage(alias='default')": "OK",
+        "Migrations()": "OK",
     }
 
     version = active_version(tmp_path)
@@ -80,7 +87,9 @@ def test_readyz_reports_an_unreachable_broker_and_unapplied_migrations(postgres,
 
     # A deploy that did not run `migrate`: the newest migration of an app is not recorded as applied.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, app, name, applied FROM django_migrations WHERE app = 'inference' ORDER BY id DESC LIMIT 1")
+        cursor.execute(
+            "SELECT id, app, name, applied FROM django_migrations WHERE app = 'inference' ORDER BY id DESC LIMIT 1"
+        )
         row = cursor.fetchone()
         cursor.execute("DELETE FROM django_migrations WHERE id = %s", [row[0]])
     try:
@@ -96,8 +105,9 @@ def test_worker_heartbeat_file_is_a_container_health_check(postgres, redis_url, 
     check = [sys.executable, "-m", "ops.heartbeat", str(heartbeat), "--max-age", "5"]
     assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1  # no worker yet
 
-    worker = start_worker(broker_url=redis_url, TELEDIAG_WORKER_HEARTBEAT_FILE=str(heartbeat),
-                          TELEDIAG_WORKER_HEARTBEAT_S="1")
+    worker = start_worker(
+        broker_url=redis_url, TELEDIAG_WORKER_HEARTBEAT_FILE=str(heartbeat), TELEDIAG_WORKER_HEARTBEAT_S="1"
+    )
     wait_until(heartbeat.exists, "the first heartbeat", worker)
     first = heartbeat.stat().st_mtime
     wait_until(lambda: heartbeat.stat().st_mtime > first, "the heartbeat to be renewed", worker, timeout=30)
@@ -128,15 +138,28 @@ def test_worker_heartbeat_goes_stale_while_the_broker_is_lost_and_resumes(postgr
     redis_process = start_redis()
     heartbeat = tmp_path / "heartbeat"
     check = [sys.executable, "-m", "ops.heartbeat", str(heartbeat), "--max-age", "4"]
-    worker = start_worker(broker_url=f"redis://127.0.0.1:{port}/0", TELEDIAG_WORKER_HEARTBEAT_FILE=str(heartbeat),
-                          TELEDIAG_WORKER_HEARTBEAT_S="1")
-    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0, "a fresh heartbeat", worker)
+    worker = start_worker(
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        TELEDIAG_WORKER_HEARTBEAT_FILE=str(heartbeat),
+        TELEDIAG_WORKER_HEARTBEAT_S="1",
+    )
+    wait_until(
+        lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0, "a fresh heartbeat", worker
+    )
 
     redis_process.stop()
-    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1,
-               "the heartbeat to go stale", worker, timeout=60)
+    wait_until(
+        lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1,
+        "the heartbeat to go stale",
+        worker,
+        timeout=60,
+    )
     assert worker.process.poll() is None  # the process lives on: only the check tells
 
     start_redis()
-    wait_until(lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0,
-               "the heartbeat to resume once the broker is back", worker, timeout=120)
+    wait_until(
+        lambda: subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0,
+        "the heartbeat to resume once the broker is back",
+        worker,
+        timeout=120,
+    )

@@ -1,5 +1,6 @@
 """JSON logs (gunicorn and a real worker: one JSON object per line with the request, case and task
 ids, no patient names) and the worker's model warm-up at process start."""
+
 import io
 import json
 import uuid
@@ -29,24 +30,41 @@ def json_lines(text):
 
 
 def test_json_logs_carry_request_case_and_task_ids_and_no_patient_names(
-    world, postgres, redis_url, start_gunicorn, start_worker, model_file, tmp_path,  # noqa: F811
+    world,
+    postgres,
+    redis_url,
+    start_gunicorn,
+    start_worker,
+    model_file,  # noqa: F811 - the fixture, imported above
+    tmp_path,
 ):
     from rest_framework.authtoken.models import Token
 
     from cases.models import Case, Patient
 
     register_version(*model_file, name="json-logs-model")
-    patient = Patient.objects.create(organisation=world.site, mrn="MRN-JSON-7", given_name=GIVEN, family_name=FAMILY,
-                                     sex="M", date_of_birth=date(2011, 3, 4), created_by=world.clinician)
+    patient = Patient.objects.create(
+        organisation=world.site,
+        mrn="MRN-JSON-7",
+        given_name=GIVEN,
+        family_name=FAMILY,
+        sex="M",
+        date_of_birth=date(2011, 3, 4),
+        created_by=world.clinician,
+    )
     token = Token.objects.create(user=world.clinician).key
     base, server = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_LOG_FORMAT="json")
     worker = start_worker(broker_url=redis_url, TELEDIAG_LOG_FORMAT="json")
 
     request_id = f"req-{uuid.uuid4().hex[:12]}"
     headers = {"Authorization": f"Token {token}", "X-Request-ID": request_id}
-    response = requests.post(f"{base}/api/cases/", headers=headers, timeout=60,
-                             data={"patient": patient.pk, "priority": "routine", "clinical_notes": f"{FAMILY} notes"},
-                             files=[("images", ("smear.png", io.BytesIO(png_bytes()), "image/png"))])
+    response = requests.post(
+        f"{base}/api/cases/",
+        headers=headers,
+        timeout=60,
+        data={"patient": patient.pk, "priority": "routine", "clinical_notes": f"{FAMILY} notes"},
+        files=[("images", ("smear.png", io.BytesIO(png_bytes()), "image/png"))],
+    )
     assert response.status_code == 201, response.text
     assert response.headers["X-Request-ID"] == request_id
     case = Case.objects.get(pk=response.json()["id"])
@@ -73,7 +91,12 @@ def test_json_logs_carry_request_case_and_task_ids_and_no_patient_names(
 
 
 def test_a_worker_loads_the_active_model_when_it_starts(
-    client, world, postgres, redis_url, start_worker, model_file,  # noqa: F811
+    client,
+    world,
+    postgres,
+    redis_url,
+    start_worker,
+    model_file,  # noqa: F811
 ):
     from telediag.celery import app
 

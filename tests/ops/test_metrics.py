@@ -1,5 +1,6 @@
 """/metrics: token-protected Prometheus exposition scraped from gunicorn, with web request metrics
 and the analysis metrics read from PostgreSQL and the Redis broker."""
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,20 +27,34 @@ def make_predictions(world):
     from inference.models import AnalysisJob, Prediction
     from training.models import ModelVersion
 
-    version = ModelVersion.objects.create(name="metrics-v1", architecture="convnet_bn", file_path="x/model.keras",
-                                          sha256="0" * 64, class_names=["benign", "pre_b"])
+    version = ModelVersion.objects.create(
+        name="metrics-v1",
+        architecture="convnet_bn",
+        file_path="x/model.keras",
+        sha256="0" * 64,
+        class_names=["benign", "pre_b"],
+    )
     case = world.submit_case(files=[smear_upload(f"s{i}.png") for i in range(4)])
     smears = list(case.smears.order_by("pk"))
     rows = [  # label, probabilities, is_smear, inference_ms, total_ms
         ("pre_b", {"benign": 0.1, "pre_b": 0.9}, True, 40, 900),
-        ("pre_b", {"benign": 0.45, "pre_b": 0.55}, True, 60, 1200),   # below the 0.6 attention threshold
+        ("pre_b", {"benign": 0.45, "pre_b": 0.55}, True, 60, 1200),  # below the 0.6 attention threshold
         ("benign", {"benign": 0.8, "pre_b": 0.2}, True, 3000, 4000),
         ("not_a_smear", {}, False, None, 300),
     ]
     for smear, (label, probabilities, is_smear, inference_ms, total_ms) in zip(smears, rows):
         job = AnalysisJob.objects.create(smear=smear, model_version=version, status="done")
-        Prediction.objects.create(smear=smear, model_version=version, job=job, label=label, probabilities=probabilities,
-                                  is_smear=is_smear, inference_ms=inference_ms, total_ms=total_ms, queue_wait_ms=500)
+        Prediction.objects.create(
+            smear=smear,
+            model_version=version,
+            job=job,
+            label=label,
+            probabilities=probabilities,
+            is_smear=is_smear,
+            inference_ms=inference_ms,
+            total_ms=total_ms,
+            queue_wait_ms=500,
+        )
     failed = world.submit_case(files=[smear_upload("f.png")]).smears.get()
     AnalysisJob.objects.create(smear=failed, model_version=version, status="failed", reason="test")
     return version
@@ -72,8 +87,13 @@ def test_scrape_reports_requests_queues_and_predictions_by_label_flag_and_versio
         app.conf.broker_url = saved
 
     # Production-like: Prometheus scrapes over HTTP by a host name that is not in ALLOWED_HOSTS.
-    base, _ = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_METRICS_TOKEN=TOKEN, TELEDIAG_HTTPS="true",
-                             ALLOWED_HOSTS="telediag.example.org", TELEDIAG_BEHIND_PROXY="true")
+    base, _ = start_gunicorn(
+        CELERY_BROKER_URL=redis_url,
+        TELEDIAG_METRICS_TOKEN=TOKEN,
+        TELEDIAG_HTTPS="true",
+        ALLOWED_HOSTS="telediag.example.org",
+        TELEDIAG_BEHIND_PROXY="true",
+    )
     proxied = {"Host": "telediag.example.org", "X-Forwarded-Proto": "https"}
     assert http_get(base + "/accounts/login/", proxied)[0] == 200
     assert http_get(base + "/no-such-page/", proxied)[0] == 404
@@ -122,13 +142,22 @@ def test_several_gunicorn_workers_add_up_their_request_counts(postgres, redis_ur
     folder.mkdir()
     # Each worker process is replaced after 5 requests: the 30 requests are served by at least 6
     # processes, and the counts of the ones that exited must still be there.
-    base, _ = start_gunicorn(CELERY_BROKER_URL=redis_url, TELEDIAG_METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=folder,
-                             workers=3, extra_args=("--max-requests", "5"))
+    base, _ = start_gunicorn(
+        CELERY_BROKER_URL=redis_url,
+        TELEDIAG_METRICS_TOKEN=TOKEN,
+        PROMETHEUS_MULTIPROC_DIR=folder,
+        workers=3,
+        extra_args=("--max-requests", "5"),
+    )
     for _ in range(30):
         assert http_get(base + "/accounts/login/")[0] == 200
     assert len(list(folder.glob("counter_*.db"))) >= 6
     found = samples(http_get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[2])
-    views = {labels: count for (name, labels), count in found.items()
-             if name == "django_http_responses_total_by_status_view_method_total" and ("status", "200") in labels
-             and ("view", "login") in labels}
+    views = {
+        labels: count
+        for (name, labels), count in found.items()
+        if name == "django_http_responses_total_by_status_view_method_total"
+        and ("status", "200") in labels
+        and ("view", "login") in labels
+    }
     assert sum(views.values()) == 30

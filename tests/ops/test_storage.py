@@ -1,6 +1,7 @@
 """S3 storage against a real S3-compatible server process (moto in server mode): uploads, heatmaps
 and model files in a private bucket, read back only through the app by authorised users, model
 files downloaded by a real worker and verified by sha256."""
+
 import hashlib
 import urllib.error
 import urllib.request
@@ -28,7 +29,8 @@ def register(model_file, name):  # noqa: F811
 
     path, sha256 = model_file
     version = registry.register_model(
-        {"model_path": str(path), "sha256": sha256, "architecture": "convnet_bn", "input_size": 32}, name=name,
+        {"model_path": str(path), "sha256": sha256, "architecture": "convnet_bn", "input_size": 32},
+        name=name,
     )
     return registry.activate(version)
 
@@ -41,7 +43,15 @@ def s3_settings(settings, s3_server, tmp_path):
 
 
 def test_case_images_heatmaps_and_models_live_in_a_private_bucket(
-    client, world, postgres, redis_url, s3_settings, start_worker, model_file, tmp_path, settings,  # noqa: F811
+    client,
+    world,
+    postgres,
+    redis_url,
+    s3_settings,
+    start_worker,
+    model_file,  # noqa: F811 - the fixture, imported above
+    tmp_path,
+    settings,
 ):
     from inference.models import Prediction
     from telediag.celery import app
@@ -75,8 +85,11 @@ def test_case_images_heatmaps_and_models_live_in_a_private_bucket(
     assert image_bytes and heatmap_bytes.startswith(b"\x89PNG")
 
     # Read back through the app, by the people allowed to see the case; nobody else.
-    for path, expected in ((f"/smears/{smear.pk}/image/", image_bytes), (f"/api/smears/{smear.pk}/image/", image_bytes),
-                           (f"/analysis/predictions/{prediction.pk}/heatmap.png", heatmap_bytes)):
+    for path, expected in (
+        (f"/smears/{smear.pk}/image/", image_bytes),
+        (f"/api/smears/{smear.pk}/image/", image_bytes),
+        (f"/analysis/predictions/{prediction.pk}/heatmap.png", heatmap_bytes),
+    ):
         for user in (world.clinician, world.pathologist):
             client.force_login(user)
             response = client.get(path)
@@ -96,7 +109,13 @@ def test_case_images_heatmaps_and_models_live_in_a_private_bucket(
         assert response.read() == image_bytes
 
 
-def test_a_model_file_altered_in_the_bucket_is_refused_by_the_worker(postgres, s3_settings, model_file, tmp_path, settings):  # noqa: F811
+def test_a_model_file_altered_in_the_bucket_is_refused_by_the_worker(
+    postgres,
+    s3_settings,
+    model_file,  # noqa: F811 - the fixture, imported above
+    tmp_path,
+    settings,
+):
     from training import model_store, registry
 
     version = register(model_file, "s3-tampered")

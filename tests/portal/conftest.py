@@ -1,4 +1,5 @@
 """Fixtures for the portal tests, on top of tests/conftest.py's `world`."""
+
 import pytest
 
 from tests.conftest import smear_upload

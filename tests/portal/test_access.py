@@ -5,6 +5,7 @@ of an unrelated organisation, a pathologist of a laboratory the case was not ref
 anonymous user (redirected to the login page). Objects outside the user's organisation or
 laboratory answer 404, so ids don't leak; a role that never uses a page gets 403 whatever the id.
 """
+
 import pytest
 from django.urls import reverse
 
@@ -135,8 +136,21 @@ def test_anonymous_is_sent_to_login(client, world, case, name):
 def test_every_portal_view_is_in_the_matrix():
     from django.urls import get_resolver
 
-    portal = {"patient-list", "patient-create", "patient-detail", "case-list", "case-create", "case-detail",
-              "smear-image", "case-review", "review-queue", "audit-log", "user-list", "user-create", "user-edit"}
+    portal = {
+        "patient-list",
+        "patient-create",
+        "patient-detail",
+        "case-list",
+        "case-create",
+        "case-detail",
+        "smear-image",
+        "case-review",
+        "review-queue",
+        "audit-log",
+        "user-list",
+        "user-create",
+        "user-edit",
+    }
     names = {name for name in get_resolver().reverse_dict if isinstance(name, str)}
     assert portal <= names
     assert portal == set(ALL_VIEWS)
@@ -161,12 +175,15 @@ def test_lists_do_not_show_other_organisations(login, world, case):
 
 
 @pytest.mark.parametrize(
-    "who,expected", [("clinician", 403), ("site_admin", 403), ("lab_admin", 403), ("outsider", 404),
-                     ("other_pathologist", 404)],
+    "who,expected",
+    [("clinician", 403), ("site_admin", 403), ("lab_admin", 403), ("outsider", 404), ("other_pathologist", 404)],
 )
 def test_signature_post_by_wrong_user(login, world, case, who, expected):
     client = login(getattr(world, who))
-    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
+    response = client.post(
+        reverse("case-review", args=[case.pk]),
+        {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"},
+    )
     assert response.status_code == expected
     case.refresh_from_db()
     assert case.status != Case.Status.SIGNED
@@ -174,7 +191,10 @@ def test_signature_post_by_wrong_user(login, world, case, who, expected):
 
 
 def test_signature_post_anonymous(client, case):
-    response = client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
+    response = client.post(
+        reverse("case-review", args=[case.pk]),
+        {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"},
+    )
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
     assert not Review.objects.filter(case=case).exists()
@@ -185,7 +205,12 @@ def test_amendment_post_by_wrong_user(login, world, signed_case, who, expected):
     client = login(getattr(world, who))
     response = client.post(
         reverse("case-review", args=[signed_case.pk]),
-        {"action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "Looks different"},
+        {
+            "action": "amend",
+            "amend-password": DEMO_PASSWORD,
+            "amend-diagnosis": "pro_b",
+            "amend-reason": "Looks different",
+        },
     )
     assert response.status_code == expected
     assert signed_case.diagnoses.count() == 1
@@ -196,9 +221,16 @@ def test_patient_register_post_by_wrong_role(login, world, who):
     from cases.models import Patient
 
     client = login(getattr(world, who))
-    response = client.post(reverse("patient-create"), {
-        "mrn": "X-1", "given_name": "A", "family_name": "B", "sex": "F", "date_of_birth": "2010-01-01",
-    })
+    response = client.post(
+        reverse("patient-create"),
+        {
+            "mrn": "X-1",
+            "given_name": "A",
+            "family_name": "B",
+            "sex": "F",
+            "date_of_birth": "2010-01-01",
+        },
+    )
     assert response.status_code == 403
     assert not Patient.objects.filter(mrn="X-1").exists()
 
@@ -207,9 +239,14 @@ def test_case_submit_post_by_wrong_role(login, world):
     from tests.conftest import smear_upload
 
     client = login(world.pathologist)
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "images": [smear_upload()],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "images": [smear_upload()],
+        },
+    )
     assert response.status_code == 403
     assert not Case.objects.exists()
 
@@ -218,9 +255,14 @@ def test_case_submit_with_another_organisations_patient(login, world):
     from tests.conftest import smear_upload
 
     client = login(world.outsider)
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "images": [smear_upload()],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "images": [smear_upload()],
+        },
+    )
     assert response.status_code == 200  # the form refuses: that patient is not a choice
     assert "patient" in response.context["form"].errors
     assert not Case.objects.exists()

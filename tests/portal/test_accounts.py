@@ -1,4 +1,5 @@
 """Lab admins manage the users of their own organisation, never another organisation's."""
+
 import pytest
 from django.urls import reverse
 
@@ -27,10 +28,18 @@ def test_user_list_hides_superusers(login, world):
 
 def test_create_user_in_own_organisation(login, world):
     client = login(world.lab_admin)
-    response = client.post(reverse("user-create"), {
-        "username": "nina_new", "first_name": "Nina", "last_name": "New", "email": "nina@example.org",
-        "role": "pathologist", "password1": STRONG, "password2": STRONG,
-    })
+    response = client.post(
+        reverse("user-create"),
+        {
+            "username": "nina_new",
+            "first_name": "Nina",
+            "last_name": "New",
+            "email": "nina@example.org",
+            "role": "pathologist",
+            "password1": STRONG,
+            "password2": STRONG,
+        },
+    )
     assert response.status_code == 302
     nina = User.objects.get(username="nina_new")
     assert (nina.organisation, nina.role, nina.is_superuser, nina.is_staff) == (world.lab, "pathologist", False, False)
@@ -59,7 +68,9 @@ def test_create_user_refuses_unknown_role_and_taken_username(login, world):
     assert "role" in response.context["form"].errors
     # The rules (shared with the API) name every problem at once: the username is taken whatever
     # its case, and a reading laboratory has no clinicians.
-    response = client.post(reverse("user-create"), {**data, "username": world.clinician.username.upper(), "role": "clinician"})
+    response = client.post(
+        reverse("user-create"), {**data, "username": world.clinician.username.upper(), "role": "clinician"}
+    )
     errors = response.context["form"].errors
     assert "role" in errors and "username" in errors
     assert not User.objects.filter(first_name="A").exists()
@@ -67,9 +78,16 @@ def test_create_user_refuses_unknown_role_and_taken_username(login, world):
 
 def test_change_role_and_deactivate(login, world):
     client = login(world.lab_admin)
-    response = client.post(reverse("user-edit", args=[world.pathologist2.pk]), {
-        "first_name": "Peter", "last_name": "Tester", "email": "", "role": "lab_admin", "is_active": "on",
-    })
+    response = client.post(
+        reverse("user-edit", args=[world.pathologist2.pk]),
+        {
+            "first_name": "Peter",
+            "last_name": "Tester",
+            "email": "",
+            "role": "lab_admin",
+            "is_active": "on",
+        },
+    )
     assert response.status_code == 302
     world.pathologist2.refresh_from_db()
     assert world.pathologist2.role == "lab_admin"
@@ -96,10 +114,17 @@ def test_deactivated_user_cannot_sign_in(client, login, world):
 
 def test_reset_password(login, world):
     client = login(world.lab_admin)
-    client.post(reverse("user-edit", args=[world.pathologist.pk]), {
-        "first_name": "Paula", "last_name": "Tester", "role": "pathologist", "is_active": "on",
-        "password1": STRONG, "password2": STRONG,
-    })
+    client.post(
+        reverse("user-edit", args=[world.pathologist.pk]),
+        {
+            "first_name": "Paula",
+            "last_name": "Tester",
+            "role": "pathologist",
+            "is_active": "on",
+            "password1": STRONG,
+            "password2": STRONG,
+        },
+    )
     world.pathologist.refresh_from_db()
     assert world.pathologist.check_password(STRONG)
 
@@ -108,9 +133,14 @@ def test_admin_cannot_lock_themselves_out(login, world):
     client = login(world.lab_admin)
     response = client.post(reverse("user-edit", args=[world.lab_admin.pk]), {"action": "deactivate"}, follow=True)
     assert "You cannot deactivate your own account." in response.content.decode()
-    client.post(reverse("user-edit", args=[world.lab_admin.pk]), {
-        "first_name": "Lars", "last_name": "Admin", "role": "clinician",  # is_active omitted
-    })
+    client.post(
+        reverse("user-edit", args=[world.lab_admin.pk]),
+        {
+            "first_name": "Lars",
+            "last_name": "Admin",
+            "role": "clinician",  # is_active omitted
+        },
+    )
     world.lab_admin.refresh_from_db()
     assert world.lab_admin.is_active
     assert world.lab_admin.role == "lab_admin"
@@ -128,7 +158,9 @@ def test_lab_admin_cannot_touch_another_organisations_users(login, world, action
     elif action == "deactivate":
         response = client.post(url, {"action": "deactivate"})
     else:
-        response = client.post(url, {"first_name": "Clara", "last_name": "Tester", "role": "lab_admin", "is_active": "on"})
+        response = client.post(
+            url, {"first_name": "Clara", "last_name": "Tester", "role": "lab_admin", "is_active": "on"}
+        )
     assert response.status_code == 404
     world.clinician.refresh_from_db()
     assert world.clinician.first_name == "Clara"
@@ -136,11 +168,20 @@ def test_lab_admin_cannot_touch_another_organisations_users(login, world, action
 
 
 def test_created_users_always_join_the_admins_organisation(login, world):
-    login(world.lab_admin).post(reverse("user-create"), {
-        "username": "sneaky", "first_name": "S", "last_name": "N", "role": "pathologist",
-        "organisation": world.other_site.pk, "is_superuser": "on", "is_staff": "on",
-        "password1": STRONG, "password2": STRONG,
-    })
+    login(world.lab_admin).post(
+        reverse("user-create"),
+        {
+            "username": "sneaky",
+            "first_name": "S",
+            "last_name": "N",
+            "role": "pathologist",
+            "organisation": world.other_site.pk,
+            "is_superuser": "on",
+            "is_staff": "on",
+            "password1": STRONG,
+            "password2": STRONG,
+        },
+    )
     sneaky = User.objects.get(username="sneaky")
     assert sneaky.organisation == world.lab
     assert not sneaky.is_superuser and not sneaky.is_staff
@@ -164,10 +205,17 @@ def test_user_list_search_and_role_filter(login, world):
 )
 def test_create_refuses_a_role_that_does_not_suit_the_organisation(login, world, admin, role):
     admin = getattr(world, admin)
-    response = login(admin).post(reverse("user-create"), {
-        "username": "wrong_place", "first_name": "Wanda", "last_name": "Wrong", "role": role,
-        "password1": STRONG, "password2": STRONG,
-    })
+    response = login(admin).post(
+        reverse("user-create"),
+        {
+            "username": "wrong_place",
+            "first_name": "Wanda",
+            "last_name": "Wrong",
+            "role": role,
+            "password1": STRONG,
+            "password2": STRONG,
+        },
+    )
     assert response.status_code == 200
     form = response.context["form"]
     assert "role" in form.errors
@@ -177,9 +225,16 @@ def test_create_refuses_a_role_that_does_not_suit_the_organisation(login, world,
 
 
 def test_edit_refuses_a_role_that_does_not_suit_the_organisation(login, world):
-    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist2.pk]), {
-        "first_name": "Peter", "last_name": "Tester", "email": "", "role": "clinician", "is_active": "on",
-    })
+    response = login(world.lab_admin).post(
+        reverse("user-edit", args=[world.pathologist2.pk]),
+        {
+            "first_name": "Peter",
+            "last_name": "Tester",
+            "email": "",
+            "role": "clinician",
+            "is_active": "on",
+        },
+    )
     assert response.status_code == 200
     assert "role" in response.context["form"].errors
     world.pathologist2.refresh_from_db()
@@ -193,9 +248,15 @@ def test_screen_and_api_refuse_with_the_same_words(login, world):
     api = APIClient()
     api.force_authenticate(world.lab_admin)
     body = api.patch(f"/api/users/{world.pathologist2.pk}/", {"role": "clinician"}, format="json").json()
-    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist2.pk]), {
-        "first_name": "Peter", "last_name": "Tester", "role": "clinician", "is_active": "on",
-    })
+    response = login(world.lab_admin).post(
+        reverse("user-edit", args=[world.pathologist2.pk]),
+        {
+            "first_name": "Peter",
+            "last_name": "Tester",
+            "role": "clinician",
+            "is_active": "on",
+        },
+    )
     form = response.context["form"]
     assert body["error"]["message"] in form.non_field_errors()
     assert body["error"]["details"]["role"] == form.errors["role"]
@@ -203,24 +264,40 @@ def test_screen_and_api_refuse_with_the_same_words(login, world):
 
 def test_role_select_offers_only_the_roles_that_suit_the_organisation(login, world):
     client = login(world.lab_admin)
-    offered = [value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices]
+    offered = [
+        value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices
+    ]
     assert offered == ["pathologist", "lab_admin"]
     login(world.site_admin)
-    offered = [value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices]
+    offered = [
+        value for value, _label in client.get(reverse("user-create")).context["form"].fields["role"].widget.choices
+    ]
     assert offered == ["clinician", "lab_admin"]
 
 
 def test_edit_select_keeps_a_current_role_that_no_longer_suits(login, world):
     # A clinician left over in the laboratory (say the organisation's kind changed): the select
     # still shows their role, so saving other fields never changes it by accident.
-    leftover = User.objects.create_user("lena_leftover", password=STRONG, organisation=world.lab, role="clinician",
-                                        first_name="Lena", last_name="Leftover")
+    leftover = User.objects.create_user(
+        "lena_leftover",
+        password=STRONG,
+        organisation=world.lab,
+        role="clinician",
+        first_name="Lena",
+        last_name="Leftover",
+    )
     client = login(world.lab_admin)
     form = client.get(reverse("user-edit", args=[leftover.pk])).context["form"]
     assert "clinician" in [value for value, _label in form.fields["role"].widget.choices]
-    response = client.post(reverse("user-edit", args=[leftover.pk]), {
-        "first_name": "Lena", "last_name": "Left", "role": "clinician", "is_active": "on",
-    })
+    response = client.post(
+        reverse("user-edit", args=[leftover.pk]),
+        {
+            "first_name": "Lena",
+            "last_name": "Left",
+            "role": "clinician",
+            "is_active": "on",
+        },
+    )
     assert response.status_code == 302
     leftover.refresh_from_db()
     assert (leftover.role, leftover.last_name) == ("clinician", "Left")
@@ -237,19 +314,34 @@ def test_deactivating_on_the_screen_revokes_api_tokens(login, world):
 
 
 def test_weak_password_reset_is_refused_under_the_password_field(login, world):
-    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist.pk]), {
-        "first_name": "Paula", "last_name": "Tester", "role": "pathologist", "is_active": "on",
-        "password1": "short", "password2": "short",
-    })
+    response = login(world.lab_admin).post(
+        reverse("user-edit", args=[world.pathologist.pk]),
+        {
+            "first_name": "Paula",
+            "last_name": "Tester",
+            "role": "pathologist",
+            "is_active": "on",
+            "password1": "short",
+            "password2": "short",
+        },
+    )
     assert "password1" in response.context["form"].errors
     world.pathologist.refresh_from_db()
     assert not world.pathologist.check_password("short")
 
 
 def test_saving_an_unchanged_form_records_nothing(login, world):
-    response = login(world.lab_admin).post(reverse("user-edit", args=[world.pathologist.pk]), {
-        "first_name": "Paula", "last_name": "Tester", "email": "", "role": "pathologist", "is_active": "on",
-    }, follow=True)
+    response = login(world.lab_admin).post(
+        reverse("user-edit", args=[world.pathologist.pk]),
+        {
+            "first_name": "Paula",
+            "last_name": "Tester",
+            "email": "",
+            "role": "pathologist",
+            "is_active": "on",
+        },
+        follow=True,
+    )
     assert "Nothing changed." in response.content.decode()
     assert not AuditEvent.objects.filter(action="changed").exists()
 

@@ -2,6 +2,7 @@
 
 Drives Debian's chromium (/usr/bin/chromium) with Playwright against pytest-django's live server.
 """
+
 import shutil
 from pathlib import Path
 

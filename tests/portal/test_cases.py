@@ -1,4 +1,5 @@
 """Portal flows: patients, case submission, the review queue, signing, amending, images, audit."""
+
 import io
 from datetime import date, timedelta
 
@@ -24,8 +25,12 @@ def text(response):
 
 @pytest.mark.parametrize(
     "who,target",
-    [("clinician", "case-list"), ("pathologist", "review-queue"), ("lab_admin", "user-list"),
-     ("site_admin", "user-list")],
+    [
+        ("clinician", "case-list"),
+        ("pathologist", "review-queue"),
+        ("lab_admin", "user-list"),
+        ("site_admin", "user-list"),
+    ],
 )
 def test_home_redirects_by_role(login, world, who, target):
     response = login(getattr(world, who)).get(reverse("home"))
@@ -73,9 +78,16 @@ def test_login_page_and_login(client, world):
 
 def test_register_patient(login, world):
     client = login(world.clinician)
-    response = client.post(reverse("patient-create"), {
-        "mrn": " MRN-77 ", "given_name": "Jo", "family_name": "Smith", "sex": "M", "date_of_birth": "2016-03-04",
-    })
+    response = client.post(
+        reverse("patient-create"),
+        {
+            "mrn": " MRN-77 ",
+            "given_name": "Jo",
+            "family_name": "Smith",
+            "sex": "M",
+            "date_of_birth": "2016-03-04",
+        },
+    )
     patient = Patient.objects.get(mrn="MRN-77")
     assert response["Location"] == reverse("patient-detail", args=[patient.pk])
     assert patient.organisation == world.site
@@ -87,9 +99,16 @@ def test_register_patient(login, world):
 
 def test_register_patient_duplicate_mrn_is_explained(login, world):
     client = login(world.clinician)
-    response = client.post(reverse("patient-create"), {
-        "mrn": "MRN-1", "given_name": "Jo", "family_name": "Smith", "sex": "M", "date_of_birth": "2016-03-04",
-    })
+    response = client.post(
+        reverse("patient-create"),
+        {
+            "mrn": "MRN-1",
+            "given_name": "Jo",
+            "family_name": "Smith",
+            "sex": "M",
+            "date_of_birth": "2016-03-04",
+        },
+    )
     assert response.status_code == 200
     assert "already registered at your organisation" in text(response)
     assert Patient.objects.filter(mrn="MRN-1").count() == 1
@@ -98,9 +117,16 @@ def test_register_patient_duplicate_mrn_is_explained(login, world):
 def test_register_patient_future_birth_date(login, world):
     client = login(world.clinician)
     tomorrow = timezone.localdate() + timedelta(days=1)
-    response = client.post(reverse("patient-create"), {
-        "mrn": "MRN-9", "given_name": "Jo", "family_name": "Smith", "sex": "M", "date_of_birth": tomorrow.isoformat(),
-    })
+    response = client.post(
+        reverse("patient-create"),
+        {
+            "mrn": "MRN-9",
+            "given_name": "Jo",
+            "family_name": "Smith",
+            "sex": "M",
+            "date_of_birth": tomorrow.isoformat(),
+        },
+    )
     assert response.status_code == 200
     assert "in the future" in text(response)
     assert not Patient.objects.filter(mrn="MRN-9").exists()
@@ -136,17 +162,20 @@ def test_case_form_preselects_patient_and_hides_single_laboratory(login, world):
     form = response.context["form"]
     assert form.initial["patient"] == world.patient
     assert "laboratory" not in form.fields
-    assert 'multiple' in text(response)
+    assert "multiple" in text(response)
 
 
 def test_submit_case(login, world, settings):
     client = login(world.clinician)
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk,
-        "priority": "urgent",
-        "clinical_notes": "WBC 45, blasts on film.",
-        "images": [smear_upload("a.png"), smear_upload("b.jpg", fmt="JPEG", content_type="image/jpeg")],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "urgent",
+            "clinical_notes": "WBC 45, blasts on film.",
+            "images": [smear_upload("a.png"), smear_upload("b.jpg", fmt="JPEG", content_type="image/jpeg")],
+        },
+    )
     case = Case.objects.get()
     assert response["Location"] == reverse("case-detail", args=[case.pk])
     assert case.priority == Case.Priority.URGENT
@@ -161,15 +190,18 @@ def test_submit_case(login, world, settings):
 
 def test_submit_case_with_one_bad_file_creates_nothing(login, world, settings):
     client = login(world.clinician)
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk,
-        "priority": "routine",
-        "images": [
-            smear_upload("good-1.png"),
-            SimpleUploadedFile("report.png", b"%PDF-1.7 this is a PDF", content_type="image/png"),
-            smear_upload("good-2.png"),
-        ],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "images": [
+                smear_upload("good-1.png"),
+                SimpleUploadedFile("report.png", b"%PDF-1.7 this is a PDF", content_type="image/png"),
+                smear_upload("good-2.png"),
+            ],
+        },
+    )
     assert response.status_code == 200
     assert not Case.objects.exists()
     assert not Smear.objects.exists()
@@ -196,15 +228,25 @@ def test_laboratory_choice_when_the_site_refers_to_several(login, world):
     response = client.get(reverse("case-create"))
     assert "laboratory" in response.context["form"].fields
     assert world.other_lab.name in text(response)
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "images": [smear_upload()],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "images": [smear_upload()],
+        },
+    )
     assert response.status_code == 200
     assert "laboratory" in response.context["form"].errors
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "laboratory": world.other_lab.pk,
-        "images": [smear_upload()],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "laboratory": world.other_lab.pk,
+            "images": [smear_upload()],
+        },
+    )
     assert response.status_code == 302
     assert Case.objects.get().laboratory == world.other_lab
 
@@ -214,12 +256,22 @@ def test_site_without_laboratory_is_explained(login, world):
     world.clinician.organisation = lonely
     world.clinician.save()
     patient = Patient.objects.create(
-        organisation=lonely, mrn="L-1", given_name="A", family_name="B", sex="F",
-        date_of_birth=date(2010, 1, 1), created_by=world.clinician,
+        organisation=lonely,
+        mrn="L-1",
+        given_name="A",
+        family_name="B",
+        sex="F",
+        date_of_birth=date(2010, 1, 1),
+        created_by=world.clinician,
     )
-    response = login(world.clinician).post(reverse("case-create"), {
-        "patient": patient.pk, "priority": "routine", "images": [smear_upload()],
-    })
+    response = login(world.clinician).post(
+        reverse("case-create"),
+        {
+            "patient": patient.pk,
+            "priority": "routine",
+            "images": [smear_upload()],
+        },
+    )
     assert response.status_code == 200
     assert "no reading laboratory" in text(response)
     assert not Case.objects.exists()
@@ -258,7 +310,12 @@ def test_review_queue_is_urgent_first_then_oldest(login, world):
     case_sign(signature_method="password", user=world.pathologist, case=signed, diagnosis="benign")
 
     response = login(world.pathologist).get(reverse("review-queue"))
-    assert [c.pk for c in response.context["page_obj"]] == [urgent_old.pk, urgent_new.pk, routine_old.pk, routine_new.pk]
+    assert [c.pk for c in response.context["page_obj"]] == [
+        urgent_old.pk,
+        urgent_new.pk,
+        routine_old.pk,
+        routine_new.pk,
+    ]
     page = text(response)
     assert signed.reference not in page
     assert page.index(urgent_old.reference) < page.index(urgent_new.reference) < page.index(routine_old.reference)
@@ -276,9 +333,15 @@ def test_signing_flow(login, world, case):
     assert "Waiting for a model" in page
     assert reverse("smear-image", args=[case.smears.get().pk]) in page
 
-    response = client.post(reverse("case-review", args=[case.pk]), {
-        "action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "early_pre_b", "sign-comment": "Many blasts.",
-    })
+    response = client.post(
+        reverse("case-review", args=[case.pk]),
+        {
+            "action": "sign",
+            "sign-password": DEMO_PASSWORD,
+            "sign-diagnosis": "early_pre_b",
+            "sign-comment": "Many blasts.",
+        },
+    )
     assert response["Location"] == reverse("case-review", args=[case.pk])
     case.refresh_from_db()
     assert case.status == Case.Status.SIGNED
@@ -306,25 +369,38 @@ def test_sign_requires_a_diagnosis(login, world, case):
 
 
 def test_non_diagnostic_can_be_signed(login, world, case):
-    login(world.pathologist).post(reverse("case-review", args=[case.pk]), {
-        "action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "non_diagnostic", "sign-comment": "Clotted sample.",
-    })
+    login(world.pathologist).post(
+        reverse("case-review", args=[case.pk]),
+        {
+            "action": "sign",
+            "sign-password": DEMO_PASSWORD,
+            "sign-diagnosis": "non_diagnostic",
+            "sign-comment": "Clotted sample.",
+        },
+    )
     assert case.diagnoses.get().diagnosis == "non_diagnostic"
 
 
 def test_second_signature_shows_who_signed(login, world, case):
     client = login(world.pathologist)
-    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"})
+    client.post(
+        reverse("case-review", args=[case.pk]),
+        {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pre_b"},
+    )
     client = login(world.pathologist2)
     response = client.post(
-        reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pro_b"}, follow=True
+        reverse("case-review", args=[case.pk]),
+        {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "pro_b"},
+        follow=True,
     )
     assert response.status_code == 200
     page = text(response)
     assert "already signed by Paula Tester at" in page
     assert case.diagnoses.count() == 1
     assert case.diagnoses.get().diagnosis == "pre_b"
-    assert AuditEvent.objects.filter(case=case, action=AuditEvent.Action.SIGN_REFUSED, actor=world.pathologist2).exists()
+    assert AuditEvent.objects.filter(
+        case=case, action=AuditEvent.Action.SIGN_REFUSED, actor=world.pathologist2
+    ).exists()
 
 
 def test_unknown_action_is_refused(login, world, case):
@@ -338,9 +414,15 @@ def test_unknown_action_is_refused(login, world, case):
 
 def test_amendment_keeps_the_signed_diagnosis_visible(login, world, signed_case):
     client = login(world.pathologist2)
-    response = client.post(reverse("case-review", args=[signed_case.pk]), {
-        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "Second opinion: CD10 negative.",
-    })
+    response = client.post(
+        reverse("case-review", args=[signed_case.pk]),
+        {
+            "action": "amend",
+            "amend-password": DEMO_PASSWORD,
+            "amend-diagnosis": "pro_b",
+            "amend-reason": "Second opinion: CD10 negative.",
+        },
+    )
     assert response.status_code == 302
     signed_case.refresh_from_db()
     assert signed_case.status == Case.Status.AMENDED
@@ -350,7 +432,7 @@ def test_amendment_keeps_the_signed_diagnosis_visible(login, world, signed_case)
 
     for who, name in [(world.pathologist2, "case-review"), (world.clinician, "case-detail")]:
         page = text(login(who).get(reverse(name, args=[signed_case.pk])))
-        history = page[page.index('data-testid="diagnosis-history"'):]
+        history = page[page.index('data-testid="diagnosis-history"') :]
         assert "Pre-B ALL" in history and "Pro-B ALL" in history
         assert "Superseded" in history
         assert "Changed from <strong>Pre-B ALL</strong> by Peter Tester" in history
@@ -360,9 +442,15 @@ def test_amendment_keeps_the_signed_diagnosis_visible(login, world, signed_case)
 
 
 def test_amendment_requires_a_reason(login, world, signed_case):
-    response = login(world.pathologist).post(reverse("case-review", args=[signed_case.pk]), {
-        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "   ",
-    })
+    response = login(world.pathologist).post(
+        reverse("case-review", args=[signed_case.pk]),
+        {
+            "action": "amend",
+            "amend-password": DEMO_PASSWORD,
+            "amend-diagnosis": "pro_b",
+            "amend-reason": "   ",
+        },
+    )
     assert response.status_code == 200
     assert "reason" in response.context["amend_form"].errors
     assert response.context["amend_open"]
@@ -370,9 +458,16 @@ def test_amendment_requires_a_reason(login, world, signed_case):
 
 
 def test_amending_an_unsigned_case_is_explained(login, world, case):
-    response = login(world.pathologist).post(reverse("case-review", args=[case.pk]), {
-        "action": "amend", "amend-password": DEMO_PASSWORD, "amend-diagnosis": "pro_b", "amend-reason": "oops",
-    }, follow=True)
+    response = login(world.pathologist).post(
+        reverse("case-review", args=[case.pk]),
+        {
+            "action": "amend",
+            "amend-password": DEMO_PASSWORD,
+            "amend-diagnosis": "pro_b",
+            "amend-reason": "oops",
+        },
+        follow=True,
+    )
     assert response.status_code == 200
     assert "Only a signed case can be amended" in text(response)
     assert not case.diagnoses.exists()
@@ -438,7 +533,10 @@ def test_viewing_and_signing_are_audited(login, world, case):
     client = login(world.pathologist)
     client.get(reverse("case-detail", args=[case.pk]))
     client.get(reverse("case-review", args=[case.pk]))
-    client.post(reverse("case-review", args=[case.pk]), {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "benign"})
+    client.post(
+        reverse("case-review", args=[case.pk]),
+        {"action": "sign", "sign-password": DEMO_PASSWORD, "sign-diagnosis": "benign"},
+    )
     events = list(AuditEvent.objects.order_by("pk")[before:])
     summary = [(e.action, e.actor, e.detail.get("page")) for e in events]
     assert summary == [
@@ -510,14 +608,22 @@ def test_clinician_may_choose_a_model_version_when_several_exist(login, world):
 
     client = login(world.clinician)
     assert "model_version" not in text(client.get(reverse("case-create")))
-    first = ModelVersion.objects.create(name="mobilenetv2-a", architecture="mobilenetv2", file_path="a.keras", sha256="0" * 64)
+    first = ModelVersion.objects.create(
+        name="mobilenetv2-a", architecture="mobilenetv2", file_path="a.keras", sha256="0" * 64
+    )
     second = ModelVersion.objects.create(name="convnet-b", architecture="convnet", file_path="b.keras", sha256="1" * 64)
     first.activate()
     page = text(client.get(reverse("case-create")))
     assert "The active model (recommended)" in page and "convnet-b" in page
-    response = client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "clinical_notes": "",
-        "model_version": second.pk, "images": [smear_upload("a.png")],
-    })
+    response = client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "clinical_notes": "",
+            "model_version": second.pk,
+            "images": [smear_upload("a.png")],
+        },
+    )
     assert response.status_code == 302
     assert Case.objects.get().requested_model_version == second

@@ -5,6 +5,7 @@ Each list is filled with 25 mixed rows (every status, both priorities, 1–3 ima
 amended diagnoses, failed and finished analyses), then with 60 more; page 1 and a later page must
 take exactly the number of queries stated here.
 """
+
 from datetime import timedelta
 
 import pytest
@@ -32,31 +33,65 @@ def add_mixed_cases(world, count, start=0):
         status = STATUSES[i % len(STATUSES)]
         final = status in ("signed", "amended")
         case = Case.objects.create(
-            patient=patient, site=world.site, laboratory=world.lab, submitted_by=world.clinician,
-            priority="urgent" if i % 4 == 0 else "routine", status=status,
-            signed_by=world.pathologist if final else None, signed_at=now if final else None,
+            patient=patient,
+            site=world.site,
+            laboratory=world.lab,
+            submitted_by=world.clinician,
+            priority="urgent" if i % 4 == 0 else "routine",
+            status=status,
+            signed_by=world.pathologist if final else None,
+            signed_at=now if final else None,
         )
         Case.objects.filter(pk=case.pk).update(created_at=now - timedelta(minutes=1000 - i))
         for n in range(1 + i % 3):
-            smear = Smear.objects.create(case=case, image=f"smears/{i}-{n}.png", sha256=f"{i:032d}{n:032d}",
-                                         width=64, height=48, format="PNG", size_bytes=100)
+            smear = Smear.objects.create(
+                case=case,
+                image=f"smears/{i}-{n}.png",
+                sha256=f"{i:032d}{n:032d}",
+                width=64,
+                height=48,
+                format="PNG",
+                size_bytes=100,
+            )
             failed = n == 1
             job = AnalysisJob.objects.create(
-                smear=smear, model_version=version, status="failed" if failed else "done",
-                reason="The image could not be read." if failed else "", finished_at=now,
+                smear=smear,
+                model_version=version,
+                status="failed" if failed else "done",
+                reason="The image could not be read." if failed else "",
+                finished_at=now,
             )
             if not failed:
-                Prediction.objects.create(smear=smear, model_version=version, job=job, label="pre_b",
-                                          probabilities={"pre_b": 0.9, "benign": 0.1})
+                Prediction.objects.create(
+                    smear=smear,
+                    model_version=version,
+                    job=job,
+                    label="pre_b",
+                    probabilities={"pre_b": 0.9, "benign": 0.1},
+                )
         if final:
-            signature = Review.objects.create(case=case, kind="signature", diagnosis="pre_b",
-                                              signed_by=world.pathologist, signed_at=now)
+            signature = Review.objects.create(
+                case=case, kind="signature", diagnosis="pre_b", signed_by=world.pathologist, signed_at=now
+            )
             if status == "amended":
-                Review.objects.create(case=case, kind="amendment", diagnosis="pro_b", reason="Flow cytometry.",
-                                      supersedes=signature, signed_by=world.pathologist2, signed_at=now)
+                Review.objects.create(
+                    case=case,
+                    kind="amendment",
+                    diagnosis="pro_b",
+                    reason="Flow cytometry.",
+                    supersedes=signature,
+                    signed_by=world.pathologist2,
+                    signed_at=now,
+                )
         for actor in (world.clinician, world.pathologist):
-            AuditEvent.objects.create(action="viewed", actor=actor, actor_organisation_id=actor.organisation_id,
-                                      case=case, patient=patient, detail={"page": "case-detail"})
+            AuditEvent.objects.create(
+                action="viewed",
+                actor=actor,
+                actor_organisation_id=actor.organisation_id,
+                case=case,
+                patient=patient,
+                detail={"page": "case-detail"},
+            )
 
 
 def portal(client, user):
@@ -147,8 +182,15 @@ def test_new_case_form_lists_a_bounded_number_of_patients(client, world):
     bound = CaseForm({"patient": oldest.pk, "priority": "routine"}, user=world.clinician)
     bound.is_valid()
     assert "patient" not in bound.errors
-    stranger = Patient.objects.create(organisation=world.other_site, mrn="X-1", given_name="A", family_name="B",
-                                      sex="F", date_of_birth="2010-01-01", created_by=world.outsider)
+    stranger = Patient.objects.create(
+        organisation=world.other_site,
+        mrn="X-1",
+        given_name="A",
+        family_name="B",
+        sex="F",
+        date_of_birth="2010-01-01",
+        created_by=world.outsider,
+    )
     bound = CaseForm({"patient": stranger.pk, "priority": "routine"}, user=world.clinician)
     assert not bound.is_valid() and "patient" in bound.errors
 

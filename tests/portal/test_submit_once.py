@@ -1,5 +1,6 @@
 """The new-case form is sent once (issue 15, defect 3): a double click, a resent form or the back
 button never creates a second case."""
+
 import re
 
 import pytest
@@ -19,10 +20,16 @@ def form_token(client):
 
 
 def post_case(client, world, token, colour=(180, 60, 120)):
-    return client.post(reverse("case-create"), {
-        "patient": world.patient.pk, "priority": "routine", "clinical_notes": "Blasts.",
-        "images": [smear_upload("a.png", colour=colour)], "submission_token": token,
-    })
+    return client.post(
+        reverse("case-create"),
+        {
+            "patient": world.patient.pk,
+            "priority": "routine",
+            "clinical_notes": "Blasts.",
+            "images": [smear_upload("a.png", colour=colour)],
+            "submission_token": token,
+        },
+    )
 
 
 def test_the_same_form_sent_twice_makes_one_case(login, world):

@@ -1,4 +1,5 @@
 """In a real browser, the portal, the API docs and the admin run under the CSP without a violation."""
+
 import pytest
 
 from tests.conftest import DEMO_PASSWORD, current_totp_code, enrol_second_factor
@@ -13,7 +14,10 @@ def test_pages_run_without_csp_violations(live_server, world, browser, django_us
     context.set_default_timeout(20_000)
     page = context.new_page()
     violations = []
-    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
 
     def sign_in(user):
         enrol_second_factor(user)  # set up earlier (test_two_factor covers enrolment in the browser)

@@ -1,4 +1,5 @@
 """The client address behind trusted proxies: for the audit trail and for the token throttle."""
+
 import pytest
 from django.core.cache import caches
 from django.test import RequestFactory
@@ -44,7 +45,9 @@ def test_the_token_throttle_ignores_client_set_forwarded_for(db, client_for, set
     client = client_for(None)
     statuses = [
         client.post(
-            "/api/auth/token/", {"username": f"nobody{i}", "password": "wrong"}, format="json",
+            "/api/auth/token/",
+            {"username": f"nobody{i}", "password": "wrong"},
+            format="json",
             HTTP_X_FORWARDED_FOR=f"198.51.100.{i}",
         ).status_code
         for i in range(25)
@@ -57,13 +60,26 @@ def test_behind_one_proxy_the_throttle_keys_on_the_address_the_proxy_saw(db, cli
     settings.TRUSTED_PROXY_COUNT = 1
     client = client_for(None)
     for i in range(20):
-        client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json",
-                    HTTP_X_FORWARDED_FOR=f"{i}.{i}.{i}.{i}, 203.0.113.5")
-    assert_error(client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json",
-                             HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.5"), 429, "throttled")
+        client.post(
+            "/api/auth/token/",
+            {"username": "x", "password": "y"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"{i}.{i}.{i}.{i}, 203.0.113.5",
+        )
+    assert_error(
+        client.post(
+            "/api/auth/token/",
+            {"username": "x", "password": "y"},
+            format="json",
+            HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.5",
+        ),
+        429,
+        "throttled",
+    )
     # Another client behind the same proxy is not affected.
-    response = client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json",
-                           HTTP_X_FORWARDED_FOR="203.0.113.6")
+    response = client.post(
+        "/api/auth/token/", {"username": "x", "password": "y"}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.6"
+    )
     assert response.status_code == 400
 
 

@@ -1,4 +1,5 @@
 """Content-Security-Policy, no-store caching and the API docs behind a login."""
+
 import pytest
 from django.test import Client
 
@@ -20,10 +21,18 @@ def test_every_page_has_a_strict_content_security_policy(world):
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
 
 
-@pytest.mark.parametrize("who, url", [
-    ("clinician", "/cases/"), ("clinician", "/patients/"), ("clinician", "/cases/new/"), ("pathologist", "/review/"),
-    ("lab_admin", "/accounts/users/"), ("lab_admin", "/audit/"), ("clinician", "/api/docs/"),
-])
+@pytest.mark.parametrize(
+    "who, url",
+    [
+        ("clinician", "/cases/"),
+        ("clinician", "/patients/"),
+        ("clinician", "/cases/new/"),
+        ("pathologist", "/review/"),
+        ("lab_admin", "/accounts/users/"),
+        ("lab_admin", "/audit/"),
+        ("clinician", "/api/docs/"),
+    ],
+)
 def test_no_template_has_inline_scripts_or_styles(world, who, url):
     content = _signed_in(getattr(world, who)).get(url).content.decode()
     assert "<script>" not in content and "<style" not in content and " style=" not in content
@@ -60,9 +69,11 @@ def test_api_docs_and_schema_need_a_login(world, client_for):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert client_for(None).get("/api/schema/").status_code == 401
     assert client_for(world.clinician).get("/api/schema/").status_code == 200
-    token = client_for(None).post(
-        "/api/auth/token/", {"username": world.clinician.username, "password": DEMO_PASSWORD}, format="json"
-    ).json()["token"]
+    token = (
+        client_for(None)
+        .post("/api/auth/token/", {"username": world.clinician.username, "password": DEMO_PASSWORD}, format="json")
+        .json()["token"]
+    )
     scripted = client_for(None)
     scripted.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert scripted.get("/api/schema/").status_code == 200

@@ -1,4 +1,5 @@
 """Ids beyond 64 bits (in a filter or an address) are a 400 or a 404 on every database, never a 500."""
+
 import pytest
 from django.test import Client
 

@@ -1,4 +1,5 @@
 """Stored images carry no metadata (GPS, maker notes, comments); orientation and pixels are kept."""
+
 import io
 
 import pytest
@@ -49,8 +50,15 @@ def _assert_clean(content):
 
 def test_jpeg_metadata_is_removed_and_pixels_are_untouched():
     buffer = io.BytesIO()
-    _smear().save(buffer, "JPEG", quality=95, exif=_exif(), comment=b"Patient: Jane Doe",
-                  xmp=b"<x:xmpmeta>secret</x:xmpmeta>", icc_profile=None)
+    _smear().save(
+        buffer,
+        "JPEG",
+        quality=95,
+        exif=_exif(),
+        comment=b"Patient: Jane Doe",
+        xmp=b"<x:xmpmeta>secret</x:xmpmeta>",
+        icc_profile=None,
+    )
     original = buffer.getvalue()
     assert GPS_MARKER in original and b"Patient: Jane Doe" in original
     result = validate_upload(_named(original, "scope.jpg"))

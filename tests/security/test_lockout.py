@@ -1,4 +1,5 @@
 """Login lockout (django-axes) for the portal, the admin and the API token, and its audit trail."""
+
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -27,12 +28,27 @@ def test_a_lockout_is_per_account_and_address(world, settings):
     client = Client()
     for _ in range(5):
         _portal_login(client, world.pathologist.username, "nope", HTTP_X_FORWARDED_FOR="198.51.100.7")
-    assert _portal_login(client, world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 429
+    assert (
+        _portal_login(
+            client, world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7"
+        ).status_code
+        == 429
+    )
     # The pathologist at their own workstation still signs in; so does a colleague at the attacker's address.
-    assert _portal_login(Client(), world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="10.1.1.1").status_code == 302
-    assert _portal_login(Client(), world.pathologist2.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 302
+    assert (
+        _portal_login(Client(), world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="10.1.1.1").status_code
+        == 302
+    )
+    assert (
+        _portal_login(
+            Client(), world.pathologist2.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7"
+        ).status_code
+        == 302
+    )
     # A client cannot escape its lockout by inventing a forwarded address: only the proxy's entry counts.
-    response = _portal_login(client, world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="1.1.1.1, 198.51.100.7")
+    response = _portal_login(
+        client, world.pathologist.username, DEMO_PASSWORD, HTTP_X_FORWARDED_FOR="1.1.1.1, 198.51.100.7"
+    )
     assert response.status_code == 429
 
 
@@ -49,11 +65,18 @@ def test_admin_login_is_locked_too(db, django_user_model):
 def test_api_token_locks_and_says_so(world, client_for):
     client = client_for(None)
     for _ in range(4):
-        assert_error(client.post("/api/auth/token/", {"username": world.clinician.username, "password": "x"}, format="json"), 400)
-    assert_error(client.post("/api/auth/token/", {"username": world.clinician.username, "password": "x"}, format="json"), 429)
+        assert_error(
+            client.post("/api/auth/token/", {"username": world.clinician.username, "password": "x"}, format="json"), 400
+        )
+    assert_error(
+        client.post("/api/auth/token/", {"username": world.clinician.username, "password": "x"}, format="json"), 429
+    )
     error = assert_error(
-        client.post("/api/auth/token/", {"username": world.clinician.username, "password": DEMO_PASSWORD}, format="json"),
-        429, "locked_out",
+        client.post(
+            "/api/auth/token/", {"username": world.clinician.username, "password": DEMO_PASSWORD}, format="json"
+        ),
+        429,
+        "locked_out",
     )
     assert "locked" in error["message"]
 

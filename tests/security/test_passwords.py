@@ -1,4 +1,5 @@
 """Forced password change after an admin sets one, self-service change, and the idle timeout."""
+
 import time
 
 from django.test import Client
@@ -24,14 +25,25 @@ def test_a_new_account_changes_its_temporary_password_at_first_sign_in(world):
     assert client.get("/api/cases/").json()["error"]["code"] == "password_change_required"
     page = client.get("/accounts/password/change/?next=/cases/")
     assert b"set by an administrator" in page.content
-    weak = client.post("/accounts/password/change/", {
-        "old_password": TEMPORARY, "new_password1": "12345678901", "new_password2": "12345678901", "next": "/cases/",
-    })
+    weak = client.post(
+        "/accounts/password/change/",
+        {
+            "old_password": TEMPORARY,
+            "new_password1": "12345678901",
+            "new_password2": "12345678901",
+            "next": "/cases/",
+        },
+    )
     assert weak.status_code == 200 and b"entirely numeric" in weak.content  # the password rules apply
-    done = client.post("/accounts/password/change/", {
-        "old_password": TEMPORARY, "new_password1": "nora-own-choice-9", "new_password2": "nora-own-choice-9",
-        "next": "/cases/",
-    })
+    done = client.post(
+        "/accounts/password/change/",
+        {
+            "old_password": TEMPORARY,
+            "new_password1": "nora-own-choice-9",
+            "new_password2": "nora-own-choice-9",
+            "next": "/cases/",
+        },
+    )
     assert done["Location"] == "/cases/"
     assert client.get("/cases/").status_code == 200  # still signed in, free to work
     assert AuditEvent.objects.filter(action="password_changed", actor__username="nora_newclin").exists()
@@ -50,9 +62,14 @@ def test_a_superuser_reset_in_the_admin_forces_a_change(world, django_user_model
     root = django_user_model.objects.create_superuser("root_admin", "root@example.org", DEMO_PASSWORD)
     admin = Client()
     admin.force_login(root)
-    response = admin.post(f"/admin/accounts/user/{world.clinician.pk}/password/", {
-        "password1": "admin-chosen-555", "password2": "admin-chosen-555", "usable_password": "true",
-    })
+    response = admin.post(
+        f"/admin/accounts/user/{world.clinician.pk}/password/",
+        {
+            "password1": "admin-chosen-555",
+            "password2": "admin-chosen-555",
+            "usable_password": "true",
+        },
+    )
     assert response.status_code == 302, response.content[:500]
     client = Client()
     _login(client, world.clinician.username, "admin-chosen-555")
@@ -63,13 +80,23 @@ def test_self_service_password_change(world):
     client = Client()
     _login(client, world.clinician.username, DEMO_PASSWORD)
     assert b"Change your password" in client.get("/accounts/security/").content
-    wrong = client.post("/accounts/password/change/", {
-        "old_password": "not-it", "new_password1": "brand-new-pass-1", "new_password2": "brand-new-pass-1",
-    })
+    wrong = client.post(
+        "/accounts/password/change/",
+        {
+            "old_password": "not-it",
+            "new_password1": "brand-new-pass-1",
+            "new_password2": "brand-new-pass-1",
+        },
+    )
     assert wrong.status_code == 200 and b"incorrectly" in wrong.content
-    done = client.post("/accounts/password/change/", {
-        "old_password": DEMO_PASSWORD, "new_password1": "brand-new-pass-1", "new_password2": "brand-new-pass-1",
-    })
+    done = client.post(
+        "/accounts/password/change/",
+        {
+            "old_password": DEMO_PASSWORD,
+            "new_password1": "brand-new-pass-1",
+            "new_password2": "brand-new-pass-1",
+        },
+    )
     assert done["Location"] == "/accounts/security/"
     world.clinician.refresh_from_db()
     assert world.clinician.check_password("brand-new-pass-1")

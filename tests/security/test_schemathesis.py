@@ -1,5 +1,6 @@
 """Schemathesis against the API (in-process WSGI, real tokens): no server errors, and every status
 the API answers is one its OpenAPI schema documents. Bounded: a few examples per operation."""
+
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
@@ -34,7 +35,10 @@ def api_schema(world):
 
 def _run_operation(operation, token, failures, mode):
     @hypothesis_settings(
-        max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )

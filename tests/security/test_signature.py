@@ -1,4 +1,5 @@
 """Electronic signature: signing and amending need the password or a current TOTP code again."""
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -33,7 +34,9 @@ def test_signing_without_the_password_is_refused(world, case, client_for):
 
 
 def test_a_wrong_password_is_refused_and_counts_as_a_failed_sign_in(world, case, client_for):
-    error = assert_error(_sign(client_for(world.pathologist), case, password="not-my-password"), 400, "signature_invalid")
+    error = assert_error(
+        _sign(client_for(world.pathologist), case, password="not-my-password"), 400, "signature_invalid"
+    )
     assert error["details"] == {"password": ["Wrong password."]}
     assert not Review.objects.exists()
     failed = AuditEvent.objects.get(action="login_failed")
@@ -52,13 +55,21 @@ def test_a_current_authenticator_code_signs_and_amends(world, case, client_for):
     client = client_for(world.pathologist)
     assert _sign(client, case, otp_code=_current_code(device)).status_code == 200
     # The same code cannot be used twice (replay); the next time step's code amends.
-    replay = client.post(f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "CD10-", "otp_code": _current_code(device)}, format="json")
+    replay = client.post(
+        f"/api/cases/{case.pk}/amend/",
+        {"diagnosis": "pro_b", "reason": "CD10-", "otp_code": _current_code(device)},
+        format="json",
+    )
     assert_error(replay, 400, "signature_invalid")
     device.refresh_from_db()
     device.last_t -= 1  # as if the code had been used in the previous time step
     device.throttle_reset(commit=False)  # and without the wait django-otp imposes after a failure
     device.save()
-    amended = client.post(f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "CD10-", "otp_code": _current_code(device)}, format="json")
+    amended = client.post(
+        f"/api/cases/{case.pk}/amend/",
+        {"diagnosis": "pro_b", "reason": "CD10-", "otp_code": _current_code(device)},
+        format="json",
+    )
     assert amended.status_code == 200, amended.content
     assert list(Review.objects.order_by("pk").values_list("signature_method", flat=True)) == ["totp", "totp"]
 
@@ -73,7 +84,9 @@ def test_recovery_codes_do_not_sign(world, case, client_for):
 def test_amending_requires_the_signature_too(world, case, client_for):
     client = client_for(world.pathologist)
     _sign(client, case, password=DEMO_PASSWORD)
-    response = client.post(f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "Second opinion."}, format="json")
+    response = client.post(
+        f"/api/cases/{case.pk}/amend/", {"diagnosis": "pro_b", "reason": "Second opinion."}, format="json"
+    )
     assert_error(response, 400, "signature_invalid")
     assert Review.objects.count() == 1
 
@@ -87,6 +100,8 @@ def test_the_portal_asks_for_the_password_to_sign(world, case):
     refused = client.post(url, {"action": "sign", "sign-diagnosis": "pre_b", "sign-password": "wrong-one"})
     assert refused.status_code == 200 and b"Wrong password." in refused.content
     assert not Review.objects.exists()
-    signed = client.post(url, {"action": "sign", "sign-diagnosis": "pre_b", "sign-password": DEMO_PASSWORD}, follow=True)
+    signed = client.post(
+        url, {"action": "sign", "sign-diagnosis": "pre_b", "sign-password": DEMO_PASSWORD}, follow=True
+    )
     assert b"e-signature: password re-entered" in signed.content
     assert Review.objects.get().signature_method == "password"

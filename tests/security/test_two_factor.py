@@ -1,5 +1,6 @@
 """Two-factor sign-in (django-otp TOTP + recovery codes): required for pathologists, lab admins and
 superusers, optional for clinicians; API tokens only after the second factor."""
+
 import base64
 import re
 import time
@@ -55,7 +56,9 @@ def test_an_enrolled_pathologist_types_a_code_after_the_password(world):
     assert client.get(f"/cases/{world.submit_case().pk}/review/").status_code == 302  # nothing else
     wrong = client.post("/accounts/two-factor/verify/", {"code": "123456", "next": "/review/"})
     assert b"That code is not right" in wrong.content
-    assert AuditEvent.objects.filter(action="login_failed", actor=world.pathologist, detail__step="second_factor").exists()
+    assert AuditEvent.objects.filter(
+        action="login_failed", actor=world.pathologist, detail__step="second_factor"
+    ).exists()
     time.sleep(1.1)  # django-otp's wait after a wrong code
     assert client.post("/accounts/two-factor/verify/", {"code": code, "next": "/review/"})["Location"] == "/review/"
     assert client.get("/review/").status_code == 200

@@ -3,6 +3,7 @@
 Each case runs in a fresh process (peak resident size is per process and never goes down);
 the images are written by another process so that making them does not count.
 """
+
 import json
 import os
 import subprocess
@@ -33,7 +34,9 @@ elif kind == "rotated-jpeg":
 
 def _run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -50,7 +53,9 @@ def _run(*args):
 def test_four_worst_case_uploads_at_once_stay_under_512_mb(tmp_path, kind, side, outcome):
     path = tmp_path / f"{kind}-{side}.img"
     _run("-c", MAKE, kind, str(side), str(path))
-    report = json.loads(_run("-m", "tests.security.upload_memory_probe", *[str(path)] * 4).stdout.strip().splitlines()[-1])
+    report = json.loads(
+        _run("-m", "tests.security.upload_memory_probe", *[str(path)] * 4).stdout.strip().splitlines()[-1]
+    )
     assert [result[0] for result in report["outcomes"]] == [outcome] * 4, report["outcomes"]
     print(f"{kind} {side}x{side} x4: peak +{report['peak_delta_mb']:.0f} MB")
     assert report["peak_delta_mb"] < LIMIT_MB

@@ -3,6 +3,7 @@
 python -m tests.security.upload_memory_probe FILE... → JSON {"peak_delta_mb", "outcomes"}
 (the peak resident size while the uploads are checked, above what the process had before).
 """
+
 import io
 import json
 import os

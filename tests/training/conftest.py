@@ -3,6 +3,7 @@
 Synthetic classes are trivially separable (each class is one solid colour plus noise), so a tiny
 convnet trained for a few epochs at 32 px gets every image right.
 """
+
 import shutil
 
 import numpy as np
@@ -57,8 +58,9 @@ def trained_runs(tmp_path_factory, synthetic_data):
     results = {}
     split_record = None
     for arch in ("convnet", "convnet_bn"):
-        results[arch] = run_training(synthetic_data, arch, root / arch, progress=False, split_record=split_record,
-                                     **TRAIN_SETTINGS)
+        results[arch] = run_training(
+            synthetic_data, arch, root / arch, progress=False, split_record=split_record, **TRAIN_SETTINGS
+        )
         split_record = results[arch]["split"]
     return root, results
 
@@ -78,8 +80,12 @@ def convnet_result(trained_output):
 
     folder = trained_output / "convnet"
     metadata = artifacts.read_json(folder / "metadata.json")
-    return {**metadata, "output_dir": str(folder), "model_path": str(folder / "model.keras"),
-            "metadata_path": str(folder / "metadata.json")}
+    return {
+        **metadata,
+        "output_dir": str(folder),
+        "model_path": str(folder / "model.keras"),
+        "metadata_path": str(folder / "metadata.json"),
+    }
 
 
 @pytest.fixture(autouse=True)

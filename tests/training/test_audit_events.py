@@ -1,4 +1,5 @@
 """Registering and promoting a model version leave an audit event (who, which version, which before)."""
+
 import io
 
 import pytest
@@ -32,7 +33,9 @@ def test_command_line_registration_and_promotion_are_audited_without_actor(train
     call_command("promote", "convnet_bn", stdout=io.StringIO())
     promoted = events(MODEL_PROMOTED)
     assert [(e.detail["model_version"], e.detail["previous_version"]) for e in promoted] == [
-        ("convnet", None), ("convnet_bn", "convnet")]
+        ("convnet", None),
+        ("convnet_bn", "convnet"),
+    ]
     assert promoted[1].actor is None and promoted[1].detail["source"] == "command line"
     assert promoted[1].detail["sha256"] == registry.get_version("convnet_bn").sha256
     assert promoted[1].detail["previous_sha256"] == first.sha256
@@ -50,16 +53,18 @@ def test_admin_promotion_is_audited_with_the_admin_user(admin_client, admin_user
     old = registry.register_model(convnet_result)
     registry.activate(old)
     new = registry.register_model({**convnet_result, "architecture": "convnet_bn", "sha256": None})
-    admin_client.post(reverse("admin:training_modelversion_changelist"),
-                      {"action": "promote", "_selected_action": [new.pk]}, follow=True)
+    admin_client.post(
+        reverse("admin:training_modelversion_changelist"),
+        {"action": "promote", "_selected_action": [new.pk]},
+        follow=True,
+    )
     event = events(MODEL_PROMOTED)[-1]
     assert event.actor == admin_user and event.ip_address == "127.0.0.1"
     assert event.detail["source"] == "admin"
     assert (event.detail["model_version"], event.detail["previous_version"]) == (new.name, old.name)
 
 
-def test_training_run_registration_and_promotion_are_audited_with_the_requester(synthetic_data, trained_output,
-                                                                                 world):
+def test_training_run_registration_and_promotion_are_audited_with_the_requester(synthetic_data, trained_output, world):
     run = make_run(synthetic_data, trained_output, promote="best", requested_by=world.lab_admin)
     retrain_task(run.pk)
     run.refresh_from_db()

@@ -13,8 +13,19 @@ from training.options import KNOWN_ARCHITECTURES, STUDY_ARCHITECTURES
 
 pytestmark = pytest.mark.django_db
 
-RETRAIN_ARGS = ["--epochs", str(EPOCHS), "--image-size", str(SIZE), "--split", "random", "--seed", "7",
-                "--batch-size", str(BATCH), "--no-augment"]
+RETRAIN_ARGS = [
+    "--epochs",
+    str(EPOCHS),
+    "--image-size",
+    str(SIZE),
+    "--split",
+    "random",
+    "--seed",
+    "7",
+    "--batch-size",
+    str(BATCH),
+    "--no-augment",
+]
 
 
 def run(*args):
@@ -51,33 +62,71 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
 
     output = tmp_path / "run"
     run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output), *RETRAIN_ARGS)
-    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(tmp_path / "pi"),
-        "--per-image-colour", *RETRAIN_ARGS)
+    run(
+        "retrain",
+        "--data",
+        str(synthetic_data),
+        "--arch",
+        "convnet",
+        "--output",
+        str(tmp_path / "pi"),
+        "--per-image-colour",
+        *RETRAIN_ARGS,
+    )
     plain, per_image = ModelVersion.objects.order_by("pk")
     assert normalisation_of(registry.load_model(plain)) == "unit"
     assert normalisation_of(registry.load_model(per_image)) == "per_image"
     assert "PerImageColourStandardization" in per_image.record.preprocessing["in_model_normalisation"]
-    options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
-                                      image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False,
-                                      per_image_colour=True)
+    options = services.RetrainOptions(
+        data_dir=synthetic_data,
+        architectures=["convnet"],
+        epochs=EPOCHS,
+        image_size=SIZE,
+        split_mode="random",
+        seed=7,
+        batch_size=BATCH,
+        augment=False,
+        per_image_colour=True,
+    )
     # A finished plain run is not taken for a per-image one when the same --output is reused.
-    assert services._completed_result(output / "convnet", options, "convnet",
-                                      services.scan(synthetic_data).fingerprint()) is None
+    assert (
+        services._completed_result(output / "convnet", options, "convnet", services.scan(synthetic_data).fingerprint())
+        is None
+    )
 
 
 def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the_run(synthetic_data, tmp_path):
     output = tmp_path / "run"
     augmented = [a for a in RETRAIN_ARGS if a != "--no-augment"]
-    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output),
-        "--grayscale-augment", "0.25", "--stain-augment", "0.05", *augmented)
+    run(
+        "retrain",
+        "--data",
+        str(synthetic_data),
+        "--arch",
+        "convnet",
+        "--output",
+        str(output),
+        "--grayscale-augment",
+        "0.25",
+        "--stain-augment",
+        "0.05",
+        *augmented,
+    )
     metadata = json.loads((output / "convnet" / "metadata.json").read_text())
     assert metadata["train_config"]["augment_grayscale"] == 0.25
     assert metadata["train_config"]["augment_stain"] == 0.05
     model = registry.load_model(ModelVersion.objects.get())
     assert model.get_layer("augmentation").get_layer("grayscale").factor == 0.25
     assert model.get_layer("augmentation").get_layer("stain").sigma == pytest.approx(0.05)
-    options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
-                                      image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH)
+    options = services.RetrainOptions(
+        data_dir=synthetic_data,
+        architectures=["convnet"],
+        epochs=EPOCHS,
+        image_size=SIZE,
+        split_mode="random",
+        seed=7,
+        batch_size=BATCH,
+    )
     fingerprint = services.scan(synthetic_data).fingerprint()
     # The same --output with the same options is this finished run; without either option, another run.
     same = replace(options, grayscale_augment=0.25, stain_augment=0.05)
@@ -88,26 +137,58 @@ def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the
 
 def test_retrain_learning_rate_reaches_training_and_is_part_of_the_run(synthetic_data, tmp_path):
     output = tmp_path / "run"
-    run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "--output", str(output),
-        "--learning-rate", "0.0003", *RETRAIN_ARGS)
+    run(
+        "retrain",
+        "--data",
+        str(synthetic_data),
+        "--arch",
+        "convnet",
+        "--output",
+        str(output),
+        "--learning-rate",
+        "0.0003",
+        *RETRAIN_ARGS,
+    )
     metadata = json.loads((output / "convnet" / "metadata.json").read_text())
     assert metadata["train_config"]["learning_rate"] == pytest.approx(3e-4)
     history = json.loads((output / "convnet" / "history.json").read_text())
     assert history["epochs"][0]["learning_rate"] == pytest.approx(3e-4)  # the schedule starts there
-    options = services.RetrainOptions(data_dir=synthetic_data, architectures=["convnet"], epochs=EPOCHS,
-                                      image_size=SIZE, split_mode="random", seed=7, batch_size=BATCH, augment=False)
+    options = services.RetrainOptions(
+        data_dir=synthetic_data,
+        architectures=["convnet"],
+        epochs=EPOCHS,
+        image_size=SIZE,
+        split_mode="random",
+        seed=7,
+        batch_size=BATCH,
+        augment=False,
+    )
     fingerprint = services.scan(synthetic_data).fingerprint()
     # The same folder with another learning rate is a different run, not a finished one to reuse.
     assert services._completed_result(output / "convnet", options, "convnet", fingerprint) is None
-    assert services._completed_result(output / "convnet", replace(options, learning_rate=3e-4), "convnet",
-                                      fingerprint) is not None
+    assert (
+        services._completed_result(output / "convnet", replace(options, learning_rate=3e-4), "convnet", fingerprint)
+        is not None
+    )
 
 
 def test_retrain_promote_best_activates_exactly_one(synthetic_data, trained_output, trained_runs):
-    previous = ModelVersion.objects.create(name="old", architecture="convnet", file_path="old/model.keras",
-                                           sha256="0" * 64, is_active=True)
-    out, _ = run("retrain", "--data", str(synthetic_data), "--arch", "convnet", "convnet_bn",
-                 "--output", str(trained_output), "--promote", "best", *RETRAIN_ARGS)
+    previous = ModelVersion.objects.create(
+        name="old", architecture="convnet", file_path="old/model.keras", sha256="0" * 64, is_active=True
+    )
+    out, _ = run(
+        "retrain",
+        "--data",
+        str(synthetic_data),
+        "--arch",
+        "convnet",
+        "convnet_bn",
+        "--output",
+        str(trained_output),
+        "--promote",
+        "best",
+        *RETRAIN_ARGS,
+    )
 
     assert out.count("already trained") == 2  # reused the session's trained folders
     trained = ModelVersion.objects.exclude(pk=previous.pk)
@@ -132,8 +213,13 @@ def test_best_version_uses_validation_accuracy_then_loss():
 
 def test_promote_command_switches_exclusively(convnet_result, trained_output):
     first = registry.register_model(convnet_result)
-    second_result = {**convnet_result, "model_path": str(trained_output / "convnet_bn" / "model.keras"),
-                     "output_dir": str(trained_output / "convnet_bn"), "architecture": "convnet_bn", "sha256": None}
+    second_result = {
+        **convnet_result,
+        "model_path": str(trained_output / "convnet_bn" / "model.keras"),
+        "output_dir": str(trained_output / "convnet_bn"),
+        "architecture": "convnet_bn",
+        "sha256": None,
+    }
     second = registry.register_model(second_result)
 
     out, _ = run("promote", first.name)
@@ -215,7 +301,15 @@ def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
     out, err = run("diagnose", str(diagnose_folder), str(rng_file), str(tmp_path / "absent.png"))
     rows = {row["path"].split("/")[-1]: row for row in csv.DictReader(io.StringIO(out))}
     assert list(csv.DictReader(io.StringIO(out)).fieldnames) == [
-        "path", "label", "confidence", "p_benign", "p_early_pre_b", "p_pre_b", "p_pro_b", "error"]
+        "path",
+        "label",
+        "confidence",
+        "p_benign",
+        "p_early_pre_b",
+        "p_pre_b",
+        "p_pro_b",
+        "error",
+    ]
     assert set(rows) == {"red.png", "blue.jpg", "yellow.tif", "broken.png", "green.bmp", "absent.png"}
     assert rows["red.png"]["label"] == "benign"
     assert rows["blue.jpg"]["label"] == "pre_b"
@@ -234,8 +328,15 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
     from ml.images import prepare_image
 
     version = registry.register_model(convnet_result)
-    out, _ = run("diagnose", str(diagnose_folder / "red.png"), str(diagnose_folder / "broken.png"),
-                 "--model", version.name, "--format", "json")
+    out, _ = run(
+        "diagnose",
+        str(diagnose_folder / "red.png"),
+        str(diagnose_folder / "broken.png"),
+        "--model",
+        version.name,
+        "--format",
+        "json",
+    )
     payload = json.loads(out)
     assert payload["model"]["name"] == version.name and payload["model"]["input_size"] == SIZE
     good, bad = payload["results"]
@@ -247,29 +348,39 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
     assert good["confidence"] == pytest.approx(float(np.max(expected)), abs=1e-6)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "{missing}", "--arch", "convnet"], "Data folder not found"),
-    (["--data", "{empty}", "--arch", "convnet"], "is empty"),
-    (["--data", "{data}", "--arch", "convnet", "alexnet"], "Unknown architecture(s): alexnet"),
-    (["--data", "{data}", "--arch", "vgg19", "--image-size", "16"], "too small for vgg19"),
-    (["--data", "{data}", "--arch", "convnet", "--epochs", "0"], "--epochs must be an integer >= 1"),
-    (["--data", "{data}", "--arch", "convnet", "--max-per-class", "1"], "--max-per-class"),
-    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "0"], "--learning-rate must be a number between"),
-    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "2"], "--learning-rate must be a number between"),
-    (["--data", "{data}", "--arch", "convnet", "--grayscale-augment", "1.5"], "--grayscale-augment must be a probability"),
-    (["--data", "{data}", "--arch", "convnet", "--stain-augment", "-0.1"], "--stain-augment must be a number"),
-    (["--data", "{data}", "--arch", "convnet", "--learning-rate", "fast"], "invalid float value: 'fast'"),
-    (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
-    (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),
-    (["--data", "{bad_classes}", "--arch", "convnet"], "Unknown class folder"),
-    (["--data", "{data}"], "one of the arguments --arch --all is required"),
-    (["--data", "{data}", "--arch", "convnet", "--split", "patient"], "invalid choice: 'patient'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{missing}", "--arch", "convnet"], "Data folder not found"),
+        (["--data", "{empty}", "--arch", "convnet"], "is empty"),
+        (["--data", "{data}", "--arch", "convnet", "alexnet"], "Unknown architecture(s): alexnet"),
+        (["--data", "{data}", "--arch", "vgg19", "--image-size", "16"], "too small for vgg19"),
+        (["--data", "{data}", "--arch", "convnet", "--epochs", "0"], "--epochs must be an integer >= 1"),
+        (["--data", "{data}", "--arch", "convnet", "--max-per-class", "1"], "--max-per-class"),
+        (["--data", "{data}", "--arch", "convnet", "--learning-rate", "0"], "--learning-rate must be a number between"),
+        (["--data", "{data}", "--arch", "convnet", "--learning-rate", "2"], "--learning-rate must be a number between"),
+        (
+            ["--data", "{data}", "--arch", "convnet", "--grayscale-augment", "1.5"],
+            "--grayscale-augment must be a probability",
+        ),
+        (["--data", "{data}", "--arch", "convnet", "--stain-augment", "-0.1"], "--stain-augment must be a number"),
+        (["--data", "{data}", "--arch", "convnet", "--learning-rate", "fast"], "invalid float value: 'fast'"),
+        (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
+        (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),
+        (["--data", "{bad_classes}", "--arch", "convnet"], "Unknown class folder"),
+        (["--data", "{data}"], "one of the arguments --arch --all is required"),
+        (["--data", "{data}", "--arch", "convnet", "--split", "patient"], "invalid choice: 'patient'"),
+    ],
+)
 def test_retrain_bad_arguments(args, message, synthetic_data, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad" / "Monocytes").mkdir(parents=True)
-    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "data": synthetic_data,
-             "bad_classes": tmp_path / "bad"}
+    paths = {
+        "missing": tmp_path / "nope",
+        "empty": tmp_path / "empty",
+        "data": synthetic_data,
+        "bad_classes": tmp_path / "bad",
+    }
     args = [a.format(**paths) for a in args]
     with pytest.raises(CommandError) as excinfo:
         run("retrain", *args)
@@ -304,17 +415,21 @@ def test_known_architectures_match_the_ml_package():
     assert set(STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
 
 
-
 def test_compare_models_prints_mean_and_spread_over_seeds():
     for seed, (accuracy, f1) in enumerate([(0.90, 0.88), (0.95, 0.94), (1.0, 1.0)], start=1):
         version = ModelVersion.objects.create(
-            name=f"recipe-s{seed}", architecture="mobilenetv2", file_path=f"recipe-s{seed}/model.keras",
+            name=f"recipe-s{seed}",
+            architecture="mobilenetv2",
+            file_path=f"recipe-s{seed}/model.keras",
             sha256="0" * 64,
         )
         ModelRecord.objects.create(
-            version=version, split={"mode": "grouped", "seed": seed},
-            metrics={"test": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.02 * seed, "loss": 0.1},
-                     "val": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.01, "loss": 0.1}},
+            version=version,
+            split={"mode": "grouped", "seed": seed},
+            metrics={
+                "test": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.02 * seed, "loss": 0.1},
+                "val": {"accuracy": accuracy, "macro_f1": f1, "ece": 0.01, "loss": 0.1},
+            },
         )
     out, _ = run("compare_models", "recipe-s1", "recipe-s2", "recipe-s3", "--format", "json")
     report = json.loads(out)
@@ -347,8 +462,17 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
     from ml.images import prepare_image
 
     convnet, convnet_bn = _registered(trained_output, "convnet"), _registered(trained_output, "convnet_bn")
-    out, _ = run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data), "--name", "duo",
-                 "--output", str(tmp_path / "ens"))
+    out, _ = run(
+        "build_ensemble",
+        convnet.name,
+        convnet_bn.name,
+        "--data",
+        str(synthetic_data),
+        "--name",
+        "duo",
+        "--output",
+        str(tmp_path / "ens"),
+    )
     ensemble = ModelVersion.objects.get(name="duo")
     assert "Registered the ensemble as duo" in out and "test split" in out
     assert ensemble.architecture == "ensemble" and ensemble.record.split == convnet.record.split
@@ -361,13 +485,15 @@ def test_build_ensemble_registers_the_average_of_models_on_one_split(trained_out
     image = next(synthetic_data.glob("*/*.png"))
     batch = prepare_image(image.read_bytes(), SIZE)[None].astype("float32")
     members = [registry.load_model(v).predict_on_batch(batch) for v in (convnet, convnet_bn)]
-    np.testing.assert_allclose(registry.load_model(ensemble).predict_on_batch(batch), np.mean(members, axis=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        registry.load_model(ensemble).predict_on_batch(batch), np.mean(members, axis=0), atol=1e-6
+    )
 
     with pytest.raises(CommandError, match="at least two"):
         run("build_ensemble", convnet.name, "--data", str(synthetic_data))
-    ModelRecord.objects.filter(version=convnet_bn).update(split={**convnet.record.split,
-                                                                 "splits": {"train": [], "val": [], "test": []}})
+    ModelRecord.objects.filter(version=convnet_bn).update(
+        split={**convnet.record.split, "splits": {"train": [], "val": [], "test": []}}
+    )
     with pytest.raises(CommandError, match="same split"):
         run("build_ensemble", convnet.name, convnet_bn.name, "--data", str(synthetic_data))
 
@@ -400,10 +526,12 @@ def test_register_run_refuses_a_tampered_model_or_a_folder_without_a_run(trained
 
 
 def test_evaluate_on_a_part_of_the_recorded_split_reproduces_the_recorded_accuracy(
-        convnet_result, synthetic_data, synthetic_eval_data):
+    convnet_result, synthetic_data, synthetic_eval_data
+):
     version = registry.register_model(convnet_result)
-    out, _ = run("evaluate", "--data", str(synthetic_data), "--model", version.name, "--split", "test",
-                 "--format", "json")
+    out, _ = run(
+        "evaluate", "--data", str(synthetic_data), "--model", version.name, "--split", "test", "--format", "json"
+    )
     result = json.loads(out)
     assert result["data"]["split_part"] == "test" and not result["data"]["flips"]
     assert result["data"]["images"] == len(convnet_result["split"]["splits"]["test"])

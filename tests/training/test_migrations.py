@@ -1,4 +1,5 @@
 """Migrations 0004 (TrainingRun.options) and 0005 (ModelRecord) keep every stored value, both ways."""
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -19,14 +20,30 @@ def test_run_columns_and_version_record_move_and_come_back():
     try:
         apps = migrate(BEFORE)
         version = apps.get_model("training", "ModelVersion").objects.create(
-            name="old-1", architecture="convnet", file_path="old-1/model.keras", sha256="0" * 64,
-            preprocessing={"function": "prepare_image"}, metrics={"val": {"accuracy": 0.9}},
-            plots={"training_curves": "old-1/plots/training_curves.png"}, split={"mode": "grouped", "seed": 1},
-            versions={"keras": "3"}, data_fingerprint="f" * 64, notes="kept",
+            name="old-1",
+            architecture="convnet",
+            file_path="old-1/model.keras",
+            sha256="0" * 64,
+            preprocessing={"function": "prepare_image"},
+            metrics={"val": {"accuracy": 0.9}},
+            plots={"training_curves": "old-1/plots/training_curves.png"},
+            split={"mode": "grouped", "seed": 1},
+            versions={"keras": "3"},
+            data_fingerprint="f" * 64,
+            notes="kept",
         )
         run = apps.get_model("training", "TrainingRun").objects.create(
-            data_dir="/data", architectures=["convnet", "vgg19"], epochs=30, image_size=128, split_mode="random",
-            seed=3, batch_size=16, augment=False, promote="best", weights_dir="", max_per_class=None,
+            data_dir="/data",
+            architectures=["convnet", "vgg19"],
+            epochs=30,
+            image_size=128,
+            split_mode="random",
+            seed=3,
+            batch_size=16,
+            augment=False,
+            promote="best",
+            weights_dir="",
+            max_per_class=None,
             output_dir="/runs/1",
         )
 
@@ -38,11 +55,24 @@ def test_run_columns_and_version_record_move_and_come_back():
         moved = apps.get_model("training", "ModelVersion").objects.get(pk=version.pk)
         assert moved.notes == "kept" and moved.data_fingerprint == "f" * 64
         options = apps.get_model("training", "TrainingRun").objects.get(pk=run.pk).options
-        assert options == {"data_dir": "/data", "architectures": ["convnet", "vgg19"], "epochs": 30, "image_size": 128,
-                           "split_mode": "random", "seed": 3, "batch_size": 16, "augment": False, "promote": "best",
-                           "weights_dir": None, "max_per_class": None, "output_dir": "/runs/1",
-                           "per_image_colour": False, "grayscale_augment": 0.0, "stain_augment": 0.0,
-                           "learning_rate": None}
+        assert options == {
+            "data_dir": "/data",
+            "architectures": ["convnet", "vgg19"],
+            "epochs": 30,
+            "image_size": 128,
+            "split_mode": "random",
+            "seed": 3,
+            "batch_size": 16,
+            "augment": False,
+            "promote": "best",
+            "weights_dir": None,
+            "max_per_class": None,
+            "output_dir": "/runs/1",
+            "per_image_colour": False,
+            "grayscale_augment": 0.0,
+            "stain_augment": 0.0,
+            "learning_rate": None,
+        }
         from training.options import RetrainOptions
 
         RetrainOptions.from_json(options).validate(check_paths=False)  # what the worker will read
@@ -51,8 +81,12 @@ def test_run_columns_and_version_record_move_and_come_back():
         back = apps.get_model("training", "ModelVersion").objects.get(pk=version.pk)
         assert back.metrics == {"val": {"accuracy": 0.9}} and back.split == {"mode": "grouped", "seed": 1}
         run_back = apps.get_model("training", "TrainingRun").objects.get(pk=run.pk)
-        assert (run_back.epochs, run_back.image_size, run_back.promote, run_back.output_dir) == (30, 128, "best",
-                                                                                                "/runs/1")
+        assert (run_back.epochs, run_back.image_size, run_back.promote, run_back.output_dir) == (
+            30,
+            128,
+            "best",
+            "/runs/1",
+        )
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

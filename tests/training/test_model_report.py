@@ -1,5 +1,6 @@
 """`manage.py model_report`: robustness, colour-only baseline, smear check, latency, on the tiny
 synthetic data set and the tiny convnet of tests/training/conftest.py."""
+
 import io
 import json
 import shutil
@@ -14,8 +15,18 @@ from training.models import ModelRecord
 
 pytestmark = pytest.mark.django_db
 
-VARIANTS = ["original", "brightness_x0.85", "brightness_x1.15", "hue_+10deg", "hue_-10deg", "saturation_x0.7",
-            "saturation_x1.3", "colour_normalised_rgb", "colour_normalised", "grayscale"]
+VARIANTS = [
+    "original",
+    "brightness_x0.85",
+    "brightness_x1.15",
+    "hue_+10deg",
+    "hue_-10deg",
+    "saturation_x0.7",
+    "saturation_x1.3",
+    "colour_normalised_rgb",
+    "colour_normalised",
+    "grayscale",
+]
 FAST = ["--latency-runs", "3", "--smear-size", "64"]
 
 
@@ -68,7 +79,8 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
         assert comparison["model_normalised_accuracy"] == variants[variant_name]["accuracy"]
         assert comparison["baseline_best_normalised_accuracy"] == baseline["best_normalised_accuracy"]
         assert comparison["margin_points"] == pytest.approx(
-            100 * (comparison["model_normalised_accuracy"] - comparison["baseline_best_normalised_accuracy"]))
+            100 * (comparison["model_normalised_accuracy"] - comparison["baseline_best_normalised_accuracy"])
+        )
         assert comparison["beats_colour_baseline"] == (comparison["margin_points"] >= 10.0)
     assert report["beats_colour_baseline"] == all(c["beats_colour_baseline"] for c in report["comparisons"].values())
 
@@ -92,10 +104,20 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
 
 def test_text_report_names_every_part(active_version, synthetic_data, tmp_path, settings):
     out, _ = run("--data", str(synthetic_data), "--model", active_version.name, *FAST, "--verbosity", "0")
-    for expected in ("Model report: " + active_version.name, "Colour robustness", "grayscale",
-                     "colour_normalised", "colour_normalised_rgb", "Colour-only baseline", "RGB-normalised",
-                     "CIELAB-normalised", "Smear check", "false flags on validation images",
-                     "Latency:", "Model file:"):
+    for expected in (
+        "Model report: " + active_version.name,
+        "Colour robustness",
+        "grayscale",
+        "colour_normalised",
+        "colour_normalised_rgb",
+        "Colour-only baseline",
+        "RGB-normalised",
+        "CIELAB-normalised",
+        "Smear check",
+        "false flags on validation images",
+        "Latency:",
+        "Model file:",
+    ):
         assert expected in out, expected
     # Without --output-dir the files go under VAR_DIR/reports/<version>-<time>/.
     (folder,) = (settings.VAR_DIR / "reports").iterdir()

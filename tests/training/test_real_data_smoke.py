@@ -2,6 +2,7 @@
 
 Skipped when the data folder is absent, except in CI (CI=true), where a missing folder fails.
 """
+
 import io
 import json
 from pathlib import Path
@@ -25,9 +26,29 @@ def real_data(settings):
 
 def test_retrain_evaluate_diagnose_on_real_images(real_data, tmp_path):
     out = io.StringIO()
-    call_command("retrain", "--data", str(real_data), "--arch", "convnet", "--max-per-class", "10",
-                 "--image-size", "48", "--epochs", "1", "--split", "random", "--batch-size", "8",
-                 "--output", str(tmp_path / "run"), "--promote", "best", stdout=out, verbosity=0)
+    call_command(
+        "retrain",
+        "--data",
+        str(real_data),
+        "--arch",
+        "convnet",
+        "--max-per-class",
+        "10",
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--split",
+        "random",
+        "--batch-size",
+        "8",
+        "--output",
+        str(tmp_path / "run"),
+        "--promote",
+        "best",
+        stdout=out,
+        verbosity=0,
+    )
 
     version = ModelVersion.objects.get(is_active=True)
     assert version.input_size == 48 and registry.model_path(version).is_file()

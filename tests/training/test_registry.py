@@ -14,8 +14,14 @@ pytestmark = pytest.mark.django_db
 
 
 def fake_version(name, active=False, **fields):
-    values = dict(architecture="convnet", file_path=f"{name}/model.keras", sha256="0" * 64,
-                  class_names=["benign", "early_pre_b", "pre_b", "pro_b"], input_size=32, is_active=active)
+    values = dict(
+        architecture="convnet",
+        file_path=f"{name}/model.keras",
+        sha256="0" * 64,
+        class_names=["benign", "early_pre_b", "pre_b", "pro_b"],
+        input_size=32,
+        is_active=active,
+    )
     values.update(fields)
     return ModelVersion.objects.create(name=name, **values)
 
@@ -207,8 +213,9 @@ def test_admin_bulk_delete_keeps_the_active_version(admin_client):
 
     active, other = fake_version("keep", active=True), fake_version("drop")
     url = reverse("admin:training_modelversion_changelist")
-    response = admin_client.post(url, {"action": "delete_selected", "_selected_action": [active.pk, other.pk],
-                                       "post": "yes"})
+    response = admin_client.post(
+        url, {"action": "delete_selected", "_selected_action": [active.pk, other.pk], "post": "yes"}
+    )
     assert response.status_code == 403  # the active version cannot be deleted, alone or in bulk
     assert ModelVersion.objects.count() == 2
     admin_client.post(url, {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"})
@@ -247,15 +254,19 @@ def test_ship_model_writes_the_default_a_fresh_install_registers(convnet_result,
     stale.mkdir(parents=True)
     (stale / "metadata.json").write_text("{}")
     out = io.StringIO()
-    call_command("ship_model", version.name, "--folder", "default", "--name", "default-convnet", "--replace",
-                 stdout=out)
+    call_command(
+        "ship_model", version.name, "--folder", "default", "--name", "default-convnet", "--replace", stdout=out
+    )
     folder = settings.SHIPPED_MODEL_DIR / "default"
     assert "Shipped" in out.getvalue() and not stale.exists()  # one default model only
     metadata = artifacts.read_json(folder / "metadata.json")
     assert metadata["version_name"] == "default-convnet" and metadata["split"] == version.record.split
     assert metadata["sha256"] == artifacts.sha256_file(folder / "model.keras")
-    assert metadata["shipped_from"] == {"version": version.name, "run_model_sha256": version.sha256,
-                                        "note": "same weights, saved without optimizer state"}
+    assert metadata["shipped_from"] == {
+        "version": version.name,
+        "run_model_sha256": version.sha256,
+        "note": "same weights, saved without optimizer state",
+    }
     assert all((folder / rel).is_file() for rel in metadata["plots"].values())
 
     # A fresh install: nothing registered, the shipped folder becomes the active model.

@@ -3,6 +3,7 @@
 The shipped model's recipe (its metadata.json records the training config) must survive the whole
 chain unchanged, so the admin and `retrain` can train it again exactly.
 """
+
 import inspect
 import json
 from pathlib import Path
@@ -90,12 +91,16 @@ def test_retrain_command_and_pipeline_cli_read_the_shipped_recipe_the_same(shipp
     assert {key: from_cli[key] for key in options.run_training_kwargs()} == options.run_training_kwargs()
 
 
-def test_admin_form_expresses_the_shipped_recipe(shipped, admin_client, monkeypatch, tmp_path,
-                                                  django_capture_on_commit_callbacks):
+def test_admin_form_expresses_the_shipped_recipe(
+    shipped, admin_client, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(retrain_task, "delay", lambda run_id: None)
     options = RetrainOptions.from_metadata(shipped, data_dir=str(tmp_path / "data"))
-    form = {name: ("" if value is None else value) for name, value in options.to_json().items()
-            if not isinstance(value, bool)}
+    form = {
+        name: ("" if value is None else value)
+        for name, value in options.to_json().items()
+        if not isinstance(value, bool)
+    }
     form.update({name: "on" for name, value in options.to_json().items() if value is True})
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(reverse("admin:training_trainingrun_add"), form)
@@ -135,10 +140,12 @@ def test_retrain_and_pipeline_share_flag_names_and_defaults():
 def test_training_run_refuses_options_retrain_would_refuse(tmp_path):
     good = RetrainOptions(data_dir=str(tmp_path)).to_json()
     TrainingRun(options=good).full_clean()
-    for bad, message in (({**good, "epochs": 0}, "--epochs must be"),
-                         ({**good, "learning_rate": 2}, "--learning-rate must be"),
-                         ({**good, "colour": "blue"}, "Unknown training option"),
-                         ({**good, "data_dir": None}, "--data is required")):
+    for bad, message in (
+        ({**good, "epochs": 0}, "--epochs must be"),
+        ({**good, "learning_rate": 2}, "--learning-rate must be"),
+        ({**good, "colour": "blue"}, "Unknown training option"),
+        ({**good, "data_dir": None}, "--data is required"),
+    ):
         with pytest.raises(ValidationError, match=message):
             TrainingRun(options=bad).full_clean()
 

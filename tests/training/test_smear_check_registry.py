@@ -1,5 +1,6 @@
 """The "not a stained smear" check travels from a training run into ModelVersion.smear_check
 (register_model), and can be stored on older versions (attach_smear_check, model_report)."""
+
 import io
 import json
 
@@ -103,12 +104,20 @@ def report(*args):
 def test_model_report_attaches_the_check_it_fits(convnet_result, synthetic_data, tmp_path):
     version = registry.register_model(without_check(convnet_result))
     with pytest.raises(CommandError, match="fitted at 224px"):
-        report("--data", str(synthetic_data), "--model", version.name, "--smear-size", "64",
-               "--attach-smear-check")
+        report("--data", str(synthetic_data), "--model", version.name, "--smear-size", "64", "--attach-smear-check")
     assert ModelVersion.objects.get(pk=version.pk).smear_check == {}
 
-    out = report("--data", str(synthetic_data), "--model", version.name, "--latency-runs", "1",
-                 "--output-dir", str(tmp_path / "report"), "--attach-smear-check")
+    out = report(
+        "--data",
+        str(synthetic_data),
+        "--model",
+        version.name,
+        "--latency-runs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "report"),
+        "--attach-smear-check",
+    )
     assert f"stored on model version {version.name}" in out
     stored = ModelVersion.objects.get(pk=version.pk)
     saved = read_json(tmp_path / "report" / "smear_check.json")

@@ -10,11 +10,21 @@ pytestmark = pytest.mark.django_db
 
 
 def make_run(data_dir, output_dir, requested_by=None, status=TrainingRun.Status.QUEUED, error="", **options):
-    values = dict(data_dir=str(data_dir), architectures=["convnet"], epochs=EPOCHS, image_size=SIZE,
-                  split_mode="random", seed=7, batch_size=BATCH, augment=False, output_dir=str(output_dir))
+    values = dict(
+        data_dir=str(data_dir),
+        architectures=["convnet"],
+        epochs=EPOCHS,
+        image_size=SIZE,
+        split_mode="random",
+        seed=7,
+        batch_size=BATCH,
+        augment=False,
+        output_dir=str(output_dir),
+    )
     values.update(options)
-    return TrainingRun.objects.create(options=services.RetrainOptions(**values).to_json(),
-                                      requested_by=requested_by, status=status, error=error)
+    return TrainingRun.objects.create(
+        options=services.RetrainOptions(**values).to_json(), requested_by=requested_by, status=status, error=error
+    )
 
 
 def test_retrain_task_runs_the_retrain_service(synthetic_data, trained_output, world, monkeypatch):
@@ -54,8 +64,11 @@ def test_retrain_task_records_a_clear_error(tmp_path):
 
 
 def test_retrain_task_gives_a_run_without_output_folder_its_own(synthetic_data, settings, monkeypatch):
-    monkeypatch.setattr(services, "retrain", lambda options, **kw: (_ for _ in ()).throw(
-        services.TrainingError(f"stop in {options.output_dir}")))
+    monkeypatch.setattr(
+        services,
+        "retrain",
+        lambda options, **kw: (_ for _ in ()).throw(services.TrainingError(f"stop in {options.output_dir}")),
+    )
     run = make_run(synthetic_data, "")
     retrain_task(run.pk)
     run.refresh_from_db()
@@ -107,9 +120,15 @@ def test_admin_lists_versions_with_accuracy_and_active(admin_client, convnet_res
 
 def test_admin_promote_action(admin_client, convnet_result, trained_output):
     first = registry.register_model(convnet_result)
-    second = registry.register_model({**convnet_result, "architecture": "convnet_bn", "sha256": None,
-                                      "model_path": str(trained_output / "convnet_bn" / "model.keras"),
-                                      "output_dir": str(trained_output / "convnet_bn")})
+    second = registry.register_model(
+        {
+            **convnet_result,
+            "architecture": "convnet_bn",
+            "sha256": None,
+            "model_path": str(trained_output / "convnet_bn" / "model.keras"),
+            "output_dir": str(trained_output / "convnet_bn"),
+        }
+    )
     registry.activate(first)
     url = reverse("admin:training_modelversion_changelist")
 
@@ -122,13 +141,25 @@ def test_admin_promote_action(admin_client, convnet_result, trained_output):
     assert list(ModelVersion.objects.filter(is_active=True)) == [second]
 
 
-def test_admin_starts_a_training_run(admin_client, admin_user, synthetic_data, monkeypatch,
-                                     django_capture_on_commit_callbacks):
+def test_admin_starts_a_training_run(
+    admin_client, admin_user, synthetic_data, monkeypatch, django_capture_on_commit_callbacks
+):
     queued = []
     monkeypatch.setattr(retrain_task, "delay", lambda run_id: queued.append(run_id))
-    form = {"data_dir": str(synthetic_data), "architectures": ["convnet", "vgg19"], "epochs": 2, "image_size": 64,
-            "split_mode": "grouped", "seed": 1, "batch_size": 8, "augment": "on", "promote": "best",
-            "weights_dir": "", "max_per_class": "", "output_dir": ""}
+    form = {
+        "data_dir": str(synthetic_data),
+        "architectures": ["convnet", "vgg19"],
+        "epochs": 2,
+        "image_size": 64,
+        "split_mode": "grouped",
+        "seed": 1,
+        "batch_size": 8,
+        "augment": "on",
+        "promote": "best",
+        "weights_dir": "",
+        "max_per_class": "",
+        "output_dir": "",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(reverse("admin:training_trainingrun_add"), form)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -142,8 +173,16 @@ def test_admin_starts_a_training_run(admin_client, admin_user, synthetic_data, m
 
 
 def test_admin_training_form_rejects_bad_settings(admin_client, synthetic_data):
-    form = {"data_dir": str(synthetic_data), "architectures": ["convnet"], "epochs": 0, "image_size": 64,
-            "split_mode": "random", "seed": 1, "batch_size": 8, "promote": ""}
+    form = {
+        "data_dir": str(synthetic_data),
+        "architectures": ["convnet"],
+        "epochs": 0,
+        "image_size": 64,
+        "split_mode": "random",
+        "seed": 1,
+        "batch_size": 8,
+        "promote": "",
+    }
     response = admin_client.post(reverse("admin:training_trainingrun_add"), form)
     assert response.status_code == 200
     assert "epochs must be an integer" in response.content.decode()
@@ -154,8 +193,11 @@ def test_admin_requeue_action(admin_client, tmp_path, monkeypatch):
     queued = []
     monkeypatch.setattr(retrain_task, "delay", lambda run_id: queued.append(run_id))
     run = make_run(tmp_path, tmp_path, status=TrainingRun.Status.FAILED, error="interrupted")
-    admin_client.post(reverse("admin:training_trainingrun_changelist"),
-                      {"action": "requeue", "_selected_action": [run.pk]}, follow=True)
+    admin_client.post(
+        reverse("admin:training_trainingrun_changelist"),
+        {"action": "requeue", "_selected_action": [run.pk]},
+        follow=True,
+    )
     run.refresh_from_db()
     assert queued == [run.pk] and run.status == TrainingRun.Status.QUEUED and run.error == ""
 

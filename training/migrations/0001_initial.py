@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,31 +14,57 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Version label, e.g. mobilenetv2-20261126-0930.', max_length=100, unique=True)),
-                ('architecture', models.CharField(max_length=40)),
-                ('file_path', models.CharField(help_text='Path of the .keras file (relative to the model folder).', max_length=500)),
-                ('sha256', models.CharField(max_length=64)),
-                ('class_names', models.JSONField(default=list)),
-                ('input_size', models.PositiveIntegerField(default=224)),
-                ('preprocessing', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('plots', models.JSONField(blank=True, default=dict, help_text='Plot name → PNG path.')),
-                ('data_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('split', models.JSONField(blank=True, default=dict)),
-                ('versions', models.JSONField(blank=True, default=dict, help_text='Keras, backend and library versions.')),
-                ('git_commit', models.CharField(blank=True, max_length=40)),
-                ('trained_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('is_active', models.BooleanField(default=False)),
-                ('notes', models.TextField(blank=True)),
-                ('trained_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Version label, e.g. mobilenetv2-20261126-0930.", max_length=100, unique=True
+                    ),
+                ),
+                ("architecture", models.CharField(max_length=40)),
+                (
+                    "file_path",
+                    models.CharField(
+                        help_text="Path of the .keras file (relative to the model folder).", max_length=500
+                    ),
+                ),
+                ("sha256", models.CharField(max_length=64)),
+                ("class_names", models.JSONField(default=list)),
+                ("input_size", models.PositiveIntegerField(default=224)),
+                ("preprocessing", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("plots", models.JSONField(blank=True, default=dict, help_text="Plot name → PNG path.")),
+                ("data_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("split", models.JSONField(blank=True, default=dict)),
+                (
+                    "versions",
+                    models.JSONField(blank=True, default=dict, help_text="Keras, backend and library versions."),
+                ),
+                ("git_commit", models.CharField(blank=True, max_length=40)),
+                ("trained_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("is_active", models.BooleanField(default=False)),
+                ("notes", models.TextField(blank=True)),
+                (
+                    "trained_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_active_model_version')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)), fields=("is_active",), name="one_active_model_version"
+                    )
+                ],
             },
         ),
     ]

@@ -6,42 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0001_initial'),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('data_dir', models.CharField(help_text='Labelled image folder (<root>/<Class>/*.jpg) on the worker.', max_length=500)),
-                ('architectures', models.JSONField(default=list, help_text='Architectures to train, e.g. ["convnet", "vgg19"].')),
-                ('epochs', models.PositiveIntegerField(default=30)),
-                ('image_size', models.PositiveIntegerField(default=224)),
-                ('split_mode', models.CharField(default='grouped', max_length=16)),
-                ('seed', models.IntegerField(default=42)),
-                ('batch_size', models.PositiveIntegerField(default=32)),
-                ('augment', models.BooleanField(default=True)),
-                ('promote', models.CharField(blank=True, choices=[('', 'Do not promote'), ('best', 'Promote the best validation accuracy')], default='', max_length=8)),
-                ('weights_dir', models.CharField(blank=True, help_text='Folder of local ImageNet weight files.', max_length=500)),
-                ('max_per_class', models.PositiveIntegerField(blank=True, help_text='Smoke runs only.', null=True)),
-                ('output_dir', models.CharField(blank=True, help_text='Work folder (checkpoints); re-running with it resumes.', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('progress', models.CharField(blank=True, max_length=500)),
-                ('log', models.TextField(blank=True)),
-                ('summary', models.TextField(blank=True, help_text='Comparison table of the trained models.')),
-                ('error', models.TextField(blank=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('versions', models.ManyToManyField(blank=True, related_name='training_runs', to='training.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "data_dir",
+                    models.CharField(
+                        help_text="Labelled image folder (<root>/<Class>/*.jpg) on the worker.", max_length=500
+                    ),
+                ),
+                (
+                    "architectures",
+                    models.JSONField(default=list, help_text='Architectures to train, e.g. ["convnet", "vgg19"].'),
+                ),
+                ("epochs", models.PositiveIntegerField(default=30)),
+                ("image_size", models.PositiveIntegerField(default=224)),
+                ("split_mode", models.CharField(default="grouped", max_length=16)),
+                ("seed", models.IntegerField(default=42)),
+                ("batch_size", models.PositiveIntegerField(default=32)),
+                ("augment", models.BooleanField(default=True)),
+                (
+                    "promote",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "Do not promote"), ("best", "Promote the best validation accuracy")],
+                        default="",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "weights_dir",
+                    models.CharField(blank=True, help_text="Folder of local ImageNet weight files.", max_length=500),
+                ),
+                ("max_per_class", models.PositiveIntegerField(blank=True, help_text="Smoke runs only.", null=True)),
+                (
+                    "output_dir",
+                    models.CharField(
+                        blank=True, help_text="Work folder (checkpoints); re-running with it resumes.", max_length=500
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("progress", models.CharField(blank=True, max_length=500)),
+                ("log", models.TextField(blank=True)),
+                ("summary", models.TextField(blank=True, help_text="Comparison table of the trained models.")),
+                ("error", models.TextField(blank=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "versions",
+                    models.ManyToManyField(blank=True, related_name="training_runs", to="training.modelversion"),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -4,17 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0002_training_run'),
+        ("training", "0002_training_run"),
     ]
 
     # db_default: the column gets a database default ({}), so a process still running the previous
     # code (a long retrain registering its model) can insert versions after this migration.
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='smear_check',
-            field=models.JSONField(blank=True, db_default={}, default=dict, help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split (ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed."),
+            model_name="modelversion",
+            name="smear_check",
+            field=models.JSONField(
+                blank=True,
+                db_default={},
+                default=dict,
+                help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split (ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
+            ),
         ),
     ]

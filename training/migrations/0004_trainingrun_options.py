@@ -3,10 +3,23 @@
 Runs stored before this never set the colour, augmentation or learning-rate options: they trained
 with the defaults, which is what their converted options say.
 """
+
 from django.db import migrations, models
 
-COLUMNS = ("data_dir", "architectures", "epochs", "image_size", "split_mode", "seed", "batch_size", "augment",
-           "promote", "weights_dir", "max_per_class", "output_dir")
+COLUMNS = (
+    "data_dir",
+    "architectures",
+    "epochs",
+    "image_size",
+    "split_mode",
+    "seed",
+    "batch_size",
+    "augment",
+    "promote",
+    "weights_dir",
+    "max_per_class",
+    "output_dir",
+)
 # Frozen copy of the defaults of the options the columns did not have.
 ADDED = {"per_image_colour": False, "grayscale_augment": 0.0, "stain_augment": 0.0, "learning_rate": None}
 
@@ -32,23 +45,27 @@ def options_to_columns(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0003_modelversion_smear_check'),
+        ("training", "0003_modelversion_smear_check"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='options',
-            field=models.JSONField(default=dict, help_text='What to train: training.options.RetrainOptions.to_json() (data folder, architectures, epochs, image size, split, colour and augmentation settings, ...).'),
+            model_name="trainingrun",
+            name="options",
+            field=models.JSONField(
+                default=dict,
+                help_text="What to train: training.options.RetrainOptions.to_json() (data folder, architectures, epochs, image size, split, colour and augmentation settings, ...).",
+            ),
         ),
         migrations.RunPython(columns_to_options, options_to_columns),
         # Only so that undoing this migration can add the column back to existing rows.
         migrations.AlterField(
-            model_name='trainingrun',
-            name='data_dir',
-            field=models.CharField(default='', help_text='Labelled image folder (<root>/<Class>/*.jpg) on the worker.', max_length=500),
+            model_name="trainingrun",
+            name="data_dir",
+            field=models.CharField(
+                default="", help_text="Labelled image folder (<root>/<Class>/*.jpg) on the worker.", max_length=500
+            ),
         ),
-        *[migrations.RemoveField(model_name='trainingrun', name=name) for name in COLUMNS],
+        *[migrations.RemoveField(model_name="trainingrun", name=name) for name in COLUMNS],
     ]

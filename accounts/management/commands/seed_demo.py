@@ -3,6 +3,7 @@
 Passwords are random and printed once, when the users are created. Refuses to run unless
 TELEDIAG_DEMO is on, so a production database never gets demo accounts.
 """
+
 import secrets
 
 from django.conf import settings
@@ -39,8 +40,12 @@ class Command(BaseCommand):
                     continue
                 password = secrets.token_urlsafe(12)
                 User.objects.create_user(
-                    username=username, password=password, first_name=first, last_name=last,
-                    organisation=orgs[org], role=role,
+                    username=username,
+                    password=password,
+                    first_name=first,
+                    last_name=last,
+                    organisation=orgs[org],
+                    role=role,
                 )
                 created.append((username, role, password))
             if not User.objects.filter(username="admin").exists():

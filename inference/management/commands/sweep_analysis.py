@@ -3,6 +3,7 @@
 Run it from cron or let Celery beat run the `inference.sweep_analysis` task every minute; both are
 safe together. `--loop SECONDS` keeps it running (for a container without beat).
 """
+
 import time
 
 from django.conf import settings
@@ -16,7 +17,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--older-than", type=int, default=None, metavar="SECONDS",
+            "--older-than",
+            type=int,
+            default=None,
+            metavar="SECONDS",
             help=f"Re-publish queued jobs waiting longer than this (default INFERENCE_REQUEUE_AFTER_S, "
             f"now {settings.INFERENCE_REQUEUE_AFTER_S}).",
         )

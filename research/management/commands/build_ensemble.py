@@ -7,8 +7,10 @@ from training import registry, services
 
 
 class Command(BaseCommand):
-    help = ("Register the average of two or more model versions trained on the same split as a model version "
-            "of its own, evaluated on that split's validation and test images.")
+    help = (
+        "Register the average of two or more model versions trained on the same split as a model version "
+        "of its own, evaluated on that split's validation and test images."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("versions", nargs="+", metavar="VERSION", help="member model version names or ids")
@@ -19,7 +21,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             version = ensembles.register_ensemble(
-                options["versions"], options["data"], name=options["name"],
+                options["versions"],
+                options["data"],
+                name=options["name"],
                 output_dir=Path(options["output"]).expanduser() if options["output"] else None,
                 log=self.stdout.write,
             )

@@ -37,5 +37,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         test = (version.record.metrics or {}).get("test", {}).get("accuracy")
         state = "already registered as" if existing is not None else "registered as"
-        self.stdout.write(f"{folder}: {state} {version.name} ({version.architecture}, {version.input_size}px"
-                          + (f", test accuracy {test:.2%}" if test is not None else "") + ")")
+        self.stdout.write(
+            f"{folder}: {state} {version.name} ({version.architecture}, {version.input_size}px"
+            + (f", test accuracy {test:.2%}" if test is not None else "")
+            + ")"
+        )

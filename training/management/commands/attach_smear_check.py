@@ -28,6 +28,7 @@ class Command(BaseCommand):
         check = registry.smear_check_for(version)
         self.stdout.write(
             f"Stored the smear check on model version {version.name} (threshold {check.threshold:.2f}, fitted on "
-            f"{check.n_fit} images" + (f"; flags {rate:.2%} of real validation smears" if rate is not None else "")
+            f"{check.n_fit} images"
+            + (f"; flags {rate:.2%} of real validation smears" if rate is not None else "")
             + ")."
         )

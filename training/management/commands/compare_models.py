@@ -6,8 +6,10 @@ from training import registry, services
 
 
 class Command(BaseCommand):
-    help = ("Compare registered model versions: the test-split table, and the mean and spread over them "
-            "(name the versions of one recipe trained with several seeds).")
+    help = (
+        "Compare registered model versions: the test-split table, and the mean and spread over them "
+        "(name the versions of one recipe trained with several seeds)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("versions", nargs="+", metavar="VERSION", help="model version names or ids")
@@ -20,9 +22,18 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         summary = {part: services.seed_spread(versions, part) for part in ("val", "test")}
         if options["format"] == "json":
-            rows = [{"name": v.name, "architecture": v.architecture, "input_size": v.input_size,
-                     "split": (v.record.split or {}).get("mode"), "seed": (v.record.split or {}).get("seed"),
-                     "val": (v.record.metrics or {}).get("val"), "test": (v.record.metrics or {}).get("test")} for v in versions]
+            rows = [
+                {
+                    "name": v.name,
+                    "architecture": v.architecture,
+                    "input_size": v.input_size,
+                    "split": (v.record.split or {}).get("mode"),
+                    "seed": (v.record.split or {}).get("seed"),
+                    "val": (v.record.metrics or {}).get("val"),
+                    "test": (v.record.metrics or {}).get("test"),
+                }
+                for v in versions
+            ]
             self.stdout.write(json.dumps({"versions": rows, "spread": summary}, indent=2))
             return
         self.stdout.write(services.comparison_table(versions))

@@ -28,22 +28,31 @@ class Command(BaseCommand):
             raise CommandError("No image files found in the given path(s).")
         names = list(version.class_names)
         if options["format"] == "json":
-            payload = {"model": {"name": version.name, "architecture": version.architecture,
-                                 "sha256": version.sha256, "input_size": version.input_size,
-                                 "class_names": names},
-                       "results": rows}
+            payload = {
+                "model": {
+                    "name": version.name,
+                    "architecture": version.architecture,
+                    "sha256": version.sha256,
+                    "input_size": version.input_size,
+                    "class_names": names,
+                },
+                "results": rows,
+            }
             self.stdout.write(json.dumps(payload, indent=2))
         else:
             writer = csv.writer(self.stdout, lineterminator="\n")
             writer.writerow(["path", "label", "confidence", *(f"p_{name}" for name in names), "error"])
             for row in rows:
                 probabilities = row["probabilities"] or {}
-                writer.writerow([
-                    row["path"], row["label"] or "",
-                    "" if row["confidence"] is None else f"{row['confidence']:.6f}",
-                    *("" if name not in probabilities else f"{probabilities[name]:.6f}" for name in names),
-                    row["error"] or "",
-                ])
+                writer.writerow(
+                    [
+                        row["path"],
+                        row["label"] or "",
+                        "" if row["confidence"] is None else f"{row['confidence']:.6f}",
+                        *("" if name not in probabilities else f"{probabilities[name]:.6f}" for name in names),
+                        row["error"] or "",
+                    ]
+                )
         failed = sum(1 for row in rows if row["error"])
         if failed:
             self.stderr.write(f"{len(rows) - failed} file(s) classified, {failed} could not be read.")

@@ -20,15 +20,24 @@ class Command(BaseCommand):
             if meta["kind"] == "architectures":
                 which = parser.add_mutually_exclusive_group(required=True)
                 which.add_argument(meta["flag"], nargs="+", dest=name, metavar=meta["metavar"], help=meta["help"])
-                which.add_argument("--all", action="store_true",
-                                   help=f"the study's four: {', '.join(STUDY_ARCHITECTURES)}")
+                which.add_argument(
+                    "--all", action="store_true", help=f"the study's four: {', '.join(STUDY_ARCHITECTURES)}"
+                )
             elif meta["kind"] == "bool":
-                parser.add_argument(meta["flag"], dest=name, action="store_true" if not default else "store_false",
-                                    help=meta["help"])
+                parser.add_argument(
+                    meta["flag"], dest=name, action="store_true" if not default else "store_false", help=meta["help"]
+                )
             else:
-                parser.add_argument(meta["flag"], dest=name, type=TYPES[meta["kind"]], default=default,
-                                    choices=meta["choices"], metavar=meta["metavar"], help=meta["help"],
-                                    required=name == "data_dir")
+                parser.add_argument(
+                    meta["flag"],
+                    dest=name,
+                    type=TYPES[meta["kind"]],
+                    default=default,
+                    choices=meta["choices"],
+                    metavar=meta["metavar"],
+                    help=meta["help"],
+                    required=name == "data_dir",
+                )
 
     def handle(self, *args, **options):
         from django.conf import settings
