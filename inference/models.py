@@ -118,6 +118,19 @@ class Prediction(models.Model):
         db_default=[],
         help_text="Why the image is not taken for a smear.",
     )
+    ood_score = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Out-of-distribution score of the image against the model version's training split "
+        "(higher is further away); empty when the version has no fitted OOD model.",
+    )
+    flags = models.JSONField(
+        default=list,
+        blank=True,
+        db_default=[],
+        help_text="Why the pathologist should look twice (outside validated conditions, low confidence); "
+        "empty when the result is within what the model was validated on.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
