@@ -28,6 +28,12 @@
     }
   });
 
+  // A refused form: focus its error summary (whose links lead to each field), else its first
+  // invalid field, so keyboard and screen-reader users start at the errors, not at <body>.
+  var errorTarget = document.querySelector("[data-error-summary]") ||
+    document.querySelector("main [aria-invalid=true]");
+  if (errorTarget) { errorTarget.focus(); }
+
   // Back to a page kept by the browser (back button): its forms can be sent again.
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) { return; }
