@@ -3,8 +3,16 @@
 from audit.models import AuditEvent
 from core.client_ip import client_ip
 
+# Records whose "viewed" event this session has written (newest last), so reloading a case page,
+# or going back and forth between its pages, adds one event per case per session, not one per load.
+VIEWED_SESSION_KEY = "audit_viewed"
+VIEWED_REMEMBERED = 500  # bounds the session's size; a record viewed longer ago is recorded again
+
 
 def audit(action, *, actor=None, case=None, patient=None, request=None, **detail):
+    """Record one event; a repeated VIEWED of the same record in one portal session records nothing."""
+    if action == AuditEvent.Action.VIEWED and _viewed_before(request, case, patient):
+        return None
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user
     return AuditEvent.objects.create(
@@ -16,3 +24,20 @@ def audit(action, *, actor=None, case=None, patient=None, request=None, **detail
         ip_address=client_ip(request),
         detail=detail,
     )
+
+
+def _viewed_before(request, case, patient):
+    """True when this session already recorded a view of the record; else remember it and say False.
+
+    Only a signed-in session counts (it has a key): API calls with a token carry no session, so
+    each of them is recorded, and no session row is created for them.
+    """
+    session = getattr(request, "session", None)
+    if session is None or not session.session_key:
+        return False
+    record = f"case:{case.pk}" if case is not None else f"patient:{getattr(patient, 'pk', None)}"
+    seen = list(session.get(VIEWED_SESSION_KEY, []))
+    if record in seen:
+        return True
+    session[VIEWED_SESSION_KEY] = (seen + [record])[-VIEWED_REMEMBERED:]
+    return False

@@ -14,4 +14,5 @@ urlpatterns = [
     path("smears/<int:pk>/image/", views.smear_image, name="smear-image"),
     path("review/", views.review_queue, name="review-queue"),
     path("audit/", views.audit_log, name="audit-log"),
+    path("audit/export.csv", views.audit_log_csv, name="audit-log-csv"),
 ]

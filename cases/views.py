@@ -9,15 +9,18 @@ Access rules, in this order:
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import Q
+from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from audit.models import AuditEvent
 from audit.selectors import audit_events_visible_to
 from audit.services import audit
 from cases import access, services
+from cases.audit_trail import AuditFilterForm, csv_lines, filter_events
 from cases.forms import (
     AmendForm,
     CaseFilterForm,
@@ -315,18 +318,28 @@ def case_review(request, pk):
 @login_required
 def audit_log(request):
     require_role(permissions.administers_organisation(request.user))
+    filters = AuditFilterForm(request.GET or None)
     events = audit_events_visible_to(request.user).select_related("actor_organisation")
-    action = request.GET.get("action", "")
-    if action in AuditEvent.Action.values:
-        events = events.filter(action=action)
-    else:
-        action = ""
+    if filters.is_bound and not filters.is_valid():
+        return render(request, "cases/audit_log.html", {"filters": filters, "page_obj": []}, status=400)
+    if filters.is_bound:
+        events = filter_events(events, filters)
     return render(
         request,
         "cases/audit_log.html",
-        {
-            "page_obj": keyset_page(request, events, AUDIT_PAGE_SIZE),
-            "actions": AuditEvent.Action.choices,
-            "current_action": action,
-        },
+        {"filters": filters, "page_obj": keyset_page(request, events, AUDIT_PAGE_SIZE)},
     )
+
+
+@login_required
+def audit_log_csv(request):
+    """Every event the filters select, as CSV, streamed (see cases.audit_trail)."""
+    require_role(permissions.administers_organisation(request.user))
+    filters = AuditFilterForm(request.GET)
+    if not filters.is_valid():
+        raise BadRequest("; ".join(f"{name}: {' '.join(errors)}" for name, errors in filters.errors.items()))
+    events = filter_events(audit_events_visible_to(request.user), filters)
+    response = StreamingHttpResponse(csv_lines(events), content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="telediag-audit-{stamp}.csv"'
+    return response

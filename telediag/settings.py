@@ -336,6 +336,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Without deep links each operation's path is plain text, not a link inside its toggle button
+    # (a nested interactive control for screen readers and keyboards).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False},
     # Two models have a "status": name their enums apart.
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",

@@ -204,3 +204,26 @@ def test_signed_out_pages(audit, world):
     assert response.status == 404
     assert re.search(r"/accounts/login/", audit.page.url) or response.status == 404
     assert_clean(audit, 1)
+
+
+def test_api_docs_work_offline_behind_a_login(audit, world):
+    """/api/docs/ asks for a login, then renders every operation from files served here only."""
+    page, base = audit.page, audit.base
+    elsewhere = []
+    page.context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(base)
+            else (elsewhere.append(route.request.url), route.abort())
+        ),
+    )
+    page.goto(base + "/api/docs/")
+    assert "/accounts/login/" in page.url  # anonymous: to the login page
+    sign_in(audit, world.clinician)
+    page.goto(base + "/api/docs/")
+    page.wait_for_selector(".opblock-summary-control")
+    assert page.locator(".opblock").count() > 10
+    assert elsewhere == []
+    audit.measure("API docs")
+    assert_clean(audit, 1)
