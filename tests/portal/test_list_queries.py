@@ -112,7 +112,8 @@ LISTS = [
     ("clinician case list, filtered", "clinician", portal, "/cases/?priority=routine", None, 8),
     ("pathologist case list", "pathologist", portal, "/cases/", "/cases/?page=2", 9),
     ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 7),
-    ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 10),
+    # The patient's "viewed" event is written on the session's first visit only (audit.services).
+    ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 9),
     ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 10),
     ("audit trail", "lab_admin", portal, "/audit/", "older", 5),
     ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 5),
