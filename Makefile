@@ -32,11 +32,8 @@ run: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py register_default_model
 	@echo "Portal: http://$(HOST):$(PORT)/  (API docs: /api/docs/)"
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(VENV)/bin/celery -A telediag worker -B -Q inference,default -c 1 -l info -n inference@%h \
-	    -s var/celerybeat-schedule & \
-	  $(VENV)/bin/celery -A telediag worker -Q training -c 1 -l info -n training@%h & \
-	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@# One supervisor starts both workers and the server, and stops them once on Ctrl-C or SIGTERM.
+	exec $(PY) -m telediag.run_demo --host $(HOST) --port $(PORT)
 
 test: install-dev
 	$(PY) -m pytest
