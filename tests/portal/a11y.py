@@ -71,3 +71,46 @@ def overflow_at(page, widths=WIDTHS):
             found[width] = (scroll, inner, widest)
     page.set_viewport_size(original)
     return found
+
+
+_FOCUS_RING = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) { return null; }
+  const rgb = (text) => { const m = text.match(/rgba?\\(([^)]+)\\)/); if (!m) { return null; }
+    const p = m[1].split(',').map(s => parseFloat(s)); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+  let behind = null;
+  for (let node = el.parentElement; node; node = node.parentElement) {
+    const bg = rgb(getComputedStyle(node).backgroundColor);
+    if (bg && bg.a === 1) { behind = bg; break; }
+  }
+  behind = behind || {r: 255, g: 255, b: 255, a: 1};
+  const style = getComputedStyle(el);
+  const ring = rgb(style.outlineColor);
+  const width = parseFloat(style.outlineWidth) || 0;
+  const [hi, lo] = [lum(ring || behind), lum(behind)].sort((a, b) => b - a);
+  const label = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' "' +
+    (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().slice(0, 30) + '"';
+  return {label, style: style.outlineStyle, width, contrast: (hi + 0.05) / (lo + 0.05)};
+}"""
+
+
+def focus_rings(page, presses=80):
+    """Tab through the page: each focused control's outline (style, width, contrast against what
+    surrounds it). Stops when focus comes back to the first control."""
+    rings, first = [], None
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        ring = page.evaluate(_FOCUS_RING)
+        if ring is None:
+            continue
+        if ring["label"] == first:
+            break
+        first = first or ring["label"]
+        rings.append(ring)
+    return rings
+
+
+def weak_rings(rings, minimum=3.0):
+    return [r for r in rings if r["style"] == "none" or r["width"] < 2 or r["contrast"] < minimum]

@@ -7,8 +7,6 @@
   invalid field names its error message through aria-describedby.
 """
 
-import re
-
 import pytest
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -19,7 +17,7 @@ from inference.models import AnalysisJob
 from inference.tasks import analyse_smear
 from tests.conftest import DEMO_PASSWORD, current_totp_code, enrol_second_factor, smear_upload
 from tests.inference.conftest import build_test_model_file, register_version
-from tests.portal.a11y import axe_violations, blocking, describe, overflow_at
+from tests.portal.a11y import axe_violations, blocking, describe, focus_rings, overflow_at, weak_rings
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -199,11 +197,12 @@ def test_lab_admin_pages(audit, world, cases):
     assert_clean(audit, 10)
 
 
-def test_signed_out_pages(audit, world):
-    response = audit.visit("404 signed out", "/no-such-page/")
-    assert response.status == 404
-    assert re.search(r"/accounts/login/", audit.page.url) or response.status == 404
-    assert_clean(audit, 1)
+def test_signed_out_pages_of_the_demo(audit, world, settings):
+    settings.DEMO_MODE = True  # the banner is measured too
+    audit.visit("login (demo)", "/accounts/login/")
+    assert audit.page.locator("[data-testid=demo-banner]").count() == 1
+    assert audit.visit("404 signed out", "/no-such-page/").status == 404
+    assert_clean(audit, 2)
 
 
 def test_api_docs_work_offline_behind_a_login(audit, world):
@@ -227,3 +226,30 @@ def test_api_docs_work_offline_behind_a_login(audit, world):
     assert elsewhere == []
     audit.measure("API docs")
     assert_clean(audit, 1)
+
+
+def test_keyboard_focus_is_visible_everywhere_and_a_skip_link_comes_first(audit, world, cases, settings):
+    """Every control reached with Tab has a ring of 2 px or more at 3:1 or more against its
+    surroundings (WCAG 2.4.7 / 1.4.11), the active navbar link and the demo banner included."""
+    settings.DEMO_MODE = True
+    page = audit.page
+    enrol_second_factor(world.pathologist)
+    sign_in(audit, world.pathologist)
+    problems = []
+    for path in ("/review/", f"/cases/{cases['analysed'].pk}/review/", f"/cases/{cases['signed'].pk}/"):
+        page.goto(audit.base + path)
+        page.wait_for_load_state("networkidle")
+        page.keyboard.press("Tab")
+        skip = page.evaluate(
+            "() => [document.activeElement.className, document.activeElement.getBoundingClientRect().top]"
+        )
+        assert skip[0] == "td-skip-link" and skip[1] >= 0, (path, skip)
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "content"
+        page.goto(audit.base + path)
+        page.wait_for_load_state("networkidle")
+        rings = focus_rings(page)
+        assert len(rings) >= 8, (path, rings)
+        assert any("Review queue" in r["label"] for r in rings)  # the active navbar link
+        problems += [f"{path}: {r}" for r in weak_rings(rings)]
+    assert problems == []
