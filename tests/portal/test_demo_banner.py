@@ -1,4 +1,5 @@
-"""The demo install says on every page that it is not for patient data; a real install does not."""
+"""The demo install says on every page (portal, API docs, admin) that it is not for patient data;
+a real install does not."""
 
 import pytest
 from django.urls import reverse
@@ -10,7 +11,10 @@ BANNER = "Demo install — not for patient data"
 
 @pytest.mark.parametrize("demo", [True, False])
 def test_banner_on_every_page_of_the_demo_only(settings, login, world, case, demo):
+    from accounts.models import User
+
     settings.DEMO_MODE = demo
+    superuser = User.objects.create_superuser("root_admin", password="x" * 16)
     pages = [
         (None, reverse("login")),
         (None, "/no-such-page/"),
@@ -20,6 +24,9 @@ def test_banner_on_every_page_of_the_demo_only(settings, login, world, case, dem
         (world.pathologist, reverse("case-review", args=[case.pk])),
         (world.lab_admin, reverse("audit-log")),
         (world.lab_admin, reverse("user-list")),
+        (world.clinician, "/api/docs/"),
+        (superuser, "/admin/"),
+        (superuser, "/admin/audit/auditevent/"),
     ]
     for user, url in pages:
         response = login(user).get(url)
