@@ -34,6 +34,8 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = BaseUserAdmin.fieldsets + (("Telediag", {"fields": ("organisation", "role")}),)
     add_fieldsets = BaseUserAdmin.add_fieldsets + (("Telediag", {"fields": ("organisation", "role")}),)
     change_password_form = AdminPasswordChangeForm
+    # Records of what happened, not settings: shown, not edited (and no unlabelled date/time inputs).
+    readonly_fields = ("last_login", "date_joined")
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -200,6 +200,22 @@ def test_lab_admin_pages(audit, world, cases):
     assert_clean(audit, 12)
 
 
+def test_superuser_admin_pages(audit, world, cases):
+    from accounts.models import User
+
+    root = User.objects.create_superuser("root_admin", password=DEMO_PASSWORD)
+    enrol_second_factor(root)
+    sign_in(audit, root)
+    assert audit.visit("admin index", "/admin/").status == 200
+    assert audit.visit("admin audit events", "/admin/audit/auditevent/").status == 200
+    assert audit.visit("admin users", "/admin/accounts/user/").status == 200
+    assert audit.visit("admin user change", f"/admin/accounts/user/{world.pathologist.pk}/change/").status == 200
+    assert audit.visit("admin organisations", "/admin/accounts/organisation/").status == 200
+    assert audit.visit("admin model versions", "/admin/training/modelversion/").status == 200
+    assert audit.visit("admin cases", "/admin/cases/case/").status == 200
+    assert_clean(audit, 7)
+
+
 def test_signed_out_pages_of_the_demo(audit, world, settings):
     settings.DEMO_MODE = True  # the banner is measured too
     audit.visit("login (demo)", "/accounts/login/")
