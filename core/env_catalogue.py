@@ -12,7 +12,11 @@ CATALOGUE = {
     # Core
     "SECRET_KEY": ("required unless `DEBUG`/`TELEDIAG_DEMO`", "Django secret key (50+ random characters)."),
     "DEBUG": (None, "Never `true` in production: error pages with settings, no HTTPS defaults."),
-    "TELEDIAG_DEMO": (None, "Demo mode (`make run`): embedded defaults, demo users. Never with patient data."),
+    "TELEDIAG_DEMO": (
+        None,
+        "Demo mode (`make run`; `manage.py` on the demo install needs it too): embedded defaults, demo users, "
+        "a banner on every page. Never with patient data.",
+    ),
     "ALLOWED_HOSTS": (None, "Comma-separated host names the portal answers to."),
     "CSRF_TRUSTED_ORIGINS": (
         None,
