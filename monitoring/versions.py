@@ -1,0 +1,55 @@
+"""What monitoring reads from a model version, read defensively: older versions lack some of it.
+
+- the validated accuracy: ``record.metrics`` (held-out test split, else validation), with its n;
+- the calibrated OOD threshold: a version attribute (``ood_threshold``, or ``threshold`` inside an
+  ``ood`` mapping) or ``record.metrics["ood"]["threshold"]``. None: drift is not available.
+"""
+
+from numbers import Real
+
+from training.models import ModelVersion
+
+
+def _number(value):
+    return float(value) if isinstance(value, Real) and not isinstance(value, bool) else None
+
+
+def _metrics(version):
+    record = getattr(version, "record", None) if version is not None else None
+    metrics = getattr(record, "metrics", None)
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def ood_threshold(version):
+    if version is None:
+        return None
+    direct = _number(getattr(version, "ood_threshold", None))
+    if direct is not None:
+        return direct
+    for attribute in ("ood", "ood_model", "ood_detector"):
+        value = getattr(version, attribute, None)
+        if isinstance(value, dict) and _number(value.get("threshold")) is not None:
+            return _number(value["threshold"])
+    ood = _metrics(version).get("ood")
+    return _number(ood.get("threshold")) if isinstance(ood, dict) else None
+
+
+def validated_accuracy(version):
+    """(accuracy, n) on the version's held-out split, or (None, None) when none was recorded."""
+    metrics = _metrics(version)
+    for split in ("test", "val"):
+        values = metrics.get(split)
+        if isinstance(values, dict) and _number(values.get("accuracy")) is not None:
+            n = values.get("n")
+            return _number(values["accuracy"]), int(n) if isinstance(n, int) and n > 0 else None
+    return None, None
+
+
+# ModelRecord columns monitoring never reads (the split lists every training file: ~300 KB).
+UNUSED_RECORD_FIELDS = ("record__split", "record__plots", "record__preprocessing", "record__versions")
+
+
+def versions_with_metrics(ids):
+    """{id: version} with their training metrics in one query."""
+    rows = ModelVersion.objects.filter(pk__in=set(ids)).select_related("record").defer(*UNUSED_RECORD_FIELDS)
+    return {version.pk: version for version in rows}
