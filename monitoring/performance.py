@@ -46,6 +46,7 @@ def _confusion(cells, class_names):
 
 
 def alert_dict(alert):
+    """An open alert as the report and the banner show it (datetimes: the API renders them ISO 8601)."""
     return {
         "id": alert.pk,
         "kind": alert.kind,
@@ -56,10 +57,8 @@ def alert_dict(alert):
         "value": alert.value,
         "limit": alert.limit,
         "window_cases": alert.window_cases,
-        "created_at": alert.created_at.isoformat(),
-        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
-        "acknowledged_by": str(alert.acknowledged_by) if alert.acknowledged_by_id else None,
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "created_at": alert.created_at,
+        "resolved_at": alert.resolved_at,
     }
 
 

@@ -43,7 +43,7 @@ def alert_list(request):
         request,
         "monitoring/alerts.html",
         {
-            "open_alerts": [a for a in shown if a.is_open],
+            "open_alerts": [performance.alert_dict(a) for a in shown if a.is_open],
             "past_alerts": [a for a in shown if not a.is_open],
             "reads_performance": permissions.reads_model_performance(request.user),
         },
