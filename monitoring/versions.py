@@ -3,9 +3,14 @@
 - the validated accuracy: ``record.metrics`` (held-out test split, else validation), with its n;
 - the calibrated OOD threshold: a version attribute (``ood_threshold``, or ``threshold`` inside an
   ``ood`` mapping) or ``record.metrics["ood"]["threshold"]``. None: drift is not available.
+
+The fitted OOD parameters (``ModelVersion.ood``, where present) hold arrays: only their threshold is
+read, by the database, never the whole mapping.
 """
 
 from numbers import Real
+
+from django.db.models.fields.json import KeyTransform
 
 from training.models import ModelVersion
 
@@ -26,7 +31,10 @@ def ood_threshold(version):
     direct = _number(getattr(version, "ood_threshold", None))
     if direct is not None:
         return direct
+    deferred = version.get_deferred_fields() if hasattr(version, "get_deferred_fields") else set()
     for attribute in ("ood", "ood_model", "ood_detector"):
+        if attribute in deferred:  # loading it would cost a query (and its arrays) for a number
+            continue
         value = getattr(version, attribute, None)
         if isinstance(value, dict) and _number(value.get("threshold")) is not None:
             return _number(value["threshold"])
@@ -50,6 +58,10 @@ UNUSED_RECORD_FIELDS = ("record__split", "record__plots", "record__preprocessing
 
 
 def versions_with_metrics(ids):
-    """{id: version} with their training metrics in one query."""
+    """{id: version} with their training metrics and OOD threshold in one query."""
     rows = ModelVersion.objects.filter(pk__in=set(ids)).select_related("record").defer(*UNUSED_RECORD_FIELDS)
+    fields = {field.name for field in ModelVersion._meta.get_fields()}
+    rows = rows.defer(*({"smear_check", "ood"} & fields))
+    if "ood" in fields and "ood_threshold" not in fields:
+        rows = rows.annotate(ood_threshold=KeyTransform("threshold", "ood"))
     return {version.pk: version for version in rows}

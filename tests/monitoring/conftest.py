@@ -12,6 +12,12 @@ from tests.conftest import smear_upload
 CLASSES = ["benign", "early_pre_b", "pre_b", "pro_b"]
 
 
+def has_ood_field():
+    from training.models import ModelVersion
+
+    return any(field.name == "ood" for field in ModelVersion._meta.get_fields())
+
+
 def make_version(name, *, accuracy=0.95, n=400, ood_threshold=None):
     from training.models import ModelRecord, ModelVersion
 
@@ -19,7 +25,11 @@ def make_version(name, *, accuracy=0.95, n=400, ood_threshold=None):
         name=name, architecture="convnet_bn", file_path=f"{name}.keras", sha256="0" * 64, class_names=CLASSES
     )
     metrics = {"test": {"n": n, "accuracy": accuracy}} if accuracy is not None else {}
-    if ood_threshold is not None:
+    if ood_threshold is not None and has_ood_field():
+        # Where the registry stores a fitted OOD model (ml.ood): its threshold beside its arrays.
+        version.ood = {"kind": "mahalanobis", "threshold": ood_threshold, "arrays": {"mean": "A" * 50_000}}
+        version.save(update_fields=["ood"])
+    elif ood_threshold is not None:
         metrics["ood"] = {"threshold": ood_threshold}
     ModelRecord.objects.create(version=version, metrics=metrics, split={"train": ["x.png"] * 100})
     return version

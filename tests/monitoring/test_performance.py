@@ -121,6 +121,7 @@ def test_another_organisations_admin_sees_nothing(client, world, version, other_
     assert api(client, other_lab_admin).get(API).json()["rows"] == []
     assert client.get(f"{API}?site={world.site.pk}").status_code == 404  # not a site of their laboratory
     assert client.get(f"{API}?site=nope").status_code == 404
+    assert client.get(f"{API}?site=99999999999999999999999").status_code == 404  # not a 500
     client.force_login(other_lab_admin)
     assert client.get(f"{PAGE}?site={world.site.pk}").status_code == 404
 
@@ -200,9 +201,12 @@ def test_the_report_takes_a_constant_number_of_queries(client, world, version):
     assert len(captured) <= few + 4  # session, user, second factor, messages
 
 
-def test_the_report_does_not_read_the_training_split(client, world, version):
-    sign_many(world, version, [("pre_b", "pre_b")])
+def test_the_report_reads_neither_the_training_split_nor_the_ood_arrays(client, world, version):
+    sign_many(world, version, [("pre_b", "pre_b")], ood=[12.0])
     with CaptureQueriesContext(connection) as captured:
-        api(client, world.lab_admin).get(API)
+        body = api(client, world.lab_admin).get(API).json()
+    assert body["rows"][0]["drift"]["threshold"] == 10.0  # the threshold still comes through
     reads = [q["sql"] for q in captured.captured_queries if '"training_modelrecord"' in q["sql"]]
     assert reads and not any('"training_modelrecord"."split"' in sql for sql in reads)
+    # The version's fitted OOD parameters (arrays) are not loaded for their threshold.
+    assert not any('"training_modelversion"."ood",' in q["sql"] for q in captured.captured_queries)
