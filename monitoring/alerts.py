@@ -22,7 +22,7 @@ from core import permissions
 from core.errors import DomainError
 from monitoring import assessment, windows
 from monitoring.models import CaseOutcome, MonitoringAlert
-from monitoring.versions import versions_with_metrics
+from monitoring.versions import heavy_version_fields, versions_with_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,11 @@ def recipients(laboratory_id):
 
 def send_alert_email(alert_id):
     """E-mail an alert (after its transaction commits); a failure is logged, the alert stays."""
-    alert = MonitoringAlert.objects.select_related("site", "model_version", "laboratory").get(pk=alert_id)
+    alert = (
+        MonitoringAlert.objects.select_related("site", "model_version", "laboratory")
+        .defer(*heavy_version_fields("model_version__"))
+        .get(pk=alert_id)
+    )
     to = recipients(alert.laboratory_id)
     if not to:
         return []
@@ -157,8 +161,10 @@ def alerts_for(user):
     """The alerts of the user's laboratory (pathologists and lab admins), newest first."""
     if not permissions.sees_monitoring_alerts(user):
         return MonitoringAlert.objects.none()
-    return MonitoringAlert.objects.filter(laboratory_id=user.organisation_id).select_related(
-        "site", "model_version", "acknowledged_by"
+    return (
+        MonitoringAlert.objects.filter(laboratory_id=user.organisation_id)
+        .select_related("site", "model_version", "acknowledged_by")
+        .defer(*heavy_version_fields("model_version__"))
     )
 
 

@@ -10,7 +10,7 @@ from core import permissions
 from monitoring import assessment, windows
 from monitoring.models import MonitoringAlert
 from monitoring.stats import proportion, wilson_interval
-from monitoring.versions import validated_accuracy, versions_with_metrics
+from monitoring.versions import heavy_version_fields, validated_accuracy, versions_with_metrics
 
 NO_SUBTYPE = ""  # the AI gave no case-level subtype (no result, no consensus)
 
@@ -84,9 +84,9 @@ def referring_site(laboratory, site):
 def open_alerts(laboratory_id):
     """Unacknowledged alerts of the laboratory, newest first."""
     return list(
-        MonitoringAlert.objects.filter(laboratory_id=laboratory_id, acknowledged_at__isnull=True).select_related(
-            "site", "model_version"
-        )
+        MonitoringAlert.objects.filter(laboratory_id=laboratory_id, acknowledged_at__isnull=True)
+        .select_related("site", "model_version")
+        .defer(*heavy_version_fields("model_version__"))
     )
 
 

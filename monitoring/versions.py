@@ -57,11 +57,17 @@ def validated_accuracy(version):
 UNUSED_RECORD_FIELDS = ("record__split", "record__plots", "record__preprocessing", "record__versions")
 
 
+def heavy_version_fields(prefix=""):
+    """ModelVersion columns holding fitted parameters (smear check, OOD arrays) that monitoring never reads."""
+    fields = {field.name for field in ModelVersion._meta.get_fields()}
+    return [f"{prefix}{name}" for name in sorted({"smear_check", "ood"} & fields)]
+
+
 def versions_with_metrics(ids):
     """{id: version} with their training metrics and OOD threshold in one query."""
     rows = ModelVersion.objects.filter(pk__in=set(ids)).select_related("record").defer(*UNUSED_RECORD_FIELDS)
+    rows = rows.defer(*heavy_version_fields())
     fields = {field.name for field in ModelVersion._meta.get_fields()}
-    rows = rows.defer(*({"smear_check", "ood"} & fields))
     if "ood" in fields and "ood_threshold" not in fields:
         rows = rows.annotate(ood_threshold=KeyTransform("threshold", "ood"))
     return {version.pk: version for version in rows}
