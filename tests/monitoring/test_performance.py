@@ -215,3 +215,16 @@ def test_the_report_reads_neither_the_training_split_nor_the_ood_arrays(client, 
     assert reads and not any('"training_modelrecord"."split"' in sql for sql in reads)
     # The version's fitted OOD parameters (arrays) are not loaded for their threshold.
     assert not any('"training_modelversion"."ood",' in q["sql"] for q in captured.captured_queries)
+
+
+def test_no_consensus_is_shown_but_not_compared(client, world, version):
+    # inference records "no_consensus" for a case whose images disagree (issue 14, section 3).
+    from monitoring.models import CaseOutcome
+
+    sign_many(world, version, [("pre_b", "pre_b"), ("benign", "pre_b")])
+    outcome = CaseOutcome.objects.filter(ai_label="benign").get()
+    CaseOutcome.objects.filter(pk=outcome.pk).update(ai_label="no_consensus", agreed=None)
+    row = api(client, world.lab_admin).get(API).json()["rows"][0]
+    assert (row["cases_signed"], row["compared"], row["agreed"]) == (2, 1, 1)
+    names = [r["name"] for r in row["confusion"]["rows"]]
+    assert names[-1] == "No consensus" and row["confusion"]["rows"][-1]["counts"][2] == 1
