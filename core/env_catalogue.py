@@ -102,6 +102,10 @@ CATALOGUE = {
     "TELEDIAG_TASK_SOFT_TIME_LIMIT": (None, "Seconds before a task is asked to stop (its job fails with the reason)."),
     "TELEDIAG_TASK_TIME_LIMIT": (None, "Seconds before a task's process is killed."),
     "TELEDIAG_SWEEP_INTERVAL_S": (None, "Seconds between two sweeps (Celery beat)."),
+    "TELEDIAG_IDEMPOTENCY_KEY_DAYS": (
+        None,
+        "Days an `Idempotency-Key`'s first answer is kept for retries; a daily beat task forgets older keys.",
+    ),
     "TELEDIAG_INFERENCE_LEASE_S": (
         None,
         "Lease of a running analysis job (s), renewed by its worker; expired, the sweeper requeues the job.",

@@ -300,6 +300,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0),
         "options": {"queue": "default", "expires": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0)},
     },
+    "idempotency-purge": {
+        "task": "idempotency.purge_expired_keys",
+        "schedule": 24 * 3600.0,
+        "options": {"queue": "default", "expires": 3600.0},
+    },
     # Alerts follow each signature; this catches what a failed check after a signature missed.
     "monitoring-evaluate": {
         "task": "monitoring.evaluate_alerts",
@@ -307,6 +312,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": "default", "expires": env_float("TELEDIAG_MONITORING_INTERVAL_S", 3600.0)},
     },
 }
+# How long an Idempotency-Key's first answer is kept for retries (then the key is forgotten).
+IDEMPOTENCY_KEY_RETENTION_DAYS = env_int("TELEDIAG_IDEMPOTENCY_KEY_DAYS", 7)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Model versions kept loaded in each worker process.
 INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
