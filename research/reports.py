@@ -439,8 +439,8 @@ def format_report(report):
             "",
             format_table(site),
             (
-                f"  confidence only (no OOD score): plain flagged {site['confidence_only']['plain_flagged_rate']:.1%}, "
-                f"wrong answers flagged {site['confidence_only']['wrong_flagged_rate']:.1%}"
+                f"  confidence only (no OOD score): plain flagged {_pct(site['confidence_only']['plain_flagged_rate'])}, "
+                f"wrong answers flagged {_pct(site['confidence_only']['wrong_flagged_rate'])}"
             ),
             (
                 f"  OOD model: Mahalanobis on {ood['components']} principal components of {ood['dimension']} "
