@@ -1,6 +1,6 @@
 """What the clinical record tells other apps, so that cases never imports them.
 
-Both are sent inside the transaction that makes the change, so a receiver's writes commit or roll
+All are sent inside the transaction that makes the change, so a receiver's writes commit or roll
 back with it; receivers that talk to the outside world (a broker, e-mail) do so on commit.
 """
 
@@ -11,3 +11,6 @@ case_submitted = Signal()
 
 # A pathologist signed a case: case, review (the signature just created).
 case_signed = Signal()
+
+# A pathologist amended a signed case: case, review (the amendment just created).
+case_amended = Signal()

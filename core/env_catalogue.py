@@ -106,6 +106,10 @@ CATALOGUE = {
     "TELEDIAG_TASK_SOFT_TIME_LIMIT": (None, "Seconds before a task is asked to stop (its job fails with the reason)."),
     "TELEDIAG_TASK_TIME_LIMIT": (None, "Seconds before a task's process is killed."),
     "TELEDIAG_SWEEP_INTERVAL_S": (None, "Seconds between two sweeps (Celery beat)."),
+    "TELEDIAG_IDEMPOTENCY_KEY_DAYS": (
+        None,
+        "Days an `Idempotency-Key`'s first answer is kept for retries; a daily beat task forgets older keys.",
+    ),
     "TELEDIAG_INFERENCE_LEASE_S": (
         None,
         "Lease of a running analysis job (s), renewed by its worker; expired, the sweeper requeues the job.",
@@ -139,6 +143,35 @@ CATALOGUE = {
         None,
         "Most waiting smears a worker classifies in one model call (GPU nodes: 8-32).",
     ),
+    # Model monitoring and e-mail
+    "TELEDIAG_MONITORING_WINDOW_CASES": (
+        None,
+        "Recent agreement and drift of a site: over its last this many signed cases.",
+    ),
+    "TELEDIAG_MONITORING_MIN_CASES": (
+        None,
+        "Fewest comparable cases in that window before an agreement or drift alert can be raised.",
+    ),
+    "TELEDIAG_DRIFT_ALERT": (
+        None,
+        "Drift alert above this share of a site's recent images outside validated conditions (0-1).",
+    ),
+    "TELEDIAG_MONITORING_INTERVAL_S": (None, "Seconds between two checks of every site's alerts (Celery beat)."),
+    "TELEDIAG_ALERT_EMAILS": (
+        "the laboratory's lab admins",
+        "Comma-separated addresses that receive monitoring alerts (with `TELEDIAG_EMAIL` on).",
+    ),
+    "TELEDIAG_EMAIL": (
+        None,
+        "`off`: alerts only in the portal; `smtp`: e-mail them; `console`: write them to the log.",
+    ),
+    "TELEDIAG_EMAIL_HOST": (None, "SMTP server."),
+    "TELEDIAG_EMAIL_PORT": (None, "SMTP port."),
+    "TELEDIAG_EMAIL_USER": (None, "SMTP user name; empty: no login."),
+    "TELEDIAG_EMAIL_PASSWORD": (None, "SMTP password; use `TELEDIAG_EMAIL_PASSWORD_FILE`."),
+    "TELEDIAG_EMAIL_STARTTLS": (None, "Upgrade the SMTP connection with STARTTLS."),
+    "TELEDIAG_EMAIL_TIMEOUT_S": (None, "Seconds an SMTP operation may take before the e-mail is given up (logged)."),
+    "TELEDIAG_EMAIL_FROM": (None, "Sender address of Telediag's e-mails."),
     # Training
     "TELEDIAG_DATASET_DIR": ("`../shared/data/all-leukemia`", "Data set of the smoke tests and examples."),
     "TELEDIAG_LOCAL_WEIGHTS_DIR": (None, "Folder with local ImageNet weight files for training."),

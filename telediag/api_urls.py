@@ -5,6 +5,7 @@
 - users/          lab admins: the users of their organisation (list, create, retrieve, PATCH role/is_active)
 - patients/, cases/, cases/{id}/sign/, cases/{id}/amend/, review-queue/, audit-events/: see cases.api
 - cases/{id}/analysis/, cases/{id}/analysis/rerun/, analysis/jobs/: see inference.api
+- monitoring/performance/, monitoring/alerts/: see monitoring.api
 """
 
 from django.urls import include, path
@@ -21,4 +22,5 @@ urlpatterns = [
     *router.urls,
     path("", include("cases.api.urls")),
     path("", include("inference.api_urls")),
+    path("", include("monitoring.api_urls")),
 ]

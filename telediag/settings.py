@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "ops",
     "django_prometheus",
     "idempotency",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -299,8 +300,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inference.sweep_analysis",
         "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0),
         "options": {"queue": "default", "expires": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0)},
-    }
+    },
+    "idempotency-purge": {
+        "task": "idempotency.purge_expired_keys",
+        "schedule": 24 * 3600.0,
+        "options": {"queue": "default", "expires": 3600.0},
+    },
+    # Alerts follow each signature; this catches what a failed check after a signature missed.
+    "monitoring-evaluate": {
+        "task": "monitoring.evaluate_alerts",
+        "schedule": env_float("TELEDIAG_MONITORING_INTERVAL_S", 3600.0),
+        "options": {"queue": "default", "expires": env_float("TELEDIAG_MONITORING_INTERVAL_S", 3600.0)},
+    },
 }
+# How long an Idempotency-Key's first answer is kept for retries (then the key is forgotten).
+IDEMPOTENCY_KEY_RETENTION_DAYS = env_int("TELEDIAG_IDEMPOTENCY_KEY_DAYS", 7)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Model versions kept loaded in each worker process.
 INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
@@ -413,3 +427,27 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("TELEDIAG_WORKER_START_TIMEOUT_S", 
 # A worker touches this file while it is connected to the broker (container health check).
 WORKER_HEARTBEAT_FILE = env_str("TELEDIAG_WORKER_HEARTBEAT_FILE")
 WORKER_HEARTBEAT_S = env_float("TELEDIAG_WORKER_HEARTBEAT_S", 10.0)
+
+# Model monitoring (monitoring/): agreement with pathologists and drift per referring site.
+MONITORING_WINDOW_CASES = env_int("TELEDIAG_MONITORING_WINDOW_CASES", 50)
+MONITORING_MIN_CASES = env_int("TELEDIAG_MONITORING_MIN_CASES", 20)
+MONITORING_DRIFT_ALERT = env_float("TELEDIAG_DRIFT_ALERT", 0.25)
+MONITORING_ALERT_EMAILS = env_list("TELEDIAG_ALERT_EMAILS")
+if MONITORING_WINDOW_CASES < 1 or not 1 <= MONITORING_MIN_CASES <= MONITORING_WINDOW_CASES:
+    raise ImproperlyConfigured("TELEDIAG_MONITORING_MIN_CASES must be 1 to TELEDIAG_MONITORING_WINDOW_CASES.")
+if not 0 < MONITORING_DRIFT_ALERT < 1:
+    raise ImproperlyConfigured("TELEDIAG_DRIFT_ALERT is a share of images: above 0 and below 1.")
+# E-mail: off (alerts only in the portal), smtp, or console (written to the log; trials).
+EMAIL_MODE = env_choice("TELEDIAG_EMAIL", "off", ("off", "smtp", "console"))
+MONITORING_EMAIL = EMAIL_MODE != "off"
+EMAIL_BACKEND = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}.get(EMAIL_MODE, "django.core.mail.backends.dummy.EmailBackend")
+EMAIL_HOST = env_str("TELEDIAG_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("TELEDIAG_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("TELEDIAG_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("TELEDIAG_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("TELEDIAG_EMAIL_STARTTLS", False)
+EMAIL_TIMEOUT = env_float("TELEDIAG_EMAIL_TIMEOUT_S", 10.0)
+DEFAULT_FROM_EMAIL = env_str("TELEDIAG_EMAIL_FROM", "telediag@localhost")
