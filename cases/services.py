@@ -11,7 +11,7 @@ from audit.models import AuditEvent
 from audit.services import audit
 from cases.access import laboratories_for
 from cases.models import Case, Diagnosis, Patient, Review, Smear
-from cases.signals import case_signed, case_submitted
+from cases.signals import case_amended, case_signed, case_submitted
 from cases.storage import StorageUnavailable
 from cases.uploads import validate_uploads
 from core import permissions
@@ -260,6 +260,8 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signa
             signature_method=signature_method,
         )
         Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
+        locked.status = Case.Status.AMENDED
+        case_amended.send(sender=Case, case=locked, review=review, previous=previous)
         audit(
             AuditEvent.Action.AMENDED,
             actor=user,

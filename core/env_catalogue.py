@@ -135,6 +135,29 @@ CATALOGUE = {
         None,
         "Most waiting smears a worker classifies in one model call (GPU nodes: 8-32).",
     ),
+    # Reports and notifications
+    "TELEDIAG_PUBLIC_URL": (
+        "empty (paths only)",
+        "Address of the portal, e.g. `https://telediag.hospital.example`, for links in e-mails and FHIR bundles.",
+    ),
+    "TELEDIAG_FHIR_PUSH_URL": (
+        "empty (no push)",
+        "POST every signed or amended report's FHIR R4 Bundle here, e.g. `https://fhir.hospital.example/fhir/Bundle`.",
+    ),
+    "TELEDIAG_FHIR_PUSH_TOKEN": (None, "Sent as `Authorization: Bearer <token>` with each push; use `_FILE`."),
+    "TELEDIAG_FHIR_PUSH_TIMEOUT_S": (None, "Seconds one push may take before it counts as failed."),
+    "TELEDIAG_FHIR_PUSH_RETRIES": (
+        None,
+        "Retries of a push that failed transiently (timeout, 429, 5xx), 30 s apart and doubling.",
+    ),
+    "TELEDIAG_NOTIFICATION_EMAILS": (None, "Also e-mail each notification (case reference and link; no patient data)."),
+    "EMAIL_BACKEND": (None, "Django e-mail backend; `django.core.mail.backends.console.EmailBackend` prints them."),
+    "EMAIL_HOST": (None, "Mail server for notification e-mails."),
+    "EMAIL_PORT": (None, "Port of the mail server."),
+    "EMAIL_HOST_USER": (None, "User name at the mail server; empty: no login."),
+    "EMAIL_HOST_PASSWORD": (None, "Password at the mail server; use `EMAIL_HOST_PASSWORD_FILE`."),
+    "EMAIL_USE_TLS": (None, "STARTTLS to the mail server."),
+    "DEFAULT_FROM_EMAIL": (None, "Sender address of notification e-mails."),
     # Training
     "TELEDIAG_DATASET_DIR": ("`../shared/data/all-leukemia`", "Data set of the smoke tests and examples."),
     "TELEDIAG_LOCAL_WEIGHTS_DIR": (None, "Folder with local ImageNet weight files for training."),

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "ops",
     "django_prometheus",
     "idempotency",
+    "reports",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -409,3 +411,25 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("TELEDIAG_WORKER_START_TIMEOUT_S", 
 # A worker touches this file while it is connected to the broker (container health check).
 WORKER_HEARTBEAT_FILE = env_str("TELEDIAG_WORKER_HEARTBEAT_FILE")
 WORKER_HEARTBEAT_S = env_float("TELEDIAG_WORKER_HEARTBEAT_S", 10.0)
+
+# Signed reports (reports/): links in e-mails and FHIR bundles use this address of the portal
+# (e.g. https://telediag.hospital.example); empty: paths only.
+PUBLIC_URL = env_str("TELEDIAG_PUBLIC_URL")
+# Push every signed or amended report to a FHIR server (a Bundle POSTed to this URL, e.g.
+# https://fhir.hospital.example/fhir/Bundle) from a Celery task; empty: no push.
+FHIR_PUSH_URL = env_str("TELEDIAG_FHIR_PUSH_URL")
+FHIR_PUSH_TOKEN = env_str("TELEDIAG_FHIR_PUSH_TOKEN")  # sent as "Authorization: Bearer <token>"
+FHIR_PUSH_TIMEOUT_S = env_float("TELEDIAG_FHIR_PUSH_TIMEOUT_S", 10.0)
+FHIR_PUSH_MAX_RETRIES = env_int("TELEDIAG_FHIR_PUSH_RETRIES", 8)
+FHIR_PUSH_RETRY_BACKOFF_S = 30  # then doubling, at most 10 minutes apart
+
+# Notifications (notifications/): in-app always; e-mails of them only when this is on.
+NOTIFICATION_EMAILS = env_bool("TELEDIAG_NOTIFICATION_EMAILS", False)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10  # seconds; a stuck mail server only delays the e-mail task
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "telediag@localhost")
