@@ -37,6 +37,7 @@ class NotificationList(generics.ListAPIView):
     @extend_schema(
         summary="Your notifications, newest first",
         parameters=[OpenApiParameter("unread", bool, required=False, description="1: unread ones only")],
+        responses={200: NotificationSerializer(many=True), **error_responses(400, 401, 404)},
     )
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
