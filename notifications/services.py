@@ -58,7 +58,8 @@ def notify_case_signed(case, review, *, amended=False, previous=None):
     """The referring site's clinicians: the report is ready (or changed)."""
     diagnosis = review.get_diagnosis_display()
     if amended:
-        was = f" (was {previous.get_diagnosis_display()})" if previous is not None else ""
+        changed = previous is not None and previous.diagnosis != review.diagnosis
+        was = f" (was {previous.get_diagnosis_display()})" if changed else ""
         title = f"{case.reference} amended: {diagnosis}{was}"
         body = f"Reason: {review.reason}" if review.reason else ""
         kind = Notification.Kind.CASE_AMENDED

@@ -98,6 +98,15 @@ class ReportContent:
         return self.previous.get_diagnosis_display() if self.previous else ""
 
     @property
+    def change(self):
+        """What an amendment changed, in one sentence ("" for the signature)."""
+        if not self.is_amendment:
+            return ""
+        if self.previous is not None and self.previous.diagnosis == self.review.diagnosis:
+            return f"Diagnosis unchanged ({self.diagnosis_label}); the report was re-issued"
+        return f"Diagnosis changed from {self.previous_label or 'none'} to {self.diagnosis_label}"
+
+    @property
     def signer_name(self):
         return person_name(self.review.signed_by)
 

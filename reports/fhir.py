@@ -221,12 +221,7 @@ def _diagnosis_observation(content, patient, practitioner, lab):
     if review.comment:
         notes.append({"text": review.comment})
     if content.is_amendment:
-        notes.append(
-            {
-                "text": f"AMENDED: diagnosis changed from {content.previous_label} to {content.diagnosis_label}. "
-                f"Reason: {review.reason}"
-            }
-        )
+        notes.append({"text": f"AMENDED: {content.change}. Reason: {review.reason}"})
     if notes:
         observation["note"] = notes
     return observation
@@ -239,8 +234,7 @@ def _conclusion(content):
     if content.is_amendment:
         parts.insert(
             0,
-            f"AMENDED (version {content.number}): changed from {content.previous_label}; "
-            f"reason: {content.review.reason}.",
+            f"AMENDED (version {content.number}): {content.change}; reason: {content.review.reason}.",
         )
     return " ".join(parts)
 

@@ -236,7 +236,7 @@ def _amendment_section(content, styles):
         _p("Amendment", styles["h2"]),
         _fields(
             [
-                ("What changed", f"Diagnosis changed from {content.previous_label} to {content.diagnosis_label}"),
+                ("What changed", content.change),
                 ("Previous diagnosis", content.previous_label),
                 ("New diagnosis", content.diagnosis_label),
                 ("Reason", review.reason),

@@ -5,6 +5,9 @@ import pytest
 
 from tests.conftest import smear_upload
 
+# The real worker and Redis broker of the inference integration tests (test_push_worker).
+from tests.inference.test_integration import broker_settings, services_up, start_worker  # noqa: F401
+
 MODEL_NAME = "convnet-report-test-v3"
 FLAG = "Outside validated conditions: staining unlike the training sites"
 

@@ -164,3 +164,13 @@ def test_case_without_ai_result_still_reports(client, world):
     flat = " ".join(text.split())
     assert "No AI result was available" in flat
     assert "Non-diagnostic" in flat
+
+
+def test_amendment_that_keeps_the_diagnosis_says_so(client, world, signed_case):
+    amend(signed_case, world.pathologist, diagnosis="pre_b", reason="Comment corrected: typo in the cell count.")
+    client.force_login(world.clinician)
+    flat = " ".join(pdf_text(api_pdf(client, signed_case).content)[0].split())
+    assert "AMENDED" in flat
+    assert "Diagnosis unchanged (Pre-B ALL)" in flat
+    assert "Comment corrected: typo in the cell count." in flat
+    assert world.clinician.notifications.order_by("-pk").first().title == f"{signed_case.reference} amended: Pre-B ALL"
