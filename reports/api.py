@@ -7,8 +7,11 @@ Access as for the case (cases.access: another organisation's case is 404); a cas
 answers 409 with the reason. Every download is in the audit trail.
 """
 
+import json
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -27,12 +30,37 @@ VERSION = OpenApiParameter(
 CASE_ROLES_ONLY = "Only clinicians and pathologists open case reports."
 
 
+class PDFRenderer(BaseRenderer):
+    """Lets clients ask for ``Accept: application/pdf``; an error still gets the JSON error body."""
+
+    media_type = "application/pdf"
+    format = "pdf"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return json.dumps(data).encode("utf-8")
+
+
+class FHIRJSONRenderer(JSONRenderer):
+    """FHIR's own JSON media type, for clients that ask for it."""
+
+    media_type = "application/fhir+json"
+    format = "fhir"
+
+
 def _case_for(user, pk):
     require_role(permissions.works_with_cases(user), CASE_ROLES_ONLY)
     return access.get_case_for(user, pk)
 
 
 class CaseReportPdfView(APIView):
+    renderer_classes = [JSONRenderer, PDFRenderer]
+
     @extend_schema(
         summary="Download the signed report (PDF)",
         parameters=[VERSION],
@@ -47,6 +75,8 @@ class CaseReportPdfView(APIView):
 
 
 class CaseFhirView(APIView):
+    renderer_classes = [JSONRenderer, FHIRJSONRenderer]
+
     @extend_schema(
         summary="The signed report as a FHIR R4 Bundle",
         parameters=[VERSION],

@@ -150,7 +150,7 @@ def _media(smear, patient, base_url):
         "height": smear.height,
         "content": {
             "contentType": "image/png" if smear.format.upper() == "PNG" else "image/jpeg",
-            "url": _absolute(base_url, reverse("smear-image", args=[smear.pk])),
+            "url": _absolute(base_url, reverse("api-smear-image", args=[smear.pk])),  # token or session
             "size": smear.size_bytes,
             "title": smear.original_filename or f"Image {smear.pk}",
         },

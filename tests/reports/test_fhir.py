@@ -108,7 +108,11 @@ def test_signed_case_as_a_fhir_bundle(client, world, signed_case):
     assert MODEL_NAME in provenance["entity"][0]["what"]["display"]
 
     media = resources["Media"][0]
-    assert media["content"]["url"] == f"http://testserver{reverse('smear-image', args=[signed_case.smears.first().pk])}"
+    smear = signed_case.smears.first()
+    assert media["content"]["url"] == f"http://testserver{reverse('api-smear-image', args=[smear.pk])}"
+    image = client.get(media["content"]["url"].removeprefix("http://testserver"))
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert (media["width"], media["height"]) == (smear.width, smear.height)
 
 
 def test_amended_case_exports_status_amended(client, world, signed_case):

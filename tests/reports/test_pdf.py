@@ -174,3 +174,15 @@ def test_amendment_that_keeps_the_diagnosis_says_so(client, world, signed_case):
     assert "Diagnosis unchanged (Pre-B ALL)" in flat
     assert "Comment corrected: typo in the cell count." in flat
     assert world.clinician.notifications.order_by("-pk").first().title == f"{signed_case.reference} amended: Pre-B ALL"
+
+
+def test_clients_may_ask_for_pdf_or_fhir_json(client, world, signed_case):
+    client.force_login(world.clinician)
+    url = reverse("api-case-report-pdf", args=[signed_case.pk])
+    response = client.get(url, HTTP_ACCEPT="application/pdf")
+    assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+    refused = client.get(reverse("api-case-report-pdf", args=[world.submit_case().pk]), HTTP_ACCEPT="application/pdf")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_signed"
+    fhir = client.get(reverse("api-case-fhir", args=[signed_case.pk]), HTTP_ACCEPT="application/fhir+json")
+    assert fhir.status_code == 200 and fhir["Content-Type"] == "application/fhir+json"
+    assert fhir.json()["resourceType"] == "Bundle"
