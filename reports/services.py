@@ -85,7 +85,14 @@ def report_versions(case):
     if not reviews:
         raise NotSigned(case)
     stored = {version.review_id: version for version in ReportVersion.objects.filter(case=case)}
-    return [stored.get(review.pk) or report_version_create(review) for review in reviews]
+    versions = []
+    for review in reviews:
+        version = stored.get(review.pk)
+        if version is None:  # its issue at signing failed: issue (and push) it now
+            version = report_version_create(review)
+            queue_fhir_push(version)
+        versions.append(version)
+    return versions
 
 
 def report_version(case, number=None):
@@ -149,6 +156,11 @@ def queue_fhir_push(version):
         ReportVersion.objects.filter(pk=version.pk).update(fhir_push_error=error)
         return False
     return True
+
+
+def unpushed_versions():
+    """Report versions the FHIR server has not accepted yet, oldest first."""
+    return ReportVersion.objects.filter(fhir_pushed_at__isnull=True).select_related("case").order_by("created_at", "pk")
 
 
 def fhir_push(version_id):

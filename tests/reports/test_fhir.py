@@ -184,3 +184,25 @@ def test_no_push_without_an_address(world, analysed_case, settings, eager_celery
     with django_capture_on_commit_callbacks(execute=True):
         review = sign(analysed_case, world.pathologist)
     assert ReportVersion.objects.get(review=review).fhir_push_attempts == 0
+
+
+def test_push_reports_command_sends_what_was_missed(world, signed_case, settings):
+    from django.core.management import CommandError, call_command
+
+    from reports.models import ReportVersion
+    from reports.services import report_version
+
+    version = report_version(signed_case)  # issued while no push was configured
+    settings.FHIR_PUSH_URL = ""
+    with pytest.raises(CommandError, match="not set"):
+        call_command("push_reports")
+    with FhirServer(statuses=[503]) as server:
+        settings.FHIR_PUSH_URL = server.url
+        with pytest.raises(CommandError):
+            call_command("push_reports")  # busy: stops, records why
+        assert "503" in ReportVersion.objects.get(pk=version.pk).fhir_push_error
+        call_command("push_reports")
+        call_command("push_reports")  # nothing left: no second POST
+    assert len(server.received) == 2
+    assert validated(server.received[-1][2])["DiagnosticReport"][0]["identifier"][0]["value"] == signed_case.reference
+    assert ReportVersion.objects.get(pk=version.pk).fhir_pushed_at is not None

@@ -186,3 +186,14 @@ def test_clients_may_ask_for_pdf_or_fhir_json(client, world, signed_case):
     fhir = client.get(reverse("api-case-fhir", args=[signed_case.pk]), HTTP_ACCEPT="application/fhir+json")
     assert fhir.status_code == 200 and fhir["Content-Type"] == "application/fhir+json"
     assert fhir.json()["resourceType"] == "Bundle"
+
+
+def test_names_in_other_scripts_and_markup_characters_print_as_written(client, world):
+    patient = world.new_patient(mrn="MRN-Ω", given_name="Zoë", family_name="Пётрова-Ψάρη")
+    case = world.submit_case(patient=patient)
+    sign(case, world.pathologist, diagnosis="benign", comment="Reactive <b>lymphocytes</b> & no blasts.")
+    client.force_login(world.clinician)
+    flat = " ".join(pdf_text(api_pdf(client, case).content)[0].split())
+    assert "Zoë Пётрова-Ψάρη" in flat
+    assert "MRN-Ω" in flat
+    assert "Reactive <b>lymphocytes</b> & no blasts." in flat
