@@ -30,6 +30,8 @@ class AuditEvent(models.Model):
         TWO_FACTOR_ENROLLED = "2fa_enrolled", "Second factor enrolled"
         TWO_FACTOR_RESET = "2fa_reset", "Second factor reset"
         RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+        # Model monitoring (monitoring app).
+        ALERT_ACKNOWLEDGED = "alert_acknowledged", "Monitoring alert acknowledged"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")

@@ -1,6 +1,6 @@
 """What the clinical record tells other apps, so that cases never imports them.
 
-Both are sent inside the transaction that makes the change, so a receiver's writes commit or roll
+All are sent inside the transaction that makes the change, so a receiver's writes commit or roll
 back with it; receivers that talk to the outside world (a broker, e-mail) do so on commit.
 """
 

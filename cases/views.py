@@ -10,7 +10,6 @@ Access rules, in this order:
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -69,10 +68,7 @@ def patient_list(request):
     query = ""
     if search.is_valid():
         query = search.cleaned_data["q"].strip()
-    for term in query.split():
-        patients = patients.filter(
-            Q(mrn__icontains=term) | Q(given_name__icontains=term) | Q(family_name__icontains=term)
-        )
+    patients = access.search_patients(patients, query)
     page = paginate(request, patients, PAGE_SIZE)
     page.object_list = with_case_counts(page.object_list)
     return render(request, "cases/patient_list.html", {"page_obj": page, "search": search, "query": query})

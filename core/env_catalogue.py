@@ -102,6 +102,10 @@ CATALOGUE = {
     "TELEDIAG_TASK_SOFT_TIME_LIMIT": (None, "Seconds before a task is asked to stop (its job fails with the reason)."),
     "TELEDIAG_TASK_TIME_LIMIT": (None, "Seconds before a task's process is killed."),
     "TELEDIAG_SWEEP_INTERVAL_S": (None, "Seconds between two sweeps (Celery beat)."),
+    "TELEDIAG_IDEMPOTENCY_KEY_DAYS": (
+        None,
+        "Days an `Idempotency-Key`'s first answer is kept for retries; a daily beat task forgets older keys.",
+    ),
     "TELEDIAG_INFERENCE_LEASE_S": (
         None,
         "Lease of a running analysis job (s), renewed by its worker; expired, the sweeper requeues the job.",
@@ -150,14 +154,39 @@ CATALOGUE = {
         None,
         "Retries of a push that failed transiently (timeout, 429, 5xx), 30 s apart and doubling.",
     ),
-    "TELEDIAG_NOTIFICATION_EMAILS": (None, "Also e-mail each notification (case reference and link; no patient data)."),
-    "EMAIL_BACKEND": (None, "Django e-mail backend; `django.core.mail.backends.console.EmailBackend` prints them."),
-    "EMAIL_HOST": (None, "Mail server for notification e-mails."),
-    "EMAIL_PORT": (None, "Port of the mail server."),
-    "EMAIL_HOST_USER": (None, "User name at the mail server; empty: no login."),
-    "EMAIL_HOST_PASSWORD": (None, "Password at the mail server; use `EMAIL_HOST_PASSWORD_FILE`."),
-    "EMAIL_USE_TLS": (None, "STARTTLS to the mail server."),
-    "DEFAULT_FROM_EMAIL": (None, "Sender address of notification e-mails."),
+    "TELEDIAG_NOTIFICATION_EMAILS": (
+        None,
+        "Also e-mail each notification (case reference and link; no patient data) when `TELEDIAG_EMAIL` is on.",
+    ),
+    # Model monitoring and e-mail
+    "TELEDIAG_MONITORING_WINDOW_CASES": (
+        None,
+        "Recent agreement and drift of a site: over its last this many signed cases.",
+    ),
+    "TELEDIAG_MONITORING_MIN_CASES": (
+        None,
+        "Fewest comparable cases in that window before an agreement or drift alert can be raised.",
+    ),
+    "TELEDIAG_DRIFT_ALERT": (
+        None,
+        "Drift alert above this share of a site's recent images outside validated conditions (0-1).",
+    ),
+    "TELEDIAG_MONITORING_INTERVAL_S": (None, "Seconds between two checks of every site's alerts (Celery beat)."),
+    "TELEDIAG_ALERT_EMAILS": (
+        "the laboratory's lab admins",
+        "Comma-separated addresses that receive monitoring alerts (with `TELEDIAG_EMAIL` on).",
+    ),
+    "TELEDIAG_EMAIL": (
+        None,
+        "`off`: alerts only in the portal; `smtp`: e-mail them; `console`: write them to the log.",
+    ),
+    "TELEDIAG_EMAIL_HOST": (None, "SMTP server."),
+    "TELEDIAG_EMAIL_PORT": (None, "SMTP port."),
+    "TELEDIAG_EMAIL_USER": (None, "SMTP user name; empty: no login."),
+    "TELEDIAG_EMAIL_PASSWORD": (None, "SMTP password; use `TELEDIAG_EMAIL_PASSWORD_FILE`."),
+    "TELEDIAG_EMAIL_STARTTLS": (None, "Upgrade the SMTP connection with STARTTLS."),
+    "TELEDIAG_EMAIL_TIMEOUT_S": (None, "Seconds an SMTP operation may take before the e-mail is given up (logged)."),
+    "TELEDIAG_EMAIL_FROM": (None, "Sender address of Telediag's e-mails."),
     # Training
     "TELEDIAG_DATASET_DIR": ("`../shared/data/all-leukemia`", "Data set of the smoke tests and examples."),
     "TELEDIAG_LOCAL_WEIGHTS_DIR": (None, "Folder with local ImageNet weight files for training."),

@@ -66,3 +66,13 @@ def retries_analysis(user, case):
 def watches_analyses(user):
     """Pathologists and lab admins see their laboratory's analysis jobs (failed-jobs page, API)."""
     return reviews_cases(user) or administers_organisation(user)
+
+
+def reads_model_performance(user):
+    """Lab admins read how the AI does at the sites referring to their laboratory (monitoring)."""
+    return administers_organisation(user)
+
+
+def sees_monitoring_alerts(user):
+    """Pathologists and lab admins see and acknowledge their laboratory's monitoring alerts."""
+    return watches_analyses(user)

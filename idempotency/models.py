@@ -17,6 +17,7 @@ class IdempotencyKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_age")]  # the daily purge
         constraints = [
             models.UniqueConstraint(fields=["user", "scope", "key"], name="one_idempotency_key_per_user_and_scope"),
         ]

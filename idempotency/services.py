@@ -11,8 +11,11 @@ runs it again.
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from idempotency.models import IdempotencyKey
 
@@ -98,3 +101,14 @@ def run_once(*, user, scope, key, fingerprint, action):
 
 def _find(user, scope, key):
     return IdempotencyKey.objects.filter(user=user, scope=scope, key=key).first()
+
+
+def purge_expired(*, now=None):
+    """Forget keys older than ``IDEMPOTENCY_KEY_RETENTION_DAYS``; returns how many went.
+
+    A client retries within minutes; a key kept for ever would keep its first answer's body (with
+    the patient's name) long after anyone could need it.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.IDEMPOTENCY_KEY_RETENTION_DAYS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -6,10 +6,22 @@ the output, so a reader sees which image said what. The case is flagged for atte
 - the images disagree on the label (two smears of one patient should not tell different stories);
 - the top mean probability is below the threshold (the model is unsure);
 - some images could not be analysed (the result rests on part of the case only);
-- some images are not blood smears (``is_smear`` False): they are left out of the mean, with why.
+- some images are not blood smears (``is_smear`` False): they are left out of the mean, with why;
+- some images are flagged (outside validated conditions, low confidence: Prediction.flags).
+
+**No consensus** (``consensus`` False, ``label`` None, ``label`` of the mean kept as
+``leading_label``): the analysed images disagree on the label AND either no class has a strict
+majority of the images' votes (one image one vote: 1-1, 1-1-1, 2-2...) or the top two classes of
+the mean probability are less than ``NO_CONSENSUS_MARGIN`` apart. The case then names no subtype:
+"No consensus — images disagree" (a 3-image case once won 33.4% to 33.3%). Images that agree, or
+a clear majority (2 of 3) with a clear mean, still give the label, flagged as disagreeing.
 """
 
 from dataclasses import dataclass, field
+
+NO_CONSENSUS = "no_consensus"  # what case_ai_suggestion records for such a case
+NO_CONSENSUS_TEXT = "No consensus — images disagree"
+NO_CONSENSUS_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,8 @@ class CaseResult:
     analysed: int = 0
     failed: int = 0
     not_smear: int = 0
+    consensus: bool = True
+    leading_label: str | None = None  # the top class of the mean, also when there is no consensus
 
     def as_dict(self):
         return {
@@ -35,6 +49,8 @@ class CaseResult:
             "analysed": self.analysed,
             "failed": self.failed,
             "not_smear": self.not_smear,
+            "consensus": self.consensus,
+            "leading_label": self.leading_label,
         }
 
 
@@ -107,17 +123,29 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
                 "label": label,
                 "probabilities": probabilities,
                 "top_probability": probabilities.get(label),
+                "flags": list(item.get("flags") or []),
             }
         )
     mean = {name: total / len(items) for name, total in sums.items()}
     label, top = _top(mean)
+    leading = label
 
+    flagged = [image for image in per_image if image["flags"]]
+    if flagged:
+        kinds = sorted({flag for image in flagged for flag in image["flags"]})
+        reasons.append(f"{len(flagged)} of {len(per_image)} analysed images flagged: {'; '.join(kinds)}.")
     labels = {image["label"] for image in per_image}
+    consensus = not has_no_consensus([image["label"] for image in per_image], mean)
     if len(labels) > 1:
         reasons.insert(0, f"The images disagree: {', '.join(sorted(labels))}.")
+    if not consensus:
+        reasons.insert(0, f"{NO_CONSENSUS_TEXT}: no subtype is suggested for the case.")
+        label = None
     if top < threshold:
         reasons.insert(0, f"Low confidence: top probability {top:.0%} is below {threshold:.0%}.")
     return CaseResult(
+        consensus=consensus,
+        leading_label=leading,
         label=label,
         probabilities=mean,
         top_probability=top,
@@ -128,3 +156,16 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
         failed=failed,
         not_smear=len(rejected),
     )
+
+
+def has_no_consensus(labels, mean_probabilities, margin=NO_CONSENSUS_MARGIN):
+    """True when the images' ``labels`` disagree and no label has a strict majority of the votes,
+    or the top two ``mean_probabilities`` are less than ``margin`` apart (see the module docstring)."""
+    labels = list(labels)
+    if len(set(labels)) <= 1:
+        return False
+    votes = max(labels.count(label) for label in set(labels))
+    if votes * 2 <= len(labels):
+        return True
+    values = sorted(mean_probabilities.values(), reverse=True)
+    return len(values) > 1 and values[0] - values[1] < margin

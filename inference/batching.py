@@ -31,8 +31,9 @@ from django.utils import timezone
 
 from inference import leases, services, worker
 from inference.models import AnalysisJob
-from inference.smear_gate import NOT_A_SMEAR
 from inference.transient import TRANSIENT_ERRORS
+from training import gates
+from training.gates import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,13 @@ def _analyse_batch(jobs):
             is_smear, reasons = worker._smear_verdict(version, data, image, loaded.input_size)
             if not is_smear:
                 worker._save(
-                    job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(reasons)
+                    job,
+                    started,
+                    label=NOT_A_SMEAR,
+                    probabilities={},
+                    is_smear=False,
+                    smear_reasons=list(reasons),
+                    flags=[gates.not_a_smear_flag(reasons)],
                 )
                 outcomes[job.pk] = "done"
             else:
@@ -236,8 +243,9 @@ def _analyse_batch(jobs):
         probabilities = np.stack([p for p, _ in results])
         cams = [c for _, c in results]
     inference_ms = (time.perf_counter() - t0) * 1000.0 / len(ready)  # each image's share of the call
+    assessed = worker.assess_images(version, loaded, np.stack([image for _, image in ready]), probabilities)
 
-    for (job, image), probs, cam in zip(ready, probabilities, cams):
+    for (job, image), probs, cam, (ood_score, flags) in zip(ready, probabilities, cams, assessed):
         if not np.all(np.isfinite(probs)):
             services.job_fail(
                 job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id
@@ -269,6 +277,8 @@ def _analyse_batch(jobs):
                 heatmap_method=method if heatmap_name else "",
                 inference_ms=round(inference_ms),
                 runtime=loaded.runtime,
+                ood_score=ood_score,
+                flags=flags,
             )
         except BaseException:
             if heatmap_name:

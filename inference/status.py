@@ -10,7 +10,7 @@ from django.utils import timezone
 from cases.models import Diagnosis
 from core import permissions
 from inference import services
-from inference.aggregation import aggregate
+from inference.aggregation import NO_CONSENSUS, NO_CONSENSUS_TEXT, aggregate
 from inference.models import AnalysisJob, Prediction
 from training.models import ModelVersion
 
@@ -46,6 +46,8 @@ def label_display(label):
         return ""
     if label == "not_a_smear":  # inference.smear_gate.NOT_A_SMEAR
         return "Not a blood smear"
+    if label == NO_CONSENSUS:
+        return NO_CONSENSUS_TEXT
     try:
         return Diagnosis(label).label
     except ValueError:
@@ -115,6 +117,7 @@ def _case_result(predictions, class_names, *, failed, names=None):
                 "probabilities": p.probabilities,
                 "is_smear": p.is_smear,
                 "smear_reasons": p.smear_reasons,
+                "flags": p.flags,
                 "name": names.get(p.smear_id),
             }
             for p in predictions
@@ -145,7 +148,10 @@ def case_ai_suggestion(case):
     failed = AnalysisJob.objects.filter(
         smear__case=case, model_version_id=latest, status=AnalysisJob.Status.FAILED
     ).count()
-    return _case_result(predictions, class_names, failed=failed).label or ""
+    result = _case_result(predictions, class_names, failed=failed)
+    if not result.consensus:
+        return NO_CONSENSUS
+    return result.label or ""
 
 
 def case_analysis_data(case, user=None, *, version_id=None, now=None):
@@ -218,6 +224,8 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
                 "runtime": prediction.runtime,
                 "is_smear": prediction.is_smear,
                 "smear_reasons": list(prediction.smear_reasons or []),
+                "ood_score": prediction.ood_score,
+                "flags": list(prediction.flags or []),
                 "created_at": prediction.created_at.isoformat(),
             }
         smear_rows.append(row)
@@ -249,8 +257,11 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             failed=statuses.count(AnalysisJob.Status.FAILED),
             names=names,
         ).as_dict()
-        case_result["label_display"] = label_display(case_result["label"]) or (
-            "No subtype: no image is a blood smear" if case_result["not_smear"] else ""
+        case_result["label_display"] = (
+            NO_CONSENSUS_TEXT
+            if not case_result["consensus"]
+            else label_display(case_result["label"])
+            or ("No subtype: no image is a blood smear" if case_result["not_smear"] else "")
         )
         case_result["probability_rows"] = _probability_rows(case_result["probabilities"], class_names)
         case_result["partial"] = state in ("queued", "running")

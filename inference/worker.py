@@ -50,10 +50,11 @@ from django.utils import timezone
 
 from core import log_context
 from core.cache import LRUCache
-from inference import leases, services, smear_gate
+from inference import leases, services
 from inference.models import AnalysisJob, Prediction
-from inference.smear_gate import NOT_A_SMEAR
 from inference.transient import TRANSIENT_ERRORS, retrying
+from training import gates
+from training.gates import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,16 @@ class LoadedModel:
         if self.serving is not None:
             return self.serving.analyse(image)
         return self.predict(image[None].astype(np.float32))[0], None
+
+    def features(self, batch):
+        """Penultimate features (N, D) of a float32 batch, for the OOD score (a Keras pass of its own:
+        the serving runtime gives probabilities and maps only)."""
+        if getattr(self, "_feature_model", None) is None:
+            from ml import ood
+
+            self._feature_model = ood.feature_model(self.model)
+        features, _ = self._feature_model.predict_on_batch(np.asarray(batch, dtype=np.float32))
+        return np.asarray(features, dtype=np.float64)
 
     def occlusion_heatmap(self, image, class_index):
         """The gradient-free map, for models Grad-CAM cannot explain (many forward passes)."""
@@ -370,7 +381,13 @@ def analyse(job):
     is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
     if not is_smear:  # no subtype, no heatmap: the Prediction says why
         return _save(
-            job, started, label=NOT_A_SMEAR, probabilities={}, is_smear=False, smear_reasons=list(smear_reasons)
+            job,
+            started,
+            label=NOT_A_SMEAR,
+            probabilities={},
+            is_smear=False,
+            smear_reasons=list(smear_reasons),
+            flags=[gates.not_a_smear_flag(smear_reasons)],
         )
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
@@ -382,6 +399,7 @@ def analyse(job):
         raise AnalysisError("The model returned invalid probabilities (NaN or infinite).")
     class_index = int(np.argmax(probs))
     probabilities = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
+    ood_score, flags = assess_images(version, loaded, image[None], probs[None])[0]
 
     png, method = b"", ""
     try:
@@ -411,6 +429,8 @@ def analyse(job):
             heatmap_method=method if heatmap_name else "",
             inference_ms=round(inference_ms),
             runtime=loaded.runtime,
+            ood_score=ood_score,
+            flags=flags,
         )
     except BaseException:
         if heatmap_name:  # nothing refers to the file: the row was not stored
@@ -420,22 +440,24 @@ def analyse(job):
 
 
 def _smear_verdict(version, data, image, size):
-    """(is_smear, reasons) from the version's stored smear check (inference.smear_gate) on the image
-    prepared at the check's size (224 px; reused when the model's input is that size). A version
-    without a check passes everything; a failing check is logged and lets the image through."""
-    from ml.images import prepare_image
+    """(is_smear, reasons) from the version's stored smear check (training.gates, the same gate as
+    ``manage.py diagnose``) on the image prepared at the check's size (224 px; reused when the
+    model's input is that size). No check: everything passes; a failing check lets the image through."""
+    return gates.smear_verdict_of(version, data, image, size, reraise=(SoftTimeLimitExceeded,))
 
-    try:
-        check = smear_gate.check_for(version)
-        if check is None:
-            return True, []
-        prepared = image if size == check.image_size else prepare_image(data, check.image_size)
-        return smear_gate.smear_verdict(version, prepared)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception:  # noqa: BLE001 - the gate is an aid; never fail an analysis because of it
-        logger.exception("Smear check failed for smear %s; classifying it anyway", getattr(version, "pk", None))
-        return True, []
+
+def assess_images(version, loaded, images, probabilities):
+    """[(ood_score, flags)] per image (training.gates.assess: OOD and low confidence, the same gate
+    as ``manage.py diagnose``). ``images``: prepared uint8 (N, S, S, 3); ``probabilities``: (N, K)."""
+    features = [None] * len(images)
+    if gates.needs_features(version):
+        try:
+            features = loaded.features(np.asarray(images, dtype=np.float32))
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # noqa: BLE001 - the score is an aid; the prediction stands without it
+            logger.exception("Penultimate features failed for model version %s; no OOD score", version.pk)
+    return [gates.assess(version, p, f, reraise=(SoftTimeLimitExceeded,)) for p, f in zip(probabilities, features)]
 
 
 def _save(job, started, heatmap_name="", **fields):

@@ -123,7 +123,8 @@ def mark_read(user, ids=None):
 
 
 def emails_enabled():
-    return bool(settings.NOTIFICATION_EMAILS)
+    """TELEDIAG_NOTIFICATION_EMAILS on, and e-mail itself on (TELEDIAG_EMAIL smtp or console)."""
+    return bool(settings.NOTIFICATION_EMAILS) and settings.EMAIL_MODE != "off"
 
 
 def queue_emails(notification_ids):

@@ -14,6 +14,12 @@ measures, on that split's TEST images:
 - the "not a stained smear" check (ml.smear_check) fitted on the training split, with its
   false-flag rate on the validation (and test) images; its parameters are saved as JSON and, with
   ``attach_smear_check``, stored on the version (ModelVersion.smear_check: serving then uses it);
+- the site-shift suite (ml.site_shifts: stain in optical density, white balance, gamma, saturation
+  three ways, CIELAB hue, JPEG, defocus, resolution, combinations; written independently of the
+  training augmentation) with leave-one-family-out crediting, and the OOD model (ml.ood) fitted on
+  the training split and calibrated on the validation split (ml.site_report): the share of plain
+  test images flagged and of wrong answers under credited shifts flagged; with ``attach_ood`` the
+  OOD model is stored on the version (ModelVersion.ood: serving flags "outside validated conditions");
 - single-image CPU latency (``predict_on_batch`` on one image, warm, median of N) and file size.
 
 Everything Keras/numpy lives in ml; this module is the Django glue (registry, settings).
@@ -40,6 +46,7 @@ SMEAR_CHECK_FILE = "smear_check.json"
 DEFAULT_LATENCY_RUNS = 30
 LATENCY_WARMUP = 3
 DEFAULT_SMEAR_SIZE = 224
+SITE_SOURCE_SIZE = 224  # site shifts act at the development images' own resolution
 
 
 def default_output_dir(version):
@@ -103,6 +110,8 @@ def build_model_report(
     smear_quantile=None,
     required_margin=DEFAULT_REQUIRED_MARGIN,
     attach_smear_check=False,
+    attach_ood=False,
+    site_shifts=True,
     log=None,
 ):
     """Build the report for ``version`` (ModelVersion) on the images in ``data_dir``; see the module
@@ -172,6 +181,10 @@ def build_model_report(
     colour = build_colour_report(
         predict_fn, (x_train, y_train), (x_test, y_test), CLASS_NAMES, required_margin=required_margin
     )
+
+    site = None
+    if site_shifts or attach_ood:
+        site = _site_shift_section(version, model, split, (x_train, y_train), x_val, attach_ood, log)
 
     log(f"Fitting the smear check on the training split at {smear_size}px")
     if smear_size == size:
@@ -260,6 +273,7 @@ def build_model_report(
         },
         **colour,
         "smear_check": smear,
+        "site_shifts": site,
         "latency": latency,
         "seconds": None,
         "output_dir": str(output_dir),
@@ -279,6 +293,49 @@ def build_model_report(
 
 
 SPACE_LABELS = {"rgb": "RGB-normalised", "cielab": "CIELAB-normalised"}
+
+
+def _site_shift_section(version, model, split, train, x_val, attach_ood, log):
+    """The leave-one-family-out table and the OOD model (ml.site_report); features cached under
+    VAR_DIR/site-cache by the model's sha256."""
+    from ml import site_report
+    from ml.dataset import load_arrays
+    from training import gates
+
+    if x_val is None or not len(x_val):
+        raise TrainingError("The OOD threshold is calibrated on the validation split; this split has none.")
+    log("Site shifts: features of the training, validation and shifted test images (cached)")
+    x_source, y_test = load_arrays(split.test, SITE_SOURCE_SIZE)
+    recorded = ((version.record.metrics or {}).get("training") or {}).get("train_config")
+    train_config = recorded or _train_config(version)
+    params, summary = site_report.build(
+        model,
+        train_config,
+        {"train": train, "val": (x_val, None), "test": (x_source, y_test)},
+        input_size=int(version.input_size),
+        confidence_threshold=gates.confidence_threshold(),
+        cache_dir=Path(settings.VAR_DIR) / "site-cache",
+        cache_key=version.sha256[:16],
+        log=log,
+    )
+    summary["ood"] = {k: v for k, v in params.items() if k != "arrays"}
+    summary["ood_attached"] = False
+    if attach_ood:
+        registry.attach_ood(version, params)
+        summary["ood_attached"] = True
+        log(f"Stored the OOD model ({params['digest'][:12]}) on model version {version.name}")
+    return summary
+
+
+def _train_config(version):
+    """The training configuration of a version: its metadata.json beside the model file."""
+    import json
+
+    path = registry.model_path(version).parent / "metadata.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("train_config") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _pct(value):
@@ -310,7 +367,8 @@ def format_report(report):
             + (f" (recorded at training: {_pct(recorded)})" if recorded is not None else "")
         ),
         "",
-        "Colour robustness (test split):",
+        "Augmentation-family colour shifts (test split; the SAME HSV operations the colour augmentation "
+        "trains on, so this shows the model learned them, not that it generalises to another site):",
         format_robustness_table(report["robustness"]),
     ]
     worst = report["robustness"].get("worst")
@@ -371,6 +429,27 @@ def format_report(report):
             f"  model version {model['name']} has no stored smear check: run again with "
             "--attach-smear-check to store this one"
         )
+
+    site = report.get("site_shifts")
+    if site:
+        from ml.site_shifts import format_table
+
+        ood = site["ood"]
+        lines += [
+            "",
+            format_table(site),
+            (
+                f"  confidence only (no OOD score): plain flagged {_pct(site['confidence_only']['plain_flagged_rate'])}, "
+                f"wrong answers flagged {_pct(site['confidence_only']['wrong_flagged_rate'])}"
+            ),
+            (
+                f"  OOD model: Mahalanobis on {ood['components']} principal components of {ood['dimension']} "
+                f"penultimate features, threshold {ood['threshold']:.3f} calibrated on the validation split "
+                f"({ood['calibrated_on']['flagged_rate']:.1%} of validation images flagged in all); digest "
+                f"{ood['digest'][:12]}"
+                + ("; stored on the model version" if site.get("ood_attached") else " (--attach-ood stores it)")
+            ),
+        ]
 
     latency = report["latency"]
     lines += [

@@ -7,6 +7,7 @@
 - cases/{id}/analysis/, cases/{id}/analysis/rerun/, analysis/jobs/: see inference.api
 - cases/{id}/report.pdf, cases/{id}/fhir/: the signed report, see reports.api
 - notifications/, notifications/read/: see notifications.api
+- monitoring/performance/, monitoring/alerts/: see monitoring.api
 """
 
 from django.urls import include, path
@@ -25,4 +26,5 @@ urlpatterns = [
     path("", include("notifications.api_urls")),
     path("", include("cases.api.urls")),
     path("", include("inference.api_urls")),
+    path("", include("monitoring.api_urls")),
 ]

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "ops",
     "django_prometheus",
     "idempotency",
+    "monitoring",
     "reports",
     "notifications",
 ]
@@ -300,8 +301,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inference.sweep_analysis",
         "schedule": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0),
         "options": {"queue": "default", "expires": env_float("TELEDIAG_SWEEP_INTERVAL_S", 10.0)},
-    }
+    },
+    "idempotency-purge": {
+        "task": "idempotency.purge_expired_keys",
+        "schedule": 24 * 3600.0,
+        "options": {"queue": "default", "expires": 3600.0},
+    },
+    # Alerts follow each signature; this catches what a failed check after a signature missed.
+    "monitoring-evaluate": {
+        "task": "monitoring.evaluate_alerts",
+        "schedule": env_float("TELEDIAG_MONITORING_INTERVAL_S", 3600.0),
+        "options": {"queue": "default", "expires": env_float("TELEDIAG_MONITORING_INTERVAL_S", 3600.0)},
+    },
 }
+# How long an Idempotency-Key's first answer is kept for retries (then the key is forgotten).
+IDEMPOTENCY_KEY_RETENTION_DAYS = env_int("TELEDIAG_IDEMPOTENCY_KEY_DAYS", 7)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Model versions kept loaded in each worker process.
 INFERENCE_MODEL_CACHE_SIZE = env_int("TELEDIAG_INFERENCE_MODEL_CACHE_SIZE", 2)
@@ -423,13 +437,30 @@ FHIR_PUSH_TIMEOUT_S = env_float("TELEDIAG_FHIR_PUSH_TIMEOUT_S", 10.0)
 FHIR_PUSH_MAX_RETRIES = env_int("TELEDIAG_FHIR_PUSH_RETRIES", 8)
 FHIR_PUSH_RETRY_BACKOFF_S = 30  # then doubling, at most 10 minutes apart
 
-# Notifications (notifications/): in-app always; e-mails of them only when this is on.
+# Notifications (notifications/): in-app always; also e-mailed when this is on and TELEDIAG_EMAIL
+# is not off (the e-mail settings below, shared with monitoring alerts).
 NOTIFICATION_EMAILS = env_bool("TELEDIAG_NOTIFICATION_EMAILS", False)
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = 10  # seconds; a stuck mail server only delays the e-mail task
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "telediag@localhost")
+
+# Model monitoring (monitoring/): agreement with pathologists and drift per referring site.
+MONITORING_WINDOW_CASES = env_int("TELEDIAG_MONITORING_WINDOW_CASES", 50)
+MONITORING_MIN_CASES = env_int("TELEDIAG_MONITORING_MIN_CASES", 20)
+MONITORING_DRIFT_ALERT = env_float("TELEDIAG_DRIFT_ALERT", 0.25)
+MONITORING_ALERT_EMAILS = env_list("TELEDIAG_ALERT_EMAILS")
+if MONITORING_WINDOW_CASES < 1 or not 1 <= MONITORING_MIN_CASES <= MONITORING_WINDOW_CASES:
+    raise ImproperlyConfigured("TELEDIAG_MONITORING_MIN_CASES must be 1 to TELEDIAG_MONITORING_WINDOW_CASES.")
+if not 0 < MONITORING_DRIFT_ALERT < 1:
+    raise ImproperlyConfigured("TELEDIAG_DRIFT_ALERT is a share of images: above 0 and below 1.")
+# E-mail: off (alerts only in the portal), smtp, or console (written to the log; trials).
+EMAIL_MODE = env_choice("TELEDIAG_EMAIL", "off", ("off", "smtp", "console"))
+MONITORING_EMAIL = EMAIL_MODE != "off"
+EMAIL_BACKEND = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}.get(EMAIL_MODE, "django.core.mail.backends.dummy.EmailBackend")
+EMAIL_HOST = env_str("TELEDIAG_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("TELEDIAG_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("TELEDIAG_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("TELEDIAG_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("TELEDIAG_EMAIL_STARTTLS", False)
+EMAIL_TIMEOUT = env_float("TELEDIAG_EMAIL_TIMEOUT_S", 10.0)
+DEFAULT_FROM_EMAIL = env_str("TELEDIAG_EMAIL_FROM", "telediag@localhost")

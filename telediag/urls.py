@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("inference.urls")),
     path("", include("reports.urls")),
     path("", include("notifications.urls")),
+    path("", include("monitoring.urls")),
     path("", include("cases.urls")),
 ]
 

@@ -10,6 +10,7 @@ reaching into another package's private names. Every import counts, also one ins
     training   the model registry and retraining
     cases      the clinical record; never imports inference
     inference  analysis jobs, worker, sweeper
+    monitoring agreement with pathologists and drift per referring site, alerts
     reports    signed PDF report versions, FHIR R4 export and push
     notifications  in-app notices and their e-mails
     research   reports, ensembles, shipping, GPU batch runs
@@ -34,6 +35,7 @@ ALLOWED = {
     "training": {"core", "audit", "security", "accounts", "ml"},
     "cases": {"core", "audit", "security", "accounts", "training", "idempotency"},
     "inference": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "ml"},
+    "monitoring": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "reports": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "notifications": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "research": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},

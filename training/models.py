@@ -25,6 +25,14 @@ class ModelVersion(models.Model):
         help_text="Parameters of the 'not a stained blood smear' check fitted on this model's training split "
         "(ml.smear_check.SmearCheck.to_dict()); empty: no check, every image is analysed.",
     )
+    ood = models.JSONField(
+        default=dict,
+        blank=True,
+        db_default={},
+        help_text="Out-of-distribution model fitted on this model's training split, with its calibrated "
+        "threshold and digest (ml.ood.MahalanobisOOD.to_dict()); empty: no OOD score, no "
+        "'outside validated conditions' flag.",
+    )
     git_commit = models.CharField(max_length=40, blank=True)
     trained_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -334,6 +334,10 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
             if params:
                 ModelVersion.objects.filter(pk=existing.pk).update(smear_check=params)
                 existing.smear_check = params
+        ood = _ood_from_result(result)
+        if ood and (existing.ood or {}).get("digest") != ood.get("digest"):  # fitted after registration
+            ModelVersion.objects.filter(pk=existing.pk).update(ood=ood)
+            existing.ood = ood
         return existing
 
     class_names = list(result.get("class_names") or CLASS_NAMES)
@@ -354,6 +358,7 @@ def register_model(result, *, name=None, trained_by=None, notes="", actor=None, 
         input_size=int(result["input_size"]),
         data_fingerprint=result.get("data_fingerprint") or "",
         smear_check=_smear_check_from_result(result),
+        ood=_ood_from_result(result),
         git_commit=current_git_commit(),
         trained_by=trained_by,
         trained_at=trained_at,
@@ -518,3 +523,60 @@ def smear_check_false_flag_rate(version):
     validation = (getattr(version, "smear_check", None) or {}).get("validation") or {}
     rate = validation.get("rate")
     return float(rate) if rate is not None else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The out-of-distribution model ("outside validated conditions")
+
+
+def validate_ood(params):
+    """The MahalanobisOOD of ``params`` (ml.ood.MahalanobisOOD.to_dict()); raises RegistryError when
+    it is unusable, has no threshold or its digest does not match its content."""
+    from ml import ood
+
+    if not isinstance(params, dict) or not params:
+        raise RegistryError("No OOD parameters given.")
+    if params.get("digest") and params["digest"] != ood.digest(params):
+        raise RegistryError("The OOD parameters do not match their digest (altered?).")
+    try:
+        detector = ood.MahalanobisOOD.from_dict(params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"Unusable OOD parameters: {exc}") from exc
+    if detector.threshold is None:
+        raise RegistryError("The OOD parameters have no calibrated threshold.")
+    return detector
+
+
+def _ood_from_result(result):
+    params = result.get("ood")
+    if not params:
+        return {}
+    try:
+        validate_ood(params)
+    except RegistryError as exc:  # never lose a trained model over its (optional) OOD model
+        logger.warning("Registering %s without its OOD model: %s", result.get("model_path"), exc)
+        return {}
+    return dict(params)
+
+
+def attach_ood(version, params):
+    """Store the OOD ``params`` (or a metadata.json dict with an "ood" entry) on ``version``."""
+    version = get_version(version)
+    if isinstance(params, dict) and "ood" in params and "kind" not in params:
+        params = params["ood"]
+    validate_ood(params)
+    ModelVersion.objects.filter(pk=version.pk).update(ood=params)
+    version.ood = params
+    return version
+
+
+def ood_detector_for(version):
+    """The version's MahalanobisOOD, or None when it has none (or its parameters are unusable)."""
+    params = getattr(version, "ood", None)
+    if not params:
+        return None
+    try:
+        return validate_ood(params)
+    except RegistryError as exc:
+        logger.warning("Model version %s: %s; no OOD score.", getattr(version, "name", version), exc)
+        return None

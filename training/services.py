@@ -567,52 +567,85 @@ def collect_image_files(paths):
 
 
 def diagnose_paths(paths, version, *, batch_size=32, model=None):
-    """Classify image files/folders with exactly the serving preprocessing.
+    """Classify image files/folders with exactly the serving preprocessing AND the serving gates.
 
     Each file goes through ml.images.prepare_image(path, version.input_size) and the model's
-    softmax. Returns one dict per file, in order: path, label (class name or None), confidence,
-    probabilities {class: p}, error (None, or why the file could not be read). Unreadable files are
-    reported, not fatal.
+    softmax, after the same gates as the portal's worker (training.gates): the smear check (a
+    rejected image gets label ``not_a_smear`` and no probabilities), then the OOD score and the
+    low-confidence threshold. Returns one dict per file, in order: path, label (class name, or
+    None), confidence, probabilities {class: p}, ood_score, flags (list of reasons, empty when not
+    flagged), error (None, or why the file could not be read). Unreadable files are reported, not fatal.
     """
     import numpy as np
 
     from ml.images import ImageError, prepare_image
+    from training import gates
 
     files, problems = collect_image_files(paths)
     names = list(version.class_names or CLASS_NAMES)
-    rows = [
-        {"path": p["path"], "label": None, "confidence": None, "probabilities": None, "error": p["error"]}
-        for p in problems
-    ]
+
+    def blank(path, error=None):
+        return {
+            "path": path,
+            "label": None,
+            "confidence": None,
+            "probabilities": None,
+            "ood_score": None,
+            "flags": [],
+            "error": error,
+        }
+
+    rows = [blank(p["path"], p["error"]) for p in problems]
     if not files:
         return rows
     model = model or _load(version)
+    with_features = gates.needs_features(version)
+    extractor = None
+    if with_features:
+        from ml import ood
+
+        extractor = ood.feature_model(model)
     pending = []
 
     def flush():
         if not pending:
             return
-        probabilities = registry.predict_prepared(
-            model, np.stack([array for _, array in pending]), batch_size=batch_size
-        )
-        for (row, _), probs in zip(pending, probabilities):
+        batch = np.stack([array for _, array in pending])
+        if extractor is not None:
+            from ml import ood
+
+            features, probabilities = ood.predict_features(extractor, batch, batch_size=batch_size)
+        else:
+            probabilities = registry.predict_prepared(model, batch, batch_size=batch_size)
+            features = [None] * len(batch)
+        for (row, _), probs, feats in zip(pending, probabilities, features):
             best = int(np.argmax(probs))
+            score, flags = gates.assess(version, probs, feats)
             row.update(
                 label=names[best],
                 confidence=float(probs[best]),
                 probabilities={name: float(p) for name, p in zip(names, probs)},
+                ood_score=score,
+                flags=flags,
             )
         pending.clear()
 
     for path in files:
-        row = {"path": str(path), "label": None, "confidence": None, "probabilities": None, "error": None}
+        row = blank(str(path))
         rows.append(row)
         try:
-            pending.append((row, prepare_image(path, version.input_size)))
+            image = prepare_image(path, version.input_size)
         except ImageError as exc:
             row["error"] = str(exc)
+            continue
         except OSError as exc:
             row["error"] = f"Cannot read {path}: {exc}"
+            continue
+        is_smear, reasons = gates.smear_verdict_of(version, path, image, version.input_size)
+        if not is_smear:  # as the worker: no subtype for an image that is not a smear
+            row.update(label=gates.NOT_A_SMEAR, probabilities={}, flags=[gates.not_a_smear_flag(reasons)])
+            continue
+        pending.append((row, image))
         if len(pending) >= batch_size:
             flush()
     flush()

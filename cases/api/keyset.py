@@ -5,16 +5,37 @@ page 1 costs and no request counts the whole list. The answer is ``{"next", "pre
 "results"}``; follow ``next`` (an opaque ``?cursor=``) to read on. ``?page_size=`` (1–100) is kept
 from page to page.
 
-Compatibility: a request with ``?page=N`` gets page numbers and ``count`` as before (slower on deep
-pages of a large list; prefer the cursor).
+Compatibility: a request with ``?page=N`` gets page numbers and ``count`` as before, except that
+the count stops at ``core.pagination.COUNT_CAP`` rows (``count_capped`` is then true) and pages
+end there: counting a laboratory's million cases on every request cost more than the page itself.
+The cursor reads on past any count.
 """
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
 
 from core.api import StandardPagination
+from core.pagination import CappedPaginator
+
+
+class CappedPageNumbers(StandardPagination):
+    """``?page=N`` over at most COUNT_CAP rows; a deep page reads its ids off an index first."""
+
+    django_paginator_class = CappedPaginator
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                "count": self.page.paginator.count,
+                "count_capped": self.page.paginator.count_capped,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
 
 
 class KeysetPagination(CursorPagination):
@@ -26,7 +47,7 @@ class KeysetPagination(CursorPagination):
     max_page_size = 100
 
     def paginate_queryset(self, queryset, request, view=None):
-        self.legacy = StandardPagination() if "page" in request.query_params else None
+        self.legacy = CappedPageNumbers() if "page" in request.query_params else None
         if self.legacy is not None:
             return self.legacy.paginate_queryset(queryset, request, view)
         return super().paginate_queryset(queryset, request, view)

@@ -95,3 +95,24 @@ def test_two_twins_sent_at_once_make_one_case(world, client_for):
     assert sorted(answer.status_code for answer in answers) == [200, 201]
     assert answers[0].json() == answers[1].json()
     assert Case.objects.count() == 1 and Smear.objects.count() == 1
+
+
+def test_keys_older_than_the_retention_are_forgotten_by_the_daily_task(world, client_for, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.task_lookup import task_named
+    from telediag.settings import CELERY_BEAT_SCHEDULE
+
+    settings.IDEMPOTENCY_KEY_RETENTION_DAYS = 7
+    client = client_for(world.clinician)
+    assert submit(client, world.patient, key="old-key").status_code == 201
+    assert submit(client, world.patient, key="new-key").status_code == 201
+    IdempotencyKey.objects.filter(key="old-key").update(created_at=timezone.now() - timedelta(days=8))
+    scheduled = CELERY_BEAT_SCHEDULE["idempotency-purge"]["task"]
+    assert task_named(scheduled).apply().get() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new-key"]
+    # the forgotten key is free again: a new request with it is a new case
+    assert submit(client, world.patient, key="old-key").status_code == 201
+    assert Case.objects.count() == 3

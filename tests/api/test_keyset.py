@@ -118,3 +118,18 @@ def test_a_long_list_says_more_than_instead_of_counting(world, login, monkeypatc
     assert paginator.count == 30 and paginator.count_capped
     assert "of more than 30" in response.content.decode()
     assert len(login(world.clinician).get("/cases/", {"page": 2}).context["page_obj"]) == 5
+
+
+def test_page_numbers_count_up_to_the_cap_and_the_cursor_reads_past_it(world, client_for, monkeypatch):
+    monkeypatch.setattr("core.pagination.COUNT_CAP", 12)
+    add_mixed_cases(world, 20)
+    client = client_for(world.clinician)
+    numbered = client.get("/api/cases/", {"page": 1, "page_size": 5}).json()
+    assert numbered["count"] == 12 and numbered["count_capped"] is True
+    last = client.get("/api/cases/", {"page": "last", "page_size": 5}).json()
+    assert len(last["results"]) == 2 and last["next"] is None
+    assert client.get("/api/cases/", {"page": 4, "page_size": 5}).status_code == 404
+    ids, _ = _walk(client, "/api/cases/", page_size=5)
+    assert len(ids) == 20
+    small = client_for(world.outsider).get("/api/cases/", {"page": 1}).json()
+    assert small["count"] == 0 and small["count_capped"] is False

@@ -69,3 +69,41 @@ def test_ties_go_to_the_first_class_and_result_serialises():
     data = result.as_dict()
     assert data["label"] == "benign" and data["per_image"][0]["label"] == "benign"
     assert set(data) >= {"label", "probabilities", "top_probability", "attention", "reasons", "per_image"}
+
+
+def _image(smear, label, top):
+    rest = (1 - top) / 3
+    names = ["benign", "early_pre_b", "pre_b", "pro_b"]
+    return {"smear": smear, "probabilities": {n: (top if n == label else rest) for n in names}}
+
+
+def test_three_images_three_labels_is_no_consensus():
+    from inference.aggregation import NO_CONSENSUS_TEXT, aggregate
+
+    result = aggregate([_image(1, "benign", 0.7), _image(2, "pre_b", 0.7), _image(3, "pro_b", 0.7)], threshold=0.2)
+    assert result.label is None and not result.consensus and result.leading_label == "benign"
+    assert result.attention and result.reasons[0].startswith(NO_CONSENSUS_TEXT)
+    assert result.as_dict()["consensus"] is False
+
+
+def test_a_tie_of_two_is_no_consensus_and_a_clear_majority_keeps_its_label():
+    from inference.aggregation import aggregate
+
+    assert not aggregate([_image(1, "benign", 0.9), _image(2, "pre_b", 0.9)], threshold=0.5).consensus
+    clear = aggregate([_image(1, "pre_b", 0.95), _image(2, "pre_b", 0.95), _image(3, "benign", 0.6)], threshold=0.5)
+    assert clear.consensus and clear.label == "pre_b" and any("disagree" in r for r in clear.reasons)
+    # a 2-1 majority whose mean is nearly tied is no consensus either
+    close = aggregate([_image(1, "pre_b", 0.5), _image(2, "pre_b", 0.5), _image(3, "benign", 0.95)], threshold=0.1)
+    assert not close.consensus and close.label is None
+    agree = aggregate([_image(1, "pro_b", 0.8), _image(2, "pro_b", 0.9)], threshold=0.5)
+    assert agree.consensus and agree.label == "pro_b"
+
+
+def test_flagged_images_are_named_in_the_case_reasons():
+    from inference.aggregation import aggregate
+
+    item = {**_image(1, "pro_b", 0.9), "flags": ["outside validated conditions"]}
+    result = aggregate([item, _image(2, "pro_b", 0.9)], threshold=0.5)
+    assert result.attention and any(
+        "1 of 2 analysed images flagged: outside validated conditions" in r for r in result.reasons
+    )

@@ -120,7 +120,7 @@ def test_notifications_api(client, world):
 
 def test_emails_when_switched_on(world, settings, eager_celery, django_capture_on_commit_callbacks):
     settings.NOTIFICATION_EMAILS = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.EMAIL_MODE = "smtp"  # pytest-django keeps the locmem backend: mail.outbox
     settings.PUBLIC_URL = "https://telediag.example"
     world.clinician.email = "clara@clinic.example"
     world.clinician.save()
@@ -138,8 +138,12 @@ def test_emails_when_switched_on(world, settings, eager_celery, django_capture_o
     assert world.clinician.notifications.get().emailed_at is not None
 
 
-def test_no_emails_when_switched_off(world, settings, eager_celery, django_capture_on_commit_callbacks):
-    settings.NOTIFICATION_EMAILS = False
+@pytest.mark.parametrize("notification_emails, email_mode", [(False, "smtp"), (True, "off")])
+def test_no_emails_when_switched_off(
+    world, settings, eager_celery, django_capture_on_commit_callbacks, notification_emails, email_mode
+):
+    settings.NOTIFICATION_EMAILS = notification_emails
+    settings.EMAIL_MODE = email_mode
     world.clinician.email = "clara@clinic.example"
     world.clinician.save()
     case = world.submit_case()

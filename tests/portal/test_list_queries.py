@@ -119,7 +119,14 @@ LISTS = [
     ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 6),
     ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 10),
     ("api cases", "clinician", api, "/api/cases/", "next", 3),
-    ("api cases, page numbers", "pathologist", api, "/api/cases/?page=1", "/api/cases/?page=2", 4),
+    (
+        "api cases, page numbers",
+        "pathologist",
+        api,
+        "/api/cases/?page=1",
+        "/api/cases/?page=2",
+        5,
+    ),  # capped count, page ids, rows, prefetches
     ("api review queue", "pathologist", api, "/api/review-queue/", "/api/review-queue/?page=2", 4),
     ("api audit events", "lab_admin", api, "/api/audit-events/", "next", 2),
     ("api analysis jobs", "pathologist", api, "/api/analysis/jobs/", "next", 2),

@@ -293,6 +293,12 @@ def diagnose_folder(tmp_path):
 def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
     version = registry.register_model(convnet_result)
     registry.activate(version)
+    # Flat colour fields are not blood smears: with the run's smear check, diagnose (like the
+    # worker) gives them no subtype and says why in the flag column.
+    out, _ = run("diagnose", str(diagnose_folder))
+    checked = [row for row in csv.DictReader(io.StringIO(out)) if row["label"] == "not_a_smear"]
+    assert checked and all(row["flag"].startswith("not a blood smear") for row in checked)
+    ModelVersion.objects.filter(pk=version.pk).update(smear_check={})  # the classes below: no check
     rng_file = tmp_path / "green.bmp"
     import numpy as np
 
@@ -308,6 +314,8 @@ def test_diagnose_csv(convnet_result, diagnose_folder, tmp_path):
         "p_early_pre_b",
         "p_pre_b",
         "p_pro_b",
+        "ood_score",
+        "flag",
         "error",
     ]
     assert set(rows) == {"red.png", "blue.jpg", "yellow.tif", "broken.png", "green.bmp", "absent.png"}
@@ -328,6 +336,7 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
     from ml.images import prepare_image
 
     version = registry.register_model(convnet_result)
+    ModelVersion.objects.filter(pk=version.pk).update(smear_check={})  # flat colours: no smear check
     out, _ = run(
         "diagnose",
         str(diagnose_folder / "red.png"),

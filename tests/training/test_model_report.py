@@ -8,6 +8,7 @@ import shutil
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml import site_shifts
 from ml.artifacts import read_json
 from ml.smear_check import SmearCheck
 from training import registry
@@ -95,7 +96,12 @@ def test_json_report_for_the_active_model(active_version, synthetic_data, tmp_pa
 
     # Files: the report (JSON and text) and the smear check's parameters, loadable as a check.
     assert read_json(out_dir / "report.json")["model"]["sha256"] == active_version.sha256
-    assert "Colour robustness" in (out_dir / "report.txt").read_text()
+    text = (out_dir / "report.txt").read_text()
+    assert "Augmentation-family colour shifts" in text and "Site shifts (independent of the training" in text
+    site = report["site_shifts"]
+    assert set(site["families"]) == set(site_shifts.FAMILIES)
+    assert site["ood"]["calibrated_on"]["split"] == "val" and 0 <= site["plain"]["flagged_rate"] <= 1
+    assert site["ood_attached"] is False
     params = read_json(out_dir / "smear_check.json")
     assert params["fitted_on"]["model"] == active_version.name
     check = SmearCheck.from_dict(params)
@@ -106,7 +112,9 @@ def test_text_report_names_every_part(active_version, synthetic_data, tmp_path, 
     out, _ = run("--data", str(synthetic_data), "--model", active_version.name, *FAST, "--verbosity", "0")
     for expected in (
         "Model report: " + active_version.name,
-        "Colour robustness",
+        "Augmentation-family colour shifts",
+        "Site shifts (independent of the training augmentation",
+        "wrong answers under credited shifts flagged",
         "grayscale",
         "colour_normalised",
         "colour_normalised_rgb",
@@ -151,3 +159,22 @@ def test_no_active_model_and_bad_arguments(synthetic_data, convnet_result):
     version = registry.register_model(convnet_result)
     with pytest.raises(CommandError, match="--latency-runs must be at least 1"):
         run("--data", str(synthetic_data), "--model", version.name, "--latency-runs", "0")
+
+
+def test_attach_ood_stores_the_ood_model_that_serving_uses(active_version, synthetic_data, tmp_path):
+    from training import gates
+
+    assert not active_version.ood
+    out, _ = run(
+        "--data", str(synthetic_data), "--model", active_version.name, *FAST, "--attach-ood", "--verbosity", "0"
+    )
+    assert "stored on the model version" in out
+    active_version.refresh_from_db()
+    params = active_version.ood
+    assert params["threshold"] is not None and params["calibrated_on"]["split"] == "val"
+    gates.clear_cache()
+    detector = gates.ood_for(active_version)
+    assert detector is not None and detector.threshold == params["threshold"]
+    tampered = {**params, "threshold": params["threshold"] * 2}
+    with pytest.raises(registry.RegistryError, match="digest"):
+        registry.attach_ood(active_version, tampered)

@@ -199,6 +199,7 @@ def test_diagnose_prepares_like_serving(convnet_result, tmp_path):
     from PIL import Image
 
     version = registry.register_model(convnet_result)
+    version.smear_check = {}  # flat colours are no smears; this test is about the preprocessing
     Image.new("RGB", (60, 30), (40, 40, 220)).save(tmp_path / "wide.png")  # not square: padded like serving
     Image.new("RGB", (32, 32), (220, 40, 40)).save(tmp_path / "red.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")

@@ -9,7 +9,9 @@ from training import registry, services
 class Command(BaseCommand):
     help = (
         "Robustness report for a registered model (default: active) on the test split recorded with it: "
-        "accuracy under colour shifts, colour normalisation and grayscale; the colour-only baseline; the "
+        "accuracy under site shifts written independently of the training augmentation (leave-one-family-out) "
+        "and the OOD flag rates; the augmentation-family colour shifts, colour normalisation and grayscale; "
+        "the colour-only baseline; the "
         "'not a stained smear' check's false-flag rate; single-image CPU latency and file size. Saves "
         "report.json, report.txt and smear_check.json (the check's parameters) in the output folder; "
         "--attach-smear-check also stores the check on the model version, so serving flags non-smears."
@@ -58,6 +60,14 @@ class Command(BaseCommand):
             "before retrain fitted one; needs --smear-size 224)",
         )
 
+        parser.add_argument(
+            "--attach-ood",
+            action="store_true",
+            help="store the OOD model (fitted on the training split, threshold calibrated on the validation "
+            "split) on the model version, so serving flags images 'outside validated conditions'",
+        )
+        parser.add_argument("--no-site-shifts", action="store_true", help="skip the site-shift table and the OOD model")
+
     def handle(self, *args, **options):
         for name in ("batch_size", "latency_runs", "smear_size"):
             if options[name] < 1:
@@ -79,6 +89,8 @@ class Command(BaseCommand):
                 smear_size=options["smear_size"],
                 required_margin=options["required_margin"],
                 attach_smear_check=options["attach_smear_check"],
+                attach_ood=options["attach_ood"],
+                site_shifts=not options["no_site_shifts"],
                 log=log,
             )
         except (registry.RegistryError, services.TrainingError) as exc:

@@ -3,13 +3,14 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry, services
+from training import gates, registry, services
 
 
 class Command(BaseCommand):
     help = (
         "Classify image files or folders (searched recursively) with a registered model (default: active), "
-        "using exactly the serving preprocessing. Unreadable files are reported in the output."
+        "using exactly the serving preprocessing and the portal's gates (smear check, OOD score, low confidence: "
+        "the flag column, empty when not flagged). Unreadable files are reported in the output."
     )
 
     def add_arguments(self, parser):
@@ -41,7 +42,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2))
         else:
             writer = csv.writer(self.stdout, lineterminator="\n")
-            writer.writerow(["path", "label", "confidence", *(f"p_{name}" for name in names), "error"])
+            writer.writerow(
+                ["path", "label", "confidence", *(f"p_{name}" for name in names), "ood_score", "flag", "error"]
+            )
             for row in rows:
                 probabilities = row["probabilities"] or {}
                 writer.writerow(
@@ -50,6 +53,8 @@ class Command(BaseCommand):
                         row["label"] or "",
                         "" if row["confidence"] is None else f"{row['confidence']:.6f}",
                         *("" if name not in probabilities else f"{probabilities[name]:.6f}" for name in names),
+                        "" if row.get("ood_score") is None else f"{row['ood_score']:.4f}",
+                        gates.flag_text(row.get("flags") or []),
                         row["error"] or "",
                     ]
                 )
