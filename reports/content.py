@@ -25,10 +25,12 @@ def humanise(text):
 
 
 def flag_text(flag):
-    """A prediction flag as words: flags are strings or small dicts (code, label or message)."""
+    """A prediction flag as a sentence: "Outside validated conditions" (flags are short strings;
+    a dict with a message, label or code is read too)."""
     if isinstance(flag, dict):
-        return humanise(str(flag.get("message") or flag.get("label") or flag.get("code") or ""))
-    return humanise(str(flag))
+        flag = flag.get("message") or flag.get("label") or flag.get("code") or ""
+    text = humanise(str(flag)).strip()
+    return text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,12 @@ def _ai_result(case):
                 top_probability=None if not prediction.is_smear else prediction.top_probability,
                 is_smear=prediction.is_smear,
                 smear_reasons=[humanise(reason) for reason in prediction.smear_reasons or []],
-                flags=[text for text in (flag_text(flag) for flag in prediction.flags or []) if text],
+                # A rejected image's own flag repeats its verdict, which the report gives once.
+                flags=[
+                    text
+                    for text in (flag_text(flag) for flag in prediction.flags or [])
+                    if text and (prediction.is_smear or not text.lower().startswith("not a blood smear"))
+                ],
             )
         )
     return AiResult(

@@ -218,13 +218,13 @@ def _ai_section(content, styles):
 
 def _diagnosis_section(content, styles):
     review = content.review
-    method = review.get_signature_method_display().lower() if review.signature_method else "the signer's login"
+    method = review.get_signature_method_display().lower() if review.signature_method else "signed in"
     story = [_p("Pathologist's diagnosis", styles["h2"]), _p(content.diagnosis_label, styles["diagnosis"])]
     rows = [
         ("Comment", review.comment),
         ("Signed by", content.signer_name),
         ("Signed at", _when(review.signed_at)),
-        ("Signature", f"Electronic signature; identity re-confirmed with: {method}"),
+        ("Signature", f"Electronic signature ({method})"),
     ]
     story.append(_fields(rows, styles))
     return story

@@ -9,7 +9,8 @@ from tests.conftest import smear_upload
 from tests.inference.test_integration import broker_settings, services_up, start_worker  # noqa: F401
 
 MODEL_NAME = "convnet-report-test-v3"
-FLAG = "Outside validated conditions: staining unlike the training sites"
+FLAG = "outside validated conditions"  # training.gates.OUTSIDE_VALIDATED, as the worker writes it
+FLAG_TEXT = "Outside validated conditions"
 
 
 def record_analysis(case, version):
@@ -40,6 +41,7 @@ def record_analysis(case, version):
                 probabilities={},
                 is_smear=False,
                 smear_reasons=["mostly uniform background"],
+                flags=["not a blood smear: mostly uniform background"],
             )
 
 

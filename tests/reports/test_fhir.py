@@ -10,7 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
-from tests.reports.conftest import FLAG, MODEL_NAME, amend, sign
+from tests.reports.conftest import FLAG_TEXT, MODEL_NAME, amend, sign
 from tests.reports.fhir_server import FhirServer
 
 pytestmark = pytest.mark.django_db
@@ -97,7 +97,7 @@ def test_signed_case_as_a_fhir_bundle(client, world, signed_case):
     assert device["resourceType"] == "Device"
     assert device["version"][0]["value"] == MODEL_NAME
     notes = " ".join(note["text"] for note in ai["note"])
-    assert FLAG in notes and "decision support" in notes
+    assert FLAG_TEXT in notes and "decision support" in notes
     assert ai["valueCodeableConcept"]["coding"][0]["code"] == "pre_b"
     assert final["status"] == "final"
     assert final["valueCodeableConcept"]["coding"][0]["display"] == "Pre-B ALL"

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 from django.urls import reverse
 
-from tests.reports.conftest import FLAG, MODEL_NAME, amend, pdf_text, sign
+from tests.reports.conftest import FLAG_TEXT, MODEL_NAME, amend, pdf_text, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +40,12 @@ def test_signed_report_says_who_what_and_when(client, world, signed_case):
         "Pre-B ALL",
         "Blasts with fine chromatin; typical of Pre-B ALL.",
         "Paula Tester",
+        "Electronic signature (password re-entered)",
         f"{review.signed_at:%Y-%m-%d %H:%M}",  # TIME_ZONE is UTC in tests
         MODEL_NAME,
         "70.0 %",  # the mean of 80 % and 60 %
         "Early Pre-B ALL",
-        FLAG,
+        FLAG_TEXT,
         "Not a blood smear",
         "mostly uniform background",
         "decision support",
@@ -197,3 +198,9 @@ def test_names_in_other_scripts_and_markup_characters_print_as_written(client, w
     assert "Zoë Пётрова-Ψάρη" in flat
     assert "MRN-Ω" in flat
     assert "Reactive <b>lymphocytes</b> & no blasts." in flat
+
+
+def test_a_rejected_images_verdict_is_given_once(client, world, signed_case):
+    client.force_login(world.clinician)
+    flat = " ".join(pdf_text(api_pdf(client, signed_case).content)[0].split())
+    assert flat.count("Not a blood smear: mostly uniform background") == 1
