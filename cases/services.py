@@ -260,7 +260,8 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signa
             signature_method=signature_method,
         )
         Case.objects.filter(pk=locked.pk).update(status=Case.Status.AMENDED, updated_at=now)
-        case_amended.send(sender=Case, case=locked, review=review)
+        locked.status = Case.Status.AMENDED
+        case_amended.send(sender=Case, case=locked, review=review, previous=previous)
         audit(
             AuditEvent.Action.AMENDED,
             actor=user,

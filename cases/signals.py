@@ -12,5 +12,6 @@ case_submitted = Signal()
 # A pathologist signed a case: case, review (the signature just created).
 case_signed = Signal()
 
-# A pathologist amended a signed case: case, review (the amendment just created).
+# A pathologist amended a signed case: case, review (the amendment just created), previous (the
+# review it supersedes).
 case_amended = Signal()

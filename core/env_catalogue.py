@@ -143,6 +143,25 @@ CATALOGUE = {
         None,
         "Most waiting smears a worker classifies in one model call (GPU nodes: 8-32).",
     ),
+    # Reports and notifications
+    "TELEDIAG_PUBLIC_URL": (
+        "empty (paths only)",
+        "Address of the portal, e.g. `https://telediag.hospital.example`, for links in e-mails and FHIR bundles.",
+    ),
+    "TELEDIAG_FHIR_PUSH_URL": (
+        "empty (no push)",
+        "POST every signed or amended report's FHIR R4 Bundle here, e.g. `https://fhir.hospital.example/fhir/Bundle`.",
+    ),
+    "TELEDIAG_FHIR_PUSH_TOKEN": (None, "Sent as `Authorization: Bearer <token>` with each push; use `_FILE`."),
+    "TELEDIAG_FHIR_PUSH_TIMEOUT_S": (None, "Seconds one push may take before it counts as failed."),
+    "TELEDIAG_FHIR_PUSH_RETRIES": (
+        None,
+        "Retries of a push that failed transiently (timeout, 429, 5xx), 30 s apart and doubling.",
+    ),
+    "TELEDIAG_NOTIFICATION_EMAILS": (
+        None,
+        "Also e-mail each notification (case reference and link; no patient data) when `TELEDIAG_EMAIL` is on.",
+    ),
     # Model monitoring and e-mail
     "TELEDIAG_MONITORING_WINDOW_CASES": (
         None,

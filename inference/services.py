@@ -38,6 +38,7 @@ from core.permissions import require_role
 from core.task_lookup import task_named
 from inference import publishing
 from inference.models import AnalysisJob
+from inference.signals import analysis_failed
 from training.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -337,6 +338,8 @@ def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), tas
     changed = jobs.update(status=AnalysisJob.Status.FAILED, reason=reason[:2000], finished_at=now, updated_at=now)
     if changed:
         logger.warning("Analysis job %s failed: %s", job_id, reason)
+        case_id = AnalysisJob.objects.filter(pk=job_id).values_list("smear__case_id", flat=True).first()
+        analysis_failed.send(sender=AnalysisJob, job_id=job_id, case_id=case_id, reason=reason[:2000])
     return bool(changed)
 
 

@@ -5,6 +5,8 @@
 - users/          lab admins: the users of their organisation (list, create, retrieve, PATCH role/is_active)
 - patients/, cases/, cases/{id}/sign/, cases/{id}/amend/, review-queue/, audit-events/: see cases.api
 - cases/{id}/analysis/, cases/{id}/analysis/rerun/, analysis/jobs/: see inference.api
+- cases/{id}/report.pdf, cases/{id}/fhir/: the signed report, see reports.api
+- notifications/, notifications/read/: see notifications.api
 - monitoring/performance/, monitoring/alerts/: see monitoring.api
 """
 
@@ -20,6 +22,8 @@ urlpatterns = [
     path("auth/token/", accounts_api.TokenView.as_view(), name="api-token"),
     path("me/", accounts_api.MeView.as_view(), name="api-me"),
     *router.urls,
+    path("", include("reports.api_urls")),  # before the cases router: cases/{id}/... of its own
+    path("", include("notifications.api_urls")),
     path("", include("cases.api.urls")),
     path("", include("inference.api_urls")),
     path("", include("monitoring.api_urls")),

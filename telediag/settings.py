@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "idempotency",
     "monitoring",
+    "reports",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -427,6 +429,21 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("TELEDIAG_WORKER_START_TIMEOUT_S", 
 # A worker touches this file while it is connected to the broker (container health check).
 WORKER_HEARTBEAT_FILE = env_str("TELEDIAG_WORKER_HEARTBEAT_FILE")
 WORKER_HEARTBEAT_S = env_float("TELEDIAG_WORKER_HEARTBEAT_S", 10.0)
+
+# Signed reports (reports/): links in e-mails and FHIR bundles use this address of the portal
+# (e.g. https://telediag.hospital.example); empty: paths only.
+PUBLIC_URL = env_str("TELEDIAG_PUBLIC_URL")
+# Push every signed or amended report to a FHIR server (a Bundle POSTed to this URL, e.g.
+# https://fhir.hospital.example/fhir/Bundle) from a Celery task; empty: no push.
+FHIR_PUSH_URL = env_str("TELEDIAG_FHIR_PUSH_URL")
+FHIR_PUSH_TOKEN = env_str("TELEDIAG_FHIR_PUSH_TOKEN")  # sent as "Authorization: Bearer <token>"
+FHIR_PUSH_TIMEOUT_S = env_float("TELEDIAG_FHIR_PUSH_TIMEOUT_S", 10.0)
+FHIR_PUSH_MAX_RETRIES = env_int("TELEDIAG_FHIR_PUSH_RETRIES", 8)
+FHIR_PUSH_RETRY_BACKOFF_S = 30  # then doubling, at most 10 minutes apart
+
+# Notifications (notifications/): in-app always; also e-mailed when this is on and TELEDIAG_EMAIL
+# is not off (the e-mail settings below, shared with monitoring alerts).
+NOTIFICATION_EMAILS = env_bool("TELEDIAG_NOTIFICATION_EMAILS", False)
 
 # Model monitoring (monitoring/): agreement with pathologists and drift per referring site.
 MONITORING_WINDOW_CASES = env_int("TELEDIAG_MONITORING_WINDOW_CASES", 50)

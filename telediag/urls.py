@@ -13,6 +13,8 @@ urlpatterns = [
     path("accounts/", include("security.urls")),
     path("", include("ops.urls")),
     path("", include("inference.urls")),
+    path("", include("reports.urls")),
+    path("", include("notifications.urls")),
     path("", include("monitoring.urls")),
     path("", include("cases.urls")),
 ]

@@ -11,6 +11,8 @@ reaching into another package's private names. Every import counts, also one ins
     cases      the clinical record; never imports inference
     inference  analysis jobs, worker, sweeper
     monitoring agreement with pathologists and drift per referring site, alerts
+    reports    signed PDF report versions, FHIR R4 export and push
+    notifications  in-app notices and their e-mails
     research   reports, ensembles, shipping, GPU batch runs
     ops        health, metrics, request ids in logs, worker heartbeat
     telediag   the project: settings, URLs, Celery app
@@ -34,6 +36,8 @@ ALLOWED = {
     "cases": {"core", "audit", "security", "accounts", "training", "idempotency"},
     "inference": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "ml"},
     "monitoring": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
+    "reports": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
+    "notifications": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "research": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
     "ops": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
 }

@@ -108,16 +108,17 @@ def api(client, user):
 # (name, who, client maker, url of page 1, url of a later page or None, queries per page). Portal pages
 # of pathologists and lab admins take one query more: django-otp loads the session's second-factor device.
 LISTS = [
-    ("clinician case list", "clinician", portal, "/cases/", "/cases/?page=2", 8),
-    ("clinician case list, filtered", "clinician", portal, "/cases/?priority=routine", None, 8),
-    ("pathologist case list", "pathologist", portal, "/cases/", "/cases/?page=2", 9),
-    ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 7),
+    # Portal pages include one count of the user's unread notifications (the navbar badge).
+    ("clinician case list", "clinician", portal, "/cases/", "/cases/?page=2", 9),
+    ("clinician case list, filtered", "clinician", portal, "/cases/?priority=routine", None, 9),
+    ("pathologist case list", "pathologist", portal, "/cases/", "/cases/?page=2", 10),
+    ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 8),
     # The patient's "viewed" event is written on the session's first visit only (audit.services).
-    ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 9),
-    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 10),
-    ("audit trail", "lab_admin", portal, "/audit/", "older", 5),
-    ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 5),
-    ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 9),
+    ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 10),
+    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 11),
+    ("audit trail", "lab_admin", portal, "/audit/", "older", 6),
+    ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 6),
+    ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 10),
     ("api cases", "clinician", api, "/api/cases/", "next", 3),
     (
         "api cases, page numbers",
