@@ -155,8 +155,9 @@ def test_clinician_pages(audit, world, cases):
     audit.measure("recovery codes")
     assert audit.visit("403", "/review/").status == 403
     assert audit.visit("404", "/cases/999999/").status == 404
+    audit.visit("notifications", "/notifications/")
     audit.visit("API docs", "/api/docs/")
-    assert_clean(audit, 22)
+    assert_clean(audit, 23)
 
 
 def test_pathologist_pages(audit, world, cases):
@@ -174,11 +175,13 @@ def test_pathologist_pages(audit, world, cases):
     audit.failed_submit("review page (amend refused)", "button:has-text('Record amendment')")
     audit.visit("case detail", f"/cases/{case.pk}/")
     audit.visit("failed analyses", "/analysis/failed/")
+    audit.visit("notifications", "/notifications/")
+    assert audit.visit("monitoring alerts", "/monitoring/").status == 200  # a pathologist's monitoring page
     audit.visit("account security", "/accounts/security/")
     assert audit.visit("403", "/patients/").status == 403
     assert audit.visit("404", "/cases/999999/review/").status == 404
     audit.visit("API docs", "/api/docs/")
-    assert_clean(audit, 16)
+    assert_clean(audit, 19)
 
 
 def test_lab_admin_pages(audit, world, cases):
@@ -194,10 +197,12 @@ def test_lab_admin_pages(audit, world, cases):
     audit.failed_submit("audit trail (refused filter)", "main form button:has-text('Filter')")
     assert audit.visit("400", "/audit/?before=not-a-token").status == 400
     audit.visit("failed analyses", "/analysis/failed/")
+    for path in ("/monitoring/", "/monitoring/performance/", "/monitoring/alerts/"):
+        assert audit.visit(f"monitoring {path}", path).status == 200
     audit.visit("account security", "/accounts/security/")
     assert audit.visit("403", "/cases/").status == 403
     assert audit.visit("404", "/accounts/users/999999/").status == 404
-    assert_clean(audit, 12)
+    assert_clean(audit, 15)
 
 
 def test_superuser_admin_pages(audit, world, cases):
