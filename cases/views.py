@@ -15,9 +15,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from audit.models import AuditEvent
 from audit.selectors import audit_events_visible_to
-from audit.services import audit
+from audit.services import audit_page_view
 from cases import access, services
 from cases.audit_trail import AuditFilterForm, csv_lines, filter_events
 from cases.forms import (
@@ -105,7 +104,7 @@ def patient_detail(request, pk):
         .select_related("laboratory", "submitted_by")
         .order_by("-created_at", "-pk")
     )
-    audit(AuditEvent.Action.VIEWED, actor=request.user, patient=patient, request=request, page="patient")
+    audit_page_view(request, patient=patient, page="patient")
     return render(
         request, "cases/patient_detail.html", {"patient": patient, "page_obj": case_page(request, cases, PAGE_SIZE)}
     )
@@ -212,7 +211,7 @@ def _case_context(case):
 def case_detail(request, pk):
     require_role(permissions.works_with_cases(request.user))
     case = access.get_case_for(request.user, pk)
-    audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-detail")
+    audit_page_view(request, case=case, page="case-detail")
     return render(request, "cases/case_detail.html", _case_context(case))
 
 
@@ -301,7 +300,7 @@ def case_review(request, pk):
             return redirect("case-review", pk=case.pk)
         case.refresh_from_db()
     else:
-        audit(AuditEvent.Action.VIEWED, actor=request.user, case=case, request=request, page="case-review")
+        audit_page_view(request, case=case, page="case-review")
 
     context = _case_context(case)
     context.update({"sign_form": sign_form, "amend_form": amend_form, "amend_open": amend_form.is_bound})

@@ -155,7 +155,17 @@ def test_viewed_is_recorded_once_per_case_per_session(login, world, case, client
     for _ in range(2):
         clinician.get(reverse("patient-detail", args=[world.patient.pk]))
     assert AuditEvent.objects.filter(action="viewed", patient=world.patient, case=None).count() == 1
-    # API calls with a token carry no session: each of them is recorded (and creates no session).
+    # Downloads are recorded every time, even after a view of the case in the same session.
+    signed = world.submit_case()
+    from cases.services import case_sign
+
+    case_sign(signature_method="password", user=world.pathologist, case=signed, diagnosis="pre_b", comment="")
+    clinician.get(reverse("case-detail", args=[signed.pk]))
+    for _ in range(2):
+        assert clinician.get(reverse("case-report-pdf", args=[signed.pk])).status_code == 200
+    pages = list(AuditEvent.objects.filter(action="viewed", case=signed).values_list("detail__page", flat=True))
+    assert sorted(pages) == ["case-detail", "report-pdf", "report-pdf"]
+    # API reads are recorded every time too (and a token creates no session).
     from django.contrib.sessions.models import Session
 
     sessions = Session.objects.count()
