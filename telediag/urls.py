@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("security.urls")),
     path("", include("ops.urls")),
     path("", include("inference.urls")),
+    path("", include("workspace.urls")),
     path("", include("cases.urls")),
 ]
 

@@ -10,6 +10,7 @@ reaching into another package's private names. Every import counts, also one ins
     training   the model registry and retraining
     cases      the clinical record; never imports inference
     inference  analysis jobs, worker, sweeper
+    workspace  the pathologist's review queue (AI summaries per row) and taking cases
     research   reports, ensembles, shipping, GPU batch runs
     ops        health, metrics, request ids in logs, worker heartbeat
     telediag   the project: settings, URLs, Celery app
@@ -32,6 +33,7 @@ ALLOWED = {
     "training": {"core", "audit", "security", "accounts", "ml"},
     "cases": {"core", "audit", "security", "accounts", "training", "idempotency"},
     "inference": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "ml"},
+    "workspace": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "research": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
     "ops": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
 }

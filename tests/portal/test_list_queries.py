@@ -113,7 +113,11 @@ LISTS = [
     ("pathologist case list", "pathologist", portal, "/cases/", "/cases/?page=2", 9),
     ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 7),
     ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 10),
-    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 10),
+    # + the referring sites (filter), the queue's counts, the rows' AI summaries (jobs, predictions);
+    # a search by MRN reads the matching patients first (one query more)
+    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 13),
+    ("review queue, filtered", "pathologist", portal, "/review/?flagged=on&urgent=on&mine=", None, 13),
+    ("review queue, search", "pathologist", portal, "/review/?q=MRN-1&date_from=2020-01-01", None, 14),
     ("audit trail", "lab_admin", portal, "/audit/", "older", 5),
     ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 5),
     ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 9),
