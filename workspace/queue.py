@@ -14,7 +14,7 @@ from django.utils import timezone
 from cases import access
 from cases.models import Case
 from inference.models import AnalysisJob, Prediction
-from inference.status import ai_summaries, duration_text
+from inference.status import ai_summaries
 
 
 def flagged_condition():
@@ -69,6 +69,17 @@ def queue_counts(user):
     )
 
 
+def waiting_text(seconds):
+    """How long a case has waited, as a reader scans a queue: "25 min", "5 h 10 min", "3 days"."""
+    minutes = max(0, int(seconds)) // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h {minutes % 60} min"
+    return f"{hours // 24} days"
+
+
 def with_ai_summaries(cases, now=None):
     """Set ``ai`` (inference.status.ai_summaries) and ``waiting`` ("2 h 5 min") on each case of a page."""
     cases = list(cases)
@@ -76,5 +87,5 @@ def with_ai_summaries(cases, now=None):
     summaries = ai_summaries(case.pk for case in cases)
     for case in cases:
         case.ai = summaries.get(case.pk)
-        case.waiting = duration_text((now - case.created_at).total_seconds())
+        case.waiting = waiting_text((now - case.created_at).total_seconds())
     return cases
