@@ -235,10 +235,13 @@
 
   // --- Keyboard shortcuts ----------------------------------------------------------------------
 
+  // Keys typed into a field are text, never shortcuts; a focused radio, switch or slider takes no letters.
+  var NOT_TEXT = ["radio", "checkbox", "range", "button", "submit", "reset", "color"];
   function typing(target) {
     if (!target || !target.tagName) { return false; }
     var tag = target.tagName.toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
+    if (tag === "input") { return NOT_TEXT.indexOf((target.type || "").toLowerCase()) === -1; }
+    return tag === "textarea" || tag === "select" || target.isContentEditable;
   }
 
   if (viewers.length || acceptButton) {
