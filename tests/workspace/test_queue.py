@@ -301,3 +301,19 @@ def test_waiting_text(seconds, text):
     from workspace.queue import waiting_text
 
     assert waiting_text(seconds) == text
+
+
+def test_cases_go_only_to_pathologists_of_the_reading_laboratory(world, case):
+    from cases.services import case_assign
+    from core.errors import DomainError, NotAllowed
+
+    for assignee in (world.clinician, world.other_pathologist, world.lab_admin):
+        with pytest.raises(DomainError):
+            case_assign(user=world.pathologist, case=case, assignee=assignee)
+    with pytest.raises(NotAllowed):
+        case_assign(user=world.other_pathologist, case=case, assignee=world.other_pathologist)
+    before = AuditEvent.objects.count()
+    case_assign(user=world.pathologist, case=case, assignee=world.pathologist2)  # a colleague
+    case_assign(user=world.pathologist, case=case, assignee=world.pathologist2)  # no change: no event
+    assert Case.objects.get(pk=case.pk).assigned_to == world.pathologist2
+    assert AuditEvent.objects.count() == before + 1
