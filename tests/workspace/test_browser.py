@@ -2,7 +2,7 @@
 pytest-django's live server): a pathologist filters the queue, opens a case, toggles the heatmap
 on the large image, zooms and pans, picks a class with a key, accepts the AI's suggestion with
 another, signs with re-authentication and lands on the next case. The pages must not scroll
-sideways at 1366 and 1280 px, and no probability row may spill out of its card.
+sideways from 375 to 1920 px (1366 and 1280 px above all), and no probability row may spill out of its card.
 
 The analysis is the real task code with the real (small) Keras model, run in this process, as in
 tests/inference/test_browser.py. Screenshots go to TELEDIAG_TEST_ARTIFACTS (default
@@ -69,12 +69,14 @@ def analyse_all(case):
 
 
 def check_layout(page, where):
-    for width in (1366, 1280):
+    for width in (1920, 1366, 1280, 768, 375):
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_timeout(150)
         problems = page.evaluate(LAYOUT_CHECK)
         assert problems == [], f"{where} at {width} px: {problems}"
-        page.screenshot(path=str(ARTIFACTS / f"{where}-{width}.png"), full_page=True)
+        if width in (1366, 1280):
+            page.screenshot(path=str(ARTIFACTS / f"{where}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1366, "height": 900})
 
 
 def test_pathologist_reviews_in_the_workspace(live_server, world, browser, model_version, no_broker):  # noqa: F811
@@ -199,7 +201,6 @@ def test_pathologist_reviews_in_the_workspace(live_server, world, browser, model
     assert page.evaluate("document.activeElement.closest('[data-zoom-viewer]').id") == "image-2"
     assert "Preliminary — not reviewed by a pathologist" in page.locator("[data-testid=ai-result]").inner_text()
     check_layout(page, "5-review")
-    page.set_viewport_size({"width": 1366, "height": 900})
 
     # --- Sign with the password (re-authentication): on to the next case. ---
     page.fill("#id_sign-password", DEMO_PASSWORD)
