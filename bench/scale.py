@@ -259,22 +259,24 @@ def grow(ids, start, stop):
                 "predictions",
                 f"""
             INSERT INTO inference_prediction (id, smear_id, model_version_id, job_id, label, probabilities, heatmap, heatmap_method,
-                   queue_wait_ms, inference_ms, total_ms, worker, runtime, is_smear, smear_reasons, created_at)
+                   queue_wait_ms, inference_ms, total_ms, worker, runtime, is_smear, smear_reasons, flags, created_at)
             SELECT j.id, j.smear_id, j.model_version_id, j.id, (ARRAY['benign','early_pre_b','pre_b','pro_b'])[j.id % 4 + 1],
                    '{{"benign": 0.05, "early_pre_b": 0.85, "pre_b": 0.07, "pro_b": 0.03}}', '', '', 120, 3, 21, 'bench@node:1',
-                   'tflite', true, '[]', j.finished_at
+                   'tflite', true, '[]',
+                   CASE WHEN j.id % 53 = 0 THEN '["outside validated conditions"]' ELSE '[]' END::jsonb, j.finished_at
             FROM inference_analysisjob j WHERE j.id BETWEEN {2 * lo + 1} AND {2 * hi} AND j.status = 'done'""",
             ),
             (
                 "reviews",
                 f"""
-            INSERT INTO cases_review (id, case_id, kind, diagnosis, comment, reason, ai_suggestion, supersedes_id, signed_by_id, signed_at)
+            INSERT INTO cases_review (id, case_id, kind, diagnosis, comment, reason, ai_suggestion, supersedes_id, signed_by_id, signed_at,
+                                      signature_method)
             SELECT 2 * c + 1, c + 1, 'signature', (ARRAY['benign','early_pre_b','pre_b','pro_b','non_diagnostic'])[c % 5 + 1],
-                   'Blasts present.', '', 'early_pre_b', NULL, ({pathologist})[s + 1], t + interval '1 day'
+                   'Blasts present.', '', 'early_pre_b', NULL, ({pathologist})[s + 1], t + interval '1 day', 'password'
             FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status IN ('signed', 'amended')
             UNION ALL
             SELECT 2 * c + 2, c + 1, 'amendment', 'pre_b', 'Revised after flow cytometry.', 'Flow cytometry result.', 'early_pre_b',
-                   2 * c + 1, ({pathologist})[s + 1], t + interval '2 days'
+                   2 * c + 1, ({pathologist})[s + 1], t + interval '2 days', 'totp'
             FROM (SELECT {case_cols} FROM generate_series({lo}, {hi - 1}) AS c) AS x WHERE status = 'amended'""",
             ),
             (
@@ -340,7 +342,8 @@ def deep_cursor(url, request_path, position_value, ordering_reverse=False):
 
 
 def pages(ids):
-    """(name, username, url, api) for every list, queue, search and detail page."""
+    """(name, username, url, api) for every list, queue, search and detail page (api: True for a
+    token client, "htmx" for a portal page's background refresh, False for a page)."""
     from audit.models import AuditEvent
     from cases.listing import _encode as keyset_token
     from cases.models import Case, Patient
@@ -382,6 +385,11 @@ def pages(ids):
         ("portal pathologist all cases p200", p, "/cases/?page=200", False),
         ("portal review queue p1", p, "/review/", False),
         ("portal review queue last page", p, "/review/?page=9999", False),
+        ("portal review queue flagged", p, "/review/?flagged=on", False),
+        ("portal review queue urgent, assigned to me", p, "/review/?urgent=on&mine=on", False),
+        ("portal review queue site + dates", p, f"/review/?site={site}&date_from=2021-01-01&date_to=2030-01-01", False),
+        ("portal review queue search MRN", p, f"/review/?q={unsigned.patient.mrn}", False),
+        ("portal review queue refresh (htmx)", p, "/review/?urgent=on", "htmx"),
         ("portal case review", p, f"/cases/{unsigned.pk}/review/", False),
         ("portal failed analyses p1", p, "/analysis/failed/", False),
         (
@@ -422,6 +430,21 @@ def pages(ids):
     ]
 
 
+def second_factor_verified(client, user):
+    """A pathologist's or admin's session as after their authenticator code (django-otp's own key)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from security.policy import requires_second_factor
+
+    if requires_second_factor(user):
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        device = device or TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+
+
 def measure(pages_list, args):
     from django.db import connection
     from django.test import Client
@@ -438,12 +461,17 @@ def measure(pages_list, args):
         key = (username, api)
         if key not in clients:
             user = User.objects.get(username=username)
-            if api:
+            if api == "htmx":  # a portal page's background refresh: the fragment alone
+                clients[key] = Client(HTTP_HX_REQUEST="true", HTTP_X_TELEDIAG_BACKGROUND="1")
+                clients[key].force_login(user)
+            elif api:
                 token, _ = Token.objects.get_or_create(user=user)
                 clients[key] = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
             else:
                 clients[key] = Client()
                 clients[key].force_login(user)
+            if not api or api == "htmx":
+                second_factor_verified(clients[key], user)
         client = clients[key]
         for _ in range(args.warmup):
             response = client.get(url)

@@ -73,9 +73,22 @@ def review_queue_for(user):
     )
 
 
+def next_in_queue(user, *, exclude=None):
+    """The case a pathologist reads next: the head of their queue (urgent first, oldest first),
+    leaving out ``exclude`` and cases another pathologist has taken. None when nothing is waiting."""
+    queue = review_queue_for(user).exclude(~Q(assigned_to=None) & ~Q(assigned_to_id=user.pk))
+    if exclude is not None:
+        queue = queue.exclude(pk=exclude.pk)
+    return queue.first()
+
+
 def get_case_for(user, pk):
     try:
-        return cases_visible_to(user).select_related("patient", "site", "laboratory", "submitted_by").get(pk=pk)
+        return (
+            cases_visible_to(user)
+            .select_related("patient", "site", "laboratory", "submitted_by", "assigned_to")
+            .get(pk=pk)
+        )
     except (Case.DoesNotExist, ValueError, TypeError):
         raise Http404("No such case.") from None
 

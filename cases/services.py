@@ -274,3 +274,37 @@ def case_amend(*, user, case, diagnosis, reason, comment="", request=None, signa
         )
     case.refresh_from_db()
     return review
+
+
+def case_assign(*, user, case, assignee, request=None):
+    """Give an unsigned case to one of its laboratory's pathologists (``assignee``), or release it
+    (``assignee`` None). A pathologist takes a case by assigning it to themselves."""
+    require_role(permissions.is_case_pathologist(user, case), "Only the laboratory's pathologists assign cases.")
+    if assignee is not None and not permissions.is_case_pathologist(assignee, case):
+        raise DomainError(
+            "Cases are assigned to pathologists of the reading laboratory only.",
+            details={"assignee": ["Not a pathologist of this laboratory."]},
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        if locked.is_final:
+            raise InvalidTransition("A signed case is no longer in the queue: it cannot be assigned.")
+        previous = locked.assigned_to
+        if previous == assignee:  # nothing changes: no write, no audit event
+            case.assigned_to, case.assigned_at = locked.assigned_to, locked.assigned_at
+            return case
+        Case.objects.filter(pk=locked.pk).update(
+            assigned_to=assignee, assigned_at=now if assignee else None, updated_at=now
+        )
+        audit(
+            AuditEvent.Action.CHANGED,
+            actor=user,
+            case=locked,
+            request=request,
+            field="assigned_to",
+            previous=previous.username if previous else None,
+            assigned_to=assignee.username if assignee else None,
+        )
+    case.assigned_to, case.assigned_at = assignee, now if assignee else None
+    return case

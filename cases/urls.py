@@ -11,8 +11,8 @@ urlpatterns = [
     path("cases/new/", views.case_create, name="case-create"),
     path("cases/<int:pk>/", views.case_detail, name="case-detail"),
     path("cases/<int:pk>/review/", views.case_review, name="case-review"),
+    path("cases/<int:pk>/status/", views.case_status, name="case-status"),
     path("smears/<int:pk>/image/", views.smear_image, name="smear-image"),
-    path("review/", views.review_queue, name="review-queue"),
     path("audit/", views.audit_log, name="audit-log"),
     path("audit/export.csv", views.audit_log_csv, name="audit-log-csv"),
 ]

@@ -10,9 +10,10 @@ Access rules, in this order:
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest, PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
 from audit.selectors import audit_events_visible_to
@@ -29,12 +30,11 @@ from cases.forms import (
 )
 from cases.listing import case_page, keyset_page, paginate, with_case_counts
 from cases.media import smear_image_response
-from cases.models import Case
+from cases.models import Diagnosis
 from cases.submit_once import case_submit_once
 from core import permissions
 from core.errors import AlreadySigned, DomainError, InvalidTransition, NotAllowed, UploadRejected
 from core.forms import apply_domain_error
-from core.pagination import COUNT_CAP
 from core.permissions import require_role
 from security.signature import verify_signature
 
@@ -225,18 +225,6 @@ def smear_image(request, pk):
 
 
 @login_required
-def review_queue(request):
-    require_role(permissions.reviews_cases(request.user))
-    queue = access.review_queue_for(request.user)
-    urgent_count = queue.filter(priority=Case.Priority.URGENT).order_by()[: COUNT_CAP + 1].count()
-    return render(
-        request,
-        "cases/review_queue.html",
-        {"page_obj": case_page(request, queue, PAGE_SIZE), "urgent_count": urgent_count, "count_cap": COUNT_CAP},
-    )
-
-
-@login_required
 @require_http_methods(["GET", "POST"])
 def case_review(request, pk):
     require_role(permissions.works_with_cases(request.user))
@@ -270,8 +258,16 @@ def case_review(request, pk):
                 except DomainError as error:
                     apply_domain_error(sign_form, error)
                 else:
-                    messages.success(request, f"Case {case.reference} signed. The report is now final.")
-                    return redirect("case-review", pk=case.pk)
+                    # On to the next case of the queue, or back to the queue when none is waiting.
+                    following = access.next_in_queue(request.user, exclude=case)
+                    if following is None:
+                        messages.success(request, f"Case {case.reference} signed. The report is now final.")
+                        return redirect("review-queue")
+                    messages.success(
+                        request,
+                        f"Case {case.reference} signed. The report is now final. Next: {following.reference}.",
+                    )
+                    return redirect("case-review", pk=following.pk)
         elif action == "amend":
             amend_form = AmendForm(request.POST, prefix="amend")
             if amend_form.is_valid():
@@ -303,8 +299,41 @@ def case_review(request, pk):
         audit_page_view(request, case=case, page="case-review")
 
     context = _case_context(case)
-    context.update({"sign_form": sign_form, "amend_form": amend_form, "amend_open": amend_form.is_bound})
+    context.update(
+        {
+            "sign_form": sign_form,
+            "amend_form": amend_form,
+            "amend_open": amend_form.is_bound,
+            "next_case": access.next_in_queue(request.user, exclude=case),
+            "shortcut_diagnoses": [
+                {"key": str(number), "value": value, "label": label}
+                for number, (value, label) in enumerate(Diagnosis.choices, start=1)
+            ],
+        }
+    )
     return render(request, "cases/case_review.html", context)
+
+
+# htmx stops polling an element whose response has this status (and still swaps it in).
+STOP_POLLING = 286
+
+
+@require_http_methods(["GET"])
+def case_status(request, pk):
+    """The case header's badges (status, priority, assignee), polled by htmx until the case is final.
+
+    The summary card's status comes along as an out-of-band swap, so both stay in step. Signed out:
+    an empty answer that stops the polling (never the login page swapped into a header).
+    """
+    if not request.user.is_authenticated:
+        return HttpResponse(status=STOP_POLLING)
+    require_role(permissions.works_with_cases(request.user))
+    case = access.get_case_for(request.user, pk)
+    response = render(request, "cases/_case_status.html", {"case": case, "oob": True})
+    if case.is_final:
+        response.status_code = STOP_POLLING
+    add_never_cache_headers(response)
+    return response
 
 
 # --- Audit trail ------------------------------------------------------------------------------

@@ -63,13 +63,14 @@ def _top(probabilities):
     return best_label, best_value
 
 
-def aggregate(predictions, *, threshold, class_names=None, failed=0):
+def aggregate(predictions, *, threshold, class_names=None, failed=0, display=str):
     """Combine per-image predictions into a case result.
 
     ``predictions``: iterable of mappings with ``probabilities`` (class name -> probability) and
     optionally ``smear`` (an id) and ``label``. ``threshold``: a top mean probability below it flags
     the case. ``class_names``: output order (default: the order of the first prediction; classes
-    missing from an image count as 0). ``failed``: images whose analysis failed.
+    missing from an image count as 0). ``failed``: images whose analysis failed. ``display``: how a
+    class name is written in the reasons (people read "Pre-B ALL", not "pre_b").
     Returns a CaseResult; with no predictions its label is None and it is flagged only if some failed.
     """
     items = [dict(p) for p in predictions]
@@ -137,7 +138,7 @@ def aggregate(predictions, *, threshold, class_names=None, failed=0):
     labels = {image["label"] for image in per_image}
     consensus = not has_no_consensus([image["label"] for image in per_image], mean)
     if len(labels) > 1:
-        reasons.insert(0, f"The images disagree: {', '.join(sorted(labels))}.")
+        reasons.insert(0, f"The images disagree: {', '.join(display(label) for label in sorted(labels))}.")
     if not consensus:
         reasons.insert(0, f"{NO_CONSENSUS_TEXT}: no subtype is suggested for the case.")
         label = None

@@ -32,8 +32,6 @@ from django.utils import timezone
 from inference import leases, services, worker
 from inference.models import AnalysisJob
 from inference.transient import TRANSIENT_ERRORS
-from training import gates
-from training.gates import NOT_A_SMEAR
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +199,6 @@ def run_jobs(job_id, task_id=""):
 def _analyse_batch(jobs):
     """Prepare every image, one model call for the smears, then store each result. {job id: outcome}."""
     from ml import heatmaps
-    from ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     outcomes, ready = {}, []
@@ -209,22 +206,8 @@ def _analyse_batch(jobs):
     loaded = worker.get_model(version)
     for job in jobs:
         try:
-            data = worker._read_image(job.smear)
-            try:
-                image = prepare_image(data, loaded.input_size)
-            except (ImageError, OSError, ValueError) as exc:
-                raise worker.ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
-            is_smear, reasons = worker._smear_verdict(version, data, image, loaded.input_size)
-            if not is_smear:
-                worker._save(
-                    job,
-                    started,
-                    label=NOT_A_SMEAR,
-                    probabilities={},
-                    is_smear=False,
-                    smear_reasons=list(reasons),
-                    flags=[gates.not_a_smear_flag(reasons)],
-                )
+            image, rejected = worker.screen(job, loaded, version, started)
+            if rejected is not None:
                 outcomes[job.pk] = "done"
             else:
                 ready.append((job, image))

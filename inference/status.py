@@ -88,6 +88,14 @@ def job_status_text(job, now):
     return "done"
 
 
+def job_status_detail(job, status_text):
+    """What the status text adds after the status word ("queued" + " (waiting 2 min)"), so a badge
+    with the status and this detail read as the status text once, not "done done"."""
+    if status_text.startswith(job.status):
+        return status_text[len(job.status) :]
+    return f" {status_text}"
+
+
 def _probability_rows(probabilities, class_names=()):
     """Rows in the model's class order (the database does not keep a JSON object's key order)."""
     order = [name for name in class_names if name in probabilities]
@@ -125,6 +133,7 @@ def _case_result(predictions, class_names, *, failed, names=None):
         threshold=settings.ATTENTION_THRESHOLD,
         class_names=class_names or None,
         failed=failed,
+        display=label_display,
     )
 
 
@@ -154,6 +163,87 @@ def case_ai_suggestion(case):
     return result.label or ""
 
 
+def ai_summaries(case_ids):
+    """{case id: the AI's case-level summary} for a page of a list, in two queries whatever its size.
+
+    Per case, for its most recently requested model version: ``label`` / ``label_display`` (the
+    suggestion, "" when there is none yet), ``top_probability``, ``flags`` (short texts: the
+    predictions' flags, not-a-smear images, failed analyses, the case result's own reasons),
+    ``pending`` (work left), ``failed`` (images whose analysis failed).
+    """
+    case_ids = list(case_ids)
+    if not case_ids:
+        return {}
+    jobs = (
+        AnalysisJob.objects.filter(smear__case_id__in=case_ids)
+        .order_by("smear__case_id", "-created_at", "-pk")
+        .values_list("smear__case_id", "model_version_id", "model_version__class_names", "status")
+    )
+    latest, class_names, statuses = {}, {}, {}
+    for case_id, version_id, names, status in jobs:
+        latest.setdefault(case_id, version_id)  # newest request first
+        if latest[case_id] == version_id:
+            class_names[case_id] = names or []
+            statuses.setdefault(case_id, []).append(status)
+    rows = Prediction.objects.filter(smear__case_id__in=list(latest), model_version_id__in=set(latest.values()))
+    predictions = {}
+    for p in rows.values(
+        "smear__case_id", "smear_id", "model_version_id", "label", "probabilities", "is_smear", "smear_reasons", "flags"
+    ):
+        if latest.get(p["smear__case_id"]) == p["model_version_id"]:
+            predictions.setdefault(p["smear__case_id"], []).append(p)
+    summaries = {}
+    for case_id in case_ids:
+        found = predictions.get(case_id, [])
+        failed = statuses.get(case_id, []).count(AnalysisJob.Status.FAILED)
+        pending = any(s in AnalysisJob.PENDING_STATUSES for s in statuses.get(case_id, []))
+        flags = []
+        for p in found:
+            flags += [text for text in p["flags"] or [] if text not in flags]
+        not_smear = sum(1 for p in found if p["is_smear"] is False)
+        if not_smear:
+            flags.append(f"{not_smear} not a blood smear")
+        if failed:
+            flags.append(f"{failed} analysis failed" if failed == 1 else f"{failed} analyses failed")
+        result = None
+        if found:
+            result = aggregate(
+                [
+                    {
+                        "smear": p["smear_id"],
+                        "label": p["label"],
+                        "probabilities": p["probabilities"],
+                        "is_smear": p["is_smear"],
+                        "smear_reasons": p["smear_reasons"],
+                    }
+                    for p in found
+                ],
+                threshold=settings.ATTENTION_THRESHOLD,
+                class_names=class_names.get(case_id) or None,
+                failed=failed,
+                display=label_display,
+            )
+            if (
+                result.label
+                and result.top_probability is not None
+                and result.top_probability < settings.ATTENTION_THRESHOLD
+            ):
+                flags.append("low confidence")
+            if len({image["label"] for image in result.per_image if image.get("probabilities")}) > 1:
+                flags.append("images disagree")
+        label = result.label if result else None
+        summaries[case_id] = {
+            "label": label or "",
+            "label_display": label_display(label) if label else "",
+            "top_probability": result.top_probability if result else None,
+            "flags": flags,
+            "pending": pending,
+            "failed": failed,
+            "analysed": bool(found),
+        }
+    return summaries
+
+
 def case_analysis_data(case, user=None, *, version_id=None, now=None):
     """Everything about the AI analysis of ``case`` (one model version at a time), JSON-ready.
 
@@ -176,6 +266,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
     )
     may_retry = bool(user is not None and permissions.retries_analysis(user, case))
     may_rerun = bool(user is not None and permissions.is_case_pathologist(user, case))
+    sees_timings = bool(user is not None and permissions.watches_analyses(user))
 
     class_names = list(selected.class_names or []) if selected else []
     smear_rows = []
@@ -192,10 +283,12 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             "prediction": None,
         }
         if job is not None:
+            status_text = job_status_text(job, now)
             row["job"] = {
                 "id": job.pk,
                 "status": job.status,
-                "status_text": job_status_text(job, now),
+                "status_text": status_text,
+                "status_detail": job_status_detail(job, status_text),
                 "attempts": job.attempts,
                 "reason": job.reason,
                 "enqueued_at": job.enqueued_at.isoformat(),
@@ -219,8 +312,9 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
                 "probabilities": _probability_rows(prediction.probabilities, class_names),
                 "heatmap_url": _url("inference-heatmap", prediction.pk) if prediction.heatmap else None,
                 "heatmap_method": prediction.heatmap_method,
-                "queue_wait_ms": prediction.queue_wait_ms,
-                "inference_ms": prediction.inference_ms,
+                # Operational timings are for the laboratory, not for the referring clinician.
+                "queue_wait_ms": prediction.queue_wait_ms if sees_timings else None,
+                "inference_ms": prediction.inference_ms if sees_timings else None,
                 "runtime": prediction.runtime,
                 "is_smear": prediction.is_smear,
                 "smear_reasons": list(prediction.smear_reasons or []),
@@ -283,6 +377,7 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
             "reference": case.reference,
             "status": case.status,
             "status_display": case.get_status_display(),
+            "is_final": case.is_final,
         },
         "state": state,
         "state_label": STATE_LABELS[state],
@@ -295,11 +390,19 @@ def case_analysis_data(case, user=None, *, version_id=None, now=None):
         "smears": smear_rows,
         "result": result,
         "attention_threshold": settings.ATTENTION_THRESHOLD,
-        "permissions": {"can_retry": may_retry, "can_rerun": may_rerun},
+        "permissions": {"can_retry": may_retry, "can_rerun": may_rerun, "sees_timings": sees_timings},
         "rerun": rerun,
         "urls": {"panel": _url("inference-case-analysis-panel", case.pk)},
         "advisory": "The AI only advises: the diagnosis is the pathologist's.",
     }
 
 
-__all__ = ["case_ai_suggestion", "case_analysis_data", "job_status_text", "duration_text", "label_display"]
+__all__ = [
+    "ai_summaries",
+    "job_status_detail",
+    "case_ai_suggestion",
+    "case_analysis_data",
+    "job_status_text",
+    "duration_text",
+    "label_display",
+]

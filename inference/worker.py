@@ -359,6 +359,32 @@ def _delete_stored(name):
         logger.warning("Could not delete the unused heatmap %s", name, exc_info=True)
 
 
+def screen(job, loaded, version, started):
+    """Read and prepare a job's image and apply the smear check: ``(image, None)`` for a smear the
+    model should see, ``(None, prediction)`` once a not-a-smear result is stored (no subtype, no
+    heatmap: the Prediction says why). Raises ImageUnreadable and the storage errors of _read_image."""
+    from ml.images import ImageError, prepare_image
+
+    data = _read_image(job.smear)
+    try:
+        image = prepare_image(data, loaded.input_size)
+    except (ImageError, OSError, ValueError) as exc:
+        raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
+    is_smear, reasons = _smear_verdict(version, data, image, loaded.input_size)
+    if is_smear:
+        return image, None
+    prediction = _save(
+        job,
+        started,
+        label=NOT_A_SMEAR,
+        probabilities={},
+        is_smear=False,
+        smear_reasons=list(reasons),
+        flags=[gates.not_a_smear_flag(reasons)],
+    )
+    return None, prediction
+
+
 def analyse(job):
     """Compute and store the prediction of a claimed job; returns the Prediction.
 
@@ -367,28 +393,14 @@ def analyse(job):
     UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
     """
     from ml import heatmaps
-    from ml.images import ImageError, prepare_image
 
     started = time.perf_counter()
     version = job.model_version
     loaded = get_model(version)
     smear = job.smear
-    data = _read_image(smear)
-    try:
-        image = prepare_image(data, loaded.input_size)
-    except (ImageError, OSError, ValueError) as exc:
-        raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
-    is_smear, smear_reasons = _smear_verdict(version, data, image, loaded.input_size)
-    if not is_smear:  # no subtype, no heatmap: the Prediction says why
-        return _save(
-            job,
-            started,
-            label=NOT_A_SMEAR,
-            probabilities={},
-            is_smear=False,
-            smear_reasons=list(smear_reasons),
-            flags=[gates.not_a_smear_flag(smear_reasons)],
-        )
+    image, rejected = screen(job, loaded, version, started)
+    if rejected is not None:
+        return rejected
     # Stored smears are upright and their size is recorded: no second decode for the overlay.
     original_size = (smear.width, smear.height)
 

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "inference",
+    "workspace",
     "research",
     "security",
     "axes",

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("reports.urls")),
     path("", include("notifications.urls")),
     path("", include("monitoring.urls")),
+    path("", include("workspace.urls")),
     path("", include("cases.urls")),
 ]
 

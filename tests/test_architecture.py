@@ -13,6 +13,7 @@ reaching into another package's private names. Every import counts, also one ins
     monitoring agreement with pathologists and drift per referring site, alerts
     reports    signed PDF report versions, FHIR R4 export and push
     notifications  in-app notices and their e-mails
+    workspace  the pathologist's review queue (AI summaries per row) and taking cases
     research   reports, ensembles, shipping, GPU batch runs
     ops        health, metrics, request ids in logs, worker heartbeat
     telediag   the project: settings, URLs, Celery app
@@ -38,6 +39,7 @@ ALLOWED = {
     "monitoring": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "reports": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "notifications": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
+    "workspace": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference"},
     "research": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
     "ops": {"core", "audit", "security", "accounts", "training", "cases", "idempotency", "inference", "ml"},
 }

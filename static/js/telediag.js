@@ -43,33 +43,6 @@
     });
   });
 
-  // Image viewer zoom: Fit / 100% / 200% buttons on the review page.
-  function setZoom(viewer, level) {
-    var img = viewer.querySelector(".td-viewer-img");
-    if (!img) { return; }
-    viewer.setAttribute("data-zoom-level", level);
-    var natural = img.naturalWidth || parseInt(img.getAttribute("width"), 10) || 0;
-    if (level === "fit") {
-      img.style.width = "";
-    } else if (natural) {
-      img.style.width = (natural * parseFloat(level)) + "px";
-    }
-    viewer.querySelectorAll("[data-zoom]").forEach(function (button) {
-      var on = button.getAttribute("data-zoom") === level;
-      button.classList.toggle("active", on);
-      button.setAttribute("aria-pressed", on ? "true" : "false");
-    });
-  }
-
-  document.querySelectorAll("[data-viewer]").forEach(function (viewer) {
-    viewer.querySelectorAll("[data-zoom]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        setZoom(viewer, button.getAttribute("data-zoom"));
-      });
-    });
-    setZoom(viewer, "fit");
-  });
-
   // Heatmap opacity sliders of the AI panel. The panel is re-rendered by the server while the
   // analysis runs (htmx swaps it in), so the chosen opacities are kept and applied again.
   var heatmapOpacity = {};

@@ -115,6 +115,9 @@ def test_clinician_submits_and_pathologist_signs(live_server, world, browser, sm
     page.fill("#id_sign-comment", "Lymphoblasts with fine chromatin; consistent with Pre-B ALL.")
     page.fill("#id_sign-password", DEMO_PASSWORD)  # the electronic signature
     page.click("button:has-text('Sign final diagnosis')")
+    page.wait_for_url("**/review/")  # nothing else waits: back to the (empty) queue
+    assert f"Case {case.reference} signed." in page.locator(".td-messages").inner_text()
+    page.goto(f"{base}/cases/{case.pk}/review/")
     page.wait_for_selector("[data-testid=signed-state]")
     assert page.locator("text=Signed — read-only").count() == 1
     assert page.locator("[data-testid=sign-form]").count() == 0

@@ -320,7 +320,7 @@ def test_review_queue_is_urgent_first_then_oldest(login, world):
     page = text(response)
     assert signed.reference not in page
     assert page.index(urgent_old.reference) < page.index(urgent_new.reference) < page.index(routine_old.reference)
-    assert response.context["urgent_count"] == 2
+    assert response.context["counts"]["urgent"] == 2
 
 
 # --- Signing ------------------------------------------------------------------------------------
@@ -343,15 +343,16 @@ def test_signing_flow(login, world, case):
             "sign-comment": "Many blasts.",
         },
     )
-    assert response["Location"] == reverse("case-review", args=[case.pk])
+    # No other case waits: the pathologist lands back on the queue (tests/workspace: the next case).
+    assert response["Location"] == reverse("review-queue")
     case.refresh_from_db()
     assert case.status == Case.Status.SIGNED
     assert case.signed_by == world.pathologist
     review = case.diagnoses.get()
     assert (review.kind, review.diagnosis, review.comment) == ("signature", "early_pre_b", "Many blasts.")
 
-    page = text(client.get(response["Location"]))
-    assert f"Case {case.reference} signed." in page
+    assert f"Case {case.reference} signed." in text(client.get(response["Location"]))
+    page = text(client.get(reverse("case-review", args=[case.pk])))
     assert 'data-testid="signed-state"' in page
     assert "Signed — read-only" in page
     assert 'data-testid="sign-form"' not in page

@@ -115,7 +115,11 @@ LISTS = [
     ("patient list", "clinician", portal, "/patients/", "/patients/?page=2", 8),
     # The patient's "viewed" event is written on the session's first visit only (audit.services).
     ("patient detail", "clinician", portal, "/patients/{patient}/", "/patients/{patient}/?page=2", 10),
-    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 11),
+    # + the referring sites (filter), the queue's counts, the rows' AI summaries (jobs, predictions);
+    # a search by MRN reads the matching patients first (one query more)
+    ("review queue", "pathologist", portal, "/review/", "/review/?page=2", 14),
+    ("review queue, filtered", "pathologist", portal, "/review/?flagged=on&urgent=on&mine=", None, 14),
+    ("review queue, search", "pathologist", portal, "/review/?q=MRN-1&date_from=2020-01-01", None, 15),
     ("audit trail", "lab_admin", portal, "/audit/", "older", 6),
     ("failed analyses", "pathologist", portal, "/analysis/failed/", "older-failed", 6),
     ("clinician case search", "clinician", portal, "/cases/?q=MRN-1", "/cases/?q=MRN-1&page=2", 10),
