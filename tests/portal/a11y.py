@@ -76,6 +76,9 @@ def overflow_at(page, widths=WIDTHS):
 _FOCUS_RING = """() => {
   const el = document.activeElement;
   if (!el || el === document.body) { return null; }
+  // Focus inside a control's browser-made parts (a date input's calendar button) leaves the host
+  // unfocused: the browser draws that part's ring itself.
+  if (!el.matches(':focus')) { return null; }
   const rgb = (text) => { const m = text.match(/rgba?\\(([^)]+)\\)/); if (!m) { return null; }
     const p = m[1].split(',').map(s => parseFloat(s)); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
   const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
