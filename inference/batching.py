@@ -221,12 +221,15 @@ def _analyse_batch(jobs):
     t0 = time.perf_counter()
     if graph is not None:
         probabilities, cams = graph(np.stack([image for _, image in ready]).astype(np.float32))
+        features = None  # the OOD score's features: a pass of their own (cheap where batching pays, a GPU)
     else:
-        results = [loaded.analyse(image) for _, image in ready]
-        probabilities = np.stack([p for p, _ in results])
-        cams = [c for _, c in results]
+        results = [loaded.analyse_all(image) for _, image in ready]
+        probabilities = np.stack([p for p, _, _ in results])
+        cams = [c for _, c, _ in results]
+        features = [f for _, _, f in results]
     inference_ms = (time.perf_counter() - t0) * 1000.0 / len(ready)  # each image's share of the call
-    assessed = worker.assess_images(version, loaded, np.stack([image for _, image in ready]), probabilities)
+    images = np.stack([image for _, image in ready])
+    assessed = worker.assess_images(version, loaded, images, probabilities, features)
 
     for (job, image), probs, cam, (ood_score, flags) in zip(ready, probabilities, cams, assessed):
         if not np.all(np.isfinite(probs)):

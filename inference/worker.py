@@ -146,9 +146,14 @@ class LoadedModel:
 
     def analyse(self, image):
         """(probabilities (K,), cam or None) for one prepared uint8 image: one forward pass."""
+        return self.analyse_all(image)[:2]
+
+    def analyse_all(self, image):
+        """(probabilities (K,), cam or None, penultimate features (D,) or None): one forward pass
+        when the serving runtime returns the features too (a softmax Dense head)."""
         if self.serving is not None:
-            return self.serving.analyse(image)
-        return self.predict(image[None].astype(np.float32))[0], None
+            return self.serving.analyse_all(image)
+        return self.predict(image[None].astype(np.float32))[0], None, None
 
     def features(self, batch):
         """Penultimate features (N, D) of a float32 batch, for the OOD score (a Keras pass of its own:
@@ -405,13 +410,13 @@ def analyse(job):
     original_size = (smear.width, smear.height)
 
     t0 = time.perf_counter()
-    probs, cam = loaded.analyse(image)
+    probs, cam, features = loaded.analyse_all(image)
     inference_ms = (time.perf_counter() - t0) * 1000.0
     if not np.all(np.isfinite(probs)):
         raise AnalysisError("The model returned invalid probabilities (NaN or infinite).")
     class_index = int(np.argmax(probs))
     probabilities = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
-    ood_score, flags = assess_images(version, loaded, image[None], probs[None])[0]
+    ood_score, flags = assess_images(version, loaded, image[None], probs[None], [features])[0]
 
     png, method = b"", ""
     try:
@@ -458,9 +463,12 @@ def _smear_verdict(version, data, image, size):
     return gates.smear_verdict_of(version, data, image, size, reraise=(SoftTimeLimitExceeded,))
 
 
-def assess_images(version, loaded, images, probabilities):
+def assess_images(version, loaded, images, probabilities, features=None):
     """[(ood_score, flags)] per image (training.gates.assess: OOD and low confidence, the same gate
-    as ``manage.py diagnose``). ``images``: prepared uint8 (N, S, S, 3); ``probabilities``: (N, K)."""
+    as ``manage.py diagnose``). ``images``: prepared uint8 (N, S, S, 3); ``probabilities``: (N, K);
+    ``features``: their penultimate features when the forward pass gave them (else a Keras pass)."""
+    if features is not None and all(f is not None for f in features):
+        return [gates.assess(version, p, f, reraise=(SoftTimeLimitExceeded,)) for p, f in zip(probabilities, features)]
     features = [None] * len(images)
     if gates.needs_features(version):
         try:

@@ -7,6 +7,8 @@ What is exported is one *serving graph* per model: a single forward pass that re
 
     probabilities  (1, K)   the model's softmax output (what ``model.predict_on_batch`` returns)
     cam            (1, h, w) the Grad-CAM map of the top class on the last spatial feature map
+    features       (1, D)   the head's input (penultimate features, for the OOD score), when the
+                            head is a softmax Dense; the same pass, so the score costs no second one
 
 Grad-CAM needs the gradient of the class score with respect to the feature map; that gradient
 only runs back through the head (pooling + dense), so the map costs almost nothing on top of the
@@ -51,10 +53,12 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the penultimate features are a third output
 DEFAULT_TOLERANCE = 1e-4
-# Grad-CAM maps are compared relative to their peak (they are normalised before display).
+# Grad-CAM maps are compared relative to their peak (they are normalised before display), and so
+# are the penultimate features.
 CAM_TOLERANCE = 1e-3
+FEATURE_TOLERANCE = 1e-3
 CACHE_FOLDER = ".serving"
 RUNTIMES = ("auto", "tflite", "keras")
 
@@ -202,6 +206,7 @@ class ServingGraph:
         self.input_size = int(spec.shape[1])
         self.num_classes = int(model.outputs[0].shape[-1])
         self.explains = False
+        self.feature_size = 0  # D when the graph also returns the penultimate features
         self.layer_name = ""
         self.unavailable_reason = ""
         signature = [tf.TensorSpec([1, self.input_size, self.input_size, 3], tf.float32, name="images")]
@@ -223,6 +228,8 @@ class ServingGraph:
 
         explained, use_logits, kernel, bias = parts
         self.explains = True
+        # With a softmax Dense head, ``last`` is the head's input: the penultimate features.
+        self.feature_size = int(kernel.shape[0]) if use_logits and int(kernel.shape[0]) != self.num_classes else 0
 
         def scores_and_probabilities(last):
             if not use_logits:
@@ -245,6 +252,8 @@ class ServingGraph:
                 top = tf.argmax(scores, axis=-1, output_type=tf.int32)
                 score = tf.gather(scores, top, axis=1, batch_dims=1)
             grads = tape.gradient(score, features)
+            if self.feature_size:
+                return probabilities, cam_of(features, grads), last
             return probabilities, cam_of(features, grads)
 
         @tf.function(reduce_retracing=True)
@@ -275,12 +284,17 @@ class ServingGraph:
 
     def __call__(self, batch):
         """(probabilities (K,), cam (h, w) or None) of one image batch (1, S, S, 3) float32."""
+        return self.run(batch)[:2]
+
+    def run(self, batch):
+        """(probabilities (K,), cam (h, w) or None, features (D,) or None) of a (1, S, S, 3) batch."""
         import tensorflow as tf
 
         outputs = self.function(tf.convert_to_tensor(batch, dtype=tf.float32))
         probabilities = outputs[0].numpy()[0]
         cam = outputs[1].numpy()[0] if self.explains else None
-        return probabilities, cam
+        features = outputs[2].numpy()[0] if self.feature_size else None
+        return probabilities, cam, features
 
     def class_cam(self, batch, class_index):
         """Grad-CAM map (h, w) of ``class_index`` for a (1, S, S, 3) batch (explaining graphs only)."""
@@ -342,15 +356,23 @@ class KerasServing:
         self.fused = fused
         self.report = {}
 
+    @property
+    def feature_size(self):
+        return self.graph.feature_size if self.fused else 0
+
     def analyse(self, image):
         """(probabilities float64 (K,), cam (h, w) or None) for one prepared uint8/float image."""
+        return self.analyse_all(image)[:2]
+
+    def analyse_all(self, image):
+        """(probabilities, cam or None, penultimate features (D,) or None): one pass when fused."""
         batch = np.asarray(image, dtype=np.float32)[None]
         if self.fused:
-            probabilities, cam = self.graph(batch)
-            return np.asarray(probabilities, dtype=np.float64), cam
+            probabilities, cam, features = self.graph.run(batch)
+            return np.asarray(probabilities, dtype=np.float64), cam, features
         probabilities = self.predict(batch)[0]
         cam = self.graph.class_cam(batch, int(np.argmax(probabilities))) if self.explains else None
-        return probabilities, cam
+        return probabilities, cam, None
 
     def predict(self, batch):
         """Probabilities (N, K) float64 of a float32 batch (N, S, S, 3)."""
@@ -365,7 +387,7 @@ class TFLiteServing:
 
     runtime = "tflite"
 
-    def __init__(self, content, *, input_size, num_classes, explains, num_threads=None):
+    def __init__(self, content, *, input_size, num_classes, explains, feature_size=0, num_threads=None):
         interpreter_class, self.interpreter_name = _interpreter_class()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
@@ -384,20 +406,37 @@ class TFLiteServing:
                 f"The TFLite model takes {tuple(detail['shape'])} {detail['dtype']}, not {expected} float32."
             )
         self._input = detail["index"]
-        outputs = {len(d["shape"]): d for d in self._interpreter.get_output_details()}
-        if 2 not in outputs or outputs[2]["shape"][-1] != self.num_classes or (self.explains and 3 not in outputs):
-            raise ExportError("The TFLite model's outputs are not (probabilities, cam) as expected.")
-        self._probabilities = outputs[2]["index"]
-        self._cam = outputs[3]["index"] if self.explains else None
+        # Outputs told apart by shape: (1, K) probabilities, (1, h, w) map, (1, D) features (D != K).
+        by_shape = {}
+        for output in self._interpreter.get_output_details():
+            shape = tuple(output["shape"])
+            key = "cam" if len(shape) == 3 else "probabilities" if shape[-1] == self.num_classes else "features"
+            by_shape[key] = output
+        feature_size = int(feature_size)
+        if (
+            "probabilities" not in by_shape
+            or (self.explains and "cam" not in by_shape)
+            or (feature_size and by_shape.get("features", {}).get("shape", [0])[-1] != feature_size)
+        ):
+            raise ExportError("The TFLite model's outputs are not (probabilities, cam, features) as expected.")
+        self.feature_size = feature_size
+        self._probabilities = by_shape["probabilities"]["index"]
+        self._cam = by_shape["cam"]["index"] if self.explains else None
+        self._features = by_shape["features"]["index"] if feature_size else None
 
     def analyse(self, image):
+        return self.analyse_all(image)[:2]
+
+    def analyse_all(self, image):
+        """(probabilities float64 (K,), cam or None, penultimate features (D,) or None): one call."""
         batch = np.ascontiguousarray(np.asarray(image, dtype=np.float32)[None])
         with self._lock:
             self._interpreter.set_tensor(self._input, batch)
             self._interpreter.invoke()
             probabilities = self._interpreter.get_tensor(self._probabilities)[0].astype(np.float64)
             cam = self._interpreter.get_tensor(self._cam)[0].copy() if self.explains else None
-        return probabilities, cam
+            features = self._interpreter.get_tensor(self._features)[0].copy() if self.feature_size else None
+        return probabilities, cam, features
 
     def predict(self, batch):
         batch = np.asarray(batch, dtype=np.float32)
@@ -410,7 +449,8 @@ class TFLiteServing:
             "runtime": self.runtime,
             "interpreter": self.interpreter_name,
             "explains": self.explains,
-            **{k: self.report.get(k) for k in ("max_abs_diff", "max_cam_diff", "probes")},
+            "features": self.feature_size,
+            **{k: self.report.get(k) for k in ("max_abs_diff", "max_cam_diff", "max_feature_diff", "probes")},
         }
 
 
@@ -422,6 +462,15 @@ def _keras_probabilities(model, images):
     # One image per call, the shape serving uses (and no retracing for another batch size).
     images = np.asarray(images, dtype=np.float32)
     return np.concatenate([np.asarray(model.predict_on_batch(image[None]), dtype=np.float64) for image in images])
+
+
+def _keras_features(model, images):
+    """The head's input (N, D) per image, one image per call (as serving runs)."""
+    import keras
+
+    extractor = keras.Model(model.inputs, model.layers[-1].input)
+    images = np.asarray(images, dtype=np.float32)
+    return np.concatenate([np.asarray(extractor.predict_on_batch(image[None]), dtype=np.float64) for image in images])
 
 
 def _cam_diff(got, expected):
@@ -446,9 +495,12 @@ def verify(candidate, model, graph, probes, tolerance=DEFAULT_TOLERANCE):
     """
     probes = np.asarray(probes)
     expected = _keras_probabilities(model, probes)
-    worst, worst_cam = 0.0, 0.0
+    expected_features = _keras_features(model, probes) if candidate.feature_size else None
+    worst, worst_cam, worst_features = 0.0, 0.0, 0.0
     for index, image in enumerate(probes):
-        probabilities, cam = candidate.analyse(image)
+        probabilities, cam, features = candidate.analyse_all(image)
+        if expected_features is not None:
+            worst_features = max(worst_features, _cam_diff(features, expected_features[index]))
         if not np.all(np.isfinite(probabilities)):
             raise ExportError(f"The exported model returns non-finite probabilities on probe {index}.")
         worst = max(worst, float(np.max(np.abs(probabilities - expected[index]))))
@@ -461,6 +513,7 @@ def verify(candidate, model, graph, probes, tolerance=DEFAULT_TOLERANCE):
     report = {
         "max_abs_diff": worst,
         "max_cam_diff": worst_cam,
+        "max_feature_diff": worst_features,
         "tolerance": tolerance,
         "cam_tolerance": CAM_TOLERANCE,
         "probes": int(len(probes)),
@@ -474,6 +527,11 @@ def verify(candidate, model, graph, probes, tolerance=DEFAULT_TOLERANCE):
         raise ExportError(
             f"The exported model's Grad-CAM maps differ from TensorFlow's by up to {worst_cam:.3g} of their "
             f"peak (tolerance {CAM_TOLERANCE:g}); refusing it."
+        )
+    if worst_features >= FEATURE_TOLERANCE:
+        raise ExportError(
+            f"The exported model's penultimate features differ from Keras by up to {worst_features:.3g} of "
+            f"their peak (tolerance {FEATURE_TOLERANCE:g}); refusing it."
         )
     return report
 
@@ -574,6 +632,7 @@ def export_tflite(
         input_size=graph.input_size,
         num_classes=graph.num_classes,
         explains=graph.explains,
+        feature_size=graph.feature_size,
         num_threads=num_threads,
     )
     probe_batch = _probe_set(graph.input_size, probes)
@@ -586,6 +645,7 @@ def export_tflite(
         "input_size": graph.input_size,
         "num_classes": graph.num_classes,
         "explains": graph.explains,
+        "feature_size": graph.feature_size,
         "with_cam": bool(with_cam),
         "gradcam_layer": graph.layer_name,
         "verified": report,
@@ -617,6 +677,7 @@ def _cached_serving(tflite_path, info, model, probes, tolerance, num_threads):
             input_size=info["input_size"],
             num_classes=info["num_classes"],
             explains=info["explains"],
+            feature_size=info.get("feature_size", 0),
             num_threads=num_threads,
         )
         serving.report = verify(serving, model, None, probes, tolerance)

@@ -69,6 +69,29 @@ def test_tflite_export_reproduces_keras_and_is_cached_beside_the_model(saved):
     assert np.allclose(serving.predict(images.astype("float32")), expected, atol=1e-4)
 
 
+def test_the_same_pass_gives_the_penultimate_features_for_the_ood_score(saved, tmp_path):
+    import keras
+
+    from ml import ood
+
+    model, path, sha256 = saved
+    extractor = ood.feature_model(model)
+    images = export.smear_like_images(SIZE, count=4, seed=5)
+    expected, _ = extractor.predict_on_batch(images.astype("float32"))
+    for runtime in ("tflite", "keras"):
+        serving = export.load_serving(model, path, sha256, runtime=runtime, cache_dir=tmp_path / runtime)
+        assert serving.feature_size == expected.shape[1] == model.layers[-1].input.shape[-1]
+        for image, row in zip(images, expected):
+            probabilities, _, features = serving.analyse_all(image)
+            assert features.shape == row.shape
+            assert np.max(np.abs(features - row)) <= 1e-3 * max(float(np.abs(row).max()), 1e-6)
+    # a model whose head is no softmax Dense gives no features: the worker computes them apart
+    inputs = keras.Input((SIZE, SIZE, 3))
+    flat = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    plain = keras.Model(inputs, keras.layers.Softmax()(flat))
+    assert export.ServingGraph(plain).feature_size == 0
+
+
 def test_cached_export_is_reused_without_converting_again(saved, monkeypatch):
     model, path, sha256 = saved
     export.load_serving(model, path, sha256)  # ensure the cache exists
@@ -118,13 +141,13 @@ def test_cache_of_another_model_is_not_used(tmp_path):
 def test_export_that_does_not_match_is_refused_and_keras_serves(saved, tmp_path, monkeypatch):
     model, path, sha256 = saved
     cache = tmp_path / "cache"
-    real_analyse = export.TFLiteServing.analyse
+    real_analyse = export.TFLiteServing.analyse_all
 
     def drifting(self, image):  # a runtime whose numbers are off by 1e-3
-        probabilities, cam = real_analyse(self, image)
-        return probabilities + 1e-3, cam
+        probabilities, cam, features = real_analyse(self, image)
+        return probabilities + 1e-3, cam, features
 
-    monkeypatch.setattr(export.TFLiteServing, "analyse", drifting)
+    monkeypatch.setattr(export.TFLiteServing, "analyse_all", drifting)
     with pytest.raises(export.ExportError, match="differ from Keras"):
         export.load_serving(model, path, sha256, cache_dir=cache, runtime="tflite")
     tflite_path, info_path = export.cache_paths(path, sha256, cache)
