@@ -77,14 +77,12 @@ def test_scrape_reports_requests_queues_and_predictions_by_label_flag_and_versio
 
     make_predictions(world)
     # Three messages wait in the inference queue and one in training (no worker consumes them).
-    saved = app.conf.broker_url
-    app.conf.broker_url = redis_url
-    try:
+    # Through a connection of its own: the app's producer pool may still point at the broker an
+    # earlier test published to.
+    with app.connection_for_write(redis_url) as connection:
         for n in range(3):
-            app.send_task("inference.analyse_smear", args=[10_000 + n], queue="inference")
-        app.send_task("training.retrain", args=[], queue="training")
-    finally:
-        app.conf.broker_url = saved
+            app.send_task("inference.analyse_smear", args=[10_000 + n], queue="inference", connection=connection)
+        app.send_task("training.retrain", args=[], queue="training", connection=connection)
 
     # Production-like: Prometheus scrapes over HTTP by a host name that is not in ALLOWED_HOSTS.
     base, _ = start_gunicorn(
