@@ -105,7 +105,7 @@ def _raise(key, kind, value, limit, cases, names):
     except IntegrityError:  # raised meanwhile by another evaluation
         return None
     logger.warning("Monitoring alert %s: %s", alert.pk, alert.message)
-    if settings.MONITORING_EMAIL:
+    if settings.EMAIL_MODE != "off":  # TELEDIAG_EMAIL: alerts are e-mailed whenever e-mail is on
         transaction.on_commit(partial(send_alert_email, alert.pk), robust=True)
     return alert
 

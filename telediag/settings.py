@@ -457,7 +457,6 @@ if not 0 < MONITORING_DRIFT_ALERT < 1:
     raise ImproperlyConfigured("TELEDIAG_DRIFT_ALERT is a share of images: above 0 and below 1.")
 # E-mail: off (alerts only in the portal), smtp, or console (written to the log; trials).
 EMAIL_MODE = env_choice("TELEDIAG_EMAIL", "off", ("off", "smtp", "console"))
-MONITORING_EMAIL = EMAIL_MODE != "off"
 EMAIL_BACKEND = {
     "smtp": "django.core.mail.backends.smtp.EmailBackend",
     "console": "django.core.mail.backends.console.EmailBackend",

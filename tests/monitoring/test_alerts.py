@@ -71,13 +71,13 @@ def test_acknowledged_alert_stays_until_the_condition_clears(world, version, dja
 def test_alert_is_emailed_when_configured(world, version, settings, mailoutbox, django_capture_on_commit_callbacks):
     world.lab_admin.email = "lars@lab.example"
     world.lab_admin.save()
-    settings.MONITORING_EMAIL = False
+    settings.EMAIL_MODE = "off"
     for _ in range(5):
         signed(world, version, "benign", "pre_b", django_capture_on_commit_callbacks)
     assert MonitoringAlert.objects.count() == 1 and mailoutbox == []  # e-mail off: the portal only
 
     MonitoringAlert.objects.all().delete()
-    settings.MONITORING_EMAIL = True
+    settings.EMAIL_MODE = "smtp"  # pytest-django keeps the locmem backend
     signed(world, version, "benign", "pre_b", django_capture_on_commit_callbacks)
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
