@@ -754,9 +754,9 @@ def image_work(version, serving, images):
 
     from PIL import Image
 
-    from inference import smear_gate
     from ml import heatmaps
     from ml.images import prepare_image
+    from training import gates as smear_gate
 
     check = smear_gate.check_for(version)
     size = version.input_size

@@ -44,7 +44,7 @@ STATE_LABELS = {
 def label_display(label):
     if not label:
         return ""
-    if label == "not_a_smear":  # inference.smear_gate.NOT_A_SMEAR
+    if label == "not_a_smear":  # training.gates.NOT_A_SMEAR
         return "Not a blood smear"
     if label == NO_CONSENSUS:
         return NO_CONSENSUS_TEXT

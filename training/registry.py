@@ -435,7 +435,7 @@ def _create_version(fields, record, audit_context):
 # The "not a stained blood smear" check
 
 
-SMEAR_CHECK_SIZE = 224  # serving prepares the image at this size for the check (inference.smear_gate)
+SMEAR_CHECK_SIZE = 224  # serving prepares the image at this size for the check (training.gates)
 
 
 def validate_smear_check(params):

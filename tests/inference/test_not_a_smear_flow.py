@@ -8,13 +8,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.loader import render_to_string
 from PIL import Image
 
-from inference import smear_gate, status
+from inference import status
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
 from ml.smear_check import SmearCheck
 from tests.conftest import smear_upload
 from tests.inference.test_smear_gate import synthetic_smear
-from training import registry
+from training import gates as smear_gate, registry
 
 
 def png_upload(name, pixels):

@@ -1,4 +1,4 @@
-"""inference.smear_gate.smear_verdict: the stored "not a stained smear" check of a model version, on
+"""training.gates.smear_verdict: the stored "not a stained smear" check of a model version, on
 synthetic 224 px images made here (smear-like frames, a blank frame, a defocused frame)."""
 
 import io
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import smear_gate
-from inference.smear_gate import smear_verdict
 from ml import smear_check as sc
+from training import gates as smear_gate
+from training.gates import smear_verdict
 from training.models import ModelVersion
 
 SIZE = 224
