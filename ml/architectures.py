@@ -183,6 +183,7 @@ def build_model(
     normalisation=None,
     augment_grayscale=0.0,
     augment_stain=0.0,
+    augment_site=(),
 ):
     """Build an uncompiled Keras model for ``architecture`` (one of ARCHITECTURE_NAMES).
 
@@ -192,7 +193,7 @@ def build_model(
     ``normalisation``: one of NORMALISATIONS to override the architecture's own; "per_image"
     takes each image's colour statistics away from the model (see PerImageColourStandardization).
     ``augment_grayscale``: probability of a gray training image; ``augment_stain``: sigma of the
-    stain-amount jitter (both augmentation.build_augmentation).
+    stain-amount jitter; ``augment_site``: names of site augmentations (all augmentation.build_augmentation).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURE_NAMES)}")
@@ -213,6 +214,7 @@ def build_model(
             seed=seed,
             grayscale=augment_grayscale,
             stain=augment_stain,
+            site=augment_site,
         )
         if augmentation is not None:
             x = augmentation(x)

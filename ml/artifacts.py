@@ -124,7 +124,7 @@ def load_model_verified(path, expected_sha256):
     """
     import keras
 
-    from . import layers  # noqa: F401 - registers the "telediag>" custom layers before loading
+    from . import layers, site_augmentation  # noqa: F401 - register the "telediag>" custom layers before loading
 
     path = Path(path)
     if not expected_sha256:

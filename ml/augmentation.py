@@ -13,6 +13,7 @@ RandomShear cannot be loaded back from a saved model.
 import keras
 
 from .layers import RandomStainJitter, SymmetricRandomShear, TrainingOnlyAugmentation
+from .site_augmentation import build_site_layers
 
 # Study settings (Keras ImageDataGenerator-style shear 0.2, zoom 0.2, horizontal flip), plus
 # vertical flip and rotation (a cell on a smear has no "up"), plus colour/stain jitter because
@@ -26,7 +27,7 @@ BASE_SATURATION = 0.2  # RandomSaturation factor range is centred on 0.5 (see be
 BASE_HUE = 0.04  # small: hue carries stain information we do not want to destroy
 
 
-def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation", grayscale=0.0, stain=0.0):
+def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation", grayscale=0.0, stain=0.0, site=()):
     """Return the random layers wrapped in a TrainingOnlyAugmentation, or None when ``strength``
     is 0 (augmentation off).
 
@@ -36,6 +37,8 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation",
     texture; 0 leaves the layer out (models trained before it load and behave as they did).
     ``stain``: sigma of the per-image stain-amount jitter in optical density (RandomStainJitter;
     0.05 is Tellez et al.'s "HED-light"), so the model meets other labs' stains; 0 leaves it out.
+    ``site``: names of ml.site_augmentation.SITE_AUGMENTATIONS (white balance, chroma, defocus, scale,
+    noise, JPEG) to add after the colour layers; empty leaves them out.
     """
     if not 0.0 <= float(grayscale) <= 1.0:
         raise ValueError(f"grayscale must be a probability between 0 and 1, got {grayscale!r}")
@@ -74,6 +77,7 @@ def build_augmentation(strength=1.0, color=True, seed=None, name="augmentation",
         ]
     if stain > 0:
         layers.append(RandomStainJitter(float(stain), seed=seeds[9], name="stain"))
+    layers += build_site_layers(site, seed=seed)
     if grayscale > 0:
         layers.append(keras.layers.RandomGrayscale(factor=float(grayscale), seed=seeds[8], name="grayscale"))
     if keras.backend.backend() == "jax":

@@ -45,6 +45,7 @@ from .dataset import (
     load_arrays,
     scan_dataset,
 )
+from .site_shifts import SITE_AUGMENTATION_FAMILIES
 from .splits import DEFAULT_BLOCK_SIZE, DEFAULT_FRACTIONS, from_record, make_split
 
 METADATA_FORMAT = 1
@@ -246,6 +247,7 @@ def run_training(
     time_limit=None,
     augment_grayscale=0.0,
     augment_stain=0.0,
+    augment_site=(),
 ):
     """Train ``architecture`` on the images in ``data_dir`` and save everything in ``output_dir``.
 
@@ -254,7 +256,7 @@ def run_training(
         architecture: one of architectures.ARCHITECTURE_NAMES.
         output_dir: run folder (created); re-running with the same arguments resumes there.
         epochs, image_size, batch_size, seed, augment, learning_rate, patience, lr_schedule,
-        augment_strength, augment_grayscale, augment_stain, normalisation: training settings (see train.TrainConfig);
+        augment_strength, augment_grayscale, augment_stain, augment_site, normalisation: training settings (see train.TrainConfig);
             ``learning_rate`` None: the architecture's default (TrainConfig).
         split_mode: "grouped" (blocks of ``block_size`` consecutive file numbers, approximating
             patients; the honest estimate) or "random" (image level, overstates accuracy).
@@ -331,6 +333,7 @@ def run_training(
         normalisation=normalisation,
         augment_grayscale=augment_grayscale,
         augment_stain=augment_stain,
+        augment_site=augment_site,
         time_limit_seconds=max(1.0, time_limit - (time.monotonic() - started)) if time_limit else None,
     )
     result = train_model(config, train_arrays, val_arrays, output_dir=output_dir, progress=progress)
@@ -451,6 +454,7 @@ def train_config(
     normalisation=None,
     augment_grayscale=0.0,
     augment_stain=0.0,
+    augment_site=(),
     time_limit_seconds=None,
 ):
     """The train.TrainConfig that run_training trains with, from its arguments of the same names."""
@@ -473,6 +477,7 @@ def train_config(
         normalisation=normalisation,
         augment_grayscale=augment_grayscale,
         augment_stain=augment_stain,
+        augment_site=augment_site,
         time_limit_seconds=time_limit_seconds,
     )
 
@@ -521,6 +526,14 @@ def build_parser():
         default=0.0,
         metavar="SIGMA",
         help="per-image stain-amount jitter in optical density (0.05: 'HED-light'; default 0: off)",
+    )
+    parser.add_argument(
+        "--site-augment",
+        nargs="+",
+        default=[],
+        choices=tuple(SITE_AUGMENTATION_FAMILIES),
+        metavar="KIND",
+        help=f"add what differs between sites to the augmentation: {', '.join(SITE_AUGMENTATION_FAMILIES)}",
     )
     parser.add_argument(
         "--per-image-colour",
@@ -580,6 +593,7 @@ def main(argv=None):
                 time_limit=args.time_limit,
                 augment_grayscale=args.grayscale_augment,
                 augment_stain=args.stain_augment,
+                augment_site=tuple(args.site_augment),
             )
         except (DatasetError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -39,6 +39,17 @@ import numpy as np
 
 FAMILIES = ("stain", "white_balance", "gamma", "saturation", "hue", "jpeg", "defocus", "scale", "combined")
 
+# The site augmentations a recipe can train with (ml.site_augmentation, ``--site-augment``) and the
+# families each one takes away from a model's credit. Per-channel gains also change exposure (gamma).
+SITE_AUGMENTATION_FAMILIES = {
+    "white_balance": ("white_balance", "gamma"),
+    "chroma": ("saturation", "hue"),
+    "defocus": ("defocus",),
+    "scale": ("scale",),
+    "noise": (),
+    "jpeg": ("jpeg",),
+}
+
 # Ruifrok & Johnston's H, E, DAB optical-density vectors (rows), as in skimage.color.rgb_from_hed;
 # the HED->RGB direction is this matrix, RGB->HED its inverse.
 RGB_FROM_HED = np.array(
@@ -273,8 +284,7 @@ def trained_families(train_config):
     - ``augment_color`` (Keras RandomBrightness/Contrast/Saturation/Hue): gamma, saturation, hue;
     - ``augment_grayscale`` > 0 (RandomGrayscale): saturation;
     - ``augment_stain`` > 0 (RandomStainJitter in optical density): stain;
-    - ``augment_white_balance``, ``augment_blur``, ``augment_jpeg``, ``augment_scale`` (recipes that
-      add them): white_balance, defocus, jpeg, scale.
+    - ``augment_site`` (ml.site_augmentation layers): the families SITE_AUGMENTATION_FAMILIES names.
 
     Geometric augmentation (flip, rotation, shear, zoom) is none of these families. Per-image colour
     standardisation is part of the model (identical in training and serving), not augmentation.
@@ -289,14 +299,8 @@ def trained_families(train_config):
         trained.add("saturation")
     if float(config.get("augment_stain") or 0) > 0:
         trained.add("stain")
-    for key, family in (
-        ("augment_white_balance", "white_balance"),
-        ("augment_blur", "defocus"),
-        ("augment_jpeg", "jpeg"),
-        ("augment_scale", "scale"),
-    ):
-        if config.get(key):
-            trained.add(family)
+    for name in config.get("augment_site") or ():
+        trained |= set(SITE_AUGMENTATION_FAMILIES[name])
     return trained
 
 

@@ -46,6 +46,8 @@ class TrainConfig:
     augment_color: bool = True
     augment_grayscale: float = 0.0  # probability of a gray training image (augmentation.build_augmentation)
     augment_stain: float = 0.0  # sigma of the stain-amount jitter (augmentation.build_augmentation)
+    # names of ml.site_augmentation.SITE_AUGMENTATIONS (white balance, chroma, defocus, scale, noise, JPEG)
+    augment_site: tuple = ()
     # None: the architecture's own input scaling; "per_image": PerImageColourStandardization.
     normalisation: str = None
     weights_path: str = None  # local ImageNet "notop" weights for mobilenetv2/resnet50/vgg19
@@ -68,21 +70,29 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.learning_rate is None:
             self.learning_rate = default_learning_rate(self.architecture)
+        self.augment_site = tuple(sorted(set(self.augment_site or ())))
 
     def to_dict(self):
         data = asdict(self)
         data["weights_path"] = str(self.weights_path) if self.weights_path else None
         data["output_dir"] = str(self.output_dir) if self.output_dir else None
+        data["augment_site"] = list(self.augment_site)
         return data
 
 
 # Settings added after runs were saved: a saved config without one was trained as its default.
-_ADDED_SETTINGS = ("augment_grayscale", "augment_stain")
+_ADDED_SETTINGS = ("augment_grayscale", "augment_stain", "augment_site")
+
+
+def _comparable(value):
+    """A setting as saved in JSON (lists) and as configured (tuples) compare equal."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def with_config_defaults(saved):
     """A saved train_config dict with the later-added settings filled in as their defaults."""
     defaults = {key: TrainConfig.__dataclass_fields__[key].default for key in _ADDED_SETTINGS}
+    defaults = {key: list(value) if isinstance(value, tuple) else value for key, value in defaults.items()}
     return {**defaults, **saved}
 
 
@@ -242,8 +252,9 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
             "normalisation",
             "augment_grayscale",
             "augment_stain",
+            "augment_site",
         ):
-            if saved.get(key) != getattr(config, key):
+            if _comparable(saved.get(key)) != _comparable(getattr(config, key)):
                 raise ValueError(
                     f"{output_dir} holds an interrupted run with {key}={saved.get(key)!r}, not "
                     f"{getattr(config, key)!r}: use a new output_dir or the same settings to resume"
@@ -273,6 +284,7 @@ def train_model(config, train_arrays, val_arrays, output_dir=None, progress=True
         augment_color=config.augment_color,
         augment_grayscale=config.augment_grayscale,
         augment_stain=config.augment_stain,
+        augment_site=config.augment_site,
         normalisation=config.normalisation,
     )
     model.compile(

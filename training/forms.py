@@ -26,6 +26,10 @@ def option_form_field(option, default):
             widget=forms.CheckboxSelectMultiple,
             **common,
         )
+    if kind == "multichoice":
+        return forms.MultipleChoiceField(
+            choices=[(c, c) for c in meta["choices"]], required=False, widget=forms.CheckboxSelectMultiple, **common
+        )
     if kind == "bool":
         return forms.BooleanField(required=False, initial=default, **common)
     if kind == "choice":

@@ -25,6 +25,8 @@ STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
 # Kept here so the admin form and argument checks need no Keras import; a test checks it matches
 # ml.architectures.ARCHITECTURE_NAMES.
 KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
+# What --site-augment accepts; a test checks it matches ml.site_shifts.SITE_AUGMENTATION_FAMILIES.
+SITE_AUGMENTATIONS = ("white_balance", "chroma", "defocus", "scale", "noise", "jpeg")
 SPLIT_MODES = ("grouped", "random")
 PROMOTE_CHOICES = ("best",)
 DEFAULT_EPOCHS = 50
@@ -99,6 +101,16 @@ class RetrainOptions:
         kind="float",
         label="Stain augmentation",
         metavar="SIGMA",
+    )
+    site_augment: list = _option(
+        [],
+        "--site-augment",
+        "add what differs between referring sites to the augmentation: white_balance (lamp and camera), "
+        "chroma (colour rendering), defocus, scale (resolution), noise, jpeg (compression) (default: none)",
+        kind="multichoice",
+        label="Site augmentation",
+        metavar="KIND",
+        choices=SITE_AUGMENTATIONS,
     )
     # Adam's initial rate; None: each architecture's default
     learning_rate: float = _option(
@@ -189,6 +201,14 @@ class RetrainOptions:
             raise TrainingError(
                 f"--stain-augment must be a number from 0 up to (not including) 1, not {self.stain_augment!r}."
             )
+        site = self.site_augment or []
+        if not isinstance(site, (list, tuple)) or not all(isinstance(name, str) for name in site):
+            raise TrainingError(f"--site-augment takes names, not {self.site_augment!r}.")
+        unknown = [name for name in site if name not in SITE_AUGMENTATIONS]
+        if unknown:
+            raise TrainingError(
+                f"Unknown site augmentation(s): {', '.join(unknown)}. Choose from {', '.join(SITE_AUGMENTATIONS)}."
+            )
         if self.max_per_class is not None and (not isinstance(self.max_per_class, int) or self.max_per_class < 3):
             raise TrainingError(
                 f"--max-per-class must be an integer >= 3 (train/val/test), not {self.max_per_class!r}."
@@ -202,6 +222,7 @@ class RetrainOptions:
         options = replace(
             self,
             architectures=archs,
+            site_augment=sorted(set(site)),
             promote=self.promote or None,
             data_dir=Path(self.data_dir).expanduser(),
             weights_dir=Path(self.weights_dir).expanduser() if self.weights_dir else None,
@@ -253,6 +274,7 @@ class RetrainOptions:
             learning_rate=self.learning_rate,
             augment_grayscale=self.grayscale_augment,
             augment_stain=self.stain_augment,
+            augment_site=tuple(self.site_augment or ()),
         )
 
     def arguments(self):
@@ -280,6 +302,8 @@ class RetrainOptions:
             args += ["--grayscale-augment", repr(float(self.grayscale_augment))]
         if self.stain_augment:
             args += ["--stain-augment", repr(float(self.stain_augment))]
+        if self.site_augment:
+            args += ["--site-augment", *self.site_augment]
         if self.learning_rate is not None:
             args += ["--learning-rate", repr(float(self.learning_rate))]
         if self.max_per_class is not None:
@@ -341,6 +365,7 @@ class RetrainOptions:
             per_image_colour=config.get("normalisation") == "per_image",
             grayscale_augment=config["augment_grayscale"],
             stain_augment=config["augment_stain"],
+            site_augment=sorted(config.get("augment_site") or []),
             learning_rate=config.get("learning_rate"),
             max_per_class=split.get("max_per_class"),
             output_dir=output_dir,

@@ -120,6 +120,7 @@ def _completed_result(arch_dir, options, architecture, data_fingerprint):
         "normalisation": options.normalisation,
         "augment_grayscale": options.grayscale_augment,
         "augment_stain": options.stain_augment,
+        "augment_site": sorted(options.site_augment or []),
         "learning_rate": options.learning_rate or default_learning_rate(architecture),
     }
     if any(config.get(key) != value for key, value in wanted.items()):

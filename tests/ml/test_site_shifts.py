@@ -69,6 +69,14 @@ def test_leave_one_family_out_crediting():
     assert site_shifts.is_credited("stain_heavy", trained) and not site_shifts.is_credited("hue_lab_+12", trained)
     assert site_shifts.is_credited("combo_other_lab", trained)  # stain + white balance + JPEG
     assert not site_shifts.is_credited("combo_lamp_stain", trained)  # includes gamma
+    # Site augmentation takes the families it trains away from the credit, and only those.
+    optics = site_shifts.trained_families({**shipped, "augment_site": ["defocus", "scale", "noise"]})
+    assert optics == {"gamma", "saturation", "hue", "defocus", "scale"}
+    assert site_shifts.is_credited("combo_other_lab", optics) and not site_shifts.is_credited(
+        "combo_other_camera", optics
+    )
+    codec = site_shifts.trained_families({**shipped, "augment_site": ["white_balance", "jpeg"]})
+    assert {"white_balance", "jpeg"} <= codec and not site_shifts.is_credited("combo_other_lab", codec)
 
 
 def test_summary_counts_credited_wrong_answers_and_flags():

@@ -112,11 +112,13 @@ def test_resume_of_a_run_saved_before_a_setting_existed_takes_its_default(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         train_model(_config(epochs=3), train, val, tmp_path, progress=False, callbacks=[_Crash(1)])
     saved = json.loads((tmp_path / "train_config.json").read_text())
-    for key in ("augment_grayscale", "augment_stain"):  # as older code wrote it
+    for key in ("augment_grayscale", "augment_stain", "augment_site"):  # as older code wrote it
         del saved[key]
     (tmp_path / "train_config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="augment_stain=0.0, not 0.1"):
         train_model(_config(epochs=3, augment_stain=0.1), train, val, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="augment_site"):
+        train_model(_config(epochs=3, augment_site=("jpeg",)), train, val, tmp_path, progress=False)
     result = train_model(_config(epochs=3), train, val, tmp_path, progress=False)
     assert result.resumed_from_epoch == 1 and result.epochs_run == 3
 

@@ -95,7 +95,7 @@ def test_retrain_per_image_colour_builds_a_model_without_the_average_colour(synt
     )
 
 
-def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the_run(synthetic_data, tmp_path):
+def test_retrain_grayscale_stain_and_site_augment_reach_the_model_and_are_part_of_the_run(synthetic_data, tmp_path):
     output = tmp_path / "run"
     augmented = [a for a in RETRAIN_ARGS if a != "--no-augment"]
     run(
@@ -110,14 +110,20 @@ def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the
         "0.25",
         "--stain-augment",
         "0.05",
+        "--site-augment",
+        "jpeg",
+        "white_balance",
         *augmented,
     )
     metadata = json.loads((output / "convnet" / "metadata.json").read_text())
     assert metadata["train_config"]["augment_grayscale"] == 0.25
     assert metadata["train_config"]["augment_stain"] == 0.05
+    assert metadata["train_config"]["augment_site"] == ["jpeg", "white_balance"]
     model = registry.load_model(ModelVersion.objects.get())
     assert model.get_layer("augmentation").get_layer("grayscale").factor == 0.25
     assert model.get_layer("augmentation").get_layer("stain").sigma == pytest.approx(0.05)
+    assert model.get_layer("augmentation").get_layer("site_jpeg").max_quality == 90
+    assert model.get_layer("augmentation").get_layer("site_white_balance").max_gain == pytest.approx(0.12)
     options = services.RetrainOptions(
         data_dir=synthetic_data,
         architectures=["convnet"],
@@ -129,9 +135,14 @@ def test_retrain_grayscale_and_stain_augment_reach_the_model_and_are_part_of_the
     )
     fingerprint = services.scan(synthetic_data).fingerprint()
     # The same --output with the same options is this finished run; without either option, another run.
-    same = replace(options, grayscale_augment=0.25, stain_augment=0.05)
+    same = replace(options, grayscale_augment=0.25, stain_augment=0.05, site_augment=["white_balance", "jpeg"])
     assert services._completed_result(output / "convnet", same, "convnet", fingerprint) is not None
-    for other in (options, replace(same, stain_augment=0.0), replace(same, grayscale_augment=0.0)):
+    for other in (
+        options,
+        replace(same, stain_augment=0.0),
+        replace(same, grayscale_augment=0.0),
+        replace(same, site_augment=["jpeg"]),
+    ):
         assert services._completed_result(output / "convnet", other, "convnet", fingerprint) is None
 
 
@@ -373,6 +384,7 @@ def test_diagnose_json_uses_the_serving_preprocessing(convnet_result, diagnose_f
             "--grayscale-augment must be a probability",
         ),
         (["--data", "{data}", "--arch", "convnet", "--stain-augment", "-0.1"], "--stain-augment must be a number"),
+        (["--data", "{data}", "--arch", "convnet", "--site-augment", "fog"], "invalid choice: 'fog'"),
         (["--data", "{data}", "--arch", "convnet", "--learning-rate", "fast"], "invalid float value: 'fast'"),
         (["--data", "{data}", "--arch", "vgg19", "--weights-dir", "{empty}"], "No ImageNet weights for vgg19"),
         (["--data", "{data}", "--arch", "convnet", "--weights-dir", "{missing}"], "Weights folder not found"),
@@ -422,6 +434,14 @@ def test_known_architectures_match_the_ml_package():
 
     assert set(KNOWN_ARCHITECTURES) == set(ARCHITECTURE_NAMES)
     assert set(STUDY_ARCHITECTURES) <= set(ARCHITECTURE_NAMES)
+
+
+def test_site_augmentations_match_the_ml_package():
+    from ml.site_augmentation import SITE_AUGMENTATIONS as LAYERS
+    from ml.site_shifts import SITE_AUGMENTATION_FAMILIES
+    from training.options import SITE_AUGMENTATIONS
+
+    assert set(SITE_AUGMENTATIONS) == set(LAYERS) == set(SITE_AUGMENTATION_FAMILIES)
 
 
 def test_compare_models_prints_mean_and_spread_over_seeds():

@@ -23,6 +23,16 @@ class Command(BaseCommand):
                 which.add_argument(
                     "--all", action="store_true", help=f"the study's four: {', '.join(STUDY_ARCHITECTURES)}"
                 )
+            elif meta["kind"] == "multichoice":
+                parser.add_argument(
+                    meta["flag"],
+                    dest=name,
+                    nargs="+",
+                    default=list(default),
+                    choices=meta["choices"],
+                    metavar=meta["metavar"],
+                    help=meta["help"],
+                )
             elif meta["kind"] == "bool":
                 parser.add_argument(
                     meta["flag"], dest=name, action="store_true" if not default else "store_false", help=meta["help"]
