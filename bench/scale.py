@@ -14,8 +14,9 @@ What it does:
 - the data, grown size by size with ``INSERT … SELECT … FROM generate_series`` inside PostgreSQL
   (the fastest bulk path there is; every row satisfies the models' constraints and foreign keys):
   a patient per 4 cases, 2 smears per case, an analysis job per smear (0.2 % failed), a prediction
-  per finished job, a signature per signed case and an amendment per amended one, and 10 audit
-  events per case (submitted, analysis requested, views, signed/amended) plus one per patient;
+  per finished job (1 in 53 flagged), a signature per signed case and an amendment per amended one,
+  and 10 audit events per case (submitted, analysis requested, views, signed/amended) plus one per
+  patient; each case's AI flag is then set by the application's own rule (inference.flagging);
   about 0.6 % of the cases are unsigned (the review queues), 10 % urgent, 2 % amended;
 - every page and endpoint, through Django's test client in this process (so the numbers are the
   server's: URL routing, middleware, queries, templates and serializers, no network): ``--warmup``
@@ -180,8 +181,11 @@ def _arr(values):
 
 def grow(ids, start, stop):
     """Add cases [start, stop) (0-based c; case id c + 1) with their patients, smears, jobs,
-    predictions, reviews and audit events."""
+    predictions, reviews and audit events, and set the new cases' AI flags."""
     from django.db import connection
+
+    from cases.models import Case
+    from inference.flagging import cases_flag_recompute
 
     sites, site_lab = _arr(ids["sites"]), _arr(ids["site_lab"])
     clinician, pathologist = _arr(ids["clinician"]), _arr(ids["pathologist_of_site"])
@@ -300,6 +304,10 @@ def grow(ids, start, stop):
             started = time.perf_counter()
             cursor.execute(sql)
             log(f"     {name}: {cursor.rowcount:,} rows in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        # The rule the worker applies (a flagged or not-a-smear image, a failed job), in one UPDATE.
+        flagged = cases_flag_recompute(Case.objects.filter(pk__gt=start, pk__lte=stop))
+        log(f"     case AI flags: {flagged:,} cases flagged in {time.perf_counter() - started:.1f} s")
         for table in (
             "cases_patient",
             "cases_case",

@@ -105,6 +105,14 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # Kept by inference (inference.flagging) whenever a prediction, failure or retry changes it, so
+    # the queue's "flagged" filter is an index condition rather than a walk over images and jobs.
+    ai_flagged = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="The AI wants a second look: a flagged or not-a-smear image, or a failed analysis.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -123,6 +131,15 @@ class Case(models.Model):
                 F("id"),
                 condition=~Q(status__in=["signed", "amended"]),
                 name="case_review_queue",
+            ),
+            # The queue's "flagged" filter: the same order, over the flagged unsigned cases only.
+            models.Index(
+                F("laboratory"),
+                urgent_first(),
+                F("created_at"),
+                F("id"),
+                condition=~Q(status__in=["signed", "amended"]) & Q(ai_flagged=True),
+                name="case_review_queue_flagged",
             ),
         ]
 

@@ -36,7 +36,7 @@ from core import permissions
 from core.errors import DomainError, InvalidTransition
 from core.permissions import require_role
 from core.task_lookup import task_named
-from inference import publishing
+from inference import flagging, publishing
 from inference.models import AnalysisJob
 from inference.signals import analysis_failed
 from training.models import ModelVersion
@@ -109,14 +109,15 @@ def _queue_jobs(smears, version, requested_by=None):
         except IntegrityError:
             job, created = AnalysisJob.objects.get(smear=smear, model_version=version), False
         if not created and job.status == AnalysisJob.Status.FAILED:
-            _reset_failed(job, requested_by, now)
+            _reset_failed(job, requested_by, now, case_id=smear.case_id)
             job.refresh_from_db()
         jobs.append(job)
     return jobs
 
 
-def _reset_failed(job, user, now):
-    return AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.FAILED).update(
+def _reset_failed(job, user, now, *, case_id):
+    """Failed → queued, attempts reset; the case's AI flag follows (this failure no longer counts)."""
+    changed = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.FAILED).update(
         status=AnalysisJob.Status.QUEUED,
         attempts=0,
         reason="",
@@ -129,6 +130,9 @@ def _reset_failed(job, user, now):
         requested_by=user,
         updated_at=now,
     )
+    if changed:
+        flagging.case_flag_refresh(case_id)
+    return changed
 
 
 def publish_on_commit(job_ids):
@@ -244,7 +248,7 @@ def job_retry(*, user, job, request=None):
     )
     now = timezone.now()
     with transaction.atomic():
-        if not _reset_failed(job, user, now):
+        if not _reset_failed(job, user, now, case_id=case.pk):
             job.refresh_from_db()
             raise InvalidTransition(
                 f"Only a failed analysis can be retried; this one is {job.get_status_display().lower()}."
@@ -330,15 +334,19 @@ def case_maybe_finished(case_id):
 
 
 def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), task_id=None):
-    """Mark a job failed with a reason (conditional: only from ``from_statuses``)."""
+    """Mark a job failed with a reason (conditional: only from ``from_statuses``); the case is then
+    flagged for the pathologist (inference.flagging)."""
     now = timezone.now()
     jobs = AnalysisJob.objects.filter(pk=job_id, status__in=from_statuses)
     if task_id is not None:
         jobs = jobs.filter(task_id=task_id)
-    changed = jobs.update(status=AnalysisJob.Status.FAILED, reason=reason[:2000], finished_at=now, updated_at=now)
+    with transaction.atomic():  # the failure and the case's AI flag together (a retried call redoes both)
+        changed = jobs.update(status=AnalysisJob.Status.FAILED, reason=reason[:2000], finished_at=now, updated_at=now)
+        if changed:
+            case_id = AnalysisJob.objects.filter(pk=job_id).values_list("smear__case_id", flat=True).first()
+            flagging.case_flag_refresh(case_id)
     if changed:
         logger.warning("Analysis job %s failed: %s", job_id, reason)
-        case_id = AnalysisJob.objects.filter(pk=job_id).values_list("smear__case_id", flat=True).first()
         analysis_failed.send(sender=AnalysisJob, job_id=job_id, case_id=case_id, reason=reason[:2000])
     return bool(changed)
 

@@ -50,7 +50,7 @@ from django.utils import timezone
 
 from core import log_context
 from core.cache import LRUCache
-from inference import leases, services
+from inference import flagging, leases, services
 from inference.models import AnalysisJob, Prediction
 from inference.transient import TRANSIENT_ERRORS, retrying
 from training import gates
@@ -395,7 +395,8 @@ def analyse(job):
 
     One forward pass gives the probabilities and the Grad-CAM map (LoadedModel.analyse). Queries:
     one INSERT of the Prediction (heatmap file already written, its name in the row) and one
-    UPDATE of the job, in one transaction. A duplicate run finds the row there and keeps it.
+    UPDATE of the job, in one transaction (with the case's AI flag, for a flagged prediction:
+    inference.flagging). A duplicate run finds the row there and keeps it.
     """
     from ml import heatmaps
 
@@ -482,8 +483,8 @@ def assess_images(version, loaded, images, probabilities, features=None):
 
 def _save(job, started, heatmap_name="", **fields):
     """The job's Prediction (``fields``) and running → done in one transaction (no savepoint on the
-    usual path). A duplicate run finds the row stored by the other: that one counts, and this run's
-    heatmap file is deleted."""
+    usual path), with the case's AI flag when the prediction is flagged. A duplicate run finds the
+    row stored by the other: that one counts, and this run's heatmap file is deleted."""
     now = timezone.now()
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
     finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
@@ -501,6 +502,8 @@ def _save(job, started, heatmap_name="", **fields):
                 **fields,
             )
             finish.update(**done)
+            if flagging.prediction_is_flagged(prediction):  # a prediction without flags cannot raise it
+                flagging.case_flag_refresh(job.smear.case_id)
     except IntegrityError:
         with transaction.atomic():
             prediction = Prediction.objects.get(smear=job.smear, model_version=job.model_version)

@@ -1,29 +1,20 @@
 """The review queue as a pathologist works it: filters, counts and each row's AI summary.
 
 Every filter is a condition an index answers (the queue's partial index for urgency and dates, the
-site and assignee foreign keys, the patient's MRN, the case's primary key); "flagged" is an EXISTS
-over the laboratory's predictions and failed jobs, each looked up by its smear. A page then reads
-its rows' AI summaries in two queries (inference.status.ai_summaries): no query per row.
+site and assignee foreign keys, the patient's MRN, the case's primary key); "flagged" is the case's
+stored AI flag (``Case.ai_flagged``, kept by inference.flagging), read off a partial index of its
+own in the queue's order. A page then reads its rows' AI summaries in two queries
+(inference.status.ai_summaries): no query per row.
 """
 
 from datetime import datetime, time, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from cases import access
 from cases.models import Case
-from inference.models import AnalysisJob, Prediction
 from inference.status import ai_summaries
-
-
-def flagged_condition():
-    """Cases with something the AI wants a second look at: a flagged or not-a-smear image, a failed analysis."""
-    flagged_prediction = Prediction.objects.filter(smear__case_id=OuterRef("pk")).filter(
-        ~Q(flags=[]) | Q(is_smear=False)
-    )
-    failed_job = AnalysisJob.objects.filter(smear__case_id=OuterRef("pk"), status=AnalysisJob.Status.FAILED)
-    return Exists(flagged_prediction) | Exists(failed_job)
 
 
 def _day_start(day):
@@ -49,7 +40,7 @@ def filtered_queue(user, filters):
     if data["date_to"]:
         queue = queue.filter(created_at__lt=_day_start(data["date_to"]) + timedelta(days=1))
     if data["flagged"]:
-        queue = queue.filter(flagged_condition())
+        queue = queue.filter(ai_flagged=True)  # a flagged or not-a-smear image, a failed analysis
     return queue
 
 

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.loader import render_to_string
 from PIL import Image
 
+from cases.models import Case
 from inference import status
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
@@ -43,6 +44,20 @@ def test_a_blank_upload_is_not_given_a_subtype(world, model_version, params, fre
     assert result["attention"] and any("blank.png is not a blood smear (blank frame)" in r for r in result["reasons"])
     html = render_to_string("inference/case_analysis.html", {"analysis": status.case_analysis_data(case), "case": case})
     assert "Not a blood smear:</strong> blank frame" in html
+
+
+def test_a_non_smear_flags_its_case_for_the_review_queue(world, model_version, params, settings, fresh_model_cache):
+    settings.ATTENTION_THRESHOLD = 0.0  # no image is flagged for low confidence: only the gate flags
+    smear_gate.clear_cache()
+    registry.attach_smear_check(model_version, params)
+    smear_case = world.submit_case(files=[png_upload("smear.png", synthetic_smear(902))])
+    blank_case = world.submit_case(files=[smear_upload("blank.png")])
+    for case in (smear_case, blank_case):
+        assert analyse_smear(AnalysisJob.objects.get(smear__case=case).pk) == "done"
+    assert Prediction.objects.get(smear__case=smear_case).is_smear
+    assert not Prediction.objects.get(smear__case=blank_case).is_smear
+    flagged = dict(Case.objects.filter(pk__in=[smear_case.pk, blank_case.pk]).values_list("pk", "ai_flagged"))
+    assert flagged == {smear_case.pk: False, blank_case.pk: True}
 
 
 def test_only_non_smears_give_no_subtype_and_no_check_changes_nothing(world, model_version, params, fresh_model_cache):

@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from audit.models import AuditEvent
 from cases.models import Case, Review, Smear
+from inference import flagging
 from inference.models import AnalysisJob, Prediction
 from training.models import ModelVersion
 
@@ -69,6 +70,7 @@ def add_mixed_cases(world, count, start=0):
                     label="pre_b",
                     probabilities={"pre_b": 0.9, "benign": 0.1},
                 )
+        flagging.case_flag_refresh(case.pk)  # as the worker does: the failed analyses flag the case
         if final:
             signature = Review.objects.create(
                 case=case, kind="signature", diagnosis="pre_b", signed_by=world.pathologist, signed_at=now

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from cases.models import Case
+from inference import flagging, services
 from inference.models import AnalysisJob, Prediction
 from tests.conftest import DEMO_PASSWORD, smear_upload
 from training.models import ModelVersion
@@ -26,11 +27,12 @@ def version(db):
 
 def analyse(case, version, results):
     """Record one finished job per image: each result is a probabilities dict, "failed", or
-    ("flags", probabilities, [flags]) / ("not_a_smear", reasons)."""
+    ("flags", probabilities, [flags]) / ("not_a_smear", reasons). Failures go through
+    services.job_fail and flagged predictions refresh the case's AI flag, as in the worker."""
     for smear, result in zip(case.smears.order_by("pk"), results):
-        job = AnalysisJob.objects.create(smear=smear, model_version=version, status="done", finished_at=timezone.now())
+        job = AnalysisJob.objects.create(smear=smear, model_version=version, status="running")
         if result == "failed":
-            AnalysisJob.objects.filter(pk=job.pk).update(status="failed", reason="The image could not be read.")
+            services.job_fail(job.pk, "The image could not be read.")
             continue
         flags, is_smear, reasons = [], True, []
         if isinstance(result, tuple) and result[0] == "flags":
@@ -38,7 +40,7 @@ def analyse(case, version, results):
         elif isinstance(result, tuple) and result[0] == "not_a_smear":
             is_smear, reasons, result = False, result[1], {}
         label = max(result, key=result.get) if result else "not_a_smear"
-        Prediction.objects.create(
+        prediction = Prediction.objects.create(
             smear=smear,
             model_version=version,
             job=job,
@@ -50,6 +52,9 @@ def analyse(case, version, results):
             inference_ms=42,
             queue_wait_ms=1500,
         )
+        AnalysisJob.objects.filter(pk=job.pk).update(status="done", finished_at=timezone.now())
+        if flagging.prediction_is_flagged(prediction):
+            flagging.case_flag_refresh(case.pk)
     Case.objects.filter(pk=case.pk).update(status="awaiting_review")
 
 
@@ -155,6 +160,17 @@ def test_queue_filters(login, world, queue, params, expected):
     response = login(world.pathologist).get(reverse("review-queue"), values)
     assert response.status_code == 200
     assert rows(response) == [queue[name].reference for name in expected]
+
+
+def test_the_flagged_filter_reads_the_cases_stored_flag(world, queue):
+    from workspace.forms import QueueFilterForm
+    from workspace.queue import filtered_queue
+
+    form = QueueFilterForm({"flagged": "on"}, user=world.pathologist)
+    sql = str(filtered_queue(world.pathologist, form).query)
+    assert '"ai_flagged"' in sql and "inference_" not in sql  # the partial index, no walk over the AI's rows
+    Case.objects.filter(pk=queue["plain"].pk).update(ai_flagged=True)
+    assert queue["plain"] in filtered_queue(world.pathologist, form)
 
 
 def test_assigned_to_me_filter_and_take_case(login, world, queue):
