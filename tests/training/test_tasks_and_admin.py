@@ -155,6 +155,7 @@ def test_admin_starts_a_training_run(
         "seed": 1,
         "batch_size": 8,
         "augment": "on",
+        "site_augment": ["jpeg", "defocus"],
         "promote": "best",
         "weights_dir": "",
         "max_per_class": "",
@@ -168,6 +169,7 @@ def test_admin_starts_a_training_run(
     assert run.requested_by == admin_user and run.status == TrainingRun.Status.QUEUED
     assert run.options["architectures"] == ["convnet", "vgg19"] and run.options["promote"] == "best"
     assert run.options["epochs"] == 2 and run.options["augment"] is True and run.options["output_dir"] is None
+    assert run.options["site_augment"] == ["defocus", "jpeg"]
     assert run.options["per_image_colour"] is False and run.options["learning_rate"] is None  # not posted: defaults
     assert admin_client.get(reverse("admin:training_trainingrun_change", args=[run.pk])).status_code == 200
 
@@ -186,6 +188,10 @@ def test_admin_training_form_rejects_bad_settings(admin_client, synthetic_data):
     response = admin_client.post(reverse("admin:training_trainingrun_add"), form)
     assert response.status_code == 200
     assert "epochs must be an integer" in response.content.decode()
+    response = admin_client.post(
+        reverse("admin:training_trainingrun_add"), {**form, "epochs": 2, "site_augment": ["fog"]}
+    )
+    assert response.status_code == 200 and "fog is not one of the available choices" in response.content.decode()
     assert not TrainingRun.objects.exists()
 
 
