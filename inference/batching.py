@@ -25,12 +25,10 @@ from contextlib import ExitStack
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError
 from django.utils import timezone
 
-from inference import leases, services, worker
-from inference.models import AnalysisJob
+from inference import claims, leases, results, services, worker
 from inference.transient import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -48,39 +46,16 @@ def batch_max():
 
 def claim_waiting(job, limit, task_id=""):
     """Claim up to ``limit`` more queued jobs of ``job``'s model version (oldest first) for this message."""
-    if limit <= 0:
-        return []
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            AnalysisJob.objects.select_for_update(skip_locked=True)
-            .filter(
-                status=AnalysisJob.Status.QUEUED,
-                model_version_id=job.model_version_id,
-                attempts__lt=settings.INFERENCE_MAX_ATTEMPTS,
-            )
-            .exclude(pk=job.pk)
-            .order_by("enqueued_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        AnalysisJob.objects.filter(pk__in=ids, status=AnalysisJob.Status.QUEUED).update(
-            status=AnalysisJob.Status.RUNNING,
-            attempts=F("attempts") + 1,
-            started_at=now,
-            finished_at=None,
-            task_id=task_id,
-            worker=services.worker_name(),
-            reason="",
-            updated_at=now,
-            lease_expires_at=leases.expiry(now),
-        )
-    return list(
-        AnalysisJob.objects.with_version()
-        .select_related("smear__case")
-        .filter(pk__in=ids)
-        .order_by("enqueued_at", "pk")
+    return claims.claim_waiting(
+        job.model_version_id,
+        job.pk,
+        limit,
+        settings.INFERENCE_MAX_ATTEMPTS,
+        now=now,
+        task_id=task_id,
+        worker=services.worker_name(),
+        lease_expires_at=leases.expiry(now),
     )
 
 
@@ -231,44 +206,66 @@ def _analyse_batch(jobs):
     images = np.stack([image for _, image in ready])
     assessed = worker.assess_images(version, loaded, images, probabilities, features)
 
-    for (job, image), probs, cam, (ood_score, flags) in zip(ready, probabilities, cams, assessed):
-        if not np.all(np.isfinite(probs)):
-            services.job_fail(
-                job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id
-            )
-            outcomes[job.pk] = "failed"
-            continue
-        class_index = int(np.argmax(probs))
-        probability_map = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
-        png, method = b"", ""
+    entries = []  # (job, unsaved Prediction, heatmap file name): stored together below
+    try:
         try:
-            if cam is not None:
-                method = "grad-cam"
-            else:
-                cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
-            png = heatmaps.overlay_png(cam, loaded.input_size, (job.smear.width, job.smear.height))
-        except SoftTimeLimitExceeded:
-            raise
-        except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
-            logger.exception("Heatmap failed for job %s", job.pk)
-            png, method = b"", ""
-        heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
-        try:
-            worker._save(
-                job,
-                started,
-                heatmap_name,
-                label=loaded.class_names[class_index],
-                probabilities=probability_map,
-                heatmap_method=method if heatmap_name else "",
-                inference_ms=round(inference_ms),
-                runtime=loaded.runtime,
-                ood_score=ood_score,
-                flags=flags,
-            )
-        except BaseException:
-            if heatmap_name:
+            for (job, image), probs, cam, (ood_score, flags) in zip(ready, probabilities, cams, assessed):
+                if not np.all(np.isfinite(probs)):
+                    services.job_fail(
+                        job.pk, "The model returned invalid probabilities (NaN or infinite).", task_id=job.task_id
+                    )
+                    outcomes[job.pk] = "failed"
+                    continue
+                class_index = int(np.argmax(probs))
+                probability_map = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
+                png, method = b"", ""
+                try:
+                    if cam is not None:
+                        method = "grad-cam"
+                    else:
+                        cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
+                    png = heatmaps.overlay_png(cam, loaded.input_size, (job.smear.width, job.smear.height))
+                except SoftTimeLimitExceeded:
+                    raise
+                except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
+                    logger.exception("Heatmap failed for job %s", job.pk)
+                    png, method = b"", ""
+                heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
+                prediction = worker._prediction(
+                    job,
+                    started,
+                    heatmap_name,
+                    label=loaded.class_names[class_index],
+                    probabilities=probability_map,
+                    heatmap_method=method if heatmap_name else "",
+                    inference_ms=round(inference_ms),
+                    runtime=loaded.runtime,
+                    ood_score=ood_score,
+                    flags=flags,
+                )
+                entries.append((job, prediction, heatmap_name))
+        finally:  # also when stopped part-way (a time limit): the results made so far count
+            _store(entries)
+    except BaseException:
+        for _, prediction, heatmap_name in entries:
+            if heatmap_name and prediction.pk is None:  # nothing refers to the file: its row was not stored
                 worker._delete_stored(heatmap_name)
-            raise
-        outcomes[job.pk] = "done"
+        raise
+    outcomes.update((job.pk, "done") for job, _, _ in entries)
     return outcomes
+
+
+def _store(entries):
+    """Every (job, Prediction, heatmap name) in one statement (inference.results); when a smear already
+    has its Prediction (a duplicate run), each on its own, so that the others are still stored."""
+    if not entries:
+        return
+    now = timezone.now()
+    try:
+        results.store([(job, prediction) for job, prediction, _ in entries], now)
+    except IntegrityError:
+        for job, prediction, heatmap_name in entries:
+            try:
+                results.store([(job, prediction)], now)
+            except IntegrityError:
+                worker._keep_stored(job, now, heatmap_name)

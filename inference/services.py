@@ -24,8 +24,9 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -329,8 +330,22 @@ def case_maybe_finished(case_id):
     """
     from cases.services import case_move_if
 
-    pending = AnalysisJob.objects.filter(smear__case_id=OuterRef("pk"), status__in=AnalysisJob.PENDING_STATUSES)
-    return case_move_if(case_id, Case.Status.AWAITING_REVIEW, ~Exists(pending))
+    return case_move_if(case_id, Case.Status.AWAITING_REVIEW, _no_pending_job())
+
+
+def _no_pending_job():
+    """On Case: none of the case's jobs is queued or running. The SQL of
+    ``~Exists(AnalysisJob.objects.filter(smear__case_id=OuterRef("pk"), status__in=PENDING_STATUSES))``,
+    written out: the ORM's compilation of that subquery cost the worker ~0.5 ms of CPU per image."""
+    q = connection.ops.quote_name
+    job, smear, case = AnalysisJob._meta.db_table, Smear._meta.db_table, Case._meta.db_table
+    placeholders = ", ".join(["%s"] * len(AnalysisJob.PENDING_STATUSES))
+    return RawSQL(
+        f"NOT EXISTS (SELECT 1 FROM {q(job)} INNER JOIN {q(smear)} ON {q(job)}.{q('smear_id')} = {q(smear)}.{q('id')} "
+        f"WHERE {q(smear)}.{q('case_id')} = {q(case)}.{q('id')} AND {q(job)}.{q('status')} IN ({placeholders}))",
+        tuple(status.value for status in AnalysisJob.PENDING_STATUSES),
+        output_field=BooleanField(),
+    )
 
 
 def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), task_id=None):

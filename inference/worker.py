@@ -17,20 +17,22 @@ INFERENCE_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
 
 One job (``run_job``), all state in the database:
 
-1. claim: ``queued → running`` with a conditional update (attempts + 1), then one SELECT of the job
-   with its smear, case and version (its large training record is another table). Only one
-   message wins; duplicates (sweeper re-publish, redelivery) find the job running or done and do
-   nothing. A message that comes back after its worker died (acks_late + reject_on_worker_lost)
-   carries the same task id as the claim, so it may take the running job over, up to
-   INFERENCE_MAX_ATTEMPTS starts: then the job fails with the reason, instead of killing workers
-   forever.
+1. claim (``inference.claims``): ``queued → running`` with a conditional update (attempts + 1)
+   returning the job with its smear, case and version (its large training record is another
+   table): one statement on PostgreSQL. Only one message wins; duplicates (sweeper re-publish,
+   redelivery) find the job running or done and do nothing. A message that comes back after its
+   worker died (acks_late + reject_on_worker_lost) carries the same task id as the claim, so it may
+   take the running job over, up to INFERENCE_MAX_ATTEMPTS starts: then the job fails with the
+   reason, instead of killing workers forever.
 2. the case moves to analysing (no query when it already is); the model is loaded once per child;
-   the image goes through ``ml.images.prepare_image``; one pass gives the probabilities and
-   the Grad-CAM map (a model Grad-CAM cannot explain gets an occlusion map: many passes); the PNG
-   overlay is written to storage.
-3. in one transaction: INSERT the Prediction (unique per smear and version; the heatmap's name is in
-   the row) and ``running → done``. A duplicate run finds the unique row taken: it keeps the stored
-   one, marks the job done and deletes its own heatmap file.
+   the image is decoded once (``ml.images.decode_image``) and resized for the model and for the
+   smear check (``prepare_decoded``: the same arrays as ``prepare_image``); one pass gives the
+   probabilities and the Grad-CAM map (a model Grad-CAM cannot explain gets an occlusion map: many
+   passes); the PNG overlay is written to storage.
+3. atomically (``inference.results``: one statement on PostgreSQL): INSERT the Prediction (unique
+   per smear and version; the heatmap's name is in the row) and ``running → done``. A duplicate run
+   finds the unique row taken: it keeps the stored one, marks the job done and deletes its own
+   heatmap file.
 4. the case moves to awaiting review when none of its jobs is pending.
 A missing/corrupt model, an unreadable image or a soft time limit fails the job with the reason.
 """
@@ -50,7 +52,7 @@ from django.utils import timezone
 
 from core import log_context
 from core.cache import LRUCache
-from inference import flagging, leases, services
+from inference import claims, leases, results, services
 from inference.models import AnalysisJob, Prediction
 from inference.transient import TRANSIENT_ERRORS, retrying
 from training import gates
@@ -285,23 +287,17 @@ def claim(job_id, task_id=""):
     """Take the job for this message, or return None when someone else has it or it is finished."""
     now = timezone.now()
     worker = services.worker_name()
-    jobs = AnalysisJob.objects.with_version().select_related("smear__case")
-    claimed = AnalysisJob.objects.filter(
-        pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=settings.INFERENCE_MAX_ATTEMPTS
-    ).update(
-        status=AnalysisJob.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=now,
-        finished_at=None,
+    job = claims.claim_queued(
+        job_id,
+        settings.INFERENCE_MAX_ATTEMPTS,
+        now=now,
         task_id=task_id,
         worker=worker,
-        reason="",
-        updated_at=now,
         lease_expires_at=leases.expiry(now),
     )
-    if claimed:
-        return jobs.get(pk=job_id)
-    job = jobs.filter(pk=job_id).first()
+    if job is not None:
+        return job
+    job = claims.job_with_rows(job_id)
     if job is None:
         logger.warning("Analysis job %s does not exist (deleted?); message dropped.", job_id)
         return None
@@ -334,7 +330,7 @@ def claim(job_id, task_id=""):
             logger.warning(
                 "Analysis job %s restarted after its worker was lost (attempt %s).", job_id, job.attempts + 1
             )
-            return jobs.get(pk=job_id)
+            return claims.job_with_rows(job_id)
     return None  # done, failed, or running under another message: nothing to do
 
 
@@ -368,14 +364,15 @@ def screen(job, loaded, version, started):
     """Read and prepare a job's image and apply the smear check: ``(image, None)`` for a smear the
     model should see, ``(None, prediction)`` once a not-a-smear result is stored (no subtype, no
     heatmap: the Prediction says why). Raises ImageUnreadable and the storage errors of _read_image."""
-    from ml.images import ImageError, prepare_image
+    from ml.images import ImageError, decode_image, prepare_decoded
 
     data = _read_image(job.smear)
     try:
-        image = prepare_image(data, loaded.input_size)
+        decoded = decode_image(data)  # once: the model's input and the smear check's are resized from it
+        image = prepare_decoded(decoded, loaded.input_size)
     except (ImageError, OSError, ValueError) as exc:
         raise ImageUnreadable(f"The image cannot be decoded: {exc}") from exc
-    is_smear, reasons = _smear_verdict(version, data, image, loaded.input_size)
+    is_smear, reasons = _smear_verdict(version, data, image, loaded.input_size, decoded)
     if is_smear:
         return image, None
     prediction = _save(
@@ -394,9 +391,8 @@ def analyse(job):
     """Compute and store the prediction of a claimed job; returns the Prediction.
 
     One forward pass gives the probabilities and the Grad-CAM map (LoadedModel.analyse). Queries:
-    one INSERT of the Prediction (heatmap file already written, its name in the row) and one
-    UPDATE of the job, in one transaction (with the case's AI flag, for a flagged prediction:
-    inference.flagging). A duplicate run finds the row there and keeps it.
+    the INSERT of the Prediction (heatmap file already written, its name in the row) and the UPDATE
+    of the job, atomically (_save). A duplicate run finds the row there and keeps it.
     """
     from ml import heatmaps
 
@@ -457,11 +453,12 @@ def analyse(job):
     return prediction
 
 
-def _smear_verdict(version, data, image, size):
+def _smear_verdict(version, data, image, size, decoded=None):
     """(is_smear, reasons) from the version's stored smear check (training.gates, the same gate as
     ``manage.py diagnose``) on the image prepared at the check's size (224 px; reused when the
-    model's input is that size). No check: everything passes; a failing check lets the image through."""
-    return gates.smear_verdict_of(version, data, image, size, reraise=(SoftTimeLimitExceeded,))
+    model's input is that size, else resized from ``decoded``, the already decoded image). No
+    check: everything passes; a failing check lets the image through."""
+    return gates.smear_verdict_of(version, data, image, size, reraise=(SoftTimeLimitExceeded,), decoded=decoded)
 
 
 def assess_images(version, loaded, images, probabilities, features=None):
@@ -481,35 +478,42 @@ def assess_images(version, loaded, images, probabilities, features=None):
     return [gates.assess(version, p, f, reraise=(SoftTimeLimitExceeded,)) for p, f in zip(probabilities, features)]
 
 
-def _save(job, started, heatmap_name="", **fields):
-    """The job's Prediction (``fields``) and running → done in one transaction (no savepoint on the
-    usual path), with the case's AI flag when the prediction is flagged. A duplicate run finds the
-    row stored by the other: that one counts, and this run's heatmap file is deleted."""
-    now = timezone.now()
+def _prediction(job, started, heatmap_name="", **fields):
+    """The job's Prediction (``fields``), not yet saved."""
     queue_wait_ms = max(0, int((job.started_at - job.enqueued_at).total_seconds() * 1000)) if job.started_at else None
-    finish = AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id)
-    done = {"status": AnalysisJob.Status.DONE, "finished_at": now, "reason": "", "updated_at": now}
+    return Prediction(
+        smear=job.smear,
+        model_version=job.model_version,
+        job=job,
+        heatmap=heatmap_name,
+        queue_wait_ms=queue_wait_ms,
+        worker=services.worker_name(),
+        total_ms=round((time.perf_counter() - started) * 1000.0),
+        **fields,
+    )
+
+
+def _save(job, started, heatmap_name="", **fields):
+    """The job's Prediction (``fields``) and running → done in one statement (inference.results). A
+    duplicate run finds the row stored by the other: that one counts, and this run's heatmap file is
+    deleted."""
+    prediction = _prediction(job, started, heatmap_name, **fields)
+    now = timezone.now()
     try:
-        with transaction.atomic():
-            prediction = Prediction.objects.create(
-                smear=job.smear,
-                model_version=job.model_version,
-                job=job,
-                heatmap=heatmap_name,
-                queue_wait_ms=queue_wait_ms,
-                worker=services.worker_name(),
-                total_ms=round((time.perf_counter() - started) * 1000.0),
-                **fields,
-            )
-            finish.update(**done)
-            if flagging.prediction_is_flagged(prediction):  # a prediction without flags cannot raise it
-                flagging.case_flag_refresh(job.smear.case_id)
+        results.store([(job, prediction)], now)
     except IntegrityError:
-        with transaction.atomic():
-            prediction = Prediction.objects.get(smear=job.smear, model_version=job.model_version)
-            finish.update(**done)
-        if heatmap_name:
-            _delete_stored(heatmap_name)
+        prediction = _keep_stored(job, now, heatmap_name)
+    return prediction
+
+
+def _keep_stored(job, now, heatmap_name):
+    """A duplicate run: the stored Prediction counts, the job is done, this run's heatmap is deleted."""
+    done = {"status": AnalysisJob.Status.DONE, "finished_at": now, "reason": "", "updated_at": now}
+    with transaction.atomic():
+        prediction = Prediction.objects.get(smear=job.smear, model_version=job.model_version)
+        AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(**done)
+    if heatmap_name:
+        _delete_stored(heatmap_name)
     return prediction
 
 

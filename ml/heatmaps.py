@@ -6,13 +6,12 @@
 - ``occlusion_map``: gradient-free fallback for any backend or a model Grad-CAM cannot take apart:
   how much the class probability drops when each cell of a grid is greyed out.
 - ``overlay_png``: the map cropped to the real image (``prepare_image`` pads to a square), resized
-  to the image's aspect ratio, coloured (blue → red) with transparency growing with intensity.
+  to the image's aspect ratio, coloured (blue → red) with transparency growing with intensity: an
+  RGBA PNG.
 
 Everything here is Django-free; Keras/TensorFlow are imported only when a map is computed (inside a
 worker child process, never in a parent that forks).
 """
-
-import io
 
 import numpy as np
 from PIL import Image
@@ -57,20 +56,31 @@ def _ramp(x):
 # The ramp at 1024 levels: colouring a map is one table look-up (about 10x faster than the formula).
 _RAMP_LEVELS = 1024
 _RAMP_TABLE = _ramp(np.linspace(0.0, 1.0, _RAMP_LEVELS))
+# The same table in PNG's channel order for OpenCV (BGRA), each pixel one 32-bit word: a look-up of
+# words is ~4x faster than one of rows.
+_RAMP_WORDS_BGRA = np.ascontiguousarray(_RAMP_TABLE[:, [2, 1, 0, 3]]).view(np.uint32).ravel()
 
 
-def _colour(cam):
-    """HxW in [0, 1] → HxWx4 uint8 (see _ramp), through the look-up table."""
+def _levels(cam):
+    """HxW in [0, 1] → the ramp level of each pixel."""
     x = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
-    return _RAMP_TABLE[(x * (_RAMP_LEVELS - 1) + 0.5).astype(np.intp)]
+    return (x * (_RAMP_LEVELS - 1) + 0.5).astype(np.intp)
+
+
+def _colour_bgra(cam):
+    """HxW in [0, 1] → HxWx4 uint8 BGRA (see _ramp; OpenCV's channel order), through the look-up table."""
+    levels = _levels(cam)
+    return _RAMP_WORDS_BGRA[levels].view(np.uint8).reshape(*levels.shape, 4)
 
 
 def overlay_png(cam, input_size, original_size, max_side=OVERLAY_MAX_SIDE):
     """Turn a class activation map over the model input into a PNG laid exactly over the image.
 
     ``cam``: 2-D map over the ``input_size`` square (any resolution); ``original_size``: (width,
-    height) of the displayed image. Returns PNG bytes with the image's aspect ratio.
+    height) of the displayed image. Returns PNG bytes (RGBA) with the image's aspect ratio.
     """
+    import cv2
+
     cam = _normalise(cam)
     full = Image.fromarray(cam.astype(np.float32)).resize((input_size, input_size), Image.Resampling.BILINEAR)
     left, top, width, height = content_box(original_size, input_size)
@@ -79,10 +89,14 @@ def overlay_png(cam, input_size, original_size, max_side=OVERLAY_MAX_SIDE):
     scale = min(1.0, max_side / max(ow, oh)) if max(ow, oh) > 0 else 1.0
     target = (max(1, round(ow * scale)), max(1, round(oh * scale)))
     resized = np.asarray(cropped.resize(target, Image.Resampling.BILINEAR), dtype=np.float32)
-    buffer = io.BytesIO()
-    # Level 1: a smooth colour ramp compresses well anyway (~1.3x the bytes of level 6, ~6x faster).
-    Image.fromarray(_colour(_normalise(resized))).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    # zlib level 1 with the "sub" filter on every row: of OpenCV's and Pillow's settings the fastest
+    # (0.33 ms for a 128 px overlay, 0.64 ms with Pillow at level 1), and no larger (~10% smaller at
+    # 128 px): a smooth ramp differs little from its left neighbour.
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+    encoded, png = cv2.imencode(".png", _colour_bgra(_normalise(resized)), options)
+    if not encoded:
+        raise ValueError("OpenCV could not encode the heatmap as PNG")
+    return png.tobytes()
 
 
 # --- Occlusion (any backend) --------------------------------------------------------------------

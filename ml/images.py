@@ -2,9 +2,11 @@
 
 Everything a model ever sees goes through ``prepare_image``: training arrays are built with it and
 the serving code must call it on uploads, so a picture is decoded, oriented, converted and resized
-the same way in both places. Pixel scaling to the range an architecture expects is *not* done here:
-it lives inside the model as Keras layers (see ``architectures``), so the model input is always
-RGB uint8 values 0..255 (fed as float32).
+the same way in both places. ``decode_image`` and ``prepare_decoded`` are its two halves, for an
+image needed at several sizes (the worker: the model's input and the smear check's, one decode).
+Pixel scaling to the range an architecture expects is *not* done here: it lives inside the model as
+Keras layers (see ``architectures``), so the model input is always RGB uint8 values 0..255 (fed as
+float32).
 
 Resizing follows the study ("resize with padding", like ``tf.image.resize_with_pad``): the image is
 scaled to fit inside ``size`` x ``size`` with its aspect ratio kept, centred, and the borders are
@@ -15,6 +17,7 @@ filled with the constant PAD_VALUE (black, as resize_with_pad does). The develop
 import io
 import os
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -122,6 +125,36 @@ def resize_with_pad(image, size, pad_value=PAD_VALUE):
     return canvas
 
 
+def decode_image(source):
+    """Decode ``source`` (as ``prepare_image`` takes it) into an oriented 8-bit RGB PIL image.
+
+    For callers that need the image at several sizes (the worker: the model's input and the smear
+    check's): ``prepare_decoded(decode_image(source), size)`` equals ``prepare_image(source, size)``
+    and the file is decoded once. Raises ImageError for anything that cannot be decoded.
+    """
+    with _reading(source):
+        with warnings.catch_warnings():
+            # Pillow warns (then errors) on decompression bombs; the error is what we want.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _open(source)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+
+
+def prepare_decoded(image, size, source=None):
+    """A (size, size, 3) uint8 RGB array ready for the model, from ``decode_image``'s result."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    with _reading(image if source is None else source):
+        array = np.asarray(resize_with_pad(image, size), dtype=np.uint8)
+    if array.shape != (size, size, 3):  # defensive: never hand the model a malformed array
+        raise ImageError(
+            f"Unexpected prepared shape {array.shape} for {_describe(image if source is None else source)}"
+        )
+    return array
+
+
 def prepare_image(source, size):
     """Decode ``source`` and return a (size, size, 3) uint8 RGB array ready for the model.
 
@@ -130,16 +163,14 @@ def prepare_image(source, size):
     """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
+    return prepare_decoded(decode_image(source), size, source)
+
+
+@contextmanager
+def _reading(source):
+    """Pillow's and NumPy's errors on a bad image, as ImageError naming ``source``."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (then errors) on decompression bombs; the error is what we want.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _open(source)
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = to_rgb(image)
-            result = resize_with_pad(rgb, size)
-            array = np.asarray(result, dtype=np.uint8)
+        yield
     except ImageError:
         raise
     except (
@@ -153,6 +184,3 @@ def prepare_image(source, size):
         Image.DecompressionBombWarning,
     ) as exc:
         raise ImageError(f"Cannot read image {_describe(source)}: {exc}") from exc
-    if array.shape != (size, size, 3):  # defensive: never hand the model a malformed array
-        raise ImageError(f"Unexpected prepared shape {array.shape} for {_describe(source)}")
-    return array

@@ -94,9 +94,12 @@ def content_mask(image, pad_value=PAD_VALUE):
     the edge count, so a dark line inside the picture is kept. An image that is all padding (a
     black frame) keeps every pixel, so its statistics are still defined.
     """
-    flat = all_channels(np.asarray(image) == pad_value)
-    height, width = flat.shape
+    image = np.asarray(image)
+    height, width = image.shape[:2]
     mask = np.ones((height, width), dtype=bool)
+    if image.size and all((edge != pad_value).any() for edge in (image[0], image[-1], image[:, 0], image[:, -1])):
+        return mask  # no edge row or column is all padding: the usual upload, found without a full pass
+    flat = all_channels(image == pad_value)
     rows, cols = flat.all(axis=1), flat.all(axis=0)
     if rows.all():
         return mask

@@ -94,17 +94,24 @@ def smear_verdict(version, image):
     return bool(result["is_smear"]), [str(reason) for reason in result["reasons"]]
 
 
-def smear_verdict_of(version, source, image=None, size=None, reraise=()):
+def smear_verdict_of(version, source, image=None, size=None, reraise=(), decoded=None):
     """(is_smear, reasons) of an image ``source`` (bytes, path...); ``image`` prepared at ``size`` is
-    reused when that is the check's size. A failing check is logged and lets the image through
-    (the gate is an aid; it never fails an analysis); exceptions in ``reraise`` (a time limit) pass."""
-    from ml.images import prepare_image
+    reused when that is the check's size, else ``decoded`` (``ml.images.decode_image`` of the source)
+    is resized rather than the source decoded again. A failing check is logged and lets the image
+    through (the gate is an aid; it never fails an analysis); exceptions in ``reraise`` (a time
+    limit) pass."""
+    from ml.images import prepare_decoded, prepare_image
 
     try:
         check = check_for(version)
         if check is None:
             return True, []
-        prepared = image if image is not None and size == check.image_size else prepare_image(source, check.image_size)
+        if image is not None and size == check.image_size:
+            prepared = image
+        elif decoded is not None:
+            prepared = prepare_decoded(decoded, check.image_size)
+        else:
+            prepared = prepare_image(source, check.image_size)
         return smear_verdict(version, prepared)
     except reraise:
         raise

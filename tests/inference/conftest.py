@@ -70,6 +70,22 @@ def fresh_model_cache():
     worker.clear_cache()
 
 
+@pytest.fixture(params=["one-statement", "orm"])
+def statements(request, monkeypatch):
+    """Both ways of claiming jobs and storing results: one statement each (PostgreSQL) and the ORM's
+    statements (other databases), see inference.claims and inference.results."""
+    from django.db import connection
+
+    from inference import claims, results
+
+    if request.param == "one-statement" and connection.vendor != "postgresql":
+        pytest.skip("one-statement claims and results are PostgreSQL's")
+    if request.param == "orm":
+        monkeypatch.setattr(claims, "_one_statement", lambda: False)
+        monkeypatch.setattr(results, "_one_statement", lambda: False)
+    return request.param
+
+
 class Published(list):
     """Task messages the code tried to publish: [(job_id, options)]."""
 

@@ -72,7 +72,7 @@ def test_an_empty_queue_means_a_batch_of_one(world, model_version, batch_of):
     assert case.status == "awaiting_review"
 
 
-def test_claim_waiting_takes_only_queued_jobs_of_the_same_version(world, model_version, model_file, batch_of):
+def test_claim_waiting_takes_only_queued_jobs_of_the_same_version(world, model_version, model_file, statements):
     from tests.inference.conftest import register_version
 
     _cases(world, 3)
@@ -101,3 +101,27 @@ def test_an_unreadable_image_fails_only_its_job(world, model_version, batch_of):
         jobs[3].pk: "done",
     }
     assert "cannot be read" in AnalysisJob.objects.get(pk=jobs[1].pk).reason
+
+
+def test_a_duplicate_in_a_batch_keeps_its_stored_prediction_and_the_others_are_stored(
+    world, model_version, batch_of, statements, settings
+):
+    """The batch's results go in one statement; a smear that already has its Prediction (a duplicate
+    run) makes that statement fail as a whole: then each is stored on its own, as one image at a time."""
+    batch_of(4)
+    _cases(world, 2)
+    jobs = list(AnalysisJob.objects.order_by("enqueued_at", "pk"))
+    existing = Prediction.objects.create(
+        smear=jobs[2].smear,
+        model_version=model_version,
+        job=jobs[2],
+        label="pro_b",
+        probabilities={"pro_b": 1.0},
+    )
+    assert analyse_smear(jobs[0].pk) == "done"
+    assert [AnalysisJob.objects.get(pk=j.pk).status for j in jobs] == ["done"] * 4
+    assert Prediction.objects.get(smear=jobs[2].smear) == existing
+    stored = Prediction.objects.exclude(pk=existing.pk)
+    assert stored.count() == 3 and all(p.heatmap_method == "grad-cam" and p.heatmap for p in stored)
+    files = sorted(p.name for p in (settings.MEDIA_ROOT / "heatmaps").rglob("*.png"))
+    assert files == sorted(p.heatmap.name.rpartition("/")[2] for p in stored)  # the duplicate's file was removed

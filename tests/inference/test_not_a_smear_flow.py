@@ -72,3 +72,26 @@ def test_only_non_smears_give_no_subtype_and_no_check_changes_nothing(world, mod
     assert data["result"]["label"] is None and data["result"]["label_display"].startswith("No subtype")
     html = render_to_string("inference/case_analysis.html", {"analysis": data, "case": case2})
     assert "Not a blood smear" in html and "mean probability" not in html
+
+
+def test_an_upload_is_decoded_once_for_the_model_and_the_smear_check(
+    world, model_version, params, fresh_model_cache, monkeypatch
+):
+    """The smear check's 224 px image is resized from the decode the model's input came from."""
+    import ml.images as images
+
+    smear_gate.clear_cache()
+    registry.attach_smear_check(model_version, params)
+    calls = []
+    decode, prepare = images.decode_image, images.prepare_decoded
+    monkeypatch.setattr(images, "decode_image", lambda source: calls.append("decode") or decode(source))
+    monkeypatch.setattr(
+        images, "prepare_decoded", lambda image, size, source=None: calls.append(size) or prepare(image, size, source)
+    )
+    monkeypatch.setattr(images, "prepare_image", lambda *args: pytest.fail("decoded a second time"))
+    case = world.submit_case(files=[png_upload("smear.png", synthetic_smear(902)), smear_upload("blank.png")])
+    for job in AnalysisJob.objects.filter(smear__case=case).order_by("pk"):
+        assert analyse_smear(job.pk) == "done"
+    assert calls == ["decode", model_version.input_size, params["image_size"]] * 2
+    good, bad = Prediction.objects.filter(smear__case=case).order_by("smear_id")
+    assert good.is_smear and not bad.is_smear and bad.smear_reasons == ["blank frame"]

@@ -83,16 +83,22 @@ def test_inference_uses_the_shared_preprocessing(world, model_version, monkeypat
     import ml.images as images
 
     calls = []
-    original = images.prepare_image
+    decode, prepare = images.decode_image, images.prepare_decoded
 
-    def spy(source, size):
+    def decode_spy(source):
+        calls.append("decode")
+        return decode(source)
+
+    def prepare_spy(image, size, source=None):
         calls.append(size)
-        return original(source, size)
+        return prepare(image, size, source)
 
-    monkeypatch.setattr(images, "prepare_image", spy)
+    monkeypatch.setattr(images, "decode_image", decode_spy)
+    monkeypatch.setattr(images, "prepare_decoded", prepare_spy)
+    monkeypatch.setattr(images, "prepare_image", lambda *args: pytest.fail("decoded a second time"))
     case = world.submit_case()
     analyse_smear(AnalysisJob.objects.get(smear__case=case).pk)
-    assert calls == [model_version.input_size]
+    assert calls == ["decode", model_version.input_size]  # no smear check stored: the model's size only
 
 
 def test_model_is_loaded_once_per_process(world, model_version, monkeypatch, fresh_model_cache):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.images import PAD_VALUE, ImageError, prepare_image
+from ml.images import PAD_VALUE, ImageError, decode_image, prepare_decoded, prepare_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -135,3 +135,34 @@ def test_truncated_jpeg_and_missing_file_raise_image_error(tmp_path):
         prepare_image(data[: len(data) // 2], 8)
     with pytest.raises(ImageError, match="missing.png"):
         prepare_image(tmp_path / "missing.png", 8)
+
+
+def _sources_of_every_kind():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated: the decoded image is the displayed one
+    rgba = np.zeros((30, 50, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[:10, :, 3], rgba[10:, :, 3] = 255, 0, 128
+    smear_like = np.random.default_rng(3).integers(0, 256, (300, 220, 3), dtype=np.uint8)
+    return {
+        "rotated jpeg": _save(_two_halves(40, 20), "JPEG", quality=95, exif=exif.tobytes()),
+        "rgba png": _save(Image.fromarray(rgba, "RGBA"), "PNG"),
+        "16-bit": _save(Image.fromarray(np.linspace(1000, 5000, 256).reshape(16, 16).astype(np.uint16)), "TIFF"),
+        "large jpeg": _save(Image.fromarray(smear_like), "JPEG", quality=90),
+        "square at size": _save(_two_halves(24, 24), "PNG"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_sources_of_every_kind()))
+def test_one_decode_prepared_at_several_sizes_equals_prepare_image(kind):
+    """The worker decodes an upload once and resizes it for the model and for the smear check."""
+    source = _sources_of_every_kind()[kind]
+    decoded = decode_image(source)
+    for size in (24, 128, 224):
+        np.testing.assert_array_equal(prepare_decoded(decoded, size), prepare_image(source, size))
+
+
+def test_decode_image_refuses_what_prepare_image_refuses():
+    with pytest.raises(ImageError):
+        decode_image(b"not an image at all")
+    with pytest.raises(ValueError):
+        prepare_decoded(decode_image(_save(_two_halves(), "PNG")), 0)
