@@ -367,7 +367,7 @@ def pages(ids):
     audit_visible = AuditEvent.objects.filter(actor_organisation_id=lab).order_by("-created_at", "-pk")
     deep_event = audit_visible[5000:5001].get() if audit_visible.count() > 5000 else audit_visible.last()
     jobs = AnalysisJob.objects.filter(smear__case__laboratory_id=lab).order_by("-enqueued_at", "-pk")
-    deep_job = jobs[5000:5001].get()
+    deep_job = jobs[5000:5001].get() if jobs.count() > 5000 else jobs.last()
     failed = jobs.filter(status="failed").order_by("-finished_at", "-pk")
     deep_failed = failed[min(500, failed.count() - 1)]
     c, p, a = "clinician-site01", "pathologist-lab1", "admin-lab1"
