@@ -173,7 +173,6 @@ def run_jobs(job_id, task_id=""):
 
 def _analyse_batch(jobs):
     """Prepare every image, one model call for the smears, then store each result. {job id: outcome}."""
-    from ml import heatmaps
 
     started = time.perf_counter()
     outcomes, ready = {}, []
@@ -198,10 +197,10 @@ def _analyse_batch(jobs):
         probabilities, cams = graph(np.stack([image for _, image in ready]).astype(np.float32))
         features = None  # the OOD score's features: a pass of their own (cheap where batching pays, a GPU)
     else:
-        results = [loaded.analyse_all(image) for _, image in ready]
-        probabilities = np.stack([p for p, _, _ in results])
-        cams = [c for _, c, _ in results]
-        features = [f for _, _, f in results]
+        analysed = [loaded.analyse_all(image) for _, image in ready]
+        probabilities = np.stack([p for p, _, _ in analysed])
+        cams = [c for _, c, _ in analysed]
+        features = [f for _, _, f in analysed]
     inference_ms = (time.perf_counter() - t0) * 1000.0 / len(ready)  # each image's share of the call
     images = np.stack([image for _, image in ready])
     assessed = worker.assess_images(version, loaded, images, probabilities, features)
@@ -218,26 +217,14 @@ def _analyse_batch(jobs):
                     continue
                 class_index = int(np.argmax(probs))
                 probability_map = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
-                png, method = b"", ""
-                try:
-                    if cam is not None:
-                        method = "grad-cam"
-                    else:
-                        cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
-                    png = heatmaps.overlay_png(cam, loaded.input_size, (job.smear.width, job.smear.height))
-                except SoftTimeLimitExceeded:
-                    raise
-                except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
-                    logger.exception("Heatmap failed for job %s", job.pk)
-                    png, method = b"", ""
-                heatmap_name = worker._store_heatmap(png, job.smear) if png else ""
+                heatmap_name, method = worker.store_heatmap(job, loaded, image, cam, class_index)
                 prediction = worker._prediction(
                     job,
                     started,
                     heatmap_name,
                     label=loaded.class_names[class_index],
                     probabilities=probability_map,
-                    heatmap_method=method if heatmap_name else "",
+                    heatmap_method=method,
                     inference_ms=round(inference_ms),
                     runtime=loaded.runtime,
                     ood_score=ood_score,

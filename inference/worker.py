@@ -394,17 +394,13 @@ def analyse(job):
     the INSERT of the Prediction (heatmap file already written, its name in the row) and the UPDATE
     of the job, atomically (_save). A duplicate run finds the row there and keeps it.
     """
-    from ml import heatmaps
 
     started = time.perf_counter()
     version = job.model_version
     loaded = get_model(version)
-    smear = job.smear
     image, rejected = screen(job, loaded, version, started)
     if rejected is not None:
         return rejected
-    # Stored smears are upright and their size is recorded: no second decode for the overlay.
-    original_size = (smear.width, smear.height)
 
     t0 = time.perf_counter()
     probs, cam, features = loaded.analyse_all(image)
@@ -415,24 +411,7 @@ def analyse(job):
     probabilities = {name: round(float(p), 6) for name, p in zip(loaded.class_names, probs)}
     ood_score, flags = assess_images(version, loaded, image[None], probs[None], [features])[0]
 
-    png, method = b"", ""
-    try:
-        if cam is not None:
-            method = "grad-cam"
-        else:
-            cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
-        png = heatmaps.overlay_png(cam, loaded.input_size, original_size)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception:  # noqa: BLE001 - the heatmap is an aid; the prediction stands without it
-        logger.exception("Heatmap failed for job %s", job.pk)
-        png, method = b"", ""
-    try:
-        heatmap_name = _store_heatmap(png, smear) if png else ""
-    except OSError:  # disk full: the heatmap is an aid; the prediction stands without it
-        logger.warning("Could not store the heatmap of job %s; stored without one", job.pk, exc_info=True)
-        heatmap_name, method = "", ""
-
+    heatmap_name, method = store_heatmap(job, loaded, image, cam, class_index)
     try:
         prediction = _save(
             job,
@@ -440,7 +419,7 @@ def analyse(job):
             heatmap_name,
             label=loaded.class_names[class_index],
             probabilities=probabilities,
-            heatmap_method=method if heatmap_name else "",
+            heatmap_method=method,
             inference_ms=round(inference_ms),
             runtime=loaded.runtime,
             ood_score=ood_score,
@@ -451,6 +430,31 @@ def analyse(job):
             _delete_stored(heatmap_name)
         raise
     return prediction
+
+
+def store_heatmap(job, loaded, image, cam, class_index):
+    """(stored file name, method) of the job's heatmap overlay, or ("", "") when it cannot be made or
+    stored: the heatmap is an aid, the prediction stands without it. ``cam``: the Grad-CAM map from
+    the model's pass, or None for a model Grad-CAM cannot explain (then an occlusion map)."""
+    from ml import heatmaps
+
+    try:
+        if cam is not None:
+            method = "grad-cam"
+        else:
+            cam, method = loaded.occlusion_heatmap(image, class_index), "occlusion"
+        # Stored smears are upright and their size is recorded: no second decode for the overlay.
+        png = heatmaps.overlay_png(cam, loaded.input_size, (job.smear.width, job.smear.height))
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001
+        logger.exception("Heatmap failed for job %s", job.pk)
+        return "", ""
+    try:
+        return _store_heatmap(png, job.smear), method
+    except OSError:  # disk full
+        logger.warning("Could not store the heatmap of job %s; stored without one", job.pk, exc_info=True)
+        return "", ""
 
 
 def _smear_verdict(version, data, image, size, decoded=None):

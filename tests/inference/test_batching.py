@@ -125,3 +125,20 @@ def test_a_duplicate_in_a_batch_keeps_its_stored_prediction_and_the_others_are_s
     assert stored.count() == 3 and all(p.heatmap_method == "grad-cam" and p.heatmap for p in stored)
     files = sorted(p.name for p in (settings.MEDIA_ROOT / "heatmaps").rglob("*.png"))
     assert files == sorted(p.heatmap.name.rpartition("/")[2] for p in stored)  # the duplicate's file was removed
+
+
+def test_a_heatmap_that_cannot_be_stored_leaves_the_batch_s_predictions_standing(
+    world, model_version, batch_of, monkeypatch
+):
+    batch_of(4)
+    _cases(world, 2)
+    jobs = list(AnalysisJob.objects.order_by("enqueued_at", "pk"))
+
+    def disk_full(png, smear):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(worker, "_store_heatmap", disk_full)
+    assert analyse_smear(jobs[0].pk) == "done"
+    predictions = Prediction.objects.filter(job__in=jobs)
+    assert predictions.count() == 4
+    assert set(predictions.values_list("heatmap", "heatmap_method")) == {("", "")}
