@@ -18,6 +18,7 @@ the shipped model can be retrained exactly. Nothing here imports Keras or Django
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ml.site_shifts import SITE_AUGMENTATION_FAMILIES
 from training.errors import TrainingError
 
 # The four architectures of the original study (what --all trains), and every one we can build.
@@ -25,8 +26,8 @@ STUDY_ARCHITECTURES = ("convnet", "mobilenetv2", "resnet50", "vgg19")
 # Kept here so the admin form and argument checks need no Keras import; a test checks it matches
 # ml.architectures.ARCHITECTURE_NAMES.
 KNOWN_ARCHITECTURES = ("convnet", "convnet_bn", "mobilenetv2", "resnet50", "vgg19")
-# What --site-augment accepts; a test checks it matches ml.site_shifts.SITE_AUGMENTATION_FAMILIES.
-SITE_AUGMENTATIONS = ("white_balance", "chroma", "defocus", "scale", "noise", "jpeg")
+# What --site-augment accepts: the kinds whose crediting ml.site_shifts defines (numpy only, no Keras).
+SITE_AUGMENTATIONS = tuple(SITE_AUGMENTATION_FAMILIES)
 SPLIT_MODES = ("grouped", "random")
 PROMOTE_CHOICES = ("best",)
 DEFAULT_EPOCHS = 50
