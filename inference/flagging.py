@@ -5,10 +5,11 @@ low confidence: ``Prediction.flags``) or is not a blood smear, or when one of it
 whatever the model version. The review queue filters on the stored flag (an index condition:
 ``case_review_queue_flagged``) instead of walking every case's predictions and jobs.
 
-The flag is computed by one rule (``flagged_condition``) and stored by ``case_flag_refresh``,
-called wherever that rule's answer can change: a flagged prediction stored (inference.worker), a
-job failed (``services.job_fail``), a failed job queued again (retry, re-run). A prediction without
-flags cannot raise the flag, and a job that ends done was not failed: neither can lower it.
+The flag is computed by one rule (``flagged_condition``). What can only make the rule true (a
+flagged prediction stored by the worker, a job failed: ``services.job_fail``) raises it with
+``cases_flag_raise``; what can make it false (a failed job queued again: retry, re-run) recomputes
+it with ``case_flag_refresh``. A prediction without flags cannot raise the flag, and a job that
+ends done was not failed: neither can lower it.
 """
 
 from django.db import transaction
@@ -40,6 +41,19 @@ def cases_flag_recompute(cases, prediction_model=Prediction, job_model=AnalysisJ
     the rows whose flag changes. Returns how many changed (the backfill, bench/scale.py)."""
     condition = flagged_condition(prediction_model, job_model)
     return cases.filter(~Q(ai_flagged=condition)).update(ai_flagged=condition)
+
+
+def cases_flag_raise(case_ids):
+    """Flag the cases ``case_ids`` once a flagged prediction or a failed job of theirs is written
+    (in the same transaction): the rule is then true whatever else the case holds, so no
+    subquery is needed.
+
+    The UPDATE writes every row, flagged already or not: its row lock is what keeps a concurrent
+    ``case_flag_refresh`` from lowering the flag on a view without this transaction's row (the
+    refresh waits for the lock, then sees the row); a refresh that locked first commits before this
+    statement writes.
+    """
+    return Case.objects.filter(pk__in=case_ids).update(ai_flagged=True)
 
 
 def case_flag_refresh(case_id):

@@ -35,7 +35,7 @@ def store(pairs, now):
                 AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, task_id=job.task_id).update(
                     **done
                 )
-            _refresh_case_flags(pairs)
+            _raise_case_flags(pairs)
         return
     fields = _insert_fields()
     params = [AnalysisJob.Status.DONE.value, now, now, AnalysisJob.Status.RUNNING.value]
@@ -48,20 +48,20 @@ def store(pairs, now):
         with connection.cursor() as cursor:
             cursor.execute(_store_sql(len(pairs)), params)
             ids = [row[0] for row in cursor.fetchall()]
-        _refresh_case_flags(pairs)
+        _raise_case_flags(pairs)
     for (_, prediction), pk in zip(pairs, ids, strict=True):  # RETURNING keeps the order of VALUES
         prediction.pk = pk
         prediction._state.adding = False
         prediction._state.db = connection.alias
 
 
-def _refresh_case_flags(pairs):
-    """The cases' AI flag (inference.flagging), with the rows: only a flagged prediction can raise it,
-    so a clean result costs no statement."""
-    for case_id in sorted(
-        {prediction.smear.case_id for _, prediction in pairs if flagging.prediction_is_flagged(prediction)}
-    ):
-        flagging.case_flag_refresh(case_id)
+def _raise_case_flags(pairs):
+    """The cases' AI flag (inference.flagging), with the rows: only a flagged prediction can change
+    it, and only to raised, so a clean result costs no statement and a flagged one a single UPDATE
+    (recomputing the rule cost ~2 ms of CPU per flagged image)."""
+    case_ids = {prediction.smear.case_id for _, prediction in pairs if flagging.prediction_is_flagged(prediction)}
+    if case_ids:
+        flagging.cases_flag_raise(sorted(case_ids))
 
 
 def _insert_fields():

@@ -359,7 +359,7 @@ def job_fail(job_id, reason, *, from_statuses=(AnalysisJob.Status.RUNNING,), tas
         changed = jobs.update(status=AnalysisJob.Status.FAILED, reason=reason[:2000], finished_at=now, updated_at=now)
         if changed:
             case_id = AnalysisJob.objects.filter(pk=job_id).values_list("smear__case_id", flat=True).first()
-            flagging.case_flag_refresh(case_id)
+            flagging.cases_flag_raise([case_id])
     if changed:
         logger.warning("Analysis job %s failed: %s", job_id, reason)
         analysis_failed.send(sender=AnalysisJob, job_id=job_id, case_id=case_id, reason=reason[:2000])

@@ -1,12 +1,16 @@
 """Case.ai_flagged follows the AI through the worker, failures, retries and re-runs, and the
 backfill migration computes it for cases analysed before it existed."""
 
+import threading
+import time
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
 
 from cases.models import Case
-from inference import flagging, services
+from inference import flagging, results, services
 from inference.models import AnalysisJob, Prediction
 from inference.tasks import analyse_smear
 from tests.conftest import smear_upload
@@ -70,6 +74,58 @@ def test_the_sweeper_giving_up_on_an_abandoned_job_flags_the_case(world, model_v
         lease_expires_at=timezone.now() - timedelta(minutes=1),
     )
     assert services.sweep()["failed_abandoned"] == 1
+    assert flagged(case) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_clearing_a_failure_while_a_flagged_result_is_stored_leaves_the_case_flagged(
+    world, model_version, published
+):
+    """The worker raises the flag of a case that is already flagged (an earlier failure) while a
+    retry of that failure recomputes it: the retry must wait for the worker's row lock and see its
+    result, or the case would end unflagged with a flagged image."""
+    case = world.submit_case(files=[smear_upload("a.png"), smear_upload("b.png")])
+    failed, analysed = AnalysisJob.objects.filter(smear__case=case).order_by("pk")
+    assert services.job_fail(failed.pk, "boom", from_statuses=("queued",))
+    assert flagged(case) is True
+    stored, release, errors = threading.Event(), threading.Event(), []
+
+    def store_a_flagged_result():
+        try:
+            with transaction.atomic():
+                job = AnalysisJob.objects.select_related("smear", "model_version").get(pk=analysed.pk)
+                prediction = Prediction(
+                    smear=job.smear, model_version=job.model_version, job=job, label="pre_b", flags=["low confidence"]
+                )
+                results.store([(job, prediction)], timezone.now())
+                stored.set()
+                release.wait(10)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def retry_the_failure():
+        try:
+            services.job_retry(user=world.pathologist, job=AnalysisJob.objects.get(pk=failed.pk))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    worker, retry = threading.Thread(target=store_a_flagged_result), threading.Thread(target=retry_the_failure)
+    worker.start()
+    try:
+        assert stored.wait(10)
+        retry.start()
+        time.sleep(0.5)  # the retry reaches the case row while the result is not committed
+    finally:
+        release.set()
+        worker.join()
+        if retry.ident is not None:  # started
+            retry.join()
+    assert errors == []
+    assert AnalysisJob.objects.get(pk=failed.pk).status == "queued"
     assert flagged(case) is True
 
 
