@@ -61,7 +61,7 @@ ANALYSABLE_CASE_STATUSES = (Case.Status.SUBMITTED, Case.Status.ANALYSING, Case.S
 
 def model_version_for(case, model_version=None):
     """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
-    return model_version or case.requested_model_version or ModelVersion.active()
+    return model_version or case.requested_model_version or ModelVersion.active(with_gates=False)
 
 
 def case_analysis_request(case, model_version=None, *, requested_by=None, smears=None):

@@ -134,9 +134,19 @@ def reasons_text(reasons):
 
 
 def ood_for(version):
-    """The version's fitted MahalanobisOOD (cached per version id), or None."""
+    """The version's fitted MahalanobisOOD (cached per version id), or None.
+
+    A version claimed by a worker carries ``ood_digest`` (inference.claims) and its parameters
+    unloaded: a cached detector with that digest is used without loading them."""
     from training import registry
 
+    digest = getattr(version, "ood_digest", None)
+    if digest == "":
+        return None
+    if digest is not None:
+        cached = _ood_cache.get(version.pk)
+        if cached is not None and cached[0] == digest:
+            return cached[1]
     params = getattr(version, "ood", None) or {}
     if not params:
         return None

@@ -14,8 +14,12 @@ from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 
 
-def _values(instance):
-    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+def _values(instance, skip=()):
+    return {
+        field.attname: getattr(instance, field.attname)
+        for field in type(instance)._meta.concrete_fields
+        if field.attname not in skip
+    }
 
 
 def _claim(job_id, task_id, max_attempts=3):
@@ -38,11 +42,16 @@ def test_a_claim_gives_the_job_with_the_rows_the_orm_would_load(
     assert _values(job) == _values(expected)
     assert (job.status, job.attempts, job.task_id, job.worker) == ("running", 1, "message-1", "host:1")
     assert (job.started_at, job.finished_at, job.lease_expires_at) == (now, None, now + timedelta(seconds=20))
-    with django_assert_num_queries(0):  # the related rows came with the claim
+    one_statement = statements == "one-statement"
+    unloaded = job.model_version.get_deferred_fields()
+    with django_assert_num_queries(0):  # the related rows came with the claim (the OOD parameters' digest only)
         assert _values(job.smear) == _values(expected.smear)
         assert _values(job.smear.case) == _values(expected.smear.case)
-        assert _values(job.model_version) == _values(expected.model_version)
+        assert unloaded == ({"ood"} if one_statement else set())
+        assert _values(job.model_version, skip=unloaded) == _values(expected.model_version, skip=unloaded)
         assert job.model_version.class_names == list(CLASS_NAMES)  # JSON columns decoded, as the ORM does
+        assert getattr(job.model_version, "ood_digest", None) == ("" if one_statement else None)  # no OOD model
+    assert job.model_version.ood == expected.model_version.ood == {}  # loaded when read
     assert not job._state.adding and job._state.db == "default"
 
     assert _claim(queued.pk, "message-2") is None  # running: nobody else gets it
@@ -152,3 +161,39 @@ def test_a_result_leaves_a_job_another_message_has_taken_over_alone(world, model
     assert Prediction.objects.filter(job=job).exists()
     job.refresh_from_db()
     assert job.status == "running" and job.task_id == "message-2"
+
+
+def test_a_claimed_version_reuses_the_cached_ood_detector_until_its_parameters_change(
+    world, model_version, statements, django_assert_num_queries
+):
+    import numpy as np
+
+    from ml import ood
+    from training import gates, registry
+
+    def detector(seed):
+        rng = np.random.default_rng(seed)
+        fitted = ood.MahalanobisOOD.fit(rng.normal(size=(40, 16)), np.arange(40) % 4, n_components=4)
+        fitted.threshold = 3.0
+        return fitted.to_dict()
+
+    gates.clear_cache()
+    first, second = detector(1), detector(2)
+    registry.attach_ood(model_version, first)
+    case = world.submit_case(files=[smear_upload(f"s{n}.png", colour=(120 + 30 * n, 60, 150)) for n in range(3)])
+    jobs = list(AnalysisJob.objects.filter(smear__case=case).order_by("pk"))
+    try:
+        claimed = _claim(jobs[0].pk, "message-1").model_version
+        if statements == "one-statement":
+            assert claimed.ood_digest == first["digest"] and "ood" in claimed.get_deferred_fields()
+        built = gates.ood_for(claimed)  # loads the parameters once
+        assert built is not None and built.to_dict()["digest"] == first["digest"]
+
+        again = _claim(jobs[1].pk, "message-2").model_version
+        with django_assert_num_queries(0):
+            assert gates.ood_for(again) is built  # the cached detector (one statement: parameters not loaded)
+        registry.attach_ood(model_version, second)  # refitted after registration
+        changed = gates.ood_for(_claim(jobs[2].pk, "message-3").model_version)
+        assert changed is not built and changed.to_dict()["digest"] == second["digest"]
+    finally:
+        gates.clear_cache()
