@@ -18,7 +18,7 @@ import keras
 
 from .augmentation import build_augmentation
 from .classes import CLASS_NAMES
-from .layers import CaffeNormalization, PerImageColourStandardization
+from .layers import CaffeNormalization, PerImageColourStandardization, PerImageLabStandardization
 
 # Keras applications default to BatchNormalization momentum 0.99 (MobileNetV2: 0.999). Trained
 # from scratch on ~2k images that is too slow for the moving statistics to follow the weights:
@@ -67,6 +67,8 @@ NORMALISATION_DESCRIPTIONS = {
     "caffe": "CaffeNormalization: RGB->BGR, minus ImageNet BGR mean (103.939, 116.779, 123.68)",
     "per_image": "PerImageColourStandardization: each image's R, G, B to mean 0, std 1 over its content "
     "pixels (the model never sees the image's average colour)",
+    "per_image_lab": "PerImageLabStandardization: each image's CIELAB L, a, b to mean 0, std 1 over its "
+    "content pixels (Reinhard's colour normalisation; no colour cast or saturation to learn)",
 }
 NORMALISATIONS = tuple(NORMALISATION_DESCRIPTIONS)
 
@@ -80,6 +82,8 @@ def _normalisation_layer(kind):
         return CaffeNormalization(name="normalise")
     if kind == "per_image":
         return PerImageColourStandardization(name="normalise")
+    if kind == "per_image_lab":
+        return PerImageLabStandardization(name="normalise")
     raise ValueError(f"unknown normalisation {kind!r}")
 
 
@@ -245,6 +249,8 @@ def normalisation_of(model):
         return "caffe"
     if isinstance(layer, PerImageColourStandardization):
         return "per_image"
+    if isinstance(layer, PerImageLabStandardization):
+        return "per_image_lab"
     return "symmetric" if abs(float(layer.offset) + 1.0) < 1e-9 else "unit"
 
 

@@ -135,13 +135,76 @@ class PerImageColourStandardization(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        content = ops.cast(ops.any(ops.not_equal(x, self.pad_value), axis=-1, keepdims=True), "float32")
-        count = ops.maximum(ops.sum(content, axis=(1, 2), keepdims=True), 1.0)
-        mean = ops.sum(x * content, axis=(1, 2), keepdims=True) / count
-        centred = (x - mean) * content
-        variance = ops.sum(centred * centred, axis=(1, 2), keepdims=True) / count
-        std = ops.maximum(ops.sqrt(variance), self.min_std)
-        return centred / std
+        return _standardise_content(x, _content_of(x, self.pad_value), self.min_std)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pad_value=self.pad_value, min_std=self.min_std)
+        return config
+
+
+def _content_of(x, pad_value):
+    """1.0 where a pixel of the (N, H, W, 3) batch is content, 0.0 where it is padding."""
+    return ops.cast(ops.any(ops.not_equal(x, pad_value), axis=-1, keepdims=True), "float32")
+
+
+def _standardise_content(x, content, min_std):
+    """Each image's channels to mean 0 and spread 1 over its content pixels; padding becomes 0."""
+    count = ops.maximum(ops.sum(content, axis=(1, 2), keepdims=True), 1.0)
+    mean = ops.sum(x * content, axis=(1, 2), keepdims=True) / count
+    centred = (x - mean) * content
+    variance = ops.sum(centred * centred, axis=(1, 2), keepdims=True) / count
+    std = ops.maximum(ops.sqrt(variance), min_std)
+    return centred / std
+
+
+# sRGB (D65) to CIE XYZ, each row divided by the D65 white's X, Y or Z: white maps to (1, 1, 1).
+_RGB_TO_XYZ_WHITE = (
+    np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+    / np.array([[0.950456], [1.0], [1.088754]])
+).T.astype("float32")
+_LAB_EPSILON = (6.0 / 29.0) ** 3
+
+
+def rgb_to_lab(rgb):
+    """CIELAB (D65) of 0..255 sRGB values (..., 3): L in 0..100, a and b about -128..127."""
+    c = ops.cast(rgb, "float32") / 255.0
+    linear = ops.where(c <= 0.04045, c / 12.92, ops.power((ops.maximum(c, 0.04045) + 0.055) / 1.055, 2.4))
+    t = ops.matmul(linear, _RGB_TO_XYZ_WHITE)
+    f = ops.where(
+        t > _LAB_EPSILON,
+        ops.power(ops.maximum(t, _LAB_EPSILON), 1.0 / 3.0),
+        t / (3.0 * (6.0 / 29.0) ** 2) + 4.0 / 29.0,
+    )
+    fx, fy, fz = f[..., 0:1], f[..., 1:2], f[..., 2:3]
+    return ops.concatenate([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="telediag")
+class PerImageLabStandardization(keras.layers.Layer):
+    """Reinhard's colour normalisation inside the model: each image's CIELAB L, a and b mapped to
+    zero mean and unit spread over its content pixels, and given to the network as such.
+
+    Reinhard et al. (2001) match an image's mean and spread in a decorrelated colour space to a
+    target's; mapping to fixed targets and back to RGB would only add an affine step before the
+    first convolution, which learns its own. Unlike PerImageColourStandardization (R, G, B), this
+    also takes away how saturated the image is (the spread of a and b) and the colour cast along
+    the opponent axes, whichever channels a lab's stain or camera changes. Padding (``pad_value``
+    in every channel) is left out of the statistics and stays 0; ``min_std`` (CIELAB units) keeps a
+    flat channel from being blown up.
+    """
+
+    def __init__(self, pad_value=0.0, min_std=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pad_value = float(pad_value)
+        self.min_std = float(min_std)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        return _standardise_content(rgb_to_lab(x), _content_of(x, self.pad_value), self.min_std)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -540,6 +540,12 @@ def build_parser():
         action="store_true",
         help="standardise each image's R, G, B inside the model (no average colour to learn)",
     )
+    parser.add_argument(
+        "--lab-colour",
+        action="store_true",
+        help="standardise each image's CIELAB L, a, b inside the model instead (Reinhard's colour "
+        "normalisation: no colour cast or saturation to learn)",
+    )
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
     parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
     parser.add_argument(
@@ -556,6 +562,12 @@ def build_parser():
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     return parser
+
+
+def _normalisation(args):
+    if args.per_image_colour and args.lab_colour:
+        raise SystemExit("error: choose --per-image-colour or --lab-colour, not both")
+    return "per_image" if args.per_image_colour else "per_image_lab" if args.lab_colour else None
 
 
 def main(argv=None):
@@ -588,7 +600,7 @@ def main(argv=None):
                 fractions=tuple(args.fractions),
                 lr_schedule=args.lr_schedule,
                 augment_strength=args.augment_strength,
-                normalisation="per_image" if args.per_image_colour else None,
+                normalisation=_normalisation(args),
                 colour_report=args.colour_report,
                 time_limit=args.time_limit,
                 augment_grayscale=args.grayscale_augment,

@@ -13,7 +13,7 @@ from ml.architectures import (
     normalisation_of,
 )
 from ml.augmentation import build_augmentation
-from ml.layers import CaffeNormalization
+from ml.layers import CaffeNormalization, PerImageColourStandardization
 
 SIZE = 32  # the smallest size keras.applications accept; keeps ResNet50/VGG19 fast enough
 
@@ -240,8 +240,6 @@ def test_batchnorm_moving_mean_moves_with_momentum_0_9():
 
 
 def test_per_image_colour_standardisation_removes_each_images_channel_statistics(tmp_path):
-    from ml.layers import PerImageColourStandardization
-
     rng = np.random.default_rng(0)
     x = rng.uniform(40, 200, (2, 16, 16, 3)).astype("float32")
     x[:, :4] = 0  # padding rows, as resize_with_pad adds them
@@ -268,6 +266,54 @@ def test_per_image_colour_standardisation_removes_each_images_channel_statistics
     np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
     with pytest.raises(ValueError, match="unknown normalisation"):
         build_model("convnet", SIZE, normalisation="histogram")
+
+
+def _lab_of(rgb):
+    """CIELAB of 0..255 RGB by OpenCV (float input: its exact sRGB formulas), for comparison."""
+    import cv2
+
+    return np.stack([cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab) for image in rgb])
+
+
+def test_per_image_lab_standardisation_is_reinhards_normalisation_inside_the_model(tmp_path):
+    import cv2
+
+    from ml.layers import PerImageLabStandardization, rgb_to_lab
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(40, 220, (2, 16, 16, 3)).astype("float32")
+    x[:, :4] = 0  # padding rows, as resize_with_pad adds them
+    np.testing.assert_allclose(np.asarray(rgb_to_lab(x)), _lab_of(x), atol=0.5)
+
+    layer = PerImageLabStandardization()
+    out = np.asarray(layer(x))
+    content = out[:, 4:].reshape(2, -1, 3)
+    np.testing.assert_allclose(content.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(content.std(axis=1), 1.0, atol=1e-4)
+    assert not out[:, :4].any()  # padding stays 0 and is left out of the statistics
+
+    # What the R, G, B standardisation keeps and this takes away: the image blended towards its own
+    # grey (less saturated), and a cast along the opponent axes (L, a, b shifted), done in CIELAB.
+    lab = _lab_of(x[:, 4:])
+    changed = lab * np.float32([0.9, 0.6, 0.6]) + np.float32([4.0, 3.0, -5.0])
+    restained = np.stack([cv2.cvtColor(image, cv2.COLOR_Lab2RGB) for image in changed]) * 255.0
+    assert restained.min() > 0 and restained.max() < 255  # no clipping: the change is exactly affine in CIELAB
+    restained = np.concatenate([x[:, :4], restained.astype("float32")], axis=1)
+    np.testing.assert_allclose(np.asarray(layer(restained))[:, 4:], out[:, 4:], atol=0.05)
+    rgb_standardised = [np.asarray(PerImageColourStandardization()(batch))[:, 4:] for batch in (x, restained)]
+    assert np.abs(rgb_standardised[0] - rgb_standardised[1]).max() > 0.2
+
+    flat = np.asarray(layer(np.full((1, 4, 4, 3), 128.0, "float32")))
+    assert np.isfinite(flat).all() and np.abs(flat).max() < 1e-3  # centred, not divided by 0
+
+    model = build_model("mobilenetv2", SIZE, augment=False, normalisation="per_image_lab", seed=1)
+    assert normalisation_of(model) == "per_image_lab"
+    assert "CIELAB" in describe_preprocessing(model)["in_model_normalisation"]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert normalisation_of(loaded) == "per_image_lab"
+    batch, _ = _batch(2)
+    np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
 
 
 def _backbone_feature_spread(model, images):

@@ -157,6 +157,18 @@ def test_cli_reproduces_a_recorded_split(separable_run, tmp_path, capsys):
     assert again["input_size"] == 16
 
 
+def test_cli_trains_with_reinhards_colour_normalisation(separable_run, tmp_path):
+    root, out, _ = separable_run
+    args = ["--data", str(root), "--arch", "convnet", "--epochs", "1", "--image-size", "16", "--quiet"]
+    args += ["--split-record", str(out / "metadata.json"), "--output", str(tmp_path / "lab")]
+    assert main([*args, "--lab-colour"]) == 0
+    metadata = json.loads((tmp_path / "lab" / "metadata.json").read_text())
+    assert metadata["train_config"]["normalisation"] == "per_image_lab"
+    assert "CIELAB" in metadata["preprocessing"]["in_model_normalisation"]
+    with pytest.raises(SystemExit, match="not both"):
+        main([*args, "--lab-colour", "--per-image-colour"])
+
+
 def test_cli_reports_bad_data(tmp_path, capsys):
     (tmp_path / "data" / "Mystery").mkdir(parents=True)
     code = main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--epochs", "1"])
