@@ -115,37 +115,6 @@ class TrainingOnlyAugmentation(keras.layers.Layer):
         return cls(augmenters, **config)
 
 
-@keras.saving.register_keras_serializable(package="telediag")
-class PerImageColourStandardization(keras.layers.Layer):
-    """Each image's R, G and B mapped to zero mean and unit spread over its content pixels.
-
-    In the development data every class's images share a stain, so the per-channel mean and spread
-    of an image nearly give its class away (the colour-only baseline). Removing exactly those six
-    numbers inside the model leaves it only the pattern of the pixels (cells, nuclei, texture) to
-    learn from, and makes it indifferent to a lab whose stain or camera shifts or scales a colour
-    channel. Padding (pixels at ``pad_value`` in every channel, what ``resize_with_pad`` adds)
-    is left out of the statistics and stays 0. A channel with less spread than ``min_std`` (0..255
-    units: a flat frame) is only centred, not blown up.
-    """
-
-    def __init__(self, pad_value=0.0, min_std=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.pad_value = float(pad_value)
-        self.min_std = float(min_std)
-
-    def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        return _standardise_content(x, _content_of(x, self.pad_value), self.min_std)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(pad_value=self.pad_value, min_std=self.min_std)
-        return config
-
-
 def _content_of(x, pad_value):
     """1.0 where a pixel of the (N, H, W, 3) batch is content, 0.0 where it is padding."""
     return ops.cast(ops.any(ops.not_equal(x, pad_value), axis=-1, keepdims=True), "float32")
@@ -183,28 +152,23 @@ def rgb_to_lab(rgb):
     return ops.concatenate([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="telediag")
-class PerImageLabStandardization(keras.layers.Layer):
-    """Reinhard's colour normalisation inside the model: each image's CIELAB L, a and b mapped to
-    zero mean and unit spread over its content pixels, and given to the network as such.
-
-    Reinhard et al. (2001) match an image's mean and spread in a decorrelated colour space to a
-    target's; mapping to fixed targets and back to RGB would only add an affine step before the
-    first convolution, which learns its own. Unlike PerImageColourStandardization (R, G, B), this
-    also takes away how saturated the image is (the spread of a and b) and the colour cast along
-    the opponent axes, whichever channels a lab's stain or camera changes. Padding (``pad_value``
-    in every channel) is left out of the statistics and stays 0; ``min_std`` (CIELAB units) keeps a
-    flat channel from being blown up.
-    """
+class _PerImageStandardization(keras.layers.Layer):
+    """Each image's channels, in the colour space ``colours`` gives, to zero mean and unit spread
+    over its content pixels. Padding (pixels at ``pad_value`` in every channel, what
+    ``resize_with_pad`` adds) is left out of the statistics and stays 0. A channel with less spread
+    than ``min_std`` (a flat frame) is only centred, not blown up."""
 
     def __init__(self, pad_value=0.0, min_std=1.0, **kwargs):
         super().__init__(**kwargs)
         self.pad_value = float(pad_value)
         self.min_std = float(min_std)
 
+    def colours(self, x):
+        return x
+
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        return _standardise_content(rgb_to_lab(x), _content_of(x, self.pad_value), self.min_std)
+        return _standardise_content(self.colours(x), _content_of(x, self.pad_value), self.min_std)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -213,6 +177,35 @@ class PerImageLabStandardization(keras.layers.Layer):
         config = super().get_config()
         config.update(pad_value=self.pad_value, min_std=self.min_std)
         return config
+
+
+@keras.saving.register_keras_serializable(package="telediag")
+class PerImageColourStandardization(_PerImageStandardization):
+    """Each image's R, G and B mapped to zero mean and unit spread over its content pixels.
+
+    In the development data every class's images share a stain, so the per-channel mean and spread
+    of an image nearly give its class away (the colour-only baseline). Removing exactly those six
+    numbers inside the model leaves it only the pattern of the pixels (cells, nuclei, texture) to
+    learn from, and makes it indifferent to a lab whose stain or camera shifts or scales a colour
+    channel. ``min_std`` is in 0..255 units.
+    """
+
+
+@keras.saving.register_keras_serializable(package="telediag")
+class PerImageLabStandardization(_PerImageStandardization):
+    """Reinhard's colour normalisation inside the model: each image's CIELAB L, a and b mapped to
+    zero mean and unit spread over its content pixels, and given to the network as such.
+
+    Reinhard et al. (2001) match an image's mean and spread in a decorrelated colour space to a
+    target's; mapping to fixed targets and back to RGB would only add an affine step before the
+    first convolution, which learns its own. Unlike PerImageColourStandardization (R, G, B), this
+    also takes away how saturated the image is (the spread of a and b) and the colour cast along
+    the opponent axes, whichever channels a lab's stain or camera changes. ``min_std`` is in CIELAB
+    units.
+    """
+
+    def colours(self, x):
+        return rgb_to_lab(x)
 
 
 # Ruifrok & Johnston's stain vectors: optical density in R, G, B per unit of haematoxylin, eosin

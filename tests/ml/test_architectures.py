@@ -239,6 +239,18 @@ def test_batchnorm_moving_mean_moves_with_momentum_0_9():
     np.testing.assert_allclose(moving_mean, (1 - BATCHNORM_MOMENTUM) * batch_mean, rtol=1e-4, atol=1e-6)
 
 
+def _assert_saved_and_loaded(normalisation, described, tmp_path):
+    """A model with this in-model normalisation says so, and saves and loads (safe mode) intact."""
+    model = build_model("mobilenetv2", SIZE, augment=False, normalisation=normalisation, seed=1)
+    assert normalisation_of(model) == normalisation
+    assert described in describe_preprocessing(model)["in_model_normalisation"]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert normalisation_of(loaded) == normalisation
+    batch, _ = _batch(2)
+    np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
+
+
 def test_per_image_colour_standardisation_removes_each_images_channel_statistics(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(40, 200, (2, 16, 16, 3)).astype("float32")
@@ -256,14 +268,7 @@ def test_per_image_colour_standardisation_removes_each_images_channel_statistics
     flat = np.asarray(layer(np.full((1, 4, 4, 3), 128.0, "float32")))
     assert np.isfinite(flat).all() and not flat.any()  # a flat frame is centred, not divided by 0
 
-    model = build_model("mobilenetv2", SIZE, augment=False, normalisation="per_image", seed=1)
-    assert normalisation_of(model) == "per_image"
-    assert "R, G, B" in describe_preprocessing(model)["in_model_normalisation"]
-    model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert normalisation_of(loaded) == "per_image"
-    batch, _ = _batch(2)
-    np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
+    _assert_saved_and_loaded("per_image", "R, G, B", tmp_path)
     with pytest.raises(ValueError, match="unknown normalisation"):
         build_model("convnet", SIZE, normalisation="histogram")
 
@@ -306,14 +311,7 @@ def test_per_image_lab_standardisation_is_reinhards_normalisation_inside_the_mod
     flat = np.asarray(layer(np.full((1, 4, 4, 3), 128.0, "float32")))
     assert np.isfinite(flat).all() and np.abs(flat).max() < 1e-3  # centred, not divided by 0
 
-    model = build_model("mobilenetv2", SIZE, augment=False, normalisation="per_image_lab", seed=1)
-    assert normalisation_of(model) == "per_image_lab"
-    assert "CIELAB" in describe_preprocessing(model)["in_model_normalisation"]
-    model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert normalisation_of(loaded) == "per_image_lab"
-    batch, _ = _batch(2)
-    np.testing.assert_allclose(loaded.predict_on_batch(batch), model.predict_on_batch(batch), atol=1e-6)
+    _assert_saved_and_loaded("per_image_lab", "CIELAB", tmp_path)
 
 
 def _backbone_feature_spread(model, images):
