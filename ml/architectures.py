@@ -69,6 +69,8 @@ NORMALISATION_DESCRIPTIONS = {
     "pixels (the model never sees the image's average colour)",
     "per_image_lab": "PerImageLabStandardization: each image's CIELAB L, a, b to mean 0, std 1 over its "
     "content pixels (Reinhard's colour normalisation; no colour cast or saturation to learn)",
+    "per_image_balanced_lab": "PerImageLabStandardization(balance=True): each image's R, G, B scaled to "
+    "one mean (grey world), then its CIELAB L, a, b to mean 0, std 1 over its content pixels",
 }
 NORMALISATIONS = tuple(NORMALISATION_DESCRIPTIONS)
 
@@ -82,8 +84,8 @@ def _normalisation_layer(kind):
         return CaffeNormalization(name="normalise")
     if kind == "per_image":
         return PerImageColourStandardization(name="normalise")
-    if kind == "per_image_lab":
-        return PerImageLabStandardization(name="normalise")
+    if kind in ("per_image_lab", "per_image_balanced_lab"):
+        return PerImageLabStandardization(balance=kind == "per_image_balanced_lab", name="normalise")
     raise ValueError(f"unknown normalisation {kind!r}")
 
 
@@ -250,7 +252,7 @@ def normalisation_of(model):
     if isinstance(layer, PerImageColourStandardization):
         return "per_image"
     if isinstance(layer, PerImageLabStandardization):
-        return "per_image_lab"
+        return "per_image_balanced_lab" if layer.balance else "per_image_lab"
     return "symmetric" if abs(float(layer.offset) + 1.0) < 1e-9 else "unit"
 
 

@@ -163,12 +163,13 @@ class _PerImageStandardization(keras.layers.Layer):
         self.pad_value = float(pad_value)
         self.min_std = float(min_std)
 
-    def colours(self, x):
+    def colours(self, x, content):
         return x
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        return _standardise_content(self.colours(x), _content_of(x, self.pad_value), self.min_std)
+        content = _content_of(x, self.pad_value)
+        return _standardise_content(self.colours(x, content), content, self.min_std)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -201,11 +202,25 @@ class PerImageLabStandardization(_PerImageStandardization):
     first convolution, which learns its own. Unlike PerImageColourStandardization (R, G, B), this
     also takes away how saturated the image is (the spread of a and b) and the colour cast along
     the opponent axes, whichever channels a lab's stain or camera changes. ``min_std`` is in CIELAB
-    units.
+    units. ``balance``: first scale R, G and B to the same mean (grey world), which cancels channel
+    gains (a camera's white balance, a lamp's colour) that CIELAB's non-linear axes do not.
     """
 
-    def colours(self, x):
+    def __init__(self, balance=False, **kwargs):
+        super().__init__(**kwargs)
+        self.balance = bool(balance)
+
+    def colours(self, x, content):
+        if self.balance:  # grey world: a camera's or lamp's channel gains cancel before CIELAB
+            count = ops.maximum(ops.sum(content, axis=(1, 2), keepdims=True), 1.0)
+            means = ops.maximum(ops.sum(x * content, axis=(1, 2), keepdims=True) / count, 1.0)
+            x = x * (ops.mean(means, axis=-1, keepdims=True) / means)
         return rgb_to_lab(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(balance=self.balance)
+        return config
 
 
 # Ruifrok & Johnston's stain vectors: optical density in R, G, B per unit of haematoxylin, eosin

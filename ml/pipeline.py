@@ -546,6 +546,11 @@ def build_parser():
         help="standardise each image's CIELAB L, a, b inside the model instead (Reinhard's colour "
         "normalisation: no colour cast or saturation to learn)",
     )
+    parser.add_argument(
+        "--balance-colour",
+        action="store_true",
+        help="with --lab-colour: first scale each image's R, G, B to one mean (grey world)",
+    )
     parser.add_argument("--weights", help="local ImageNet notop weights (.h5) for the backbone")
     parser.add_argument("--max-per-class", type=int, help="smoke runs: first N images per class")
     parser.add_argument(
@@ -567,7 +572,11 @@ def build_parser():
 def _normalisation(args):
     if args.per_image_colour and args.lab_colour:
         raise SystemExit("error: choose --per-image-colour or --lab-colour, not both")
-    return "per_image" if args.per_image_colour else "per_image_lab" if args.lab_colour else None
+    if args.balance_colour and not args.lab_colour:
+        raise SystemExit("error: --balance-colour goes with --lab-colour")
+    if args.lab_colour:
+        return "per_image_balanced_lab" if args.balance_colour else "per_image_lab"
+    return "per_image" if args.per_image_colour else None
 
 
 def main(argv=None):

@@ -83,6 +83,23 @@ class RetrainOptions:
         kind="bool",
         label="Per-image colour standardisation",
     )
+    # PerImageLabStandardization (Reinhard's colour normalisation) instead
+    lab_colour: bool = _option(
+        False,
+        "--lab-colour",
+        "standardise each image's CIELAB L, a, b inside the model instead (Reinhard's colour normalisation: "
+        "no colour cast or saturation to learn)",
+        kind="bool",
+        label="CIELAB colour standardisation",
+    )
+    balance_colour: bool = _option(
+        False,
+        "--balance-colour",
+        "with --lab-colour: first scale each image's R, G, B to one mean (grey world), which cancels a "
+        "camera's or lamp's channel gains",
+        kind="bool",
+        label="Grey-world balance before CIELAB",
+    )
     # probability of a gray training image
     grayscale_augment: float = _option(
         0.0,
@@ -157,6 +174,9 @@ class RetrainOptions:
 
     @property
     def normalisation(self):
+        """The in-model normalisation (ml.architectures.NORMALISATIONS; None: the architecture's own)."""
+        if self.lab_colour:
+            return "per_image_balanced_lab" if self.balance_colour else "per_image_lab"
         return "per_image" if self.per_image_colour else None
 
     def validate(self, check_paths=True):
@@ -178,8 +198,13 @@ class RetrainOptions:
                 raise TrainingError(f"{label} must be an integer >= {minimum}, not {value!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TrainingError(f"--seed must be an integer, not {self.seed!r}.")
-        if not isinstance(self.augment, bool) or not isinstance(self.per_image_colour, bool):
-            raise TrainingError("augment and per_image_colour must be true or false.")
+        switches = (self.augment, self.per_image_colour, self.lab_colour, self.balance_colour)
+        if not all(isinstance(value, bool) for value in switches):
+            raise TrainingError("augment, per_image_colour, lab_colour and balance_colour must be true or false.")
+        if self.per_image_colour and self.lab_colour:
+            raise TrainingError("Choose --per-image-colour or --lab-colour, not both.")
+        if self.balance_colour and not self.lab_colour:
+            raise TrainingError("--balance-colour goes with --lab-colour.")
         if self.learning_rate is not None and (
             isinstance(self.learning_rate, bool)
             or not isinstance(self.learning_rate, (int, float))
@@ -299,6 +324,10 @@ class RetrainOptions:
             args.append("--no-augment")
         if self.per_image_colour:
             args.append("--per-image-colour")
+        if self.lab_colour:
+            args.append("--lab-colour")
+        if self.balance_colour:
+            args.append("--balance-colour")
         if self.grayscale_augment:
             args += ["--grayscale-augment", repr(float(self.grayscale_augment))]
         if self.stain_augment:
@@ -350,8 +379,9 @@ class RetrainOptions:
         differs += [
             f"split {name}={split.get(name)!r}" for name, value in fixed_split.items() if split.get(name) != value
         ]
-        if config.get("normalisation") not in (None, "per_image"):
-            differs.append(f"normalisation={config['normalisation']!r}")
+        normalisation = config.get("normalisation")
+        if normalisation not in (None, "per_image", "per_image_lab", "per_image_balanced_lab"):
+            differs.append(f"normalisation={normalisation!r}")
         if differs:
             raise TrainingError(f"The run used settings retraining cannot set: {', '.join(differs)}.")
         return cls(
@@ -363,7 +393,9 @@ class RetrainOptions:
             seed=config["seed"],
             batch_size=config["batch_size"],
             augment=config["augment"],
-            per_image_colour=config.get("normalisation") == "per_image",
+            per_image_colour=normalisation == "per_image",
+            lab_colour=normalisation in ("per_image_lab", "per_image_balanced_lab"),
+            balance_colour=normalisation == "per_image_balanced_lab",
             grayscale_augment=config["augment_grayscale"],
             stain_augment=config["augment_stain"],
             site_augment=sorted(config.get("augment_site") or []),

@@ -311,7 +311,16 @@ def test_per_image_lab_standardisation_is_reinhards_normalisation_inside_the_mod
     flat = np.asarray(layer(np.full((1, 4, 4, 3), 128.0, "float32")))
     assert np.isfinite(flat).all() and np.abs(flat).max() < 1e-3  # centred, not divided by 0
 
+    # A camera's white balance (channel gains) is not affine in CIELAB; the grey-world balance
+    # cancels it first.
+    cooler = x * np.float32([0.92, 1.0, 1.10])
+    assert np.abs(np.asarray(layer(cooler)) - out).max() > 0.05
+    balanced = PerImageLabStandardization(balance=True)
+    np.testing.assert_allclose(np.asarray(balanced(cooler)), np.asarray(balanced(x)), atol=2e-3)
+    assert not np.asarray(balanced(x))[:, :4].any()
+
     _assert_saved_and_loaded("per_image_lab", "CIELAB", tmp_path)
+    _assert_saved_and_loaded("per_image_balanced_lab", "grey world", tmp_path)
 
 
 def _backbone_feature_spread(model, images):

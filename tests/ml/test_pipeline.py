@@ -167,6 +167,8 @@ def test_cli_trains_with_reinhards_colour_normalisation(separable_run, tmp_path)
     assert "CIELAB" in metadata["preprocessing"]["in_model_normalisation"]
     with pytest.raises(SystemExit, match="not both"):
         main([*args, "--lab-colour", "--per-image-colour"])
+    with pytest.raises(SystemExit, match="goes with --lab-colour"):
+        main([*args, "--balance-colour"])
 
 
 def test_cli_reports_bad_data(tmp_path, capsys):

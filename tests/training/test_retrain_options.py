@@ -154,3 +154,29 @@ def test_a_recipe_retraining_cannot_set_is_refused(shipped):
     changed = {**shipped, "train_config": {**shipped["train_config"], "patience": 3}}
     with pytest.raises(TrainingError, match="patience=3"):
         RetrainOptions.from_metadata(changed)
+
+
+@pytest.mark.parametrize(
+    "normalisation, flags",
+    [("per_image_lab", ["--lab-colour"]), ("per_image_balanced_lab", ["--lab-colour", "--balance-colour"])],
+)
+def test_a_cielab_recipe_survives_retrain_and_the_pipeline(shipped, normalisation, flags):
+    recorded = {**shipped, "train_config": {**shipped["train_config"], "normalisation": normalisation}}
+    options = RetrainOptions.from_metadata(recorded).validate(check_paths=False)
+    assert options.normalisation == normalisation
+    arguments = options.arguments()
+    assert set(flags) <= set(arguments) and "--per-image-colour" not in arguments
+    parsed = pipeline.build_parser().parse_args(["--data", "data", "--output", "out", *arguments])
+    assert pipeline._normalisation(parsed) == normalisation
+
+
+def test_colour_options_that_contradict_each_other_are_refused(tmp_path):
+    from dataclasses import replace
+
+    options = RetrainOptions(data_dir=str(tmp_path))
+    for changes, message in (
+        ({"per_image_colour": True, "lab_colour": True}, "not both"),
+        ({"balance_colour": True}, "goes with --lab-colour"),
+    ):
+        with pytest.raises(TrainingError, match=message):
+            replace(options, **changes).validate(check_paths=False)
