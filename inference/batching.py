@@ -173,7 +173,6 @@ def run_jobs(job_id, task_id=""):
 
 def _analyse_batch(jobs):
     """Prepare every image, one model call for the smears, then store each result. {job id: outcome}."""
-
     started = time.perf_counter()
     outcomes, ready = {}, []
     version = jobs[0].model_version

@@ -394,7 +394,6 @@ def analyse(job):
     the INSERT of the Prediction (heatmap file already written, its name in the row) and the UPDATE
     of the job, atomically (_save). A duplicate run finds the row there and keeps it.
     """
-
     started = time.perf_counter()
     version = job.model_version
     loaded = get_model(version)

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import colour_normalisation
 from .artifacts import (
     read_json,
     save_model_atomically,
@@ -570,13 +571,10 @@ def build_parser():
 
 
 def _normalisation(args):
-    if args.per_image_colour and args.lab_colour:
-        raise SystemExit("error: choose --per-image-colour or --lab-colour, not both")
-    if args.balance_colour and not args.lab_colour:
-        raise SystemExit("error: --balance-colour goes with --lab-colour")
-    if args.lab_colour:
-        return "per_image_balanced_lab" if args.balance_colour else "per_image_lab"
-    return "per_image" if args.per_image_colour else None
+    try:
+        return colour_normalisation.from_switches(args.per_image_colour, args.lab_colour, args.balance_colour)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def main(argv=None):

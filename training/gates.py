@@ -49,8 +49,8 @@ def _digest(params):
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _cached(cache, version, params, build):
-    key, digest = version.pk, _digest(params)
+def _cached(cache, version, digest, build):
+    key = version.pk
     cached = cache.get(key)
     if cached is not None and cached[0] == digest:
         return cached[1]
@@ -69,7 +69,7 @@ def check_for(version):
     params = getattr(version, "smear_check", None) or {}
     if not params:
         return None
-    return _cached(_smear_cache, version, params, lambda: registry.smear_check_for(version))
+    return _cached(_smear_cache, version, _digest(params), lambda: registry.smear_check_for(version))
 
 
 def smear_verdict(version, image):
@@ -141,16 +141,12 @@ def ood_for(version):
     from training import registry
 
     digest = getattr(version, "ood_digest", None)
-    if digest == "":
+    if digest is None:
+        params = getattr(version, "ood", None) or {}
+        digest = _digest(params) if params else ""
+    if digest == "":  # no OOD model
         return None
-    if digest is not None:
-        cached = _ood_cache.get(version.pk)
-        if cached is not None and cached[0] == digest:
-            return cached[1]
-    params = getattr(version, "ood", None) or {}
-    if not params:
-        return None
-    return _cached(_ood_cache, version, params, lambda: registry.ood_detector_for(version))
+    return _cached(_ood_cache, version, digest, lambda: registry.ood_detector_for(version))
 
 
 def confidence_threshold():

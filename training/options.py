@@ -18,6 +18,7 @@ the shipped model can be retrained exactly. Nothing here imports Keras or Django
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ml import colour_normalisation
 from ml.site_shifts import SITE_AUGMENTATION_FAMILIES
 from training.errors import TrainingError
 
@@ -175,9 +176,7 @@ class RetrainOptions:
     @property
     def normalisation(self):
         """The in-model normalisation (ml.architectures.NORMALISATIONS; None: the architecture's own)."""
-        if self.lab_colour:
-            return "per_image_balanced_lab" if self.balance_colour else "per_image_lab"
-        return "per_image" if self.per_image_colour else None
+        return colour_normalisation.from_switches(self.per_image_colour, self.lab_colour, self.balance_colour)
 
     def validate(self, check_paths=True):
         """Check every argument; with ``check_paths`` also the folders. Returns a normalised copy."""
@@ -201,10 +200,10 @@ class RetrainOptions:
         switches = (self.augment, self.per_image_colour, self.lab_colour, self.balance_colour)
         if not all(isinstance(value, bool) for value in switches):
             raise TrainingError("augment, per_image_colour, lab_colour and balance_colour must be true or false.")
-        if self.per_image_colour and self.lab_colour:
-            raise TrainingError("Choose --per-image-colour or --lab-colour, not both.")
-        if self.balance_colour and not self.lab_colour:
-            raise TrainingError("--balance-colour goes with --lab-colour.")
+        try:
+            colour_normalisation.from_switches(self.per_image_colour, self.lab_colour, self.balance_colour)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         if self.learning_rate is not None and (
             isinstance(self.learning_rate, bool)
             or not isinstance(self.learning_rate, (int, float))
@@ -380,7 +379,7 @@ class RetrainOptions:
             f"split {name}={split.get(name)!r}" for name, value in fixed_split.items() if split.get(name) != value
         ]
         normalisation = config.get("normalisation")
-        if normalisation not in (None, "per_image", "per_image_lab", "per_image_balanced_lab"):
+        if normalisation not in colour_normalisation.SWITCHES:
             differs.append(f"normalisation={normalisation!r}")
         if differs:
             raise TrainingError(f"The run used settings retraining cannot set: {', '.join(differs)}.")
@@ -393,9 +392,7 @@ class RetrainOptions:
             seed=config["seed"],
             batch_size=config["batch_size"],
             augment=config["augment"],
-            per_image_colour=normalisation == "per_image",
-            lab_colour=normalisation in ("per_image_lab", "per_image_balanced_lab"),
-            balance_colour=normalisation == "per_image_balanced_lab",
+            **colour_normalisation.SWITCHES[normalisation],
             grayscale_augment=config["augment_grayscale"],
             stain_augment=config["augment_stain"],
             site_augment=sorted(config.get("augment_site") or []),

@@ -170,6 +170,15 @@ def test_a_cielab_recipe_survives_retrain_and_the_pipeline(shipped, normalisatio
     assert pipeline._normalisation(parsed) == normalisation
 
 
+def test_every_colour_normalisation_has_switches_that_select_it():
+    from ml import architectures, colour_normalisation
+
+    assert set(colour_normalisation.SWITCHES) - {None} <= set(architectures.NORMALISATIONS)
+    for normalisation, switches in colour_normalisation.SWITCHES.items():
+        assert colour_normalisation.from_switches(**switches) == normalisation
+        assert RetrainOptions(data_dir="data", **switches).normalisation == normalisation
+
+
 def test_colour_options_that_contradict_each_other_are_refused(tmp_path):
     from dataclasses import replace
 
