@@ -119,8 +119,8 @@ def case_submit(
                     logger.error("Could not store an uploaded image: %s", exc)
                     raise StorageUnavailable() from exc
                 stored.append(smear.image.name)
-                smear.save()
                 smears.append(smear)
+            Smear.objects.bulk_create(smears)  # one INSERT for the upload's smears, in file order
             audit(AuditEvent.Action.SUBMITTED, actor=user, case=case, request=request, smears=len(images))
             case_submitted.send(sender=Case, case=case, smears=smears, model_version=model_version)
     except BaseException:

@@ -6,6 +6,8 @@ from datetime import date, timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Organisation, ReferralLink
@@ -89,20 +91,25 @@ def test_one_bad_file_creates_no_case_and_stores_nothing(world, settings):
 
 
 def test_failure_while_storing_removes_files_already_written(world, settings, monkeypatch):
-    original_save = Smear.save
-    calls = []
+    def failing_insert(*args, **kwargs):  # every file is written by then
+        assert sum(path.is_file() for path in settings.MEDIA_ROOT.rglob("*")) == 2
+        raise DatabaseError("could not extend file: No space left on device")
 
-    def failing_save(self, *args, **kwargs):
-        calls.append(self)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return original_save(self, *args, **kwargs)
-
-    monkeypatch.setattr(Smear, "save", failing_save)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(Smear.objects, "bulk_create", failing_insert)
+    with pytest.raises(DatabaseError):
         world.submit_case(files=[smear_upload("one.png"), smear_upload("two.png")])
     assert not Case.objects.exists()
     assert not any(path.is_file() for path in settings.MEDIA_ROOT.rglob("*"))
+
+
+def test_an_uploads_smears_are_inserted_by_one_statement_in_file_order(world):
+    names = ["c.png", "a.png", "d.png", "b.png"]
+    with CaptureQueriesContext(connection) as queries:
+        case = world.submit_case(files=[smear_upload(name) for name in names])
+    table = Smear._meta.db_table
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f'INSERT INTO "{table}"')]
+    assert len(inserts) == 1
+    assert [smear.original_filename for smear in Smear.objects.filter(case=case).order_by("pk")] == names
 
 
 def test_laboratory_must_be_chosen_among_linked_ones(world):
