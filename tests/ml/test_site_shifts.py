@@ -98,6 +98,24 @@ def test_summary_counts_credited_wrong_answers_and_flags():
     assert "white_balance" in site_shifts.format_table(summary)
 
 
+def test_a_familys_credit_rests_on_its_credited_variants_only():
+    """With colour augmentation, "another lamp and stain" (gamma in it) is not credited, "another lab"
+    is: the combined family's credited figures, the worst credited family and the mean over credited
+    families must not count the uncredited combination's errors."""
+    y = np.array([0, 1, 0, 1])
+    right = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    all_wrong = right[:, ::-1]
+    results = {"original": (right, None), "combo_other_lab": (right, None), "combo_lamp_stain": (all_wrong, None)}
+    summary = site_shifts.summarise(results, y, {"augment_color": True}, confidence_threshold=0.6)
+    combined = summary["families"]["combined"]
+    assert (combined["credited_variants"], combined["variants"]) == (1, 2)
+    assert combined["worst_drop_points"] == 100.0  # every variant, as the table shows them
+    assert combined["credited_figures"]["worst_drop_points"] == 0.0
+    assert summary["worst_family"] == {"family": "combined", "worst_drop_points": 0.0}
+    assert summary["mean_credited_drop_points"] == 0.0
+    assert "1/2" in site_shifts.format_table(summary)
+
+
 def test_mahalanobis_ood_scores_shifted_features_higher_and_round_trips():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 5, (3, 20))
