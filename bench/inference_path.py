@@ -435,6 +435,25 @@ def start_services(env, work, port, concurrency=1, pinning=None, server_kind="gu
 # The client
 
 
+def case_submission(patient, files):
+    """(content type, body) of one multipart case submission of these (name, bytes) image files."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'.encode()
+        for field, value in (("patient", str(patient)), ("priority", "routine"), ("clinical_notes", "bench"))
+    ]
+    for name, data in files:
+        content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(parts)
+
+
 class Client:
     """POST /api/cases/ (multipart, token auth) over one keep-alive connection."""
 
@@ -445,22 +464,10 @@ class Client:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def submit(self, name, data):
-        boundary = uuid.uuid4().hex
-        parts = []
-        for field, value in (("patient", str(self.patient)), ("priority", "routine"), ("clinical_notes", "bench")):
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'.encode())
-        content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-        parts.append(f"--{boundary}--\r\n".encode())
-        body = b"".join(parts)
+        content_type, body = case_submission(self.patient, [(name, data)])
         headers = {
             "Authorization": f"Token {self.token}",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Type": content_type,
             "Accept": "application/json",
         }
         if self.minimal:

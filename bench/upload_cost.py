@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,32 +49,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def multipart(patient, files):
-    """(content type, body) of one case submission with these (name, bytes) files."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'.encode()
-        for field, value in (("patient", patient), ("priority", "routine"), ("clinical_notes", "bench"))
-    ]
-    for name, data in files:
-        content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return f"multipart/form-data; boundary={boundary}", b"".join(parts)
-
-
 def bodies(images, patient, per_upload, count, offset):
     """``count`` upload bodies of ``per_upload`` images each, taken in turn from ``images``."""
     result = []
     for i in range(count):
         start = offset + i * per_upload
         files = [images[(start + k) % len(images)][:2] for k in range(per_upload)]
-        result.append(multipart(str(patient), files))
+        result.append(inference_path.case_submission(patient, files))
     return result
 
 
