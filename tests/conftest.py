@@ -128,10 +128,18 @@ def enrol_second_factor(user):
 
 def current_totp_code(user):
     """A code the user's authenticator app would show now (enrolling it if needed)."""
+    return usable_totp_code(enrol_second_factor(user))
+
+
+def usable_totp_code(device):
+    """The device's code for now, which it will accept at once.
+
+    A code is accepted once per 30 s step (a test that signs in twice within one step needs the
+    reset), and after a wrong code django-otp refuses every code for 1 s (throttling): a test that
+    types the right code right after a wrong one needs the throttle reset."""
     from django_otp.oath import totp
 
-    device = enrol_second_factor(user)
-    # A code is accepted once per 30 s step: a test that signs in twice within one step needs this.
+    device.refresh_from_db()
     device.last_t = -1
     device.throttle_reset(commit=False)
     device.save()
