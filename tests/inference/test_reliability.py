@@ -40,15 +40,12 @@ def test_a_committed_case_keeps_its_images_when_the_publish_is_interrupted(world
 def test_a_rolled_back_submission_still_removes_its_files(world, model_version, monkeypatch):
     """The other side of defect 1: a failure before the commit leaves no file behind."""
     stored = []
-    real_save = Smear.save
 
-    def save_then_fail(self, *args, **kwargs):
-        stored.append(self.image.name)
-        if len(stored) == 2:
-            raise RuntimeError("database went away mid-submission")
-        return real_save(self, *args, **kwargs)
+    def insert_fails(smears, *args, **kwargs):  # every file is written by then
+        stored.extend(smear.image.name for smear in smears)
+        raise RuntimeError("database went away mid-submission")
 
-    monkeypatch.setattr(Smear, "save", save_then_fail)
+    monkeypatch.setattr(Smear.objects, "bulk_create", insert_fails)
     with pytest.raises(RuntimeError):
         world.submit_case(files=two_smears())
     storage = Smear._meta.get_field("image").storage
