@@ -60,8 +60,11 @@ def bodies(images, patient, per_upload, count, offset):
 
 
 def upload_all(client, token, requests):
-    headers = {"HTTP_AUTHORIZATION": f"Token {token}", "HTTP_ACCEPT": "application/json"}
-    headers["HTTP_PREFER"] = "return=minimal"
+    headers = {
+        "HTTP_AUTHORIZATION": f"Token {token}",
+        "HTTP_ACCEPT": "application/json",
+        "HTTP_PREFER": "return=minimal",
+    }
     for content_type, body in requests:
         response = client.generic("POST", "/api/cases/", body, content_type=content_type, **headers)
         if response.status_code != 201:
