@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -88,18 +88,6 @@ def test_one_bad_file_creates_no_case_and_stores_nothing(world, settings):
     assert not Case.objects.exists() and not Smear.objects.exists()
     media = settings.MEDIA_ROOT
     assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
-
-
-def test_failure_while_storing_removes_files_already_written(world, settings, monkeypatch):
-    def failing_insert(*args, **kwargs):  # every file is written by then
-        assert sum(path.is_file() for path in settings.MEDIA_ROOT.rglob("*")) == 2
-        raise DatabaseError("could not extend file: No space left on device")
-
-    monkeypatch.setattr(Smear.objects, "bulk_create", failing_insert)
-    with pytest.raises(DatabaseError):
-        world.submit_case(files=[smear_upload("one.png"), smear_upload("two.png")])
-    assert not Case.objects.exists()
-    assert not any(path.is_file() for path in settings.MEDIA_ROOT.rglob("*"))
 
 
 def test_an_uploads_smears_are_inserted_by_one_statement_in_file_order(world):

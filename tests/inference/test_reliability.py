@@ -40,17 +40,18 @@ def test_a_committed_case_keeps_its_images_when_the_publish_is_interrupted(world
 def test_a_rolled_back_submission_still_removes_its_files(world, model_version, monkeypatch):
     """The other side of defect 1: a failure before the commit leaves no file behind."""
     stored = []
+    storage = Smear._meta.get_field("image").storage
 
-    def insert_fails(smears, *args, **kwargs):  # every file is written by then
+    def insert_fails(smears, *args, **kwargs):
         stored.extend(smear.image.name for smear in smears)
+        assert all(storage.exists(name) for name in stored)  # every file is written by then
         raise RuntimeError("database went away mid-submission")
 
     monkeypatch.setattr(Smear.objects, "bulk_create", insert_fails)
     with pytest.raises(RuntimeError):
         world.submit_case(files=two_smears())
-    storage = Smear._meta.get_field("image").storage
     assert not Case.objects.exists()
-    assert stored and not any(storage.exists(name) for name in stored)
+    assert len(stored) == 2 and not any(storage.exists(name) for name in stored)
 
 
 # --- Defect 2: a hung broker ------------------------------------------------------------------
