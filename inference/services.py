@@ -21,11 +21,11 @@ import os
 import socket
 import threading
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, F, Q
+from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -59,9 +59,12 @@ ANALYSABLE_CASE_STATUSES = (Case.Status.SUBMITTED, Case.Status.ANALYSING, Case.S
 # --- Requesting analysis ----------------------------------------------------------------------
 
 
-def model_version_for(case, model_version=None):
-    """The version to analyse ``case`` with: the one given, the one chosen at submission, or the active one."""
-    return model_version or case.requested_model_version or ModelVersion.active(with_gates=False)
+def model_version_id_for(case, model_version=None):
+    """The id of the version to analyse ``case`` with: the one given, the one chosen at submission,
+    or the active one (None when there is none)."""
+    if model_version is not None:
+        return model_version.pk
+    return case.requested_model_version_id or ModelVersion.active_id()
 
 
 def case_analysis_request(case, model_version=None, *, requested_by=None, smears=None):
@@ -73,8 +76,8 @@ def case_analysis_request(case, model_version=None, *, requested_by=None, smears
     ``smears``: the smears a submission has just created in this transaction (no job can exist for
     them yet): their jobs are inserted in one statement.
     """
-    version = model_version_for(case, model_version)
-    if version is None:
+    version_id = model_version_id_for(case, model_version)
+    if version_id is None:
         logger.info("No active model: case %s waits for one (no job queued).", case.pk)
         return []
     requested_by = requested_by or case.submitted_by
@@ -82,17 +85,17 @@ def case_analysis_request(case, model_version=None, *, requested_by=None, smears
         now = timezone.now()
         jobs = AnalysisJob.objects.bulk_create(
             [
-                AnalysisJob(smear=smear, model_version=version, requested_by=requested_by, enqueued_at=now)
+                AnalysisJob(smear=smear, model_version_id=version_id, requested_by=requested_by, enqueued_at=now)
                 for smear in smears
             ]
         )
     else:
-        jobs = _queue_jobs(case.smears.all(), version, requested_by=requested_by)
+        jobs = _queue_jobs(case.smears.all(), version_id, requested_by=requested_by)
     publish_on_commit([job.pk for job in jobs if job.status == AnalysisJob.Status.QUEUED])
     return jobs
 
 
-def _queue_jobs(smears, version, requested_by=None):
+def _queue_jobs(smears, version_id, requested_by=None):
     now = timezone.now()
     jobs = []
     for smear in smears:
@@ -102,13 +105,13 @@ def _queue_jobs(smears, version, requested_by=None):
             with transaction.atomic():
                 job = AnalysisJob.objects.create(
                     smear=smear,
-                    model_version=version,
+                    model_version_id=version_id,
                     requested_by=requested_by,
                     enqueued_at=now,
                 )
             created = True
         except IntegrityError:
-            job, created = AnalysisJob.objects.get(smear=smear, model_version=version), False
+            job, created = AnalysisJob.objects.get(smear=smear, model_version_id=version_id), False
         if not created and job.status == AnalysisJob.Status.FAILED:
             _reset_failed(job, requested_by, now, case_id=smear.case_id)
             job.refresh_from_db()
@@ -220,15 +223,29 @@ def publish_jobs(job_ids, *, back_off=True):
         done.append(job_id)
     else:
         publishing.breaker.reset()
-    if done:  # one UPDATE for the batch
-        now = timezone.now()
-        AnalysisJob.objects.filter(pk__in=done).update(
-            published_at=now,
-            publish_count=F("publish_count") + 1,
-            last_enqueue_error="",
-            updated_at=now,
-        )
+    if done:
+        _record_published(done, timezone.now())
     return len(done)
+
+
+def _record_published(job_ids, now):
+    """One UPDATE for the batch, its SQL built once per batch size: the ORM compiled it on every
+    upload, about three quarters of the statement's CPU."""
+    with connection.cursor() as cursor:
+        cursor.execute(_record_published_sql(len(job_ids)), [now, now, *job_ids])
+
+
+@cache
+def _record_published_sql(count):
+    def column(name):
+        return connection.ops.quote_name(AnalysisJob._meta.get_field(name).column)
+
+    count_column = column("publish_count")
+    return (
+        f"UPDATE {connection.ops.quote_name(AnalysisJob._meta.db_table)} SET {column('published_at')} = %s, "
+        f"{count_column} = {count_column} + 1, {column('last_enqueue_error')} = '', "
+        f"{column('updated_at')} = %s WHERE {column('id')} IN ({', '.join(['%s'] * count)})"
+    )
 
 
 def _record_publish_error(job_ids, error):
@@ -277,7 +294,7 @@ def case_rerun(*, user, case, model_version, request=None):
     if model_version is None:
         raise DomainError("Choose the model version to run.", details={"model_version": ["This field is required."]})
     with transaction.atomic():
-        jobs = _queue_jobs(case.smears.all(), model_version, requested_by=user)
+        jobs = _queue_jobs(case.smears.all(), model_version.pk, requested_by=user)
         audit(
             AuditEvent.Action.ANALYSIS_REQUESTED,
             actor=user,
@@ -507,6 +524,6 @@ __all__ = [
     "case_started",
     "case_maybe_finished",
     "job_fail",
-    "model_version_for",
+    "model_version_id_for",
     "rerun_choices",
 ]

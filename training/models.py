@@ -51,15 +51,16 @@ class ModelVersion(models.Model):
     def __str__(self):
         return self.name
 
-    # Parameters of the gates the worker applies (the OOD model's are ~230 KB of JSON): left
-    # unloaded where only the version itself matters (an upload queuing its jobs).
-    GATE_PARAMETERS = ("smear_check", "ood")
+    @classmethod
+    def active(cls):
+        """The active version or None."""
+        return cls.objects.filter(is_active=True).first()
 
     @classmethod
-    def active(cls, *, with_gates=True):
-        """The active version or None (``with_gates=False``: its gate parameters load when read)."""
-        versions = cls.objects.filter(is_active=True)
-        return (versions if with_gates else versions.defer(*cls.GATE_PARAMETERS)).first()
+    def active_id(cls):
+        """The active version's id or None: all an upload needs to queue its jobs (a third of the
+        CPU of loading the row, whose gate parameters alone are ~230 KB of JSON)."""
+        return cls.objects.filter(is_active=True).values_list("pk", flat=True).first()
 
     @classmethod
     def _lock_activation(cls):
