@@ -46,6 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="telediag_upload_bench")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one-image uploads first")
     return parser.parse_args(argv)
 
 
@@ -69,6 +70,20 @@ def upload_all(client, token, requests):
         response = client.generic("POST", "/api/cases/", body, content_type=content_type, **headers)
         if response.status_code != 201:
             raise RuntimeError(f"Upload refused ({response.status_code}): {response.content[:300]!r}")
+
+
+def profile_uploads(client, token, requests):
+    """Where a one-image upload's CPU goes: by own time, then the project's code by cumulative time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(upload_all, client, token, requests)
+    if os.environ.get("UPLOAD_PROFILE_DUMP"):
+        profiler.dump_stats(os.environ["UPLOAD_PROFILE_DUMP"])
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(60)
 
 
 def main(argv=None):
@@ -95,6 +110,9 @@ def main(argv=None):
         for n in args.per_upload:
             upload_all(client, world["token"], bodies(images, world["patient"], n, args.warm_up, offset))
             offset += args.warm_up * n
+        if args.profile:
+            profile_uploads(client, world["token"], bodies(images, world["patient"], 1, args.uploads, offset))
+            offset += args.uploads
         with Contention() as contention:
             for _ in range(args.rounds):
                 for n in args.per_upload:
