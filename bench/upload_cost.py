@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/upload_cost.py                               # 1, 2 and 4 images per upload
     .venv/bin/python bench/upload_cost.py --per-upload 1 3 --uploads 200 --rounds 5
+    .venv/bin/python bench/upload_cost.py --profile --per-upload 1   # also a cProfile of 1-image uploads
 
 In this process, through Django's request handler (``django.test.Client``: no HTTP server, no
 socket), with production settings (DEBUG off, PostgreSQL, Redis as the broker): ``POST
@@ -79,8 +80,6 @@ def profile_uploads(client, token, requests):
 
     profiler = cProfile.Profile(time.process_time)
     profiler.runcall(upload_all, client, token, requests)
-    if os.environ.get("UPLOAD_PROFILE_DUMP"):
-        profiler.dump_stats(os.environ["UPLOAD_PROFILE_DUMP"])
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(30)
     stats.sort_stats("cumulative").print_stats(60)
