@@ -51,7 +51,9 @@ class Contention:
 
     @staticmethod
     def _pid_cpu_s(pid):
-        """CPU seconds used so far by a process and its live descendants (from /proc)."""
+        """CPU seconds used so far by a process and its descendants (from /proc), exited ones
+        included: a reaped child's CPU is in its parent's cutime/cstime (a Celery child replaced
+        after its max tasks, a gunicorn worker restarted)."""
         ticks = os.sysconf("SC_CLK_TCK")
         parent, cpu = {}, {}
         for entry in os.listdir("/proc"):
@@ -63,7 +65,7 @@ class Contention:
             except (OSError, IndexError):
                 continue
             parent[int(entry)] = int(parts[1])
-            cpu[int(entry)] = (int(parts[11]) + int(parts[12])) / ticks
+            cpu[int(entry)] = sum(int(value) for value in parts[11:15]) / ticks  # utime stime cutime cstime
         tree, frontier = set(), [pid]
         while frontier:
             current = frontier.pop()

@@ -638,7 +638,9 @@ def tree_cpu_s(pid):
 
 
 def named_cpu_s(names=("postgres", "redis-server")):
-    """CPU seconds so far of every process with one of these names (shared servers: approximate)."""
+    """CPU seconds so far of every process with one of these names (shared servers: approximate),
+    with their exited children's (a PostgreSQL backend whose connection closed is in the
+    postmaster's cutime)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for entry in os.listdir("/proc"):
@@ -652,7 +654,7 @@ def named_cpu_s(names=("postgres", "redis-server")):
         name = raw[raw.find("(") + 1 : raw.rfind(")")]
         if name in names or name.startswith("postgres"):
             parts = raw.rsplit(")", 1)[1].split()
-            total += (int(parts[11]) + int(parts[12])) / ticks
+            total += sum(int(value) for value in parts[11:15]) / ticks  # utime stime cutime cstime
     return total
 
 
