@@ -92,7 +92,13 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="real images (synthetic when absent)")
     parser.add_argument("--db", default="telediag_bench", help="throwaway PostgreSQL database (dropped and created)")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL (no db name)")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="broker (this Redis db is flushed)")
+    parser.add_argument(
+        "--broker",
+        "--redis",
+        dest="redis",
+        default="redis://127.0.0.1:6379/12",
+        help="broker URL: Redis (this db is flushed) or RabbitMQ (amqp://: its task queues are purged)",
+    )
     parser.add_argument(
         "--runtime",
         default="auto",
@@ -205,9 +211,21 @@ def recreate_database(args):
 
 
 def flush_redis(url):
-    import redis
+    """Empty the broker: a Redis db is flushed, a RabbitMQ broker's task queues are purged."""
+    if not url.startswith(("amqp://", "pyamqp://")):
+        import redis
 
-    redis.Redis.from_url(url).flushdb()
+        redis.Redis.from_url(url).flushdb()
+        return
+    from kombu import Connection
+
+    with Connection(url) as connection:
+        channel = connection.default_channel
+        for queue in ("inference", "default"):
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue never declared has nothing to purge
+                channel = connection.channel()
 
 
 def load_real_images(data_dir, count, size):
