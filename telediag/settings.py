@@ -361,6 +361,10 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "cases.models.Case.Status",
         "AnalysisJobStatusEnum": "inference.models.AnalysisJob.Status",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default hook, kept
+        "core.api_schema.document_unsupported_media_type",
+    ],
 }
 
 # Content-Security-Policy (django-csp): scripts and styles only from our own static files (no

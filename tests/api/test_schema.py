@@ -52,3 +52,31 @@ def test_docs_page_renders(world):
     assert b"swagger" in response.content.lower()
     script = client.get("/api/docs/?script=")  # its start-up script, a file for the CSP
     assert script.status_code == 200 and b"/api/schema/" in script.content
+
+
+def test_every_operation_with_a_body_documents_the_415_it_answers(world):
+    from tests.api.conftest import assert_error
+
+    client = APIClient()
+    client.force_authenticate(world.clinician)
+    schema = client.get("/api/schema/?format=json").json()
+    with_body = [
+        (path, method, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert len(with_body) >= 8
+    for path, method, operation in with_body:
+        documented = operation["responses"].get("415", {})
+        assert (
+            documented.get("content", {})
+            .get("application/json", {})
+            .get("schema", {})
+            .get("$ref", "")
+            .endswith("/ApiError")
+        ), (method, path)
+
+    # What it documents: a body its parsers do not read, before the view runs.
+    response = client.post("/api/notifications/read/", "ids=1", content_type="text/plain")
+    assert_error(response, 415, "unsupported_media_type")
