@@ -3,9 +3,9 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from core.next_url import local_next_url
 from notifications import services
 
 PAGE_SIZE = 25
@@ -35,7 +35,4 @@ def notification_mark_read(request):
         except ValueError:
             ids = []
     services.mark_read(request.user, ids)
-    target = request.POST.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(target)
-    return redirect("notification-list")
+    return redirect(local_next_url(request, request.POST.get("next")) or "notification-list")

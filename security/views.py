@@ -7,10 +7,11 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from audit.models import AuditEvent
+from core.next_url import local_next_url
 from security import two_factor
 from security.audit import security_event
 from security.forms import CodeForm
@@ -19,10 +20,11 @@ from security.policy import requires_second_factor
 
 
 def _next_url(request):
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
-        return target
-    return reverse("home")
+    return local_next_url(request, request.POST.get("next") or request.GET.get("next")) or reverse("home")
+
+
+def _with_next(view_name, request):
+    return f"{reverse(view_name)}?{urlencode({'next': _next_url(request)})}"
 
 
 @login_required
@@ -31,7 +33,7 @@ def two_factor_setup(request):
     """Enrol an authenticator app: scan the QR code (or type the key), confirm with a code."""
     user = request.user
     if two_factor.has_second_factor(user) and not request.user.is_verified():
-        return redirect(f"{reverse('two-factor-verify')}?next={_next_url(request)}")
+        return redirect(_with_next("two-factor-verify", request))
     if two_factor.has_second_factor(user) and request.method == "GET" and "again" not in request.GET:
         return redirect("account-security")
     device = two_factor.totp_enrolment_device(user)
@@ -64,7 +66,7 @@ def two_factor_verify(request):
     if request.user.is_verified():
         return redirect(_next_url(request))
     if not two_factor.has_second_factor(user):
-        return redirect(f"{reverse('two-factor-setup')}?next={_next_url(request)}")
+        return redirect(_with_next("two-factor-setup", request))
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         device = two_factor.second_factor_verify(user, form.cleaned_data["code"])

@@ -10,13 +10,13 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import access, services
 from cases.listing import case_page
 from core import permissions
 from core.errors import DomainError, NotAllowed
+from core.next_url import local_next_url
 from core.permissions import require_role
 from workspace.forms import QueueFilterForm
 from workspace.queue import filtered_queue, queue_counts, with_ai_summaries
@@ -75,7 +75,6 @@ def case_assign(request, pk):
             messages.success(request, f"Case {case.reference} is back in the shared queue.")
         else:
             messages.success(request, f"Case {case.reference} is assigned to you.")
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)  # back to the queue page it was taken from, filters and all
-    return redirect("case-review", pk=case.pk)
+    # Back to the queue page it was taken from, filters and all.
+    target = local_next_url(request, request.POST.get("next"))
+    return redirect(target) if target else redirect("case-review", pk=case.pk)

@@ -90,6 +90,10 @@ def test_badge_list_and_mark_read(client, world):
     other.refresh_from_db()
     assert other.read_at is None
     assert client.post(reverse("notification-mark-read"), {"id": "x"}).status_code == 302
+    # A "next" that is not a path (redirect() took it for a URL name: a server error) is ignored.
+    for target in ("0", "notification-list", "é漢字"):
+        response = client.post(reverse("notification-mark-read"), {"next": target})
+        assert response.status_code == 302 and response["Location"] == reverse("notification-list")
 
 
 def test_notifications_api(client, world):

@@ -64,6 +64,16 @@ def test_an_enrolled_pathologist_types_a_code_after_the_password(world):
     assert client.get("/review/").status_code == 200
 
 
+def test_a_next_that_is_not_a_path_leads_home_after_the_code(world):
+    code = current_totp_code(world.pathologist)  # enrolled
+    client = Client()
+    _password_login(client, world.pathologist)
+    prompt = client.get("/accounts/two-factor/verify/", {"next": "0"})
+    assert prompt.status_code == 200
+    response = client.post("/accounts/two-factor/verify/", {"code": code, "next": "0"})
+    assert response.status_code == 302 and response["Location"] == "/"
+
+
 def test_a_recovery_code_signs_in_once(world):
     enrolled = Client()
     enrolled.force_login(world.pathologist)

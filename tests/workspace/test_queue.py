@@ -192,6 +192,8 @@ def test_assigned_to_me_filter_and_take_case(login, world, queue):
     response = client.post(url, {"action": "release", "next": "https://evil.example/"})
     assert response["Location"] == reverse("case-review", args=[case.pk])
     assert Case.objects.get(pk=case.pk).assigned_to is None
+    response = client.post(url, {"next": "0"})  # not a path: ignored, not looked up as a URL name
+    assert response.status_code == 302 and response["Location"] == reverse("case-review", args=[case.pk])
 
 
 def test_taking_a_case_is_refused_where_it_must_be(login, world, queue, signed_case):
