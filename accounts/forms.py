@@ -19,6 +19,14 @@ from core.forms import BootstrapFormMixin, apply_domain_error
 FIELD_FOR_DETAIL = {"password": "password1"}
 
 
+class UserFilterForm(forms.Form):
+    """The user list's search and role filter (a form, so that input no query can hold, such as a
+    NUL character, is refused here instead of failing in the database)."""
+
+    q = forms.CharField(required=False, max_length=120)
+    role = forms.ChoiceField(required=False, choices=[("", "Any role"), *User.Role.choices])
+
+
 class _UserFormMixin:
     def clean(self):
         cleaned = super().clean()

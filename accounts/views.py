@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import UserCreateForm, UserEditForm
+from accounts.forms import UserCreateForm, UserEditForm, UserFilterForm
 from accounts.models import User
 from accounts.selectors import get_managed_user, users_managed_by
 from core.errors import DomainError, NotAllowed
@@ -25,10 +25,10 @@ PAGE_SIZE = 25
 @login_required
 def user_list(request):
     require_role(administers_organisation(request.user), services.NOT_A_LAB_ADMIN)
-    query = request.GET.get("q", "").strip()[:120]
-    role = request.GET.get("role", "")
-    if role not in User.Role.values:
-        role = ""
+    filters = UserFilterForm(request.GET)
+    query = role = ""
+    if filters.is_valid():  # else the whole list, as with no filter
+        query, role = filters.cleaned_data["q"], filters.cleaned_data["role"]
     users = users_managed_by(request.user, search=query, role=role).order_by(
         "-is_active", "last_name", "first_name", "username"
     )
