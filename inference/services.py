@@ -445,7 +445,7 @@ def sweep(*, requeue_after_s=None, now=None):
         counts["republished"] = publish_jobs(due_ids, back_off=False)
 
     # 3. Cases submitted while there was no model.
-    if ModelVersion.active() is not None:
+    if ModelVersion.active_id() is not None:
         waiting = (
             Case.objects.filter(status__in=ANALYSABLE_CASE_STATUSES)
             .filter(smears__isnull=False)

@@ -58,8 +58,8 @@ class ModelVersion(models.Model):
 
     @classmethod
     def active_id(cls):
-        """The active version's id or None: all an upload needs to queue its jobs (a third of the
-        CPU of loading the row, whose gate parameters alone are ~230 KB of JSON)."""
+        """The active version's id or None: all an upload needs to queue its jobs, at about two
+        thirds of the CPU of loading the row (whose gate parameters alone are ~230 KB of JSON)."""
         return cls.objects.filter(is_active=True).values_list("pk", flat=True).first()
 
     @classmethod
