@@ -210,7 +210,7 @@ def recreate_database(args):
     connection.close()
 
 
-def flush_redis(url):
+def empty_broker(url):
     """Empty the broker: a Redis db is flushed, a RabbitMQ broker's task queues are purged."""
     if not url.startswith(("amqp://", "pyamqp://")):
         import redis
@@ -978,7 +978,7 @@ def main(argv=None):
         architecture = args.architecture
 
     recreate_database(args)
-    flush_redis(args.redis)
+    empty_broker(args.redis)
     world = setup_django_world(model_path, sha256, architecture)
     model, version = world["model"], world["version"]
     size = version.input_size
@@ -1082,7 +1082,7 @@ def main(argv=None):
     finally:
         worker.stop()
         server.stop()
-        flush_redis(args.redis)
+        empty_broker(args.redis)
     log(report(summary))
     log(f"Heatmap stored with every prediction: {summary['heatmap_methods']}")
     log(f"Smear check: {summary['smear_check']}")

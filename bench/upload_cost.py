@@ -94,7 +94,7 @@ def main(argv=None):
     inference_path.prepare_environment(path_args, work, inference_path.Pinning(False))
     os.environ["ALLOWED_HOSTS"] = "testserver"  # the test client's host name
     inference_path.recreate_database(path_args)
-    inference_path.flush_redis(args.redis)
+    inference_path.empty_broker(args.redis)
     try:
         images, source, _ = inference_path.load_real_images(args.data, 400, 224)
         from ml.artifacts import sha256_file
@@ -129,7 +129,7 @@ def main(argv=None):
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
         admin.close()
-        inference_path.flush_redis(args.redis)
+        inference_path.empty_broker(args.redis)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"# bench/upload_cost.py — {machine_line()}")
