@@ -23,9 +23,10 @@ Measured, interleaved so background load hits both sides alike (``--rounds``):
     images per second and single-image latency (also the batch-32 rate, the TFLite runtime the
     worker uses, and the worker's whole per-image work without Celery, database or storage:
     decode, smear check, runtime, overlay — the ceiling of path/raw);
-(b) the path, ``--images`` real images (default 200), each POSTed as a one-image case
-    (multipart, token auth, ``Prefer: return=minimal`` unless ``--full-response``), until its
-    Prediction row is stored:
+(b) the path, ``--images`` real images (default 200), POSTed as cases of ``--per-upload`` images
+    each (default 1; a case's smears go in one request and its jobs in one broker message;
+    multipart, token auth, ``Prefer: return=minimal`` unless ``--full-response``), until their
+    Prediction rows are stored:
     - sequential: one upload at a time, the next after the previous prediction is stored: the
       latency a clinician sees (median, p95);
     - burst: all uploads sent at once by two client threads: throughput (images / time from the
@@ -88,6 +89,9 @@ def parse_args(argv=None):
         "--train-steps", type=int, default=4, help="training steps of the model built when none is given"
     )
     parser.add_argument("--images", type=int, default=200, help="images per path measurement")
+    parser.add_argument(
+        "--per-upload", type=int, default=1, help="images per case upload (a case's smears go in one request)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="raw/sequential/raw/burst rounds")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="real images (synthetic when absent)")
     parser.add_argument("--db", default="telediag_bench", help="throwaway PostgreSQL database (dropped and created)")
@@ -484,8 +488,9 @@ class Client:
         self.port, self.token, self.patient = port, token, patient
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def submit(self, name, data):
-        content_type, body = case_submission(self.patient, [(name, data)])
+    def submit(self, files):
+        """The new case's id; ``files``: its (name, bytes) images."""
+        content_type, body = case_submission(self.patient, files)
         headers = {
             "Authorization": f"Token {self.token}",
             "Content-Type": content_type,
@@ -510,7 +515,8 @@ class Client:
 
 
 def stored_predictions(case_ids):
-    """{case id: (created_at epoch s, total_ms, inference_ms, runtime, heatmap method, job times)}.
+    """{case id: [(created_at epoch s, total_ms, inference_ms, runtime, heatmap method, job times)]},
+    one row per stored prediction of the case's smears.
 
     Job times (epoch s): enqueued (in the upload's transaction), published (after its commit),
     started (the worker's claim), finished (the job's done update)."""
@@ -535,17 +541,24 @@ def stored_predictions(case_ids):
             "job__finished_at",
         )
     )
-    return {
-        row[0]: (
-            row[1].timestamp(),
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            tuple(t.timestamp() if t else None for t in row[6:]),
+    found = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(
+            (
+                row[1].timestamp(),
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                tuple(t.timestamp() if t else None for t in row[6:]),
+            )
         )
-        for row in rows
-    }
+    return found
+
+
+def case_finished_at(rows):
+    """When the last of a case's predictions was stored."""
+    return max(row[0] for row in rows)
 
 
 def failed_jobs(case_ids):
@@ -556,15 +569,16 @@ def failed_jobs(case_ids):
     )
 
 
-def wait_for(case_ids, worker, timeout=600, poll_s=0.2):
-    """Wait until every case has its prediction; returns stored_predictions()."""
+def wait_for(case_ids, worker, per_case=1, timeout=600, poll_s=0.2):
+    """Wait until every case has a prediction for each of its ``per_case`` smears; returns
+    stored_predictions()."""
     from django.db import connection
 
     deadline = time.monotonic() + timeout
     case_ids = list(case_ids)
     while time.monotonic() < deadline:
         found = stored_predictions(case_ids)
-        if len(found) == len(case_ids):
+        if sum(min(len(rows), per_case) for rows in found.values()) == per_case * len(case_ids):
             return found
         failed = failed_jobs(case_ids)
         if failed:
@@ -573,21 +587,22 @@ def wait_for(case_ids, worker, timeout=600, poll_s=0.2):
             raise RuntimeError(f"The worker exited:\n{worker.tail()}")
         time.sleep(poll_s)
         connection.close_if_unusable_or_obsolete()
-    raise RuntimeError(f"Timed out waiting for {len(case_ids) - len(found)} predictions:\n{worker.tail()}")
+    missing = per_case * len(case_ids) - sum(len(rows) for rows in found.values())
+    raise RuntimeError(f"Timed out waiting for {missing} predictions:\n{worker.tail()}")
 
 
-def run_sequential(client, images, worker):
+def run_sequential(client, uploads, worker):
     latencies, rows = [], []
     started = time.time()
-    uploads = []
-    for name, data, _ in images:
+    times = []
+    for files in uploads:
         t0 = time.time()
-        case_id = client.submit(name, data)
-        uploads.append(time.time() - t0)
-        row = wait_for([case_id], worker, poll_s=0.01)[case_id]  # latency comes from the row's timestamps
-        latencies.append(row[0] - t0)
-        rows.append(row + (t0,))
-    return {"latencies_s": latencies, "rows": rows, "span_s": time.time() - started, "uploads_s": uploads}
+        case_id = client.submit(files)
+        times.append(time.time() - t0)
+        found = wait_for([case_id], worker, per_case=len(files), poll_s=0.01)[case_id]
+        latencies.append(case_finished_at(found) - t0)  # latency comes from the rows' timestamps
+        rows.extend(row + (t0,) for row in found)
+    return {"latencies_s": latencies, "rows": rows, "span_s": time.time() - started, "uploads_s": times}
 
 
 def breakdown(rows):
@@ -605,10 +620,10 @@ def breakdown(rows):
     return {k: round(median(v) * 1000, 1) for k, v in stages.items()}
 
 
-def run_burst(port, token, patient, images, worker, threads):
+def run_burst(port, token, patient, uploads, worker, threads):
     case_ids, lock = [], threading.Lock()
     starts = {}
-    queue = list(images)
+    queue = list(uploads)
     errors = []
 
     def upload():
@@ -617,10 +632,10 @@ def run_burst(port, token, patient, images, worker, threads):
             with lock:
                 if not queue:
                     return
-                name, data, _ = queue.pop(0)
+                files = queue.pop(0)
             t0 = time.time()
             try:
-                case_id = client.submit(name, data)
+                case_id = client.submit(files)
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
                 return
@@ -637,13 +652,12 @@ def run_burst(port, token, patient, images, worker, threads):
     uploaded = time.time()
     if errors:
         raise RuntimeError(f"Uploads failed: {errors[:3]}")
-    found = wait_for(case_ids, worker)
-    last = max(row[0] for row in found.values())
+    found = wait_for(case_ids, worker, per_case=len(uploads[0]))
     return {
-        "span_s": last - first,
+        "span_s": max(case_finished_at(rows) for rows in found.values()) - first,
         "upload_s": uploaded - first,
-        "latencies_s": [found[c][0] - starts[c] for c in case_ids],
-        "rows": list(found.values()),
+        "latencies_s": [case_finished_at(found[c]) - starts[c] for c in case_ids],
+        "rows": [row for rows in found.values() for row in rows],
     }
 
 
@@ -701,7 +715,7 @@ class CpuMeter:
         return False
 
 
-def run_drain(client, images, worker, worker_name):
+def run_drain(client, uploads, worker, worker_name):
     """The worker tier alone: uploads while the worker does not consume, then the queue drains.
 
     Throughput = images / (first claim → last stored prediction); the web tier is idle meanwhile."""
@@ -710,13 +724,12 @@ def run_drain(client, images, worker, worker_name):
     replies = app.control.cancel_consumer("inference", destination=[worker_name], reply=True, timeout=10)
     if not replies:
         raise RuntimeError("The worker did not answer cancel_consumer")
-    case_ids = [client.submit(name, data) for name, data, _ in images]
+    case_ids = [client.submit(files) for files in uploads]
     time.sleep(0.5)
     app.control.add_consumer("inference", destination=[worker_name], reply=True, timeout=10)
-    found = wait_for(case_ids, worker)
-    first_claim = min(row[5][2] for row in found.values())
-    last = max(row[0] for row in found.values())
-    return {"span_s": last - first_claim, "rows": list(found.values())}
+    found = wait_for(case_ids, worker, per_case=len(uploads[0]))
+    rows = [row for rows in found.values() for row in rows]
+    return {"span_s": max(row[0] for row in rows) - min(row[5][2] for row in rows), "rows": rows}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -919,7 +932,8 @@ def report(summary):
         f"| latency in the burst (queueing included) | median {path['burst_latency_s_median']:.1f} s, "
         f"p95 {path['burst_latency_s_p95']:.1f} s |",
         "",
-        f"CPUs: {summary['pinning']}; web server: {summary['server']}; 201 answers: {summary['responses']}",
+        f"CPUs: {summary['pinning']}; web server: {summary['server']}; 201 answers: {summary['responses']}; "
+        f"images per upload: {summary['per_upload']}",
         f"Contention: {summary['contention_text']}",
         f"Targets: path/raw ≥ {TARGET_RATIO}: burst {yes[summary['ratio_path_raw'] >= TARGET_RATIO]}, drain "
         f"{yes[summary['ratio_drain_raw'] >= TARGET_RATIO]}; overhead < {TARGET_OVERHEAD_MS:.0f} ms: burst "
@@ -965,8 +979,14 @@ def main(argv=None):
     for share, nice, cmd in top_other_processes():
         log(f"   busy at start: {share:.0%} CPU (nice {nice}): {cmd}")
 
+    if args.per_upload < 1 or args.images % args.per_upload:
+        raise SystemExit("--images must be a multiple of --per-upload")
     images, source, data_root = load_real_images(args.data, args.images, args.image_size)
-    log(f"   {len(images)} {source} images from {data_root}")
+    uploads = [
+        [(name, data) for name, data, _ in images[i : i + args.per_upload]]
+        for i in range(0, len(images), args.per_upload)
+    ]
+    log(f"   {len(images)} {source} images from {data_root}, {args.per_upload} per upload")
     if args.model_file:
         from ml import artifacts
 
@@ -1008,7 +1028,7 @@ def main(argv=None):
         pinning.enter(pinning.web)
         client = Client(port, world["token"], world["patient"])
         warm = time.perf_counter()
-        warm_ids = [client.submit(name, data) for name, data, _ in images[: 3 * args.concurrency]]
+        warm_ids = [client.submit([(name, data)]) for name, data, _ in images[: 3 * args.concurrency]]
         wait_for(warm_ids, worker, timeout=300, poll_s=0.05)  # every worker child loads the model
         log(f"   services warm ({time.perf_counter() - warm:.1f} s); measuring...")
 
@@ -1036,11 +1056,13 @@ def main(argv=None):
                         continue
                     with CpuMeter(server, worker) as meter:
                         if step == "sequential":
-                            run = run_sequential(client, images, worker)
+                            run = run_sequential(client, uploads, worker)
                         elif step == "burst":
-                            run = run_burst(port, world["token"], world["patient"], images, worker, args.client_threads)
+                            run = run_burst(
+                                port, world["token"], world["patient"], uploads, worker, args.client_threads
+                            )
                         else:
-                            run = run_drain(client, images, worker, worker.name)
+                            run = run_drain(client, uploads, worker, worker.name)
                     run["cpu"] = meter.used
                     runs[step].append(run)
                     if step == "sequential":
@@ -1078,6 +1100,7 @@ def main(argv=None):
         summary["smear_check"] = _smear_check_summary(version)
         summary["pinning"] = pinning.describe()
         summary["server"] = args.server
+        summary["per_upload"] = args.per_upload
         summary["responses"] = "whole case" if args.full_response else "Prefer: return=minimal"
     finally:
         worker.stop()

@@ -200,7 +200,10 @@ def run(args, work):
         try:
             cpu0 = time.process_time()
             for job_id in jobs:
-                (batching.run_jobs if batched else worker.run_job)(job_id, task_id=f"bench-{job_id}")
+                if batched:
+                    batching.run_jobs([job_id], task_id=f"bench-{job_id}")
+                else:
+                    worker.run_job(job_id, task_id=f"bench-{job_id}")
             cpu = time.process_time() - cpu0
         finally:
             del loaded.analyse_all, loaded.features  # the instance attributes: the methods again

@@ -1,16 +1,21 @@
-"""Micro-batching: a worker that finds more smears waiting classifies them in one model call.
+"""Several smears in one task: a case's smears (one message), and micro-batching.
 
-With ``TELEDIAG_INFERENCE_BATCH_MAX`` above 1 (GPU nodes: 8–32), a worker that takes a job also
-claims up to that many minus one other queued jobs of the same model version, oldest first
-(``SELECT … FOR UPDATE SKIP LOCKED``: two workers never take the same job, and none waits for the
-other), and runs their images through the model together: one forward pass of N images gives the
-N probability vectors and the N Grad-CAM maps of their top classes. When the queue is empty the
-batch is the one job, exactly as without batching.
+A message of several jobs (``inference.analyse_smears``: a case's smears) is claimed in one
+statement; the case moves to analysing once, each image is screened, classified and its result
+stored (one INSERT for all), and the case moves on once.
+
+With ``TELEDIAG_INFERENCE_BATCH_MAX`` above 1 (GPU nodes: 8–32), a worker that takes a message
+also claims up to that many, less the message's own jobs, other queued jobs of the same model
+version, oldest first (``SELECT … FOR UPDATE SKIP LOCKED``: two workers never take the same job,
+and none waits for the other), and runs their images through the model together: one forward pass
+of N images gives the N probability vectors and the N Grad-CAM maps of their top classes. When the
+queue is empty the batch is the message's jobs. Without it (CPU nodes) the images go through the
+one-image runtime one after the other.
 
 The jobs' own messages, when they arrive, find their job running or done and do nothing
-(``inference.worker.claim`` is idempotent). If the worker dies mid-batch, the message that claimed
-the batch comes back and takes its own job over; the others are recovered by the sweeper (running
-longer than the hard time limit + 60 s: queued again).
+(``inference.worker.claim_all`` is idempotent). If the worker dies mid-batch, the message that
+claimed the batch comes back and takes its own jobs over; the others are recovered by the sweeper
+once their lease expires.
 
 The batched graph is the serving graph of ``ml.export`` with a free batch dimension, in
 TensorFlow (a GPU when the node has one). It is checked once per loaded model against the verified
@@ -29,7 +34,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from inference import claims, leases, results, services, worker
-from inference.transient import TRANSIENT_ERRORS
+from inference.transient import TRANSIENT_ERRORS, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -137,38 +142,49 @@ def batched_graph(loaded):
 # --- Running a batch -------------------------------------------------------------------------------
 
 
-def run_jobs(job_id, task_id=""):
-    """The task body with micro-batching: this message's job and up to BATCH_MAX - 1 waiting ones.
+def run_jobs(job_ids, task_id=""):
+    """The task body for a message of several jobs (a case's smears), or of one with micro-batching:
+    this message's jobs and, with BATCH_MAX above their number, waiting ones of the same model.
 
-    Returns the outcome of this message's own job ("done", "failed" or "skipped")."""
-    job = worker.claim(job_id, task_id or "")
-    if job is None:
-        return "skipped"
-    jobs = [job, *claim_waiting(job, batch_max() - 1, task_id or "")]
+    Returns {job id: "done", "failed" or "skipped"} for this message's jobs."""
+    task_id = task_id or ""
+    jobs = retrying(worker.claim_all, job_ids, task_id)
+    if jobs:
+        jobs += retrying(claim_waiting, jobs[0], batch_max() - len(jobs), task_id)
     for case_id, status in {j.smear.case_id: j.smear.case.status for j in jobs}.items():
-        services.case_started(case_id, status=status)
+        retrying(services.case_started, case_id, status=status)
     outcomes = {j.pk: "failed" for j in jobs}
     try:
         with ExitStack() as held:  # every job's lease renewed while the batch runs
             for j in jobs:
                 held.enter_context(leases.held(j))
-            outcomes.update(_analyse_batch(jobs))
+            for same_model in _by_model_version(jobs):
+                outcomes.update(_analyse_batch(same_model))
     except TRANSIENT_ERRORS:
         raise  # the database went away: never "failed" for that; the leases hand the jobs back
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
         for j in jobs:
-            services.job_fail(
-                j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id
-            )
+            if outcomes.get(j.pk) != "done":
+                services.job_fail(
+                    j.pk, f"The analysis took longer than the {limit} s limit and was stopped.", task_id=j.task_id
+                )
     except Exception as exc:  # noqa: BLE001 - say what happened; a person can retry
-        logger.exception("Analysis batch of job %s failed", job.pk)
+        logger.exception("Analysis batch of jobs %s failed", [j.pk for j in jobs])
         for j in jobs:
             if outcomes.get(j.pk) != "done":
                 services.job_fail(j.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=j.task_id)
     for case_id in sorted({j.smear.case_id for j in jobs}):
-        services.case_maybe_finished(case_id)
-    return outcomes[job.pk]
+        retrying(services.case_maybe_finished, case_id)
+    return {int(job_id): outcomes.get(int(job_id), "skipped") for job_id in job_ids}
+
+
+def _by_model_version(jobs):
+    """The jobs in groups of one model version (a message's jobs normally share theirs)."""
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job.model_version_id, []).append(job)
+    return list(groups.values())
 
 
 def _analyse_batch(jobs):
@@ -190,7 +206,9 @@ def _analyse_batch(jobs):
     if not ready:
         return outcomes
 
-    graph = batched_graph(loaded) if len(ready) > 1 else None
+    # One model call for the batch where batching pays (BATCH_MAX > 1: a GPU); on CPU nodes the
+    # verified one-image runtime is faster, so a case's smears go through it one after the other.
+    graph = batched_graph(loaded) if len(ready) > 1 and batch_max() > 1 else None
     t0 = time.perf_counter()
     if graph is not None:
         probabilities, cams = graph(np.stack([image for _, image in ready]).astype(np.float32))

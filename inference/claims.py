@@ -8,7 +8,7 @@ The UPDATE's condition is what makes a claim exclusive, exactly as before: of tw
 second one's UPDATE waits for the first, re-checks the row (now running) and changes nothing.
 Other databases (SQLite in the demo) run the same UPDATE and then the ORM's SELECT.
 
-- ``claim_queued``: one job, queued → running (attempts + 1), or None;
+- ``claim_queued``: the queued ones of the given jobs (a message's), queued → running (attempts + 1);
 - ``claim_waiting``: up to ``limit`` more queued jobs of a model version, oldest first, rows
   locked with ``FOR UPDATE SKIP LOCKED`` (two workers never take the same job, none waits);
 - ``job_with_rows``: a job with the same rows, without claiming it (None when it is gone).
@@ -57,19 +57,25 @@ def _claimed_values(now, task_id, worker, lease_expires_at):
     }
 
 
-def claim_queued(job_id, max_attempts, *, now, task_id, worker, lease_expires_at):
-    """Queued → running for this message (attempts + 1) when the job is queued with attempts left:
-    the job with its rows, or None when it was not (someone has it, it is finished, or gone)."""
+def claim_queued(job_ids, max_attempts, *, now, task_id, worker, lease_expires_at):
+    """Queued → running for this message (attempts + 1), each of ``job_ids`` that is queued with
+    attempts left: those jobs with their rows, by id (the others: someone has them, they are
+    finished, or gone)."""
+    job_ids = sorted(set(job_ids))
+    if not job_ids:
+        return []
     if not _one_statement():
-        claimed = AnalysisJob.objects.filter(
-            pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=max_attempts
-        ).update(**_claimed_values(now, task_id, worker, lease_expires_at))
-        return _jobs_with_rows().get(pk=job_id) if claimed else None
-    rows = _run(
-        _claim_one_sql(),
-        [*_set_params(now, task_id, worker, lease_expires_at), job_id, AnalysisJob.Status.QUEUED.value, max_attempts],
+        claimed = []
+        for job_id in job_ids:
+            if AnalysisJob.objects.filter(
+                pk=job_id, status=AnalysisJob.Status.QUEUED, attempts__lt=max_attempts
+            ).update(**_claimed_values(now, task_id, worker, lease_expires_at)):
+                claimed.append(_jobs_with_rows().get(pk=job_id))
+        return claimed
+    return _run(
+        _claim_queued_sql(),
+        [*_set_params(now, task_id, worker, lease_expires_at), job_ids, AnalysisJob.Status.QUEUED.value, max_attempts],
     )
-    return rows[0] if rows else None
 
 
 def claim_waiting(model_version_id, exclude_id, limit, max_attempts, *, now, task_id, worker, lease_expires_at):
@@ -165,12 +171,12 @@ def _joined_select(source):
 
 
 @cache
-def _claim_one_sql():
+def _claim_queued_sql():
     table = _q(AnalysisJob._meta.db_table)
     return (
         f"WITH {_q('claimed')} AS (UPDATE {table} SET {_set_sql()} "
-        f"WHERE {_q('id')} = %s AND {_q('status')} = %s AND {_q('attempts')} < %s RETURNING {table}.*) "
-        f"{_joined_select(_q('claimed'))}"
+        f"WHERE {_q('id')} = ANY(%s) AND {_q('status')} = %s AND {_q('attempts')} < %s RETURNING {table}.*) "
+        f"{_joined_select(_q('claimed'))} ORDER BY {_q('claimed')}.{_q('id')}"
     )
 
 

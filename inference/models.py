@@ -46,6 +46,11 @@ class AnalysisJob(models.Model):
     last_enqueue_error = models.TextField(
         blank=True, help_text="Error of the last failed publish; empty once one works."
     )
+    published_message_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Celery id of the last message handed to the broker for this job (a case's smears share one).",
+    )
     task_id = models.CharField(max_length=64, blank=True, help_text="Celery id of the message that claimed the job.")
     worker = models.CharField(max_length=200, blank=True, help_text="Host:pid of the process that last claimed it.")
     started_at = models.DateTimeField(null=True, blank=True)

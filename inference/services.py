@@ -21,11 +21,12 @@ import os
 import socket
 import threading
 from datetime import timedelta
-from functools import cache, partial
+from functools import lru_cache, partial
 
+from celery.utils import uuid as celery_uuid
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Q
+from django.db.models import BooleanField, Count, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -45,7 +46,8 @@ from training.models import ModelVersion
 logger = logging.getLogger(__name__)
 
 INFERENCE_QUEUE = "inference"
-ANALYSE_SMEAR_TASK = "inference.analyse_smear"  # inference.tasks.analyse_smear
+ANALYSE_SMEAR_TASK = "inference.analyse_smear"  # inference.tasks.analyse_smear: one job
+ANALYSE_SMEARS_TASK = "inference.analyse_smears"  # inference.tasks.analyse_smears: a case's jobs
 # Publishing with the broker down: one quick retry, then give up (the sweeper tries again later).
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 # A job never handed to the broker is left alone this long (its publish may be under way).
@@ -140,10 +142,10 @@ def _reset_failed(job, user, now, *, case_id):
 
 
 def publish_on_commit(job_ids):
-    """Publish the jobs' messages once the current transaction commits (at once outside one)."""
+    """Publish one case's jobs in one message once the current transaction commits (at once outside one)."""
     job_ids = list(job_ids)
     if job_ids:
-        transaction.on_commit(partial(publish_jobs, job_ids), robust=True)
+        transaction.on_commit(partial(publish_jobs, job_ids, together=True), robust=True)
 
 
 class _BrokerConnections(threading.local):
@@ -184,29 +186,37 @@ class _BrokerConnections(threading.local):
 _broker = _BrokerConnections()
 
 
-def publish_jobs(job_ids, *, back_off=True):
-    """Hand one message per job to the broker. Never raises; returns the number published.
+def publish_jobs(job_ids, *, back_off=True, together=False):
+    """Hand the jobs to the broker: one message per job, or with ``together`` (one case's smears) one
+    message for them all, so that the worker pays one hand-off, one claim and one move of the case.
+    Never raises; returns the number of jobs published.
 
     The first failure (broker down) is recorded on that job and on the rest of the batch, which are
-    not tried: each try would only wait for the same dead broker. The sweeper publishes them later.
+    not tried: each try would only wait for the same dead broker. The sweeper publishes them later
+    (one message per job: unrelated jobs go to whichever workers are free).
     The connection is kept for the thread's next publish (see _BrokerConnections); socket timeouts
     bound each try and the retry policy the tries (inference.publishing); after a failure, this
     process skips the broker for BROKER_PUBLISH_BACKOFF_S and only records that it did.
     ``back_off=False`` (the sweeper) tries even then.
     """
-    analyse_smear = task_named(ANALYSE_SMEAR_TASK)
     job_ids = list(job_ids)
     if not job_ids:
         return 0
     if back_off and not publishing.breaker.allows():  # the sweeper (back_off=False) always tries
         _record_publish_error(job_ids, f"not tried: the broker failed just before ({publishing.breaker.error()})")
         return 0
-    done = []
-    app = analyse_smear.app
-    for index, job_id in enumerate(job_ids):
+    if together and len(job_ids) > 1:
+        messages = [(task_named(ANALYSE_SMEARS_TASK), job_ids, job_ids)]
+    else:
+        messages = [(task_named(ANALYSE_SMEAR_TASK), job_id, [job_id]) for job_id in job_ids]
+    done = []  # (message id, its job ids)
+    app = messages[0][0].app
+    for task, argument, ids in messages:
+        message_id = celery_uuid()
         try:
-            analyse_smear.apply_async(
-                args=[job_id],
+            task.apply_async(
+                args=[argument],
+                task_id=message_id,
                 queue=INFERENCE_QUEUE,
                 connection=_broker.get(app),
                 retry=True,
@@ -217,34 +227,50 @@ def publish_jobs(job_ids, *, back_off=True):
             _broker.drop()
             error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
             publishing.breaker.trip(error)
-            logger.warning("Could not publish analysis job(s) %s: %s", job_ids[index:], error)
-            _record_publish_error(job_ids[index:], error)
+            not_published = job_ids[sum(len(published) for _, published in done) :]
+            logger.warning("Could not publish analysis job(s) %s: %s", not_published, error)
+            _record_publish_error(not_published, error)
             break
-        done.append(job_id)
+        done.append((message_id, ids))
     else:
         publishing.breaker.reset()
     if done:
         _record_published(done, timezone.now())
-    return len(done)
+    return sum(len(ids) for _, ids in done)
 
 
-def _record_published(job_ids, now):
-    """One UPDATE for the batch, its SQL built once per batch size: the ORM compiled it on every
-    upload, about three quarters of the statement's CPU."""
+def _record_published(messages, now):
+    """One UPDATE for the published (message id, job ids), its SQL built once per shape: the ORM
+    compiled it on every upload, about three quarters of the statement's CPU."""
+    counts = tuple(len(ids) for _, ids in messages)
+    if len(messages) == 1:
+        assigned = [messages[0][0]]
+    else:
+        assigned = [value for message_id, ids in messages for value in (*ids, message_id)]
+    params = [now, now, *assigned, *(job_id for _, ids in messages for job_id in ids)]
     with connection.cursor() as cursor:
-        cursor.execute(_record_published_sql(len(job_ids)), [now, now, *job_ids])
+        cursor.execute(_record_published_sql(counts), params)
 
 
-@cache
-def _record_published_sql(count):
+@lru_cache(maxsize=64)
+def _record_published_sql(counts):
+    """``counts``: the number of jobs of each message, in order."""
+
     def column(name):
         return connection.ops.quote_name(AnalysisJob._meta.get_field(name).column)
 
-    count_column = column("publish_count")
+    count_column, id_column = column("publish_count"), column("id")
+    placeholders = ", ".join(["%s"] * sum(counts))
+    if len(counts) == 1:
+        message = "%s"
+    else:  # each job gets the id of the message that carried it
+        cases = " ".join(f"WHEN {id_column} IN ({', '.join(['%s'] * count)}) THEN %s" for count in counts)
+        message = f"CASE {cases} END"
     return (
         f"UPDATE {connection.ops.quote_name(AnalysisJob._meta.db_table)} SET {column('published_at')} = %s, "
         f"{count_column} = {count_column} + 1, {column('last_enqueue_error')} = '', "
-        f"{column('updated_at')} = %s WHERE {column('id')} IN ({', '.join(['%s'] * count)})"
+        f"{column('updated_at')} = %s, {column('published_message_id')} = {message} "
+        f"WHERE {id_column} IN ({placeholders})"
     )
 
 
@@ -476,9 +502,10 @@ def _jobs_to_publish(now, requeue_after_s, exclude=()):
     """Queued jobs whose message the broker may not have, oldest first.
 
     - never published (past the grace of a publish under way), or whose last publish failed: all;
-    - published longer than ``requeue_after_s`` ago: only as many as the broker's queue lacks
-      (queued, published jobs minus messages waiting), so that a backlog without consumers does
-      not gain one message per job at every sweep; when the broker cannot say, all of them.
+    - published longer than ``requeue_after_s`` ago: only the jobs of as many messages as the
+      broker's queue lacks (the messages of queued, published jobs, a case's smears sharing one,
+      minus the messages waiting), so that a backlog without consumers does not gain a message per
+      job at every sweep; when the broker cannot say, all of them.
     """
     analyse_smear = task_named(ANALYSE_SMEAR_TASK)
     queued = AnalysisJob.objects.filter(status=AnalysisJob.Status.QUEUED).exclude(pk__in=list(exclude))
@@ -496,17 +523,28 @@ def _jobs_to_publish(now, requeue_after_s, exclude=()):
         .annotate(last_try=Coalesce("published_at", "enqueued_at"))
         .filter(last_try__lte=cutoff)
         .exclude(pk__in=unpublished)
-        .order_by("last_try", "pk")
-        .values_list("pk", flat=True)
+        .order_by("last_try", "published_message_id", "pk")
     )
     if not stale.exists():
         return unpublished
     depth = publishing.queue_depth(analyse_smear.app, INFERENCE_QUEUE)
     if depth is None:
-        return unpublished + list(stale)
-    in_broker = queued.filter(last_enqueue_error="", published_at__isnull=False).count()
-    lacking = max(0, in_broker - depth)
-    return unpublished + list(stale[:lacking])
+        return unpublished + list(stale.values_list("pk", flat=True))
+    in_broker = queued.filter(last_enqueue_error="", published_at__isnull=False).aggregate(
+        shared=Count("published_message_id", distinct=True, filter=~Q(published_message_id="")),
+        own=Count("pk", filter=Q(published_message_id="")),  # published before messages had ids
+    )
+    lacking = max(0, in_broker["shared"] + in_broker["own"] - depth)
+    picked, messages = [], set()
+    rows = stale.values_list("pk", "published_message_id")[: lacking * settings.UPLOAD_MAX_FILES]
+    for job_id, message_id in rows if lacking else ():
+        message = message_id or job_id
+        if message not in messages:
+            if len(messages) == lacking:
+                break
+            messages.add(message)
+        picked.append(job_id)
+    return unpublished + picked
 
 
 def worker_name():

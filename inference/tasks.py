@@ -13,27 +13,39 @@ from celery.signals import celeryd_after_setup, worker_init, worker_process_init
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    name="inference.analyse_smear",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-)
+_ANALYSIS_TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+
+
+@shared_task(name="inference.analyse_smear", **_ANALYSIS_TASK_OPTIONS)
 def analyse_smear(self, job_id):
     """Analyse one smear for one AnalysisJob (id). Idempotent: a duplicate or redelivery is a no-op."""
+    return _run(self, [job_id])[int(job_id)]
+
+
+@shared_task(name="inference.analyse_smears", **_ANALYSIS_TASK_OPTIONS)
+def analyse_smears(self, job_ids):
+    """Analyse the smears of one submission (AnalysisJob ids) in one message: one hand-off, one
+    claim and one move of the case for all of them. Idempotent like ``analyse_smear``."""
+    return _run(self, job_ids)
+
+
+def _run(task, job_ids):
+    """{job id: outcome} of running this message's jobs."""
     from django.db import close_old_connections, connection
 
     from inference import batching
     from inference.worker import run_job
 
+    job_ids = [int(job_id) for job_id in job_ids]
+    task_id = task.request.id or ""
     # Workers reuse connections across tasks (settings.CELERY_DB_REUSE_MAX): drop an old or broken
     # one first, as Django does per request. Not inside a caller's transaction (tests, eager calls).
     if not connection.in_atomic_block:
         close_old_connections()
-    if batching.batch_max() > 1:  # TELEDIAG_INFERENCE_BATCH_MAX: take waiting smears along (GPU nodes)
-        return batching.run_jobs(int(job_id), task_id=self.request.id or "")
-    return run_job(int(job_id), task_id=self.request.id or "")
+    if len(job_ids) == 1 and batching.batch_max() <= 1:
+        return {job_ids[0]: run_job(job_ids[0], task_id=task_id)}
+    # Several smears, or TELEDIAG_INFERENCE_BATCH_MAX above 1 (GPU nodes: waiting smears come along).
+    return batching.run_jobs(job_ids, task_id=task_id)
 
 
 @shared_task(name="inference.sweep_analysis", ignore_result=True)

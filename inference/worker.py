@@ -15,11 +15,12 @@ probabilities and the Grad-CAM map of the top class. Settings: INFERENCE_RUNTIME
 auto), INFERENCE_SERVING_CACHE_DIR (a folder for the exports when the model folder is read-only),
 INFERENCE_TF_INTRA_OP_THREADS (model threads per child, also TFLite's).
 
-One job (``run_job``), all state in the database:
+One job (``run_job``; a message of several, ``inference.batching.run_jobs``), all state in the
+database:
 
 1. claim (``inference.claims``): ``queued → running`` with a conditional update (attempts + 1)
    returning the job with its smear, case and version (its large training record is another
-   table): one statement on PostgreSQL. Only one message wins; duplicates (sweeper re-publish,
+   table): one statement on PostgreSQL, for all of a message's jobs. Only one message wins; duplicates (sweeper re-publish,
    redelivery) find the job running or done and do nothing. A message that comes back after its
    worker died (acks_late + reject_on_worker_lost) carries the same task id as the claim, so it may
    take the running job over, up to INFERENCE_MAX_ATTEMPTS starts: then the job fails with the
@@ -285,18 +286,36 @@ def warm_up():
 
 def claim(job_id, task_id=""):
     """Take the job for this message, or return None when someone else has it or it is finished."""
+    jobs = claim_all([job_id], task_id)
+    return jobs[0] if jobs else None
+
+
+def claim_all(job_ids, task_id=""):
+    """Take this message's jobs (one statement for the queued ones); the rest are looked at one by
+    one (a redelivered message takes its running jobs over). Returns the jobs taken, by id."""
     now = timezone.now()
     worker = services.worker_name()
-    job = claims.claim_queued(
-        job_id,
+    job_ids = sorted({int(job_id) for job_id in job_ids})
+    jobs = claims.claim_queued(
+        job_ids,
         settings.INFERENCE_MAX_ATTEMPTS,
         now=now,
         task_id=task_id,
         worker=worker,
         lease_expires_at=leases.expiry(now),
     )
-    if job is not None:
-        return job
+    taken = {job.pk for job in jobs}
+    for job_id in job_ids:
+        if job_id not in taken:
+            job = _claim_not_queued(job_id, task_id, now, worker)
+            if job is not None:
+                jobs.append(job)
+    return sorted(jobs, key=lambda job: job.pk)
+
+
+def _claim_not_queued(job_id, task_id, now, worker):
+    """A job this message could not claim as queued: None, unless the message that claimed it is
+    back after its worker died (then it takes the job over, within the attempts allowed)."""
     job = claims.job_with_rows(job_id)
     if job is None:
         logger.warning("Analysis job %s does not exist (deleted?); message dropped.", job_id)

@@ -87,12 +87,12 @@ def statements(request, monkeypatch):
 
 
 class Published(list):
-    """Task messages the code tried to publish: [(job_id, options)]."""
+    """Task messages the code tried to publish: [(job id, or a case's job ids in one message, options)]."""
 
     fail_with = None
 
     def job_ids(self):
-        return [job_id for job_id, _ in self]
+        return [job_id for message, _ in self for job_id in (message if isinstance(message, list) else [message])]
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +104,7 @@ def published(request, monkeypatch):
     recorder = Published()
     if request.node.get_closest_marker("integration"):
         return recorder
-    from inference.tasks import analyse_smear
+    from inference.tasks import analyse_smear, analyse_smears
 
     def fake_apply_async(args=None, kwargs=None, **options):
         if recorder.fail_with is not None:
@@ -112,19 +112,25 @@ def published(request, monkeypatch):
         recorder.append((args[0], options))
 
     monkeypatch.setattr(analyse_smear, "apply_async", fake_apply_async)
+    monkeypatch.setattr(analyse_smears, "apply_async", fake_apply_async)
     return recorder
 
 
 @pytest.fixture
 def run_jobs(published):
-    """Run the published jobs' task in-process, as a worker would (called directly)."""
-    from inference.tasks import analyse_smear
+    """Run the published messages' tasks in-process, as a worker would (called directly): each job's
+    outcome, in the order of the messages."""
+    from inference.tasks import analyse_smear, analyse_smears
 
     def run():
         outcomes = []
         while published:
-            job_id, _ = published.pop(0)
-            outcomes.append(analyse_smear(job_id))
+            message, _ = published.pop(0)
+            if isinstance(message, list):
+                done = analyse_smears(message)
+                outcomes.extend(done[job_id] for job_id in message)
+            else:
+                outcomes.append(analyse_smear(message))
         return outcomes
 
     return run

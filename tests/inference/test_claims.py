@@ -24,9 +24,10 @@ def _values(instance, skip=()):
 
 def _claim(job_id, task_id, max_attempts=3):
     now = timezone.now()
-    return claims.claim_queued(
-        job_id, max_attempts, now=now, task_id=task_id, worker="host:1", lease_expires_at=now + timedelta(seconds=20)
+    jobs = claims.claim_queued(
+        [job_id], max_attempts, now=now, task_id=task_id, worker="host:1", lease_expires_at=now + timedelta(seconds=20)
     )
+    return jobs[0] if jobs else None
 
 
 def test_a_claim_gives_the_job_with_the_rows_the_orm_would_load(
@@ -35,8 +36,8 @@ def test_a_claim_gives_the_job_with_the_rows_the_orm_would_load(
     case = world.submit_case()
     queued = AnalysisJob.objects.get(smear__case=case)
     now = timezone.now()
-    job = claims.claim_queued(
-        queued.pk, 3, now=now, task_id="message-1", worker="host:1", lease_expires_at=now + timedelta(seconds=20)
+    [job] = claims.claim_queued(
+        [queued.pk], 3, now=now, task_id="message-1", worker="host:1", lease_expires_at=now + timedelta(seconds=20)
     )
     expected = AnalysisJob.objects.with_version().select_related("smear__case").get(pk=queued.pk)
     assert _values(job) == _values(expected)

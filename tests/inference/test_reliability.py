@@ -22,7 +22,7 @@ def test_a_committed_case_keeps_its_images_when_the_publish_is_interrupted(world
     """Defect 1: gunicorn's worker timeout raises SystemExit while the on-commit publish runs.
     The case is committed by then: its files must stay, and the sweeper publishes its jobs."""
 
-    def interrupted(job_ids):
+    def interrupted(job_ids, **options):
         raise SystemExit(1)  # what gunicorn's SIGABRT handler raises in a timed-out sync worker
 
     monkeypatch.setattr(services, "publish_jobs", interrupted)
@@ -149,7 +149,8 @@ def own_redis(tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_the_sweeper_does_not_multiply_messages_of_a_backlog(world, model_version, own_redis, broker):
     """Defect 6: with no worker consuming, each sweep used to add one message per queued job.
-    The queue now stays at one message per job; a broker restarted empty gets them all again."""
+    The queue now stays at the messages published (one per case, carrying its smears); a broker
+    restarted empty gets them all again (the sweeper's one message per job), and no more after."""
     import redis
     from django.utils import timezone
 
@@ -158,16 +159,26 @@ def test_the_sweeper_does_not_multiply_messages_of_a_backlog(world, model_versio
     for _ in range(3):
         world.submit_case(files=two_smears())
     jobs = AnalysisJob.objects.filter(status="queued")
-    assert jobs.count() == 6 and client.llen("inference") == 6
+    assert jobs.count() == 6 and client.llen("inference") == 3  # one message per case
     for minutes in (5, 10, 15, 20):  # four sweeps of a backlog that waits ever longer
         jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=minutes))
         services.sweep(requeue_after_s=120)
-        assert client.llen("inference") <= 2 * 6
-    assert client.llen("inference") == 6
+        assert client.llen("inference") <= 2 * 3
+    assert client.llen("inference") == 3
+
+    client.lpop("inference")  # one case's message is lost
+    jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
+    # The jobs of one message go again (which one was lost, the broker cannot say: the oldest).
+    assert services.sweep(requeue_after_s=120)["republished"] == 2
+    assert client.llen("inference") == 4
 
     client.flushdb()  # the broker lost every message (restarted empty)
     jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
     assert services.sweep(requeue_after_s=120)["republished"] == 6
+    assert client.llen("inference") == 6
+    for _ in range(2):  # a backlog of the sweeper's one-job messages is not multiplied either
+        jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
+        assert services.sweep(requeue_after_s=120)["republished"] == 0
     assert client.llen("inference") == 6
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from cases.models import Case
 from inference import services
 from inference.models import AnalysisJob, Prediction
-from inference.tasks import analyse_smear
+from inference.tasks import analyse_smear, analyse_smears
 from ml.classes import CLASS_NAMES
 from tests.conftest import smear_upload
 from tests.inference.conftest import register_version
@@ -21,7 +21,7 @@ def two_smears():
     return [smear_upload("a.png", colour=(180, 60, 120)), smear_upload("b.png", size=(40, 70), colour=(90, 90, 200))]
 
 
-def test_submission_publishes_one_id_only_message_per_smear_after_commit(
+def test_submission_publishes_one_message_of_its_job_ids_after_commit(
     world, model_version, published, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -31,11 +31,12 @@ def test_submission_publishes_one_id_only_message_per_smear_after_commit(
         assert published == []  # nothing leaves before the transaction commits
     for callback in callbacks:
         callback()
-    assert sorted(published.job_ids()) == [job.pk for job in jobs]
-    for job_id, options in published:
-        assert isinstance(job_id, int)  # ids only, never image bytes
-        assert options["queue"] == "inference"
+    [(message, options)] = published  # the case's smears in one message: one hand-off, one claim
+    assert message == [job.pk for job in jobs]  # ids only, never image bytes
+    assert options["queue"] == "inference"
     assert all(job.model_version == model_version for job in jobs)
+    # The jobs know their message: the sweeper counts messages, not jobs, against the broker's queue.
+    assert {job.published_message_id for job in AnalysisJob.objects.all()} == {options["task_id"]}
     assert AnalysisJob.objects.filter(published_at__isnull=False, publish_count=1).count() == 2
 
 
@@ -49,6 +50,28 @@ def test_rolled_back_submission_publishes_nothing(world, model_version, publishe
             )
     assert published == []
     assert not AnalysisJob.objects.exists()
+
+
+def test_a_case_s_message_claims_its_smears_together_and_moves_the_case_once(world, model_version):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    one_by_one, together = (world.submit_case(files=two_smears()) for _ in range(2))
+    with CaptureQueriesContext(connection) as separately:
+        for job in AnalysisJob.objects.filter(smear__case=one_by_one).order_by("pk"):
+            assert analyse_smear(job.pk) == "done"
+    jobs = list(AnalysisJob.objects.filter(smear__case=together).order_by("pk"))
+    with CaptureQueriesContext(connection) as in_one:
+        assert analyse_smears([job.pk for job in jobs]) == {job.pk: "done" for job in jobs}
+    # One claim, one move to analysing, one to awaiting review, one INSERT of both results.
+    assert len(in_one) <= len(separately) - 4, [q["sql"][:60] for q in in_one]
+    together.refresh_from_db()
+    assert together.status == Case.Status.AWAITING_REVIEW
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == "done" and job.attempts == 1
+        assert Prediction.objects.get(smear=job.smear).label in CLASS_NAMES
+    assert analyse_smears([job.pk for job in jobs]) == {job.pk: "skipped" for job in jobs}  # a duplicate
 
 
 def test_task_stores_prediction_heatmap_and_moves_the_case(world, model_version):
@@ -268,7 +291,7 @@ def test_no_active_model_case_waits_then_sweeper_starts_it(
     register_version(path, sha256)  # a model becomes active; the sweeper (beat, every minute) runs
     with django_capture_on_commit_callbacks(execute=True):
         assert services.sweep()["waiting_cases_started"] == 1
-    assert len(published) == 2
+    assert len(published.job_ids()) == 2
     assert run_jobs() == ["done", "done"]
     case.refresh_from_db()
     assert case.status == Case.Status.AWAITING_REVIEW
@@ -516,9 +539,10 @@ def test_workers_reuse_database_connections_and_replace_broken_ones(settings, mo
     assert calls == ["close_old", ("run", 5)]  # old connections are dealt with before the job
 
 
-def test_services_publish_the_analysis_task_by_its_registered_name():
+def test_services_publish_the_analysis_tasks_by_their_registered_names():
     from core.task_lookup import task_named
-    from inference.services import ANALYSE_SMEAR_TASK
-    from inference.tasks import analyse_smear
+    from inference.services import ANALYSE_SMEAR_TASK, ANALYSE_SMEARS_TASK
+    from inference.tasks import analyse_smear, analyse_smears
 
     assert task_named(ANALYSE_SMEAR_TASK) is analyse_smear._get_current_object()  # shared_task gives a Proxy
+    assert task_named(ANALYSE_SMEARS_TASK) is analyse_smears._get_current_object()

@@ -194,7 +194,7 @@ def test_rerun_endpoint(client, world, analysed, model_file, published, django_c
     assert response.status_code == 202
     html = response.content.decode()
     assert "Model second-version" in html and 'hx-trigger="every 3s"' in html  # queued: it polls
-    assert len(published) == 2
+    assert len(published.job_ids()) == 2
     assert AnalysisJob.objects.filter(smear__case=analysed, model_version=other).count() == 2
 
 
