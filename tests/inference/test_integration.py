@@ -249,28 +249,29 @@ def test_filesystem_broker_needs_no_server(client, world, db, version, start_wor
     shutil.rmtree(var_dir, ignore_errors=True)
 
 
+@pytest.mark.parametrize("smears", [1, 2], ids=["one-smear message", "a case's two-smear message"])
 def test_worker_child_killed_mid_task_the_task_runs_again(
-    client, world, services_up, version, start_worker, broker_settings
+    client, world, services_up, version, start_worker, broker_settings, smears
 ):
     redis_broker()
     worker = start_worker(FAULT_ANALYSIS_DELAY_S="4")
-    case = submit(client, world)
-    job = AnalysisJob.objects.get(smear__case=case)
+    case = submit(client, world, count=smears)
+    jobs = AnalysisJob.objects.filter(smear__case=case)
 
     def running():
-        job.refresh_from_db()
-        return job.status == AnalysisJob.Status.RUNNING and job.worker
+        return all(job.status == AnalysisJob.Status.RUNNING and job.worker for job in jobs.all())
 
-    wait_for(running, "the job to start", worker)
-    host, pid = job.worker.rsplit(":", 1)
+    wait_for(running, "the jobs to start", worker)
+    [taken_by] = {job.worker for job in jobs.all()}  # one child holds the whole message
+    host, pid = taken_by.rsplit(":", 1)
     assert host == socket.gethostname() and int(pid) != worker.process.pid
     os.kill(int(pid), signal.SIGKILL)  # the pool child dies mid-task; the parent starts a new one
 
     wait_for(case_finished(case), "the case to complete after the kill", worker)
-    job.refresh_from_db()
-    assert job.status == "done" and job.attempts == 2
-    assert job.worker != f"{host}:{pid}"
-    assert Prediction.objects.filter(smear__case=case).count() == 1
+    for job in jobs.all():
+        assert job.status == "done" and job.attempts == 2
+        assert job.worker != f"{host}:{pid}"
+    assert Prediction.objects.filter(smear__case=case).count() == smears
 
 
 def test_task_that_kills_its_worker_every_time_fails_after_max_attempts(
