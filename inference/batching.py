@@ -148,7 +148,7 @@ def run_jobs(job_ids, task_id=""):
 
     Returns {job id: "done", "failed" or "skipped"} for this message's jobs."""
     task_id = task_id or ""
-    jobs = retrying(worker.claim_all, job_ids, task_id)
+    jobs = worker.claim_all(job_ids, task_id)  # its steps retry on their own
     if jobs:
         jobs += retrying(claim_waiting, jobs[0], batch_max() - len(jobs), task_id)
     for case_id, status in {j.smear.case_id: j.smear.case.status for j in jobs}.items():
@@ -159,7 +159,8 @@ def run_jobs(job_ids, task_id=""):
             for j in jobs:
                 held.enter_context(leases.held(j))
             for same_model in _by_model_version(jobs):
-                outcomes.update(_analyse_batch(same_model))
+                # Safe to run again after a database blip: a result is stored once per smear.
+                outcomes.update(retrying(_analyse_batch, same_model))
     except TRANSIENT_ERRORS:
         raise  # the database went away: never "failed" for that; the leases hand the jobs back
     except SoftTimeLimitExceeded:

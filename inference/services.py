@@ -534,10 +534,11 @@ def _jobs_to_publish(now, requeue_after_s, exclude=()):
         shared=Count("published_message_id", distinct=True, filter=~Q(published_message_id="")),
         own=Count("pk", filter=Q(published_message_id="")),  # published before messages had ids
     )
-    lacking = max(0, in_broker["shared"] + in_broker["own"] - depth)
+    lacking = in_broker["shared"] + in_broker["own"] - depth
+    if lacking <= 0:
+        return unpublished
     picked, messages = [], set()
-    rows = stale.values_list("pk", "published_message_id")[: lacking * settings.UPLOAD_MAX_FILES]
-    for job_id, message_id in rows if lacking else ():
+    for job_id, message_id in stale.values_list("pk", "published_message_id")[: lacking * settings.UPLOAD_MAX_FILES]:
         message = message_id or job_id
         if message not in messages:
             if len(messages) == lacking:

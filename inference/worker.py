@@ -292,11 +292,15 @@ def claim(job_id, task_id=""):
 
 def claim_all(job_ids, task_id=""):
     """Take this message's jobs (one statement for the queued ones); the rest are looked at one by
-    one (a redelivered message takes its running jobs over). Returns the jobs taken, by id."""
+    one (a redelivered message takes its running jobs over). Returns the jobs taken, by id.
+
+    Each step is retried on its own while the database is briefly away: a retry of the whole would
+    find the jobs its first step took running under this message and count a restart for them."""
     now = timezone.now()
     worker = services.worker_name()
     job_ids = sorted({int(job_id) for job_id in job_ids})
-    jobs = claims.claim_queued(
+    jobs = retrying(
+        claims.claim_queued,
         job_ids,
         settings.INFERENCE_MAX_ATTEMPTS,
         now=now,
@@ -307,7 +311,7 @@ def claim_all(job_ids, task_id=""):
     taken = {job.pk for job in jobs}
     for job_id in job_ids:
         if job_id not in taken:
-            job = _claim_not_queued(job_id, task_id, now, worker)
+            job = retrying(_claim_not_queued, job_id, task_id, now, worker)
             if job is not None:
                 jobs.append(job)
     return sorted(jobs, key=lambda job: job.pk)

@@ -176,6 +176,7 @@ def test_the_sweeper_does_not_multiply_messages_of_a_backlog(world, model_versio
     jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
     assert services.sweep(requeue_after_s=120)["republished"] == 6
     assert client.llen("inference") == 6
+    assert len(set(jobs.values_list("published_message_id", flat=True))) == 6  # a message each now
     for _ in range(2):  # a backlog of the sweeper's one-job messages is not multiplied either
         jobs.update(published_at=timezone.now() - timezone.timedelta(minutes=5))
         assert services.sweep(requeue_after_s=120)["republished"] == 0
@@ -299,24 +300,54 @@ def test_a_database_blip_mid_analysis_neither_fails_nor_strands_the_job(world, m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_database_blip_at_the_claim_is_retried(world, model_version, monkeypatch):
+def test_a_database_blip_mid_analysis_of_a_case_s_message_is_retried_in_the_same_task(
+    world, model_version, monkeypatch
+):
+    """Defect 4 for a message of several smears: the step is retried, each result stored once."""
     from inference import worker
+    from inference.tasks import analyse_smears
+
+    case = world.submit_case(files=two_smears())
+    jobs = list(AnalysisJob.objects.filter(smear__case=case).order_by("pk"))
+    blips, real_screen = [], worker.screen
+
+    def screen_then_a_blip(job, *args):
+        screened = real_screen(job, *args)
+        if len(blips) == 1:  # the second image: the first one's row is not stored yet
+            _terminate_own_connection()
+        blips.append(job.pk)
+        return screened
+
+    monkeypatch.setattr(worker, "screen", screen_then_a_blip)
+    assert analyse_smears([job.pk for job in jobs]) == {job.pk: "done" for job in jobs}
+    assert len(blips) == 4  # both images screened twice: the batch ran again after the blip
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == "done" and job.reason == "" and job.attempts == 1
+        assert job.smear.predictions.count() == 1
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_blip_at_the_claim_is_retried(world, model_version, monkeypatch):
+    from inference import claims
     from inference.tasks import analyse_smear
 
     case = world.submit_case()
     job = AnalysisJob.objects.get(smear__case=case)
-    real_claim, calls = worker.claim, []
+    real_claim, calls = claims.claim_queued, []
 
-    def claim_after_a_blip(job_id, task_id=""):
-        calls.append(job_id)
+    def claim_after_a_blip(job_ids, *args, **kwargs):
+        calls.append(job_ids)
         if len(calls) == 1:
             AnalysisJob.objects.exists()  # the connection is open...
             _terminate_own_connection()  # ... and then the server goes away
-        return real_claim(job_id, task_id)
+        return real_claim(job_ids, *args, **kwargs)
 
-    monkeypatch.setattr(worker, "claim", claim_after_a_blip)
+    monkeypatch.setattr(claims, "claim_queued", claim_after_a_blip)
     assert analyse_smear(job.pk) == "done"
-    assert len(calls) == 2
+    assert calls == [[job.pk], [job.pk]]  # the claim's statement ran again, nothing else did
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 1
 
