@@ -20,8 +20,8 @@ database:
 
 1. claim (``inference.claims``): ``queued → running`` with a conditional update (attempts + 1)
    returning the job with its smear, case and version (its large training record is another
-   table): one statement on PostgreSQL, for all of a message's jobs. Only one message wins; duplicates (sweeper re-publish,
-   redelivery) find the job running or done and do nothing. A message that comes back after its
+   table): one statement on PostgreSQL, for all of a message's jobs. Only one message wins;
+   duplicates (sweeper re-publish, redelivery) find the job running or done and do nothing. A message that comes back after its
    worker died (acks_late + reject_on_worker_lost) carries the same task id as the claim, so it may
    take the running job over, up to INFERENCE_MAX_ATTEMPTS starts: then the job fails with the
    reason, instead of killing workers forever.
