@@ -212,7 +212,13 @@ def _analyse_batch(jobs):
     graph = batched_graph(loaded) if len(ready) > 1 and batch_max() > 1 else None
     t0 = time.perf_counter()
     if graph is not None:
-        probabilities, cams = graph(np.stack([image for _, image in ready]).astype(np.float32))
+        # At most BATCH_MAX images per call (a case's message may carry more), stored together below.
+        calls = [
+            graph(np.stack([image for _, image in ready[start : start + batch_max()]]).astype(np.float32))
+            for start in range(0, len(ready), batch_max())
+        ]
+        probabilities = np.concatenate([p for p, _ in calls])
+        cams = np.concatenate([c for _, c in calls])
         features = None  # the OOD score's features: a pass of their own (cheap where batching pays, a GPU)
     else:
         analysed = [loaded.analyse_all(image) for _, image in ready]

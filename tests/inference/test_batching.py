@@ -62,6 +62,26 @@ def test_one_message_classifies_the_waiting_smears_in_one_call(world, model_vers
     assert {c.status for c in Case.objects.filter(pk__in=[c.pk for c in cases])} == {"awaiting_review"}
 
 
+def test_a_case_message_larger_than_the_batch_goes_in_calls_of_at_most_batch_max(
+    world, model_version, batch_of, monkeypatch
+):
+    from inference.tasks import analyse_smears
+
+    batch_of(2)
+    [case] = _cases(world, 1, images=5)
+    jobs = list(AnalysisJob.objects.filter(smear__case=case).order_by("pk"))
+    calls = []
+    real_call = batching.BatchedGraph.__call__
+    monkeypatch.setattr(
+        batching.BatchedGraph, "__call__", lambda self, images: calls.append(len(images)) or real_call(self, images)
+    )
+    assert analyse_smears([job.pk for job in jobs]) == {job.pk: "done" for job in jobs}
+    assert calls == [2, 2, 1]
+    assert Prediction.objects.filter(smear__case=case).count() == 5
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
 def test_an_empty_queue_means_a_batch_of_one(world, model_version, batch_of):
     batch_of(8)
     (case,) = _cases(world, 1, images=1)
