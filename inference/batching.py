@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
+from core import log_context
 from inference import claims, leases, results, services, worker
 from inference.transient import TRANSIENT_ERRORS, retrying
 
@@ -151,6 +152,8 @@ def run_jobs(job_ids, task_id=""):
     jobs = worker.claim_all(job_ids, task_id)  # its steps retry on their own
     if jobs:
         jobs += retrying(claim_waiting, jobs[0], batch_max() - len(jobs), task_id)
+    case_ids = {j.smear.case_id for j in jobs}
+    log_context.bind_case(case_ids.pop() if len(case_ids) == 1 else None)  # a case's message: its id
     for case_id, status in {j.smear.case_id: j.smear.case.status for j in jobs}.items():
         retrying(services.case_started, case_id, status=status)
     outcomes = {j.pk: "failed" for j in jobs}

@@ -56,6 +56,8 @@ def test_a_case_s_message_claims_its_smears_together_and_moves_the_case_once(wor
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from core import log_context
+
     one_by_one, together = (world.submit_case(files=two_smears()) for _ in range(2))
     with CaptureQueriesContext(connection) as separately:
         for job in AnalysisJob.objects.filter(smear__case=one_by_one).order_by("pk"):
@@ -63,6 +65,7 @@ def test_a_case_s_message_claims_its_smears_together_and_moves_the_case_once(wor
     jobs = list(AnalysisJob.objects.filter(smear__case=together).order_by("pk"))
     with CaptureQueriesContext(connection) as in_one:
         assert analyse_smears([job.pk for job in jobs]) == {job.pk: "done" for job in jobs}
+    assert log_context.case_id.get() == str(together.pk)  # its log lines name the case
     # One claim, one move to analysing, one to awaiting review, one INSERT of both results.
     assert len(in_one) <= len(separately) - 4, [q["sql"][:60] for q in in_one]
     together.refresh_from_db()
