@@ -216,7 +216,9 @@ def recreate_database(args):
 
 def empty_broker(url):
     """Empty the broker: a Redis db is flushed, a RabbitMQ broker's task queues are purged."""
-    if not url.startswith(("amqp://", "pyamqp://")):
+    from telediag import brokers
+
+    if not brokers.is_amqp(url):
         import redis
 
         redis.Redis.from_url(url).flushdb()
@@ -225,7 +227,7 @@ def empty_broker(url):
 
     with Connection(url) as connection:
         channel = connection.default_channel
-        for queue in ("inference", "default"):
+        for queue in brokers.QUEUE_NAMES:
             try:
                 channel.queue_purge(queue)
             except Exception:  # noqa: BLE001 - a queue never declared has nothing to purge

@@ -152,9 +152,9 @@ def run_jobs(job_ids, task_id=""):
     jobs = worker.claim_all(job_ids, task_id)  # its steps retry on their own
     if jobs:
         jobs += retrying(claim_waiting, jobs[0], batch_max() - len(jobs), task_id)
-    case_ids = {j.smear.case_id for j in jobs}
-    log_context.bind_case(case_ids.pop() if len(case_ids) == 1 else None)  # a case's message: its id
-    for case_id, status in {j.smear.case_id: j.smear.case.status for j in jobs}.items():
+    cases = {j.smear.case_id: j.smear.case.status for j in jobs}  # as the claim read them
+    log_context.bind_case(next(iter(cases)) if len(cases) == 1 else None)  # a case's message: its id
+    for case_id, status in cases.items():
         retrying(services.case_started, case_id, status=status)
     outcomes = {j.pk: "failed" for j in jobs}
     try:
@@ -178,9 +178,9 @@ def run_jobs(job_ids, task_id=""):
         for j in jobs:
             if outcomes.get(j.pk) != "done":
                 services.job_fail(j.pk, f"Unexpected error: {type(exc).__name__}: {exc}", task_id=j.task_id)
-    for case_id in sorted({j.smear.case_id for j in jobs}):
+    for case_id in sorted(cases):
         retrying(services.case_maybe_finished, case_id)
-    return {int(job_id): outcomes.get(int(job_id), "skipped") for job_id in job_ids}
+    return {job_id: outcomes.get(job_id, "skipped") for job_id in job_ids}
 
 
 def _by_model_version(jobs):
