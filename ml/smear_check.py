@@ -23,7 +23,11 @@ Features (``FEATURES``; each is checked on the side(s) given, the message is the
 - ``flat_fraction`` (high): share of pixels whose 3x3 neighbourhood varies by <= 1 in every
   channel: perfectly flat areas, which camera images (noise, JPEG) do not have and screenshots do.
 
-The filter-based features (sharpness, edges, flatness) stay 2 pixels away from padding.
+The filter-based features (sharpness, edges, flatness) stay 2 pixels away from padding. The
+CIELAB and HSV statistics (lightness, a, b, background, saturation, off-stain hue) are taken over
+every other row and column: a quarter of the pixels, 12,544 at 224 px, estimates the same
+population figures (scores within 0.03 of the all-pixel ones on the real validation and test
+images) at a third of the check's cost; the optical density counts every pixel (a histogram).
 
 Scoring (``fit`` on real training smears): each feature becomes a quantile-scaled robust z-score,
 ``z = (value - median) / scale``, where the scale on each side is the distance from the median to
@@ -84,6 +88,7 @@ FEATURE_NAMES = tuple(FEATURES)
 _EDGE_MAGNITUDE = 100.0
 _BACKGROUND_L, _BACKGROUND_CHROMA = 75.0, 20.0
 _SATURATED, _OFF_HUE = 0.25, (30.0, 180.0)
+_COLOUR_STEP = 2  # colour statistics on every other row and column (module docstring)
 
 
 # -log10((I + 1) / 256) for every 8-bit value: the optical density of a pixel is a table look-up.
@@ -98,24 +103,26 @@ def _content(values, mask, whole):
 def image_features(image):
     """The FEATURES of one uint8 RGB image (H, W, 3), as a float64 array in FEATURE_NAMES order.
 
-    Runs in the worker for every uploaded image (about 2 ms at 224 px on this CPU): no copies of the
-    pixels when there is no padding, optical density from per-channel histograms, and exact
-    shortcuts for the thresholded magnitudes (below).
+    Runs in the worker for every uploaded image (about 1 ms at 224 px on this CPU): colour
+    statistics on a grid of every other pixel (module docstring), no copies of the pixels when there
+    is no padding, optical density from per-channel histograms, and exact shortcuts for the
+    thresholded magnitudes (below).
     """
     import cv2
 
     image = np.ascontiguousarray(image, dtype=np.uint8)
     mask = content_mask(image)
     whole = bool(mask.all())
-    as_float = image.astype(np.float32) / 255.0
-    lab = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2Lab), mask, whole)
+    grid, grid_mask = _colour_grid(image, mask)
+    as_float = grid.astype(np.float32) / 255.0
+    lab = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2Lab), grid_mask, whole)
     lightness, a, b = lab[:, 0].astype(np.float64), lab[:, 1], lab[:, 2]
-    hsv = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2HSV), mask, whole)
+    hsv = _content(cv2.cvtColor(as_float, cv2.COLOR_RGB2HSV), grid_mask, whole)
     hue, saturation = hsv[:, 0], hsv[:, 1]
     count = len(lightness)
     histogram_mask = None if whole else mask.astype(np.uint8)
     counts = np.stack([cv2.calcHist([image], [c], histogram_mask, [256], [0, 256]).ravel() for c in range(3)])
-    optical_density = counts.astype(np.float64) @ _OPTICAL_DENSITY / max(count, 1)
+    optical_density = counts.astype(np.float64) @ _OPTICAL_DENSITY / max(counts[0].sum(), 1)
     od_total = optical_density.sum()
     od_shares = optical_density / od_total if od_total > 1e-9 else np.full(3, 1 / 3)
 
@@ -150,6 +157,15 @@ def image_features(image):
         "flat_fraction": np.count_nonzero(flat) / len(flat),
     }
     return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+
+
+def _colour_grid(image, mask):
+    """(pixels, mask) of every other row and column, where the colour statistics are taken; the
+    whole image when the grid holds no content pixel (a sliver of content between padding)."""
+    grid_mask = mask[::_COLOUR_STEP, ::_COLOUR_STEP]
+    if not grid_mask.any():
+        return image, mask
+    return image[::_COLOUR_STEP, ::_COLOUR_STEP], grid_mask
 
 
 # Squared chroma in float32 is within 1e-4 of the exact value near the threshold (400): pixels
