@@ -26,7 +26,7 @@ Features (``FEATURES``; each is checked on the side(s) given, the message is the
 The filter-based features (sharpness, edges, flatness) stay 2 pixels away from padding. The
 CIELAB and HSV statistics (lightness, a, b, background, saturation, off-stain hue) are taken over
 every other row and column: a quarter of the pixels, 12,544 at 224 px, estimates the same
-population figures (scores within 0.03 of the all-pixel ones on the real validation and test
+population figures (scores within 0.032 of the all-pixel ones on the real validation and test
 images) at a third of the check's cost; the optical density counts every pixel (a histogram).
 
 Scoring (``fit`` on real training smears): each feature becomes a quantile-scaled robust z-score,
