@@ -792,16 +792,17 @@ def raw_serving(serving, prepared):
 
 
 def image_work(version, serving, images):
-    """The worker's per-image work alone, in this process, no Celery, database or storage: decode at
-    the model's size, the version's smear check (decode at its size, features), the serving runtime,
-    the heatmap overlay. {step: median ms} and images/s of all steps together: the ceiling of the
-    path's throughput with one core (a path that only did this would reach it)."""
+    """The worker's per-image work alone, in this process, no Celery, database or storage, as
+    ``inference.worker.screen`` does it: decode once and resize for the model, the version's smear
+    check (resized from the same decode, features), the serving runtime, the heatmap overlay. {step:
+    median ms} and images/s of all steps together: the ceiling of the path's throughput with one core
+    (a path that only did this would reach it)."""
     import io
 
     from PIL import Image
 
     from ml import heatmaps
-    from ml.images import prepare_image
+    from ml.images import decode_image, prepare_decoded
     from training import gates as smear_gate
 
     check = smear_gate.check_for(version)
@@ -812,10 +813,11 @@ def image_work(version, serving, images):
     started = time.perf_counter()
     for (_name, data, _label), original_size in zip(images, original_sizes):
         t0 = time.perf_counter()
-        image = prepare_image(data, size)
+        decoded = decode_image(data)
+        image = prepare_decoded(decoded, size)
         t1 = time.perf_counter()
         if check is not None:
-            smear_gate.smear_verdict(version, prepare_image(data, check.image_size))
+            smear_gate.smear_verdict(version, prepare_decoded(decoded, check.image_size))
         t2 = time.perf_counter()
         _probabilities, cam = serving.analyse(image)
         t3 = time.perf_counter()
