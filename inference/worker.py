@@ -545,8 +545,9 @@ def _keep_stored(job, now, heatmap_name):
 
 def run_job(job_id, task_id=""):
     """The body of the ``inference.analyse_smear`` task. Returns "done", "failed" or "skipped"."""
-    # Every step retries while the database is briefly away (inference.transient).
-    job = retrying(claim, job_id, task_id or "")
+    # Every step retries while the database is briefly away (inference.transient); the claim's own
+    # steps do (claim_all): retrying it whole would count a restart for a job its first step took.
+    job = claim(job_id, task_id or "")
     if job is None:
         return "skipped"
     case_id = job.smear.case_id
